@@ -25,7 +25,9 @@ class HostOp:
 
 @dataclass
 class Graph:
-    """Nodes keyed by name; an edge u -> v when v reads a tensor u writes. Insertion order is execution order."""
+    """Nodes keyed by name; an edge u -> v when v reads a tensor u writes.
+
+    Insertion order is execution order."""
 
     name: str = "network"
     nodes: dict[str, Layer | HostOp] = field(default_factory=dict)

@@ -1,0 +1,259 @@
+"""The analytical cost model: a Timeloop-style analysis of a mapping's loop nest, in PyTorch.
+
+One implementation serves two uses:
+1. exact evaluation of many integer (layer, engine, mapping) points at once (tensors [B, ...]);
+2. gradients w.r.t. relaxed choices: `relaxed=True` replaces ceil() by its argument so costs are
+   smooth in fractional factors/sizes, and `expected()` mixes the costs of discrete options by
+   their probabilities (exact when the probabilities are one-hot).
+
+The counting rules, which the generated HLS code follows too (see docs/cost_model.md):
+- Loops are ordered level by level (DRAM outermost), and within a level by the mapping's order.
+  The spatial loops sit inside every temporal loop of the shared levels and outside the per-PE
+  levels' loops; for transfer counting the PE array's tiles are taken together (multicast).
+- Operand X moves from its parent level (the nearest outer level that holds X) into level h once
+  per iteration of the loops outside h, except that the innermost run of loops irrelevant to X
+  (after dropping loops of trip count 1) reuses the tile in place.
+- Tiles lie on a grid over the padded iteration space: tiles past a bound are skipped, a tile that
+  crosses it is clipped, so summed over a relevant dim's tiles the extents add up to its bound.
+- An input tile moves the distinct input rows x cols its (P, R) x (Q, S) extents touch, zero
+  padding positions included (the loader writes them into the buffer).
+- Outputs leave level h once per visit; when reduction loops sit outside h, all but the first visit
+  of an output tile also read the partial sums back. Partial sums move at accumulator width; the
+  final outputs written to DRAM at output width.
+- Each MAC reads W and I and updates O in the innermost level holding each operand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from codax.hw.encode import CostInputs
+from codax.ir import DIMS, OPERANDS, RELEVANT
+
+_D = {d: i for i, d in enumerate(DIMS)}
+_REL = {x: torch.tensor([d in RELEVANT[x] for d in DIMS]) for x in OPERANDS}
+N_, G_, K_, C_, P_, Q_, R_, S_ = (_D[d] for d in DIMS)
+
+
+@dataclass
+class CostOutputs:
+    macs: torch.Tensor  # [B] valid multiply-accumulates
+    cycles: torch.Tensor  # [B] latency
+    compute_cycles: torch.Tensor  # [B] PE-array steps
+    energy_pj: torch.Tensor  # [B]
+    mac_energy_pj: torch.Tensor  # [B]
+    level_energy_pj: torch.Tensor  # [B, L]
+    words_in: torch.Tensor  # [B, L, 3] words written into level h from its parent (W, I, psum reloads of O)
+    words_out: torch.Tensor  # [B, L, 3] words leaving level h to its parent (O only)
+    reads_bits: torch.Tensor  # [B, L] bits read from each level (transfers + MAC operand reads)
+    writes_bits: torch.Tensor  # [B, L]
+    port_cycles: torch.Tensor  # [B, L] cycles of traffic through each level's port
+    tile_bytes: torch.Tensor  # [B, L, 3] bytes of each operand's tile held at each level (one copy)
+    overflow_bytes: (
+        torch.Tensor
+    )  # [B, L] how far the fullest buffer of the level is over capacity (<= 0 fits)
+    covered: torch.Tensor  # [B] bool: factors cover every dim
+    utilization: torch.Tensor  # [B] MACs / (cycles x PEs)
+    spatial_utilization: torch.Tensor  # [B] MACs / (compute cycles x PEs)
+
+    @property
+    def legal(self) -> torch.Tensor:
+        return self.covered & (self.overflow_bytes <= 0).all(dim=1)
+
+    @property
+    def dram_bits(self) -> torch.Tensor:
+        return self.reads_bits[:, 0] + self.writes_bits[:, 0]
+
+    @property
+    def edp(self) -> torch.Tensor:
+        return self.energy_pj * self.cycles
+
+
+def _distinct(p: torch.Tensor, r: torch.Tensor, s: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """|{i*s + j*d : i < p, j < r}| for coprime s, d: each collision chain (i, j) ~ (i-d, j+s) counts once."""
+    return p * r - torch.relu(p - d) * torch.relu(r - s)
+
+
+def _window_sum(bp, tp, np_, br, tr, nr, s, d):
+    """Distinct input rows summed over all (P-tile, R-tile) pairs: n-1 full tiles and one last tile
+    per dim."""
+    fp, fr = torch.minimum(tp, bp), torch.minimum(tr, br)
+    lp, lr = bp - (np_ - 1) * tp, br - (nr - 1) * tr
+    return (
+        (np_ - 1) * (nr - 1) * _distinct(fp, fr, s, d)
+        + (np_ - 1) * _distinct(fp, lr, s, d)
+        + (nr - 1) * _distinct(lp, fr, s, d)
+        + _distinct(lp, lr, s, d)
+    )
+
+
+def _dense_window(p, r, stride, dil):
+    return (p - 1) * stride + (r - 1) * dil + 1
+
+
+def cost_core(x: CostInputs, relaxed: bool = False) -> CostOutputs:
+    ceil = (lambda t: t) if relaxed else torch.ceil
+    B, L, _ = x.factor.shape
+    dt = x.factor.dtype
+    f, s, bound = x.factor, x.spatial, x.bound
+    lvl = torch.arange(L)
+    active = f > 1.0 + 1e-9
+    pos = lvl.view(1, L, 1).to(dt) * 8.0 + x.rank  # global loop position, outermost smallest
+    per_pe = lvl.view(1, L) > x.spatial_level.view(B, 1)  # [B, L]
+    macs = bound.prod(dim=1)
+    ones = torch.ones(B, dtype=dt)
+
+    # --- tiles held at each level (capacity) ------------------------------------------------------
+    suffix = torch.flip(torch.cumprod(torch.flip(f, [1]), dim=1), [1])  # prod of factors at levels >= l
+    agg = torch.minimum(suffix * s.unsqueeze(1), bound.unsqueeze(1))  # the PE array's tiles taken together
+    held = torch.minimum(
+        torch.where(per_pe.unsqueeze(2), suffix, suffix * s.unsqueeze(1)), bound.unsqueeze(1)
+    )
+
+    def footprints(e: torch.Tensor) -> torch.Tensor:  # e [B, L, 8] -> words [B, L, 3]
+        h = torch.minimum(
+            _dense_window(e[..., P_], e[..., R_], x.stride[:, :1], x.dilation[:, :1]), x.in_pad[:, :1]
+        )
+        w = torch.minimum(
+            _dense_window(e[..., Q_], e[..., S_], x.stride[:, 1:], x.dilation[:, 1:]), x.in_pad[:, 1:]
+        )
+        wt = e[..., G_] * e[..., K_] * e[..., C_] * e[..., R_] * e[..., S_]
+        it = e[..., N_] * e[..., G_] * e[..., C_] * h * w
+        ot = e[..., N_] * e[..., G_] * e[..., K_] * e[..., P_] * e[..., Q_]
+        return torch.stack([wt, it, ot], dim=2)
+
+    tile_bits = torch.stack([x.w_bits, x.a_bits, x.acc_bits], dim=1).unsqueeze(1)  # O held as accumulators
+    tile_bytes = footprints(held) * tile_bits / 8.0
+    need = tile_bytes * (1.0 + x.db).unsqueeze(2) * x.holds
+    over_op = (need - x.cap_op).amax(dim=2)
+    over_shared = need.sum(dim=2) - x.cap_shared
+    overflow = torch.maximum(over_op, over_shared)
+    overflow[:, 0] = -1.0  # DRAM is unbounded
+    covered = (f.prod(dim=1) * s >= bound - 1e-9).all(dim=1)
+    agg_bits = footprints(agg) * torch.stack([x.w_bits, x.a_bits, x.acc_bits], dim=1).unsqueeze(1)
+
+    # --- transfers at every boundary --------------------------------------------------------------
+    words_in = torch.zeros(B, L, 3, dtype=dt)
+    words_out = torch.zeros(B, L, 3, dtype=dt)
+    reads = torch.zeros(B, L, dtype=dt)
+    writes = torch.zeros(B, L, dtype=dt)
+    port = torch.zeros(B, L, dtype=dt)  # bits through each parent's port
+    not_db = torch.zeros(B, L, dtype=dt)  # parents feeding a single-buffered child
+    fill = torch.zeros(B, L, dtype=dt)  # bits of the first tiles, which cannot overlap compute
+    o_size = bound[:, N_] * bound[:, G_] * bound[:, K_] * bound[:, P_] * bound[:, Q_]
+    op_bits = {"W": x.w_bits, "I": x.a_bits, "O": x.acc_bits}
+    for xi, X in enumerate(OPERANDS):
+        rel = _REL[X].view(1, 1, 8)
+        for h in range(1, L):
+            outer = (lvl < h).view(1, L, 1)
+            cand = active & rel & outer
+            last = torch.where(cand, pos, torch.full_like(pos, -1.0)).flatten(1).amax(dim=1)
+            kept = outer & (pos <= last.view(B, 1, 1))
+            tile = torch.where(kept, torch.ones_like(f), f).prod(dim=1) * s  # [B, 8] child tile per dim
+            n = ceil(bound / tile)
+            if X == "I":
+                hs = _window_sum(
+                    bound[:, P_],
+                    tile[:, P_],
+                    n[:, P_],
+                    bound[:, R_],
+                    tile[:, R_],
+                    n[:, R_],
+                    x.win_s[:, 0],
+                    x.win_d[:, 0],
+                )
+                ws = _window_sum(
+                    bound[:, Q_],
+                    tile[:, Q_],
+                    n[:, Q_],
+                    bound[:, S_],
+                    tile[:, S_],
+                    n[:, S_],
+                    x.win_s[:, 1],
+                    x.win_d[:, 1],
+                )
+                words = n[:, K_] * bound[:, N_] * bound[:, G_] * bound[:, C_] * hs * ws
+            else:
+                r = _REL[X].view(1, 8)
+                words = torch.where(r, bound, n).prod(dim=1)
+            here = x.holds[:, h, xi]
+            words = words * here
+            parent_mask = (lvl.view(1, L) < h) & (x.holds[:, :, xi] > 0)
+            parent = torch.where(parent_mask, lvl.view(1, L), torch.full((B, L), -1)).amax(dim=1)
+            onehot = torch.nn.functional.one_hot(parent, L).to(dt)  # [B, L]
+            child = torch.zeros(B, L, dtype=dt)
+            child[:, h] = 1.0
+            if X == "O":
+                reload = words - o_size * here
+                to_dram = (parent == 0).to(dt)
+                up_bits = (
+                    to_dram * (o_size * x.o_bits + reload * x.acc_bits) + (1 - to_dram) * words * x.acc_bits
+                )
+                words_out[:, h, xi] = words
+                words_in[:, h, xi] = reload
+                reads += child * (words * x.acc_bits).unsqueeze(1) + onehot * (reload * x.acc_bits).unsqueeze(
+                    1
+                )
+                writes += onehot * up_bits.unsqueeze(1) + child * (reload * x.acc_bits).unsqueeze(1)
+                moved = up_bits + reload * x.acc_bits
+            else:
+                bits = words * op_bits[X]
+                words_in[:, h, xi] = words
+                reads += onehot * bits.unsqueeze(1)
+                writes += child * bits.unsqueeze(1)
+                moved = bits
+            port += onehot * moved.unsqueeze(1)
+            not_db += onehot * (here * (1.0 - x.db[:, h])).unsqueeze(1)
+            fill += onehot * (here * agg_bits[:, h, xi]).unsqueeze(1)
+
+    # MAC operand accesses in the innermost level holding each operand. A shared level feeds the
+    # whole array: one access serves the PEs that the array's irrelevant dims multicast it to.
+    for xi, X in enumerate(OPERANDS):
+        inner = torch.where(x.holds[:, :, xi] > 0, lvl.view(1, L), torch.full((B, L), -1)).amax(dim=1)
+        onehot = torch.nn.functional.one_hot(inner, L).to(dt)
+        multicast = torch.where(_REL[X].view(1, 8), torch.ones_like(s), s).prod(dim=1)
+        accesses = torch.where(inner > x.spatial_level, macs, macs / multicast)
+        reads += onehot * (accesses * op_bits[X]).unsqueeze(1)
+        if X == "O":
+            writes += onehot * (accesses * x.acc_bits).unsqueeze(1)
+
+    # --- cycles -------------------------------------------------------------------------------------
+    f_pe = torch.where(per_pe.unsqueeze(2), f, torch.ones_like(f)).prod(dim=1)  # per-PE temporal loops
+    n_sp = ceil(bound / (s * f_pe))
+    steps = (n_sp - 1) * f_pe + torch.minimum(f_pe, bound - (n_sp - 1) * s * f_pe)
+    compute = steps.prod(dim=1)
+    port_cycles = port / 8.0 / x.bandwidth
+    db_parent = not_db <= 0
+    overlapped = torch.where(db_parent, port_cycles, torch.zeros_like(port_cycles)).amax(dim=1)
+    serial = torch.where(db_parent, torch.zeros_like(port_cycles), port_cycles).sum(dim=1)
+    fill_cycles = torch.where(db_parent, fill / 8.0 / x.bandwidth, torch.zeros_like(fill)).sum(dim=1)
+    cycles = torch.maximum(compute, overlapped) + serial + fill_cycles + x.pipeline_depth
+
+    level_energy = reads * x.e_read + writes * x.e_write
+    mac_energy = macs * x.e_mac
+    pes = x.rows * x.cols
+    return CostOutputs(
+        macs=macs,
+        cycles=cycles,
+        compute_cycles=compute,
+        energy_pj=mac_energy + level_energy.sum(dim=1),
+        mac_energy_pj=mac_energy * ones,
+        level_energy_pj=level_energy,
+        words_in=words_in,
+        words_out=words_out,
+        reads_bits=reads,
+        writes_bits=writes,
+        port_cycles=port_cycles,
+        tile_bytes=tile_bytes,
+        overflow_bytes=overflow,
+        covered=covered,
+        utilization=macs / (cycles * pes),
+        spatial_utilization=macs / (compute * pes),
+    )
+
+
+def expected(probs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Probability-weighted cost of discrete options: probs [..., K] x values [..., K] -> [...]."""
+    return (probs * values).sum(dim=-1)

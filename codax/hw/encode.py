@@ -1,0 +1,170 @@
+"""Python IR objects -> the batched tensors the cost model evaluates.
+
+A `CostInputs` holds B points (layer, engine, mapping) that share the number of memory levels L
+(DRAM included). Dims follow `codax.ir.DIMS`, operands `codax.ir.OPERANDS`, levels outermost first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+
+from codax.hw.energy import dram_pj_per_bit, mac_pj, sram_pj_per_bit
+from codax.hw.library import load_technology
+from codax.ir import DIMS, OPERANDS, Accelerator, Layer, Mapping
+
+DTYPE = torch.float64
+
+
+@dataclass
+class CostInputs:
+    # layer
+    bound: torch.Tensor  # [B, 8]
+    stride: torch.Tensor  # [B, 2]
+    dilation: torch.Tensor  # [B, 2]
+    win_s: torch.Tensor  # [B, 2] stride / gcd(stride, dilation): collision period of the input window
+    win_d: torch.Tensor  # [B, 2] dilation / gcd(stride, dilation)
+    in_pad: torch.Tensor  # [B, 2] padded input rows/cols
+    w_bits: torch.Tensor  # [B]
+    a_bits: torch.Tensor
+    o_bits: torch.Tensor
+    acc_bits: torch.Tensor
+    is_float: torch.Tensor
+    # mapping
+    factor: torch.Tensor  # [B, L, 8] temporal loop trip counts
+    spatial: torch.Tensor  # [B, 8] spatial unrolling per dim
+    rank: torch.Tensor  # [B, L, 8] position of each dim in its level's loop order (0 = outermost)
+    db: torch.Tensor  # [B, L] 1 where the level is double-buffered
+    # hardware
+    holds: torch.Tensor  # [B, L, 3] 1 where the level holds the operand (DRAM holds all)
+    spatial_level: torch.Tensor  # [B] long: levels with a larger index sit below the spatial fan-out (per PE)
+    cap_op: torch.Tensor  # [B, L, 3] bytes per operand (inf where shared or DRAM)
+    cap_shared: torch.Tensor  # [B, L] bytes shared by the held operands (inf where per-operand or DRAM)
+    banks: torch.Tensor  # [B, L]
+    bandwidth: torch.Tensor  # [B, L] bytes/cycle of each level's port towards the levels inside it
+    e_read: torch.Tensor  # [B, L] pJ per bit
+    e_write: torch.Tensor  # [B, L]
+    e_mac: torch.Tensor  # [B] pJ per MAC
+    rows: torch.Tensor  # [B]
+    cols: torch.Tensor  # [B]
+    pipeline_depth: torch.Tensor  # [B]
+
+    @property
+    def batch(self) -> int:
+        return self.bound.shape[0]
+
+    @property
+    def levels(self) -> int:
+        return self.factor.shape[1]
+
+    def index(self, idx) -> CostInputs:
+        return CostInputs(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def with_(self, **changes) -> CostInputs:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d.update(changes)
+        return CostInputs(**d)
+
+
+def stack(items: list[CostInputs]) -> CostInputs:
+    if len({x.levels for x in items}) > 1:
+        raise ValueError("cost points stacked in one batch must have the same number of memory levels")
+    return CostInputs(**{f.name: torch.cat([getattr(x, f.name) for x in items]) for f in fields(items[0])})
+
+
+def encode_layer(layer: Layer) -> dict[str, torch.Tensor]:
+    """The layer's part of a CostInputs, batch of one."""
+    t = lambda v: torch.tensor([v], dtype=DTYPE)  # noqa: E731
+    g = [math.gcd(s, d) for s, d in zip(layer.stride, layer.dilation)]
+    pt, pl, pb, pr = layer.pads
+    p = layer.precision
+    return {
+        "bound": t([float(v) for v in layer.dims.values()]),
+        "stride": t(list(layer.stride)),
+        "dilation": t(list(layer.dilation)),
+        "win_s": t([s / gi for s, gi in zip(layer.stride, g)]),
+        "win_d": t([d / gi for d, gi in zip(layer.dilation, g)]),
+        "in_pad": t([layer.in_hw[0] + pt + pb, layer.in_hw[1] + pl + pr]),
+        "w_bits": t(p.weight),
+        "a_bits": t(p.act),
+        "o_bits": t(p.out),
+        "acc_bits": t(p.acc),
+        "is_float": t(1.0 if p.kind == "float" else 0.0),
+    }
+
+
+def encode_hardware(
+    accel: Accelerator, engine_name: str | None, layer: Layer | None = None
+) -> dict[str, torch.Tensor]:
+    """The hardware part of a CostInputs (one engine), batch of one."""
+    engine = accel.engine(engine_name)
+    tech = load_technology(accel.technology)
+    L = len(engine.levels) + 1
+    inf = math.inf
+    holds = [[1.0, 1.0, 1.0]] + [
+        [1.0 if op in lv.operands else 0.0 for op in OPERANDS] for lv in engine.levels
+    ]
+    cap_op = [[inf] * 3]
+    cap_shared = [inf]
+    for lv in engine.levels:
+        if lv.sizes is not None:
+            cap_op.append([float(lv.sizes.get(op, inf)) for op in OPERANDS])
+            cap_shared.append(inf)
+        else:
+            cap_op.append([inf] * 3)
+            cap_shared.append(float(lv.size))
+    sizes = torch.tensor([float(lv.total_bytes) for lv in engine.levels], dtype=DTYPE)
+    sram = sram_pj_per_bit(sizes, tech)
+    e_read = [accel.dram.read_pj_per_bit or dram_pj_per_bit(tech)]
+    e_write = [accel.dram.write_pj_per_bit or dram_pj_per_bit(tech)]
+    for i, lv in enumerate(engine.levels):
+        e_read.append(lv.read_pj_per_bit if lv.read_pj_per_bit is not None else float(sram[i]))
+        e_write.append(lv.write_pj_per_bit if lv.write_pj_per_bit is not None else float(sram[i]))
+    pa = engine.pe_array
+    prec = layer.precision if layer is not None else None
+    wb = float(prec.weight if prec else max(accel.weight_bits))
+    ab = float(prec.act if prec else max(accel.act_bits))
+    accb = float(prec.acc if prec else accel.acc_bits)
+    isf = 1.0 if (prec and prec.kind == "float") else 0.0
+    e_mac = mac_pj(*(torch.tensor([v], dtype=DTYPE) for v in (wb, ab, accb, isf)), tech)
+    t = lambda v: torch.tensor([v], dtype=DTYPE)  # noqa: E731
+    return {
+        "holds": t(holds),
+        "spatial_level": torch.tensor([engine.spatial_level], dtype=torch.long),
+        "cap_op": t(cap_op),
+        "cap_shared": t(cap_shared),
+        "banks": t([1.0] + [float(lv.banks) for lv in engine.levels]),
+        "bandwidth": t([accel.dram.bandwidth] + [lv.bandwidth for lv in engine.levels]),
+        "e_read": t(e_read),
+        "e_write": t(e_write),
+        "e_mac": e_mac,
+        "rows": t(pa.rows),
+        "cols": t(pa.cols),
+        "pipeline_depth": t(pa.pipeline_depth),
+        "_L": L,  # type: ignore[dict-item]
+    }
+
+
+def encode_mapping(mapping: Mapping, level_names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    factor = [[float(mapping.factor(lv, d)) for d in DIMS] for lv in level_names]
+    rank = []
+    for lv in level_names:
+        order = mapping.full_order(lv)
+        rank.append([float(order.index(d)) for d in DIMS])
+    t = lambda v: torch.tensor([v], dtype=DTYPE)  # noqa: E731
+    return {
+        "factor": t(factor),
+        "spatial": t([float(mapping.spatial_factor(d)) for d in DIMS]),
+        "rank": t(rank),
+        "db": t([1.0 if mapping.double_buffer.get(lv) else 0.0 for lv in level_names]),
+    }
+
+
+def encode(layer: Layer, accel: Accelerator, mapping: Mapping) -> CostInputs:
+    """One (layer, engine, mapping) point as a batch of one."""
+    engine = accel.engine(mapping.engine)
+    hw = encode_hardware(accel, mapping.engine, layer)
+    hw.pop("_L")
+    return CostInputs(**encode_layer(layer), **encode_mapping(mapping, engine.level_names), **hw)

@@ -1,0 +1,253 @@
+"""Readable per-layer and per-network costs on top of the batched cost model."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from codax.errors import ConfigError
+from codax.hw.cost import CostOutputs, cost_core
+from codax.hw.encode import DTYPE, CostInputs, encode, stack
+from codax.hw.library import load_device, load_technology
+from codax.hw.resources import asic_area_um2, bram18, dsp_per_mac, lut, lutram_bits
+from codax.ir import OPERANDS, RELEVANT, Accelerator, Graph, Layer, Mapping, validate_mapping
+from codax.ir.mapping import input_window
+
+
+@dataclass
+class Resources:
+    dsp: float = 0.0
+    bram18: float = 0.0
+    lut: float = 0.0
+    area_mm2: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"dsp": self.dsp, "bram18": self.bram18, "lut": self.lut, "area_mm2": self.area_mm2}
+
+
+@dataclass
+class LayerCost:
+    layer: str
+    engine: str
+    macs: int
+    cycles: float
+    compute_cycles: float
+    energy_pj: float
+    mac_energy_pj: float
+    level_energy_pj: dict[str, float]
+    words_in: dict[str, dict[str, float]]  # level -> operand -> words written into the level from its parent
+    words_out: dict[str, dict[str, float]]  # level -> operand -> words leaving the level to its parent
+    tile_bytes: dict[str, dict[str, float]]
+    dram_bytes: float
+    compulsory_dram_bytes: float
+    roofline_cycles: float
+    utilization: float
+    spatial_utilization: float
+    resources: Resources
+    latency_s: float = 0.0
+
+    @property
+    def edp(self) -> float:
+        return self.energy_pj * self.cycles
+
+    @property
+    def roofline_fraction(self) -> float:
+        return self.roofline_cycles / self.cycles
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["resources"] = self.resources.to_dict()
+        return d
+
+
+@dataclass
+class NetworkCost:
+    layers: list[LayerCost]
+    cycles: float  # end-to-end latency of one inference (layers in sequence)
+    period_cycles: float  # initiation interval: slowest engine when engines are pipelined
+    energy_pj: float
+    macs: int
+    clock_mhz: float
+    resources: Resources
+    engine_cycles: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def latency_ms(self) -> float:
+        return self.cycles / (self.clock_mhz * 1e3)
+
+    @property
+    def fps(self) -> float:
+        return self.clock_mhz * 1e6 / self.period_cycles
+
+    @property
+    def edp(self) -> float:
+        return self.energy_pj * self.cycles
+
+    def to_dict(self) -> dict:
+        return {
+            "cycles": self.cycles,
+            "period_cycles": self.period_cycles,
+            "latency_ms": self.latency_ms,
+            "fps": self.fps,
+            "energy_pj": self.energy_pj,
+            "macs": self.macs,
+            "resources": self.resources.to_dict(),
+            "engine_cycles": self.engine_cycles,
+            "layers": [lc.to_dict() for lc in self.layers],
+        }
+
+
+def compulsory_words(layer: Layer) -> dict[str, float]:
+    """Words every mapping must move to or from DRAM at least once: whole weights and outputs, and
+    the distinct (padded) input positions the layer's windows touch."""
+
+    def distinct(p: int, r: int, axis: int) -> int:
+        s, d = layer.stride[axis], layer.dilation[axis]
+        g = math.gcd(s, d)
+        s, d = s // g, d // g
+        return p * r - max(0, p - d) * max(0, r - s)
+
+    rows, cols = distinct(layer.P, layer.R, 0), distinct(layer.Q, layer.S, 1)
+    assert rows <= input_window(layer, layer.P, layer.R, 0)
+    return {
+        "W": layer.operand_size("W"),
+        "I": layer.N * layer.G * layer.C * rows * cols,
+        "O": layer.operand_size("O"),
+    }
+
+
+def mapping_resources(
+    layer: Layer, accel: Accelerator, mapping: Mapping, out: CostOutputs, i: int = 0
+) -> Resources:
+    """Resources one layer's mapping needs: the PE array, and on-chip buffers sized by its tiles."""
+    engine = accel.engine(mapping.engine)
+    p = layer.precision
+    t = lambda v: torch.tensor([float(v)], dtype=DTYPE)  # noqa: E731
+    isf = t(1.0 if p.kind == "float" else 0.0)
+    pes = engine.pe_array.pes
+    res = Resources()
+    sram_bytes = 0.0
+    for li, lv in enumerate(engine.levels, start=1):
+        db = t(1.0 if mapping.double_buffer.get(lv.name) else 0.0)
+        for xi, op in enumerate(OPERANDS):
+            if op not in lv.operands:
+                continue
+            b = t(float(out.tile_bytes[i, li, xi]))
+            if lv.per_pe:
+                sram_bytes += float(b) * pes * (1 + float(db))
+                res.lut += float(lutram_bits(b * pes, t(1e9), db)) / 64.0
+                continue
+            banks = lv.banks
+            if li == engine.spatial_level:  # partitioned along the dims the PE array unrolls
+                banks = max(banks, math.prod(k for d, k in mapping.spatial.values() if d in RELEVANT[op]))
+            sram_bytes += float(b) * (1 + float(db))
+            res.bram18 += float(bram18(b, t(banks), db))
+            res.lut += float(lutram_bits(b, t(banks), db)) / 64.0
+    if accel.target == "fpga":
+        dev = load_device(accel.device)
+        res.dsp = pes * float(dsp_per_mac(t(p.weight), t(p.act), isf, dev.dsp_kind))
+        res.lut += float(lut(t(pes), isf, t(0.0)))
+    else:
+        tech = load_technology(accel.technology)
+        res.area_mm2 = float(asic_area_um2(t(pes), t(p.weight), t(p.act), isf, t(sram_bytes), tech)) / 1e6
+    return res
+
+
+def _layer_cost(layer: Layer, accel: Accelerator, mapping: Mapping, out: CostOutputs, i: int) -> LayerCost:
+    engine = accel.engine(mapping.engine)
+    names = engine.level_names
+
+    def per_level(t: torch.Tensor) -> dict[str, dict[str, float]]:
+        return {
+            lv: {op: float(t[i, li, xi]) for xi, op in enumerate(OPERANDS)} for li, lv in enumerate(names)
+        }
+
+    comp = compulsory_words(layer)
+    p = layer.precision
+    comp_bytes = (comp["W"] * p.weight + comp["I"] * p.act + comp["O"] * p.out) / 8.0
+    cycles = float(out.cycles[i])
+    roof = max(layer.macs / engine.pe_array.pes, comp_bytes / accel.dram.bandwidth)
+    return LayerCost(
+        layer=layer.name,
+        engine=engine.name,
+        macs=layer.macs,
+        cycles=cycles,
+        compute_cycles=float(out.compute_cycles[i]),
+        energy_pj=float(out.energy_pj[i]),
+        mac_energy_pj=float(out.mac_energy_pj[i]),
+        level_energy_pj={lv: float(out.level_energy_pj[i, li]) for li, lv in enumerate(names)},
+        words_in=per_level(out.words_in),
+        words_out=per_level(out.words_out),
+        tile_bytes=per_level(out.tile_bytes),
+        dram_bytes=float(out.dram_bits[i]) / 8.0,
+        compulsory_dram_bytes=comp_bytes,
+        roofline_cycles=roof,
+        utilization=float(out.utilization[i]),
+        spatial_utilization=float(out.spatial_utilization[i]),
+        resources=mapping_resources(layer, accel, mapping, out, i),
+        latency_s=cycles / (accel.clock_mhz * 1e6),
+    )
+
+
+def evaluate_many(points: list[tuple[Layer, Accelerator, Mapping]], check: bool = True) -> list[LayerCost]:
+    """Costs of many (layer, accelerator, mapping) points, evaluated in as few batches as possible."""
+    if check:
+        for layer, accel, mapping in points:
+            validate_mapping(layer, accel, mapping)
+    encoded = [encode(layer, accel, mapping) for layer, accel, mapping in points]
+    groups: dict[int, list[int]] = {}
+    for i, e in enumerate(encoded):
+        groups.setdefault(e.levels, []).append(i)
+    results: list[LayerCost | None] = [None] * len(points)
+    for idx in groups.values():
+        out = cost_core(stack([encoded[i] for i in idx]))
+        for j, i in enumerate(idx):
+            results[i] = _layer_cost(*points[i], out, j)
+    return results  # type: ignore[return-value]
+
+
+def evaluate(layer: Layer, accel: Accelerator, mapping: Mapping, check: bool = True) -> LayerCost:
+    """The cost of one layer under one mapping; validates the mapping first unless check=False."""
+    return evaluate_many([(layer, accel, mapping)], check=check)[0]
+
+
+def evaluate_core(layer: Layer, accel: Accelerator, mapping: Mapping) -> tuple[CostInputs, CostOutputs]:
+    x = encode(layer, accel, mapping)
+    return x, cost_core(x)
+
+
+def evaluate_network(graph: Graph, accel: Accelerator, mappings: dict[str, Mapping]) -> NetworkCost:
+    """Per-layer costs and network totals. Layers run one after another on their engines; with
+    several engines the network is pipelined, so throughput is set by the busiest engine."""
+    missing = [layer.name for layer in graph.layers if layer.name not in mappings]
+    if missing:
+        raise ConfigError(
+            f"no mapping for layer(s) {', '.join(missing[:5])}; map them first (codax.hw.map_graph)"
+        )
+    layers = graph.layers
+    costs = evaluate_many([(layer, accel, mappings[layer.name]) for layer in layers])
+    engine_cycles: dict[str, float] = {e.name: 0.0 for e in accel.engines}
+    for c in costs:
+        engine_cycles[c.engine] += c.cycles
+    res = Resources()
+    # buffers are allocated once per engine, at the largest size any of its layers needs
+    for e in accel.engines:
+        mine = [c.resources for c in costs if c.engine == e.name]
+        if not mine:
+            continue
+        res.dsp += max(r.dsp for r in mine)
+        res.bram18 += max(r.bram18 for r in mine)
+        res.lut += max(r.lut for r in mine)
+        res.area_mm2 += max(r.area_mm2 for r in mine)
+    return NetworkCost(
+        layers=costs,
+        cycles=sum(c.cycles for c in costs),
+        period_cycles=max(engine_cycles.values()) if costs else 0.0,
+        energy_pj=sum(c.energy_pj for c in costs),
+        macs=sum(c.macs for c in costs),
+        clock_mhz=accel.clock_mhz,
+        resources=res,
+        engine_cycles=engine_cycles,
+    )

@@ -1,0 +1,73 @@
+"""The declared, finite mapping space of a layer on an engine, and random points in it."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from codax.ir import DIMS, Accelerator, Layer, Mapping
+
+
+def divisors(n: int) -> list[int]:
+    small = [d for d in range(1, int(math.isqrt(n)) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+def tile_sizes(bound: int, limit: int | None = None) -> list[int]:
+    """Candidate tile sizes for a dim: its divisors and the near-divisors ceil(bound / k), whose
+    partial last tile is small (every distinct number of tiles appears once)."""
+    cands = set(divisors(bound)) | {math.ceil(bound / k) for k in range(1, bound + 1)}
+    if limit is not None:
+        cands = {c for c in cands if c <= limit}
+    return sorted(cands)
+
+
+def spatial_options(
+    layer: Layer, accel: Accelerator, engine: str | None = None
+) -> list[dict[str, tuple[str, int]]]:
+    """Spatial unrollings the dataflow allows: one dim per array axis, the largest factor that fits
+    (the whole dim, or the axis size), plus leaving an axis idle when no allowed dim is > 1."""
+    eng = accel.engine(engine)
+    pa = eng.pe_array
+    out = []
+    rows = [(d, min(getattr(layer, d), pa.rows)) for d in pa.row_dims if getattr(layer, d) > 1] or [None]
+    cols = [(d, min(getattr(layer, d), pa.cols)) for d in pa.col_dims if getattr(layer, d) > 1] or [None]
+    for r in rows:
+        for c in cols:
+            if r and c and r[0] == c[0]:
+                continue
+            sp = {}
+            if r:
+                sp["rows"] = r
+            if c:
+                sp["cols"] = c
+            out.append(sp)
+    return out or [{}]
+
+
+def random_mapping(
+    layer: Layer,
+    accel: Accelerator,
+    rng: random.Random,
+    engine: str | None = None,
+    double_buffer: bool | None = None,
+) -> Mapping:
+    """A random mapping that covers every dim (it may not fit the buffers)."""
+    eng = accel.engine(engine)
+    names = eng.level_names
+    spatial = rng.choice(spatial_options(layer, accel, engine))
+    m = Mapping(layer=layer.name, engine=eng.name, spatial=dict(spatial))
+    tiles: dict[str, dict[str, int]] = {lv: {} for lv in names}
+    for d in DIMS:
+        remaining = math.ceil(getattr(layer, d) / m.spatial_factor(d))
+        for lv in reversed(names[1:]):  # inner levels first
+            f = rng.choice(tile_sizes(remaining)) if rng.random() < 0.5 else 1
+            tiles[lv][d] = f
+            remaining = math.ceil(remaining / f)
+        tiles["DRAM"][d] = remaining
+    m.tiles = {lv: {d: f for d, f in t.items() if f > 1} for lv, t in tiles.items()}
+    m.order = {lv: rng.sample(list(DIMS), len(DIMS)) for lv in names}
+    m.double_buffer = {
+        lv: (rng.random() < 0.5 if double_buffer is None else double_buffer) for lv in names[1:]
+    }
+    return m

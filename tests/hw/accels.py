@@ -1,0 +1,40 @@
+"""Small accelerators for hand-checked cost-model tests."""
+
+from codax.ir import Accelerator
+
+
+def one_level(rows: int, cols: int, row_dims, col_dims, dram_bw: float = 4.0) -> Accelerator:
+    """DRAM -> one shared buffer feeding the PE array directly (no per-PE registers)."""
+    return Accelerator.from_dict(
+        {
+            "name": "toy1",
+            "target": "asic",
+            "precision": {"weight": 8, "act": 8, "acc": 32},
+            "dram": {"bandwidth": dram_bw},
+            "pe_array": {
+                "rows": rows,
+                "cols": cols,
+                "row_dims": row_dims,
+                "col_dims": col_dims,
+                "pipeline_depth": 0,
+            },
+            "levels": [{"name": "BUF", "operands": ["W", "I", "O"], "size": 1 << 20, "bandwidth": 64}],
+        }
+    )
+
+
+def two_level(dram_bw: float = 4.0) -> Accelerator:
+    """DRAM -> shared GLB -> per-PE weight register, 2x2 array of K x C."""
+    return Accelerator.from_dict(
+        {
+            "name": "toy2",
+            "target": "asic",
+            "precision": {"weight": 8, "act": 8, "acc": 32},
+            "dram": {"bandwidth": dram_bw},
+            "pe_array": {"rows": 2, "cols": 2, "row_dims": ["K"], "col_dims": ["C"], "pipeline_depth": 0},
+            "levels": [
+                {"name": "GLB", "operands": ["W", "I", "O"], "size": 4096, "bandwidth": 16},
+                {"name": "RF", "operands": ["W"], "sizes": {"W": 1}, "per_pe": True, "bandwidth": 1},
+            ],
+        }
+    )

@@ -1,0 +1,96 @@
+"""Invariants of the cost model over random layers and mappings."""
+
+import math
+
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from codax.hw import compulsory_words, cost_core, encode, stack
+from codax.ir import DIMS, OPERANDS
+
+from .strategies import points
+
+SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def run(layer, accel, mapping):
+    return cost_core(encode(layer, accel, mapping))
+
+
+@SETTINGS
+@given(points())
+def test_macs_conserved_and_compute_bound(p):
+    layer, accel, mapping = p
+    out = run(*p)
+    pes = accel.engine(mapping.engine).pe_array.pes
+    assert out.macs.item() == layer.macs
+    # the array steps cover the MACs, and there are no more of them than temporal loop iterations
+    assert out.compute_cycles.item() * pes >= layer.macs
+    names = accel.engine(mapping.engine).level_names
+    padded = math.prod(mapping.factor(lv, d) for lv in names for d in DIMS)
+    assert out.compute_cycles.item() <= padded
+
+
+@SETTINGS
+@given(points())
+def test_dram_traffic_and_cycles_respect_lower_bounds(p):
+    layer, accel, mapping = p
+    out = run(*p)
+    comp = compulsory_words(layer)
+    prec = layer.precision
+    comp_bits = comp["W"] * prec.weight + comp["I"] * prec.act + comp["O"] * prec.out
+    dram_bits = out.dram_bits.item()
+    assert dram_bits >= comp_bits
+    pes = accel.engine(mapping.engine).pe_array.pes
+    assert out.cycles.item() >= layer.macs / pes
+    assert out.cycles.item() >= comp_bits / 8 / accel.dram.bandwidth - 1e-9
+
+
+@SETTINGS
+@given(points(), st.integers(0, 7), st.integers(2, 4))
+def test_larger_on_chip_tile_never_increases_dram_traffic(p, dim_i, k):
+    """Moving a factor from the DRAM loops into the first on-chip level (a larger tile, which needs a
+    larger buffer) never increases the DRAM traffic of the operands that level holds. (An operand
+    that bypasses the level can lose: the level's loops then sit outside its own tile.)"""
+    layer, accel, mapping = p
+    d = DIMS[dim_i]
+    f = mapping.factor("DRAM", d)
+    if f == 1:
+        return
+    level = accel.engine(mapping.engine).levels[0]
+    held = [i for i, op in enumerate(OPERANDS) if op in level.operands]
+    before = run(layer, accel, mapping)
+    mapping.tiles.setdefault("DRAM", {})[d] = math.ceil(f / k)
+    mapping.tiles.setdefault(level.name, {})[d] = mapping.factor(level.name, d) * k
+    after = run(layer, accel, mapping)
+    for i in held:
+        assert after.words_in[0, 1, i] <= before.words_in[0, 1, i]
+        assert after.words_out[0, 1, i] <= before.words_out[0, 1, i]
+    if len(held) == 3:
+        assert after.dram_bits.item() <= before.dram_bits.item()
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(points(), min_size=2, max_size=12))
+def test_batched_equals_one_at_a_time(pts):
+    by_levels = {}
+    for p in pts:
+        by_levels.setdefault(len(p[1].engine(p[2].engine).levels), []).append(p)
+    for group in by_levels.values():
+        batch = cost_core(stack([encode(*p) for p in group]))
+        for i, p in enumerate(group):
+            one = run(*p)
+            for name in (
+                "macs",
+                "cycles",
+                "energy_pj",
+                "words_in",
+                "words_out",
+                "reads_bits",
+                "writes_bits",
+                "tile_bytes",
+                "overflow_bytes",
+                "compute_cycles",
+            ):
+                assert torch.equal(getattr(batch, name)[i], getattr(one, name)[0]), name
