@@ -42,6 +42,9 @@ class CostOutputs:
     macs: torch.Tensor  # [B] valid multiply-accumulates
     cycles: torch.Tensor  # [B] latency
     compute_cycles: torch.Tensor  # [B] PE-array steps
+    stall_cycles: torch.Tensor  # [B] transfers that do not overlap compute
+    fill_cycles: torch.Tensor  # [B] first input tiles of double-buffered levels, before compute starts
+    drain_cycles: torch.Tensor  # [B] last output tiles of double-buffered levels, after compute ends
     energy_pj: torch.Tensor  # [B]
     mac_energy_pj: torch.Tensor  # [B]
     level_energy_pj: torch.Tensor  # [B, L]
@@ -132,7 +135,7 @@ def cost_core(x: CostInputs, relaxed: bool = False) -> CostOutputs:
     overflow = torch.maximum(over_op, over_shared)
     overflow[:, 0] = -1.0  # DRAM is unbounded
     covered = (f.prod(dim=1) * s >= bound - 1e-9).all(dim=1)
-    agg_bits = footprints(agg) * torch.stack([x.w_bits, x.a_bits, x.acc_bits], dim=1).unsqueeze(1)
+    agg_words = footprints(agg)
 
     # --- transfers at every boundary --------------------------------------------------------------
     words_in = torch.zeros(B, L, 3, dtype=dt)
@@ -141,7 +144,8 @@ def cost_core(x: CostInputs, relaxed: bool = False) -> CostOutputs:
     writes = torch.zeros(B, L, dtype=dt)
     port = torch.zeros(B, L, dtype=dt)  # bits through each parent's port
     not_db = torch.zeros(B, L, dtype=dt)  # parents feeding a single-buffered child
-    fill = torch.zeros(B, L, dtype=dt)  # bits of the first tiles, which cannot overlap compute
+    fill = torch.zeros(B, L, dtype=dt)  # bits of the first input tiles, loaded before compute starts
+    drain = torch.zeros(B, L, dtype=dt)  # bits of the last output tile, stored after compute ends
     o_size = bound[:, N_] * bound[:, G_] * bound[:, K_] * bound[:, P_] * bound[:, Q_]
     op_bits = {"W": x.w_bits, "I": x.a_bits, "O": x.acc_bits}
     for xi, X in enumerate(OPERANDS):
@@ -206,7 +210,11 @@ def cost_core(x: CostInputs, relaxed: bool = False) -> CostOutputs:
                 moved = bits
             port += onehot * moved.unsqueeze(1)
             not_db += onehot * (here * (1.0 - x.db[:, h])).unsqueeze(1)
-            fill += onehot * (here * agg_bits[:, h, xi]).unsqueeze(1)
+            if X == "O":
+                last_bits = agg_words[:, h, xi] * torch.where(parent == 0, x.o_bits, x.acc_bits)
+                drain += onehot * (here * last_bits).unsqueeze(1)
+            else:
+                fill += onehot * (here * agg_words[:, h, xi] * op_bits[X]).unsqueeze(1)
 
     # MAC operand accesses in the innermost level holding each operand. A shared level feeds the
     # whole array: one access serves the PEs that the array's irrelevant dims multicast it to.
@@ -229,7 +237,9 @@ def cost_core(x: CostInputs, relaxed: bool = False) -> CostOutputs:
     overlapped = torch.where(db_parent, port_cycles, torch.zeros_like(port_cycles)).amax(dim=1)
     serial = torch.where(db_parent, torch.zeros_like(port_cycles), port_cycles).sum(dim=1)
     fill_cycles = torch.where(db_parent, fill / 8.0 / x.bandwidth, torch.zeros_like(fill)).sum(dim=1)
-    cycles = torch.maximum(compute, overlapped) + serial + fill_cycles + x.pipeline_depth
+    drain_cycles = torch.where(db_parent, drain / 8.0 / x.bandwidth, torch.zeros_like(drain)).sum(dim=1)
+    stall = torch.relu(overlapped - compute) + serial
+    cycles = compute + stall + fill_cycles + drain_cycles + x.pipeline_depth
 
     level_energy = reads * x.e_read + writes * x.e_write
     mac_energy = macs * x.e_mac
@@ -238,6 +248,9 @@ def cost_core(x: CostInputs, relaxed: bool = False) -> CostOutputs:
         macs=macs,
         cycles=cycles,
         compute_cycles=compute,
+        stall_cycles=stall,
+        fill_cycles=fill_cycles,
+        drain_cycles=drain_cycles,
         energy_pj=mac_energy + level_energy.sum(dim=1),
         mac_energy_pj=mac_energy * ones,
         level_energy_pj=level_energy,

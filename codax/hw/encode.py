@@ -128,7 +128,10 @@ def encode_hardware(
     ab = float(prec.act if prec else max(accel.act_bits))
     accb = float(prec.acc if prec else accel.acc_bits)
     isf = 1.0 if (prec and prec.kind == "float") else 0.0
-    e_mac = mac_pj(*(torch.tensor([v], dtype=DTYPE) for v in (wb, ab, accb, isf)), tech)
+    if accel.mac_pj is not None:
+        e_mac = torch.tensor([accel.mac_pj], dtype=DTYPE)
+    else:
+        e_mac = mac_pj(*(torch.tensor([v], dtype=DTYPE) for v in (wb, ab, accb, isf)), tech)
     t = lambda v: torch.tensor([v], dtype=DTYPE)  # noqa: E731
     return {
         "holds": t(holds),

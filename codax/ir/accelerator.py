@@ -170,6 +170,7 @@ class Accelerator:
     technology: str = "asic-45nm"  # energy/area table
     host_ops: tuple[str, ...] = ()  # non-MAC ops the post-processing unit executes
     description: str = ""
+    mac_pj: float | None = None  # energy per MAC at the array's widths; None: from the technology table
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -267,6 +268,8 @@ class Accelerator:
             d["device"] = self.device
         d["technology"] = self.technology
         d["host_ops"] = list(self.host_ops)
+        if self.mac_pj is not None:
+            d["mac_pj"] = self.mac_pj
         d["engines"] = [engine(e) for e in self.engines]
         return d
 
@@ -288,6 +291,7 @@ class Accelerator:
                 "engines",
                 "pe_array",
                 "levels",
+                "mac_pj",
             },
             where,
             required={"name", "target"},
@@ -327,6 +331,7 @@ class Accelerator:
             device=d.get("device"),
             technology=d.get("technology", "asic-45nm"),
             host_ops=tuple(d.get("host_ops", ()) or ()),
+            mac_pj=None if d.get("mac_pj") is None else positive_number(d["mac_pj"], f"{where}.mac_pj"),
         )
 
 
