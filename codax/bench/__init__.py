@@ -1,0 +1,1 @@
+"""Benchmarks of schedules and comparisons with peer tools (ZigZag)."""
