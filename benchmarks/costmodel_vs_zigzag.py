@@ -45,8 +45,13 @@ def compare(hardware: str, layers: list[zb.ZigZagLayer]) -> dict:
         t = time.perf_counter()
         r = zb.search_loma(z, hardware, spatial=SPATIAL[hardware])
         loma_s = time.perf_counter() - t
-        row = {"layer": z.name, "shape": f"K{z.K} C{z.C} G{z.G} P{z.P} R{z.R} s{z.stride[0]}",
-               "zz_latency": r.latency_cycles, "zz_energy_pj": r.energy_pj, "loma_s": loma_s}
+        row = {
+            "layer": z.name,
+            "shape": f"K{z.K} C{z.C} G{z.G} P{z.P} R{z.R} s{z.stride[0]}",
+            "zz_latency": r.latency_cycles,
+            "zz_energy_pj": r.energy_pj,
+            "loma_s": loma_s,
+        }
         try:
             m = from_zigzag(z, hardware, r)
         except NotRepresentable as e:
@@ -56,13 +61,20 @@ def compare(hardware: str, layers: list[zb.ZigZagLayer]) -> dict:
             continue
         _, o = evaluate_core(m.layer, m.accel, m.mapping)
         lat, drain, energy = o.cycles.item(), o.drain_cycles.item(), o.energy_pj.item()
-        row.update(cx_latency=lat, cx_latency_no_drain=lat - drain, cx_energy_pj=energy,
-                   latency_ratio=lat / r.latency_cycles, latency_ratio_no_drain=(lat - drain) / r.latency_cycles,
-                   energy_ratio=energy / r.energy_pj)
+        row.update(
+            cx_latency=lat,
+            cx_latency_no_drain=lat - drain,
+            cx_energy_pj=energy,
+            latency_ratio=lat / r.latency_cycles,
+            latency_ratio_no_drain=(lat - drain) / r.latency_cycles,
+            energy_ratio=energy / r.energy_pj,
+        )
         rows.append(row)
-        print(f"  {z.name[-34:]:34} {row['shape']:26} lat {r.latency_cycles:>11,.0f} {lat:>11,.0f} "
-              f"{row['latency_ratio']:6.3f} {row['latency_ratio_no_drain']:6.3f}   energy {r.energy_pj:10.4g} "
-              f"{energy:10.4g} {row['energy_ratio']:6.3f}")
+        print(
+            f"  {z.name[-34:]:34} {row['shape']:26} lat {r.latency_cycles:>11,.0f} {lat:>11,.0f} "
+            f"{row['latency_ratio']:6.3f} {row['latency_ratio_no_drain']:6.3f}   energy {r.energy_pj:10.4g} "
+            f"{energy:10.4g} {row['energy_ratio']:6.3f}"
+        )
     ok = [r for r in rows if "skipped" not in r]
     summary = {
         "hardware": hardware,
@@ -86,15 +98,23 @@ def main() -> None:
     layers = distinct_layers(args.model)[: args.layers]
     out = {}
     for hw in args.hardware:
-        print(f"\n{hw}: {len(layers)} distinct layers of {args.model}; ZigZag (LOMA) vs codax on ZigZag's mapping")
-        print(f"  {'layer':34} {'shape':26} {'latency zz':>15} {'codax':>11} {'ratio':>6} {'-drain':>6}   "
-              f"{'energy zz':>16} {'codax':>10} {'ratio':>6}")
+        print(
+            f"\n{hw}: {len(layers)} distinct layers of {args.model}; "
+            "ZigZag (LOMA) vs codax on ZigZag's mapping"
+        )
+        print(
+            f"  {'layer':34} {'shape':26} {'latency zz':>15} {'codax':>11} {'ratio':>6} {'-drain':>6}   "
+            f"{'energy zz':>16} {'codax':>10} {'ratio':>6}"
+        )
         out[hw] = compare(hw, layers)
         s = out[hw]["summary"]
-        print(f"  geomean codax/ZigZag: latency {s['geomean_latency_ratio']:.3f} "
-              f"(without output drain {s['geomean_latency_ratio_no_drain']:.3f}), energy "
-              f"{s['geomean_energy_ratio']:.3f}; within 15%: latency (no drain) "
-              f"{s['within_15pct_latency_no_drain']}/{s['compared']}, energy {s['within_15pct_energy']}/{s['compared']}")
+        print(
+            f"  geomean codax/ZigZag: latency {s['geomean_latency_ratio']:.3f} "
+            f"(without output drain {s['geomean_latency_ratio_no_drain']:.3f}), energy "
+            f"{s['geomean_energy_ratio']:.3f}; within 15%: latency (no drain) "
+            f"{s['within_15pct_latency_no_drain']}/{s['compared']}, "
+            f"energy {s['within_15pct_energy']}/{s['compared']}"
+        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "costmodel_vs_zigzag.json").write_text(json.dumps(out, indent=2))
     print(f"\nwrote {RESULTS / 'costmodel_vs_zigzag.json'}")

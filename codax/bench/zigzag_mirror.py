@@ -42,7 +42,14 @@ class Mirror:
 def codax_layer(z: ZigZagLayer) -> Layer:
     return Layer(
         name=z.name,
-        N=z.N, G=z.G, K=z.K, C=z.C, P=z.P, Q=z.Q, R=z.R, S=z.S,
+        N=z.N,
+        G=z.G,
+        K=z.K,
+        C=z.C,
+        P=z.P,
+        Q=z.Q,
+        R=z.R,
+        S=z.S,
         stride=tuple(z.stride),
         dilation=tuple(z.dilation),
         pads=tuple(z.padding),
@@ -89,7 +96,7 @@ def from_zigzag(z: ZigZagLayer, hardware: str, result: ZigZagResult) -> Mirror:
     levels, tiles, order = [], {}, {}
     level_names = []
     bounds = [total] + [c for _, c in ordered] + [0]
-    for i, (name, cut) in enumerate(ordered):
+    for name, cut in ordered:
         m = mems[name]
         ops = sorted(cuts[(name, cut)], key="WIO".index)
         lname = name if sum(1 for n, _ in ordered if n == name) == 1 else f"{name}_{''.join(ops)}"
@@ -98,18 +105,20 @@ def from_zigzag(z: ZigZagLayer, hardware: str, result: ZigZagResult) -> Mirror:
         if per_pe[name]:  # a PE reads or writes one element per access (ZigZag charges a whole access)
             elem = min(z.w_bits if "W" in ops else z.i_bits if "I" in ops else z.acc_bits, bw)
             bw = min(bw, elem)
-        levels.append({
-            "name": lname,
-            "operands": ops,
-            "size": max(1, m["size_bits"] // 8),
-            "bandwidth": bw / 8.0,
-            "per_pe": per_pe[name],
-            "read_pj_per_bit": m["r_cost_pj"] / bw,
-            "write_pj_per_bit": m["w_cost_pj"] / bw,
-        })
+        levels.append(
+            {
+                "name": lname,
+                "operands": ops,
+                "size": max(1, m["size_bits"] // 8),
+                "bandwidth": bw / 8.0,
+                "per_pe": per_pe[name],
+                "read_pj_per_bit": m["r_cost_pj"] / bw,
+                "write_pj_per_bit": m["w_cost_pj"] / bw,
+            }
+        )
     for j, lname in enumerate(["DRAM"] + level_names):
         loops: list[tuple[str, int]] = []
-        for d, f in temporal[bounds[j + 1]:bounds[j]]:  # adjacent loops of one dim are one loop
+        for d, f in temporal[bounds[j + 1] : bounds[j]]:  # adjacent loops of one dim are one loop
             if loops and loops[-1][0] == d:
                 loops[-1] = (d, loops[-1][1] * f)
             else:
@@ -130,17 +139,27 @@ def from_zigzag(z: ZigZagLayer, hardware: str, result: ZigZagResult) -> Mirror:
             spatial[axis] = sp[0]
             (row_dims if axis == "rows" else col_dims)[0] = sp[0][0]
     drain = sum(desc["array"][d] - 1 for d in desc.get("systolic_dimensions", []))
-    accel = Accelerator.from_dict({
-        "name": f"{hardware}-mirror",
-        "target": "asic",
-        "precision": {"weight": z.w_bits, "act": z.i_bits, "acc": z.acc_bits},
-        "dram": {"bandwidth": _bw_bits(dram) / 8.0, "read_pj_per_bit": dram["r_cost_pj"] / _bw_bits(dram),
-                 "write_pj_per_bit": dram["w_cost_pj"] / _bw_bits(dram)},
-        "mac_pj": desc["mac_energy_pj"],
-        "pe_array": {"rows": desc["array"]["D1"], "cols": desc["array"]["D2"], "row_dims": row_dims,
-                     "col_dims": col_dims, "pipeline_depth": drain},
-        "levels": levels,
-    })
+    accel = Accelerator.from_dict(
+        {
+            "name": f"{hardware}-mirror",
+            "target": "asic",
+            "precision": {"weight": z.w_bits, "act": z.i_bits, "acc": z.acc_bits},
+            "dram": {
+                "bandwidth": _bw_bits(dram) / 8.0,
+                "read_pj_per_bit": dram["r_cost_pj"] / _bw_bits(dram),
+                "write_pj_per_bit": dram["w_cost_pj"] / _bw_bits(dram),
+            },
+            "mac_pj": desc["mac_energy_pj"],
+            "pe_array": {
+                "rows": desc["array"]["D1"],
+                "cols": desc["array"]["D2"],
+                "row_dims": row_dims,
+                "col_dims": col_dims,
+                "pipeline_depth": drain,
+            },
+            "levels": levels,
+        }
+    )
     layer = codax_layer(z)
     mapping = Mapping(layer.name, spatial=spatial, tiles=tiles, order=order)
     # ZigZag overlaps every memory's transfers with compute (within a window that shrinks when the
@@ -152,8 +171,10 @@ def from_zigzag(z: ZigZagLayer, hardware: str, result: ZigZagResult) -> Mirror:
 def to_zigzag(mapping: Mapping, accel: Accelerator) -> tuple[dict, list[tuple[str, int]]]:
     """A codax mapping as ZigZag's spatial mapping and temporal ordering (innermost loop first)."""
     engine = accel.engine(mapping.engine)
-    spatial = {oa: [mapping.spatial[axis]] if axis in mapping.spatial else []
-               for axis, oa in (("rows", "D1"), ("cols", "D2"))}
+    spatial = {
+        oa: [mapping.spatial[axis]] if axis in mapping.spatial else []
+        for axis, oa in (("rows", "D1"), ("cols", "D2"))
+    }
     temporal: list[tuple[str, int]] = []
     for lv in reversed(engine.level_names):
         for d in reversed(mapping.full_order(lv)):

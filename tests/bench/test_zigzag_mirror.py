@@ -16,7 +16,9 @@ TPU_KC = {"D1": [("K", 32)], "D2": [("C", 32)]}
 
 @pytest.fixture(scope="module")
 def loma_tpu():
-    layer = zb.ZigZagLayer("c", N=1, G=1, K=64, C=64, P=14, Q=14, R=3, S=3, padding=(1, 1, 1, 1), input_hw=(14, 14))
+    layer = zb.ZigZagLayer(
+        "c", N=1, G=1, K=64, C=64, P=14, Q=14, R=3, S=3, padding=(1, 1, 1, 1), input_hw=(14, 14)
+    )
     return layer, zb.search_loma(layer, "tpu_like", spatial=TPU_KC)
 
 
@@ -55,8 +57,9 @@ def test_codax_counts_match_zigzag_on_its_own_mapping(loma_tpu):
 
 def test_latency_matches_zigzag_on_a_compute_bound_layer():
     """ResNet-18 layer3.0.conv2 on tpu_like: both models agree once codax's output drain is left out."""
-    layer = zb.ZigZagLayer("l3", N=1, G=1, K=256, C=256, P=14, Q=14, R=3, S=3, padding=(1, 1, 1, 1),
-                           input_hw=(14, 14))
+    layer = zb.ZigZagLayer(
+        "l3", N=1, G=1, K=256, C=256, P=14, Q=14, R=3, S=3, padding=(1, 1, 1, 1), input_hw=(14, 14)
+    )
     res = zb.search_loma(layer, "tpu_like", spatial=TPU_KC)
     m = from_zigzag(layer, "tpu_like", res)
     _, out = evaluate_core(m.layer, m.accel, m.mapping)
