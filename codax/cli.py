@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from codax.errors import CodaxError
+from codax.errors import CodaxError, ConfigError
 
 
 def _accel(args: argparse.Namespace) -> int:
@@ -51,7 +52,161 @@ def _accel(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from codax.demo import run_demo
 
-    return run_demo(out_dir=args.output, quick=args.quick)
+    return run_demo(out_dir=args.output, quick=args.quick, force=args.force)
+
+
+def _shapes(specs: list[str] | None) -> dict[str, list[int]] | None:
+    """--shape input:1x3x224x224 -> {"input": [1, 3, 224, 224]}."""
+    if not specs:
+        return None
+    out = {}
+    for spec in specs:
+        name, sep, dims = spec.rpartition(":")
+        try:
+            out[name] = [int(d) for d in dims.lower().split("x")]
+        except ValueError:
+            raise ConfigError(f"--shape {spec!r}: expected NAME:DxDxD, e.g. input:1x3x224x224") from None
+        if not sep or not name:
+            raise ConfigError(f"--shape {spec!r}: expected NAME:DxDxD, e.g. input:1x3x224x224")
+    return out
+
+
+def _require_file(path: str, what: str) -> None:
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no such {what} file")
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from codax.flow import compile_model
+
+    _require_file(args.model, "ONNX model")
+    if args.mappings:
+        _require_file(args.mappings, "mappings")
+    with _progress("compiling", args.json):
+        res = compile_model(
+            args.model,
+            args.accel,
+            args.output,
+            args.mappings,
+            shapes=_shapes(args.shape),
+            analyze_only=args.analyze_only,
+            force=args.force,
+            objective=args.objective,
+        )
+    if args.json:
+        print(json.dumps({"out_dir": str(res.out_dir), **res.report.to_dict()["totals"]}, indent=2))
+    else:
+        print(res.report.table())
+        print(
+            f"\nwrote {res.out_dir}/ (report.json, mappings.yaml"
+            + (", kernels/, top.cpp, schedule.yaml, weights.bin, model.so)" if res.executable else ")")
+        )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from codax.flow import reference_outputs, run_compiled
+
+    _require_file(args.input, "input .npy")
+    x = np.load(args.input)
+    outs = run_compiled(args.out_dir, x)
+    if args.output:
+        np.save(args.output, outs[0])
+    result: dict = {"outputs": [{"shape": list(o.shape), "dtype": str(o.dtype)} for o in outs]}
+    if args.check:
+        refs = reference_outputs(args.out_dir, x)
+        checks = []
+        for o, r in zip(outs, refs):
+            if np.issubdtype(r.dtype, np.integer):
+                diff = np.abs(o.astype(np.int64) - r.astype(np.int64))
+                checks.append(
+                    {
+                        "max_lsb": int(diff.max()),
+                        "mismatch_rate": float((diff > 0).mean()),
+                        "ok": bool(diff.max() <= 1),
+                    }
+                )
+            else:
+                checks.append(
+                    {
+                        "max_abs_err": float(np.abs(o - r).max()),
+                        "ok": bool(np.allclose(o, r, rtol=1e-4, atol=1e-5)),
+                    }
+                )
+        result["check_vs_onnxruntime"] = checks
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for i, o in enumerate(outs):
+            flat = o.reshape(-1)
+            print(
+                f"output {i}: shape {tuple(o.shape)} {o.dtype}, "
+                f"first values {np.array2string(flat[:8], precision=4)}"
+            )
+        for i, c in enumerate(result.get("check_vs_onnxruntime", [])):
+            print(f"check output {i} vs ONNX Runtime: " + ", ".join(f"{k}={v}" for k, v in c.items()))
+    return 0 if all(c["ok"] for c in result.get("check_vs_onnxruntime", [])) else 1
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from codax.bench.plots import breakdown, roofline
+    from codax.bench.schedule import bench_network, table
+    from codax.frontend import extract_graph
+
+    _require_file(args.model, "ONNX model")
+    graph = extract_graph(args.model, _shapes(args.shape))
+    graph.name = Path(args.model).stem
+    with _progress("mapping", args.json):
+        results = bench_network(
+            graph, args.accel or ["eyeriss-like", "nvdla-small", "tpu-like"], args.objective
+        )
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps([r.to_dict() for r in results], indent=1))
+    roofline(results, out / "roofline.png")
+    breakdown(results, graph.name, out / "breakdown.png")
+    if args.json:
+        print(json.dumps([{"accelerator": r.accelerator, **r.totals} for r in results], indent=2))
+    else:
+        print(table(results))
+        print(f"\nwrote {out}/bench.json, roofline.png, breakdown.png")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from codax.search import run_search
+
+    if args.config:
+        _require_file(args.config, "search config")
+    out = Path(args.output)
+    if out.exists() and not (args.resume or args.force):
+        raise ConfigError(
+            f"output directory {out} exists; pass --resume to continue it or --force to replace it"
+        )
+    res = run_search(args.config, out, resume=args.resume, progress=not args.json)
+    print(json.dumps(res.summary, indent=2, default=str) if args.json else _summary_text(res.summary))
+    return 0
+
+
+def _summary_text(summary: dict) -> str:
+    return "\n".join(f"{k}: {v}" for k, v in summary.items() if not isinstance(v, (dict, list)))
+
+
+class _progress:
+    """A one-line spinner-free progress note on stderr for steps without their own bars."""
+
+    def __init__(self, what: str, quiet: bool):
+        self.what, self.quiet = what, quiet
+
+    def __enter__(self):
+        if not self.quiet:
+            print(f"codax: {self.what} ...", file=sys.stderr, flush=True)
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,9 +225,51 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="machine-readable output")
     acc.set_defaults(func=_accel)
 
+    comp = sub.add_parser("compile", help="compile an ONNX model: HLS project, schedule, report, executable")
+    comp.add_argument("model", help="the ONNX model")
+    comp.add_argument("--accel", required=True, help="library name (codax accel list) or accel.yaml")
+    comp.add_argument("--mappings", help="mappings.yaml (e.g. from codax search); default: run the mapper")
+    comp.add_argument("-o", "--output", default="out/compile", help="output directory (default: out/compile)")
+    comp.add_argument("--shape", action="append", metavar="NAME:DxD", help="fix a dynamic input shape")
+    comp.add_argument("--objective", default="latency", choices=["latency", "energy", "edp"])
+    comp.add_argument(
+        "--analyze-only",
+        action="store_true",
+        help="stop after mapping (report + mappings only); for shape-only models",
+    )
+    comp.add_argument("--force", action="store_true", help="replace an existing output directory")
+    comp.add_argument("--json", action="store_true", help="machine-readable output")
+    comp.set_defaults(func=_compile)
+
+    run = sub.add_parser("run", help="run a compiled model (offloaded layers in C-simulation)")
+    run.add_argument("out_dir", help="a directory written by codax compile")
+    run.add_argument("--input", required=True, help="input tensor as .npy")
+    run.add_argument("--output", help="save the first output as .npy")
+    run.add_argument("--check", action="store_true", help="compare with ONNX Runtime (exit 1 on mismatch)")
+    run.add_argument("--json", action="store_true", help="machine-readable output")
+    run.set_defaults(func=_run)
+
+    bench = sub.add_parser("bench", help="schedule benchmark of a model on accelerators: table and plots")
+    bench.add_argument("model", help="the ONNX model (shape-only models are fine)")
+    bench.add_argument("--accel", action="append", help="accelerator (repeatable); default: three baselines")
+    bench.add_argument("--objective", default="latency", choices=["latency", "energy", "edp"])
+    bench.add_argument("--shape", action="append", metavar="NAME:DxD", help="fix a dynamic input shape")
+    bench.add_argument("-o", "--output", default="out/bench", help="where to write JSON and plots")
+    bench.add_argument("--json", action="store_true", help="machine-readable output")
+    bench.set_defaults(func=_bench)
+
+    search = sub.add_parser("search", help="co-search network, bitwidths and accelerator")
+    search.add_argument("--config", help="search.yaml overlaid on the bundled default (digits, ZC706)")
+    search.add_argument("-o", "--output", default="out/search", help="output directory (default: out/search)")
+    search.add_argument("--resume", action="store_true", help="continue from the output's checkpoint")
+    search.add_argument("--force", action="store_true", help="replace an existing output directory")
+    search.add_argument("--json", action="store_true", help="machine-readable output")
+    search.set_defaults(func=_search)
+
     demo = sub.add_parser("demo", help="run the main job end to end on the bundled default")
     demo.add_argument("-o", "--output", default="out/demo", help="output directory (default: out/demo)")
     demo.add_argument("--quick", action="store_true", help="smaller budget, for a smoke test")
+    demo.add_argument("--force", action="store_true", help="replace an existing output directory")
     demo.set_defaults(func=_demo)
     return p
 

@@ -88,14 +88,17 @@ def write_project(
     force: bool = False,
     shapes: dict[str, int] | None = None,
     tb_data: dict[str, np.ndarray] | None = None,
+    extra: dict[str, bytes] | None = None,
 ) -> Path:
-    """Write the project to out_dir atomically; `tb_data` (tensor name -> array) adds testbench files."""
+    """Write the project to out_dir atomically; `tb_data` (tensor name -> array) adds testbench files,
+    `extra` ({relative path: content}) any other files that belong in the same directory."""
     out = Path(out_dir)
     if out.exists() and not force:
         raise ConfigError(f"output directory {out} exists; pass force=True (CLI: --force) to replace it")
     files = generate(graph, accel, mappings, params, shapes)
     for name, arr in (tb_data or {}).items():
         files[f"tb_data/{Namer()(name)}.bin"] = np.ascontiguousarray(arr).tobytes()
+    files.update(extra or {})
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
