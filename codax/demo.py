@@ -1,64 +1,90 @@
-"""`codax demo`: the main job end to end on the bundled default."""
+"""`codax demo`: the main job end to end on the bundled default.
+
+co-search on scikit-learn's digits (network + bitwidths + accelerator under a ZC706 budget)
+-> derived network (ONNX), accelerator (accel.yaml), mappings (mappings.yaml)
+-> codax compile (HLS project, runtime schedule, TVM executable with the layers in C-simulation)
+-> run the executable on held-out digits and check it against ONNX Runtime -> report.
+"""
 
 from __future__ import annotations
 
-from codax.hw import evaluate_network, load_accelerator
-from codax.ir import Graph, conv2d, dense
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from codax.errors import ConfigError
+
+QUICK = {"search": {"epochs": 2, "warmup_epochs": 1}, "retrain": {"epochs": 2}}
 
 
-def bundled_network() -> Graph:
-    """A small CNN for 8x8 digits: the shapes the bundled co-search space produces."""
-    g = Graph("digits-cnn")
-    shapes = [("stem", 1, 16, 8, 1), ("b1", 16, 24, 8, 1), ("b2", 24, 32, 8, 2), ("b3", 32, 64, 4, 1)]
-    prev = "input"
-    for name, cin, cout, hw, stride in shapes:
-        g.add(
-            conv2d(
-                name,
-                c_in=cin,
-                c_out=cout,
-                hw=(hw, hw),
-                stride=(stride, stride),
-                pads=(1, 1, 1, 1),
-                inputs=(prev,),
-                outputs=(f"{name}_out",),
-            )
-        )
-        prev = f"{name}_out"
-    g.add(dense("fc", c_in=64 * 4 * 4, c_out=10, inputs=(prev,), outputs=("logits",)))
-    return g
+def _held_out_digits(config: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """The search's test split (never trained on), normalised as the search normalised its data."""
+    from codax.search import load_config
+    from codax.search.data import load_data
+
+    cfg = load_config(config)
+    x, y = load_data(cfg, seed=cfg["seed"]).test
+    return x.numpy(), y.numpy()
 
 
-def _mapper():
-    try:
-        from codax.hw.mapper import map_graph
-    except ImportError:  # before the mapper lands: the simplest legal mapping
-        map_graph = None
-    return map_graph
+def _batch_of_one(path: Path) -> dict[str, list[int]]:
+    """The exported network has a dynamic batch dim; the accelerator runs one image at a time."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {i.name: [1] + [d.dim_value for d in i.type.tensor_type.shape.dim[1:]] for i in model.graph.input}
 
 
-def run_demo(out_dir: str = "out/demo", quick: bool = False) -> int:
-    accel = load_accelerator("zc706-int8")
-    graph = bundled_network()
-    map_graph = _mapper()
-    if map_graph is not None:
-        mappings = map_graph(graph, accel).mappings
-    else:
-        from codax.hw.mapper import naive_mapping
+def run_demo(out_dir: str = "out/demo", quick: bool = False, force: bool = False) -> int:
+    from codax.flow import compile_model, reference_outputs, run_compiled
+    from codax.search import run_search
 
-        mappings = {layer.name: naive_mapping(layer, accel) for layer in graph.layers}
-    cost = evaluate_network(graph, accel, mappings)
-    print(f"network {graph.name} on {accel.name} ({accel.description.strip().split(':')[0]})")
-    print(f"{'layer':8} {'MACs':>10} {'cycles':>10} {'energy uJ':>10} {'util':>6}  mapping")
-    for layer, lc in zip(graph.layers, cost.layers):
-        print(
-            f"{layer.name:8} {lc.macs:>10,} {lc.cycles:>10,.0f} {lc.energy_pj / 1e6:>10.3f} "
-            f"{lc.utilization:>6.1%}  {mappings[layer.name].summary()}"
-        )
-    r = cost.resources
-    print(
-        f"total: {cost.macs:,} MACs, {cost.cycles:,.0f} cycles = {cost.latency_ms:.3f} ms, "
-        f"{cost.fps:,.0f} FPS, {cost.energy_pj / 1e6:.2f} uJ; DSP {r.dsp:.0f}, BRAM18 {r.bram18:.0f}, "
-        f"LUT {r.lut:,.0f}"
+    out = Path(out_dir)
+    if out.exists():
+        if not force and not (out / ".codax-demo").exists():
+            raise ConfigError(f"output directory {out} exists and is not a demo output; pass --force")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / ".codax-demo").write_text("")
+    t0 = time.perf_counter()
+    print("== 1/3 co-search: network, bitwidths and accelerator on digits (ZC706 budget)")
+    res = run_search(QUICK if quick else None, out / "search")
+    search_s = time.perf_counter() - t0
+    s = out / "search"
+    print(f"\n== 2/3 compile {s / 'net.onnx'} for {s / 'accel.yaml'} with the searched mappings")
+    t1 = time.perf_counter()
+    comp = compile_model(
+        s / "net.onnx",
+        s / "accel.yaml",
+        out / "compiled",
+        s / "mappings.yaml",
+        shapes=_batch_of_one(s / "net.onnx"),
     )
-    return 0
+    compile_s = time.perf_counter() - t1
+    print(comp.report.table())
+    print("\n== 3/3 run the TVM executable (offloaded layers in C-simulation) and check with ONNX Runtime")
+    xs, ys = _held_out_digits(QUICK if quick else None)
+    correct, worst, mismatch, n = 0, 0.0, 0, min(32, len(xs))
+    for i in range(n):
+        x = xs[i : i + 1]
+        got = run_compiled(out / "compiled", x)[0]
+        ref = reference_outputs(out / "compiled", x)[0]
+        worst = max(worst, float(np.abs(got.astype(np.float64) - ref.astype(np.float64)).max()))
+        mismatch += int(not np.allclose(got, ref, rtol=1e-4, atol=1e-5))
+        correct += int(int(np.argmax(got)) == int(ys[i]))
+    summary = {
+        "search_seconds": round(search_s, 1),
+        "compile_seconds": round(compile_s, 1),
+        "accuracy_searched": res.summary.get("accuracy"),
+        f"executable_top1_on_{n}_held_out_digits": correct / n,
+        "max_abs_diff_vs_onnxruntime": worst,
+        "outputs_mismatching_onnxruntime": mismatch,
+        **{k: v for k, v in res.summary.items() if k in ("fps", "latency_ms", "energy_uj", "dsp", "bram18")},
+        "outputs": str(out),
+    }
+    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(json.dumps(summary, indent=2, default=str))
+    return 0 if mismatch == 0 else 1

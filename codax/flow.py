@@ -108,6 +108,9 @@ def _tensor_bytes(model) -> dict[str, int]:
         if dims and all(d > 0 for d in dims):
             itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).itemsize
             out[vi.name] = int(np.prod(dims)) * itemsize
+    for init in model.graph.initializer:  # constants host ops read (scales, zero points, shapes)
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize
+        out.setdefault(init.name, int(np.prod(init.dims, dtype=np.int64)) * itemsize)
     return out
 
 
