@@ -1,5 +1,11 @@
-"""Mapping search: the best legal mapping of a layer (or every layer of a graph) on an engine."""
+"""Mapping search: the best legal mapping of a layer (or every layer of a graph) on an engine.
 
+`map_layer` searches one layer ("fast": pruned seeding + local search, the default; or
+"exhaustive": the whole declared space), `map_graph` a whole graph with one search per distinct
+layer shape. Both score mappings in large batches through `codax.hw.cost_core`.
+"""
+
+from codax.hw.mapper.api import GraphMapping, MapResult, map_graph, map_layer
 from codax.hw.mapper.naive import naive_mapping
 
-__all__ = ["naive_mapping"]
+__all__ = ["GraphMapping", "MapResult", "map_graph", "map_layer", "naive_mapping"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import random
 
-from codax.ir import DIMS, Accelerator, Layer, Mapping
+from codax.ir import DIMS, OPERANDS, RELEVANT, Accelerator, Layer, Mapping
 
 
 def divisors(n: int) -> list[int]:
@@ -26,22 +28,28 @@ def spatial_options(
     layer: Layer, accel: Accelerator, engine: str | None = None
 ) -> list[dict[str, tuple[str, int]]]:
     """Spatial unrollings the dataflow allows: one dim per array axis, the largest factor that fits
-    (the whole dim, or the axis size), plus leaving an axis idle when no allowed dim is > 1."""
+    (the whole dim, or the axis size), plus leaving an axis idle when no allowed dim is > 1.
+
+    When both axes may unroll the same dim (e.g. K on a ShiDianNao-like array), the dim may take both
+    (rows first, cols the rest), and an axis whose every partner dim is taken stays alone, so a
+    layer with a single unrollable dim still fills an axis."""
     eng = accel.engine(engine)
     pa = eng.pe_array
-    out = []
+    out: list[dict[str, tuple[str, int]]] = []
     rows = [(d, min(getattr(layer, d), pa.rows)) for d in pa.row_dims if getattr(layer, d) > 1] or [None]
     cols = [(d, min(getattr(layer, d), pa.cols)) for d in pa.col_dims if getattr(layer, d) > 1] or [None]
     for r in rows:
         for c in cols:
             if r and c and r[0] == c[0]:
-                continue
+                rest = min(math.ceil(getattr(layer, r[0]) / r[1]), pa.cols)
+                c = (c[0], rest) if rest > 1 else None
             sp = {}
             if r:
                 sp["rows"] = r
             if c:
                 sp["cols"] = c
-            out.append(sp)
+            if sp not in out:
+                out.append(sp)
     return out or [{}]
 
 
@@ -71,3 +79,51 @@ def random_mapping(
         lv: (rng.random() < 0.5 if double_buffer is None else double_buffer) for lv in names[1:]
     }
     return m
+
+
+# --- loop orders ---------------------------------------------------------------------------------
+def order_signature(
+    order: tuple[str, ...], operands: tuple[str, ...] = OPERANDS
+) -> tuple[frozenset[str], ...]:
+    """What a level's loop order decides for the cost: per operand, the set of loops after its
+    innermost relevant loop. Those loops reuse the operand's tile in place; every other property of
+    the order is invisible to the transfer counts, so orders with equal signatures cost the same.
+    Only operands that move into a level inside this one (`operands`) are affected by its order."""
+    sig = []
+    for x in operands:
+        last = max((i for i, d in enumerate(order) if d in RELEVANT[x]), default=-1)
+        sig.append(frozenset(order[last + 1 :]))
+    return tuple(sig)
+
+
+@functools.lru_cache(maxsize=512)
+def order_classes(
+    active: tuple[str, ...], operands: tuple[str, ...] = OPERANDS
+) -> tuple[tuple[str, ...], ...]:
+    """One representative order (outermost first) per distinct signature over the active loops
+    (factor > 1) of a level. Only their relative order matters: inactive loops are absent."""
+    reps: dict[tuple, tuple[str, ...]] = {}
+    for perm in itertools.permutations(active):
+        reps.setdefault(order_signature(perm, operands), perm)
+    return tuple(reps.values())
+
+
+def stationary_orders(
+    active: tuple[str, ...], operands: tuple[str, ...] = OPERANDS
+) -> tuple[tuple[str, ...], ...]:
+    """The weight-, input- and output-stationary orders of a level's active loops (the operand's
+    irrelevant loops innermost, so its tile stays while they run), deduplicated by signature."""
+    reps: dict[tuple, tuple[str, ...]] = {}
+    for x in operands:
+        order = tuple(d for d in active if d in RELEVANT[x]) + tuple(
+            d for d in active if d not in RELEVANT[x]
+        )
+        reps.setdefault(order_signature(order, operands), order)
+    return tuple(reps.values())
+
+
+def full_rank(order: tuple[str, ...]) -> list[int]:
+    """Position of every dim (in DIMS order) in a level's full loop order: the given loops
+    outermost, the rest after them in DIMS order."""
+    full = list(order) + [d for d in DIMS if d not in order]
+    return [full.index(d) for d in DIMS]

@@ -1,0 +1,203 @@
+"""The mapper's public API: the best mapping of one layer, or of every layer of a graph."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from codax.errors import ConfigError, InfeasibleError
+from codax.hw.evaluate import LayerCost, NetworkCost, evaluate, evaluate_network
+from codax.hw.mapper.batch import OBJECTIVES, Evaluator
+from codax.hw.mapper.exhaustive import search_exhaustive
+from codax.hw.mapper.fast import search_fast
+from codax.hw.mapper.space import spatial_options
+from codax.hw.mapper.tiling import LevelModel, reduced_spatial, smallest_overflow
+from codax.ir import Accelerator, Graph, Layer, Mapping, save_mappings, validate_mapping
+
+METHODS: tuple[str, ...] = ("fast", "exhaustive")
+DEFAULT_BUDGET = 20000
+_OPERAND_NAMES = {"W": "weight", "I": "input", "O": "output"}
+
+
+@dataclass
+class MapResult:
+    mapping: Mapping
+    cost: LayerCost
+    evaluated: int  # mappings scored by the cost model
+    wall_s: float
+    method: str
+
+
+@dataclass
+class GraphMapping:
+    mappings: dict[str, Mapping]
+    cost: NetworkCost
+    evaluated: int
+    wall_s: float
+    searched: int = 0  # distinct (shape, engine) searches; the other layers reused a cached mapping
+    results: dict[str, MapResult] = field(default_factory=dict, repr=False)
+
+    def save(self, path) -> str:
+        """Write mappings.yaml (readable with codax.ir.load_mappings)."""
+        return save_mappings(self.mappings, path)
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the cost model on one intra-op thread. The mapper's batches are small (hundreds of
+    points) and, on a shared 2-core machine, torch's thread pool makes elementwise ops such as
+    ceil up to 50x slower than one thread; the previous setting is restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _options(layer: Layer, accel: Accelerator, engine: str | None, model: LevelModel, constraints: dict):
+    """Spatial options of the dataflow; where a full unroll overflows a shared buffer even with the
+    smallest tiles, the unroll is halved until it fits, so small buffers still get a mapping."""
+    opts = constraints.get("spatial")
+    if opts is not None:
+        return [dict(opts)] if isinstance(opts, dict) else [dict(o) for o in opts]
+    out: list[dict] = []
+    for sp in spatial_options(layer, accel, engine):
+        while True:
+            row = np.array([float(_sf(sp, d)) for d in "NGKCPQRS"])
+            if smallest_overflow(model, row)[0] < 0 or not sp:
+                break
+            sp = reduced_spatial(sp)
+        if sp not in out:
+            out.append(sp)
+    return out
+
+
+def _sf(sp: dict, dim: str) -> int:
+    f = 1
+    for d, k in sp.values():
+        if d == dim:
+            f *= k
+    return f
+
+
+def _infeasible(layer: Layer, accel: Accelerator, model: LevelModel) -> InfeasibleError:
+    lv, op, need, cap = smallest_overflow(model, np.ones(8))
+    if lv < 0:  # the smallest tiles fit, yet nothing in the searched space did
+        return InfeasibleError(
+            f"layer {layer.name}: no legal mapping found on {accel.name} in the searched space; "
+            "the smallest tiles fit, so relax the constraints or raise the budget"
+        )
+    name = model.level_names[lv]
+    what = "+".join(_OPERAND_NAMES.get(o, o) for o in op.split("+"))
+    return InfeasibleError(
+        f"layer {layer.name} has no legal mapping on {accel.name}: buffer {name} ({int(cap):,} B for "
+        f"{what}) is too small for the smallest {what} tile ({int(need):,} B, all on-chip factors 1, no "
+        f"unrolling) by {int(need - cap):,} B; enlarge {name} or lower the layer's precision"
+    )
+
+
+def map_layer(
+    layer: Layer,
+    accel: Accelerator,
+    objective: str = "latency",
+    engine: str | None = None,
+    seed: int = 0,
+    budget: int | None = None,
+    constraints: dict | None = None,
+    method: str = "fast",
+) -> MapResult:
+    """The best legal mapping of `layer` on an engine of `accel` for `objective`.
+
+    method "exhaustive" scores the whole declared space; "fast" (default) searches it with pruning
+    and local search within `budget` evaluations (default 20,000), deterministically for a seed.
+    constraints (optional): {"spatial": option or list of options}, {"double_buffer": False} to
+    forbid double buffering, {"max_points": n} to cap the exhaustive space.
+    Raises InfeasibleError naming the buffer too small for the smallest tile."""
+    with single_thread():
+        return _map_layer(layer, accel, objective, engine, seed, budget, constraints, method)
+
+
+def _map_layer(
+    layer: Layer,
+    accel: Accelerator,
+    objective: str = "latency",
+    engine: str | None = None,
+    seed: int = 0,
+    budget: int | None = None,
+    constraints: dict | None = None,
+    method: str = "fast",
+) -> MapResult:
+    t0 = time.perf_counter()
+    if method not in METHODS:
+        raise ConfigError(f"mapper method {method!r} is not one of {METHODS}")
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"objective {objective!r} is not one of {OBJECTIVES}")
+    constraints = dict(constraints or {})
+    model = LevelModel(layer, accel, engine)
+    if constraints.get("double_buffer") is False:
+        model.db_allowed = lambda fac, s: np.zeros((len(fac), model.L), dtype=bool)  # type: ignore[method-assign]
+    options = _options(layer, accel, engine, model, constraints)
+    feasible = [sp for sp in options if smallest_overflow(model, _row(sp))[0] < 0]
+    if not feasible:
+        raise _infeasible(layer, accel, model)
+    ev = Evaluator(layer, accel, engine, objective, feasible)
+    if method == "exhaustive":
+        score, best = search_exhaustive(ev, model, constraints.get("max_points"))
+    else:
+        score, best = search_fast(ev, model, seed, budget or DEFAULT_BUDGET)
+        if constraints.get("double_buffer") is False and best is not None:
+            best.db[:] = 0.0
+    if best is None or not np.isfinite(score):
+        raise _infeasible(layer, accel, model)
+    mapping = ev.to_mapping(best)
+    validate_mapping(layer, accel, mapping)
+    cost = evaluate(layer, accel, mapping, check=False)
+    return MapResult(mapping, cost, ev.evaluated, time.perf_counter() - t0, method)
+
+
+def _row(sp: dict) -> np.ndarray:
+    return np.array([float(_sf(sp, d)) for d in "NGKCPQRS"])
+
+
+def map_graph(
+    graph: Graph,
+    accel: Accelerator,
+    objective: str = "latency",
+    seed: int = 0,
+    method: str = "fast",
+    engine_of: dict[str, str] | Callable[[Layer], str | None] | None = None,
+    budget: int | None = None,
+) -> GraphMapping:
+    """Map every layer of `graph`; layers of equal shape (Layer.shape_key) on the same engine are
+    searched once and share the mapping (renamed per layer). Returns per-layer mappings and the
+    network totals of `evaluate_network`."""
+    with single_thread():
+        return _map_graph(graph, accel, objective, seed, method, engine_of, budget)
+
+
+def _map_graph(graph, accel, objective, seed, method, engine_of, budget) -> GraphMapping:
+    t0 = time.perf_counter()
+    cache: dict[tuple, MapResult] = {}
+    mappings: dict[str, Mapping] = {}
+    results: dict[str, MapResult] = {}
+    evaluated = 0
+    for layer in graph.layers:
+        if callable(engine_of):
+            eng = engine_of(layer)
+        else:
+            eng = (engine_of or {}).get(layer.name)
+        key = (layer.shape_key(), eng)
+        if key not in cache:
+            cache[key] = _map_layer(layer, accel, objective, eng, seed, budget, None, method)
+            evaluated += cache[key].evaluated
+        res = cache[key]
+        mappings[layer.name] = replace(res.mapping, layer=layer.name)
+        results[layer.name] = res
+    cost = evaluate_network(graph, accel, mappings)
+    return GraphMapping(mappings, cost, evaluated, time.perf_counter() - t0, len(cache), results)

@@ -1,0 +1,125 @@
+"""What a matched Relax conv2d/matmul is as a codax Layer, and whether the accelerator can run it.
+
+One decision function, `offload_reason`, is used both by the partition `check` (to accept a match)
+and by the report (to say why a layer stayed on the host), so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import relax
+
+from codax.frontend.onnx_graph import weight_key
+from codax.ir import Accelerator, Epilogue, Layer, Precision
+from codax.passes.relax_util import const_value, dtype, is_constant, op_name, shape
+
+_BITS = {"int8": 8, "uint8": 8, "int4": 4, "uint4": 4, "int16": 16, "uint16": 16, "int32": 32}
+
+
+@dataclass(frozen=True)
+class CoreInfo:
+    """A conv2d/matmul call read off the Relax IR."""
+
+    op: str  # conv | matmul
+    key: str | None  # weight fingerprint (see codax.frontend.onnx_graph.weight_key)
+    precision: Precision | None
+    problem: str | None  # why it cannot be a layer at all, else None
+
+
+def _var_name(v) -> str:
+    return str(getattr(v, "name_hint", None) or v.name)
+
+
+def _weight(core: relax.Call, w=None):
+    w = core.args[1] if w is None else w
+    if op_name(w) == "relax.permute_dims":  # shape-only Gemm: transposed weight parameter
+        w = w.args[0]
+    return w
+
+
+def core_info(core: relax.Call, act_dtype: str | None = None, weight=None) -> CoreInfo:
+    """Read op kind, weight fingerprint and precision. `act_dtype`: the quantized input's dtype;
+    `weight`: the weight expression when core.args[1] is a variable bound to it."""
+    op = "conv" if op_name(core) == "relax.nn.conv2d" else "matmul"
+    w = _weight(core, weight)
+    if is_constant(w):
+        key = weight_key(const_value(w), op)
+    elif isinstance(w, relax.Var) and not isinstance(w, relax.DataflowVar) and _var_name(w).startswith("w_"):
+        key = "param:" + _var_name(w)
+    else:
+        return CoreInfo(op, None, None, "its weight is computed at run time, not a constant")
+    if op == "conv":
+        a = core.attrs
+        if a.data_layout != "NCHW" or a.kernel_layout != "OIHW" or len(shape(core)) != 4:
+            return CoreInfo(
+                op, key, None, f"conv2d layout {a.data_layout}/{a.kernel_layout} is not NCHW/OIHW"
+            )
+    elif len(shape(core.args[0])) != 2 or len(shape(w)) != 2:
+        return CoreInfo(op, key, None, "matmul is not 2-D x 2-D")
+    out = dtype(core)
+    if out.startswith("float"):
+        if out != "float32" or dtype(core.args[0]) != "float32":
+            return CoreInfo(op, key, None, f"{out} arithmetic (only fp32 and integer layers are supported)")
+        return CoreInfo(op, key, Precision.float32(), None)
+    wb, ab = _BITS.get(dtype(w)), _BITS.get(act_dtype or "")
+    if wb is None or ab is None:
+        return CoreInfo(op, key, None, f"integer layer with {dtype(w)} weights / {act_dtype} inputs")
+    return CoreInfo(op, key, Precision(weight=wb, act=ab, acc=32, out=8, kind="int"), None)
+
+
+def offload_reason(info: CoreInfo, accel: Accelerator) -> str | None:
+    """None if `accel` can execute the layer, else a sentence saying why not and what would help."""
+    if info.problem:
+        return info.problem
+    p = info.precision
+    assert p is not None
+    if p.kind == "float":
+        if not accel.float_ok:
+            return (
+                f"fp32 layer, but accelerator {accel.name} has no float datapath (precision.float: false); "
+                "quantize the model (QDQ) or use an accelerator with float: true"
+            )
+        return None
+    if not accel.supports_bits(p.weight, p.act):
+        return (
+            f"bitwidth int{p.weight} weights / int{p.act} activations exceeds accelerator {accel.name} "
+            f"(weights <= {max(accel.weight_bits)}, activations <= {max(accel.act_bits)} bits)"
+        )
+    return None
+
+
+def bias_ok(core: relax.Call, bias) -> bool:
+    """A bias is a constant broadcast along output channels only ([1,K,1,1]/[K,1,1] or [K]/[1,K])."""
+    if not is_constant(bias):
+        return False
+    k = shape(core)[1]
+    s = tuple(np.shape(const_value(bias)))
+    if op_name(core) == "relax.nn.conv2d":
+        return s in ((1, k, 1, 1), (k, 1, 1))
+    return s in ((k,), (1, k))
+
+
+def residual_ok(add: relax.Call, residual) -> bool:
+    """A residual is a run-time activation of exactly the output's shape (no broadcasting)."""
+    return not is_constant(residual) and shape(residual) == shape(add)
+
+
+def layer_from_relax(core: relax.Call, name: str, precision: Precision, epilogue: Epilogue) -> Layer:
+    """The loop nest of a Relax conv2d (NCHW/OIHW) or 2-D matmul, independently of ONNX."""
+    if op_name(core) == "relax.nn.conv2d":
+        n, c_in, h, w_ = shape(core.args[0])
+        k_out, cg, r, s = shape(core.args[1])
+        _, _, p, q = shape(core)
+        a = core.attrs
+        g = int(a.groups)
+        pt, pl, pb, pr = (int(v) for v in a.padding)
+        return Layer(
+            name, N=n, G=g, K=k_out // g, C=cg, P=p, Q=q, R=r, S=s,
+            stride=tuple(int(v) for v in a.strides), dilation=tuple(int(v) for v in a.dilation),
+            pads=(pt, pl, pb, pr), in_hw=(h, w_), op="conv", precision=precision, epilogue=epilogue,
+        )  # fmt: skip
+    n, c = shape(core.args[0])
+    k = shape(core)[1]
+    return Layer(name, N=n, K=k, C=c, op="matmul", in_hw=(1, 1), precision=precision, epilogue=epilogue)
