@@ -108,9 +108,17 @@ def _tensor_bytes(model) -> dict[str, int]:
         if dims and all(d > 0 for d in dims):
             itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).itemsize
             out[vi.name] = int(np.prod(dims)) * itemsize
-    for init in model.graph.initializer:  # constants host ops read (scales, zero points, shapes)
-        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize
-        out.setdefault(init.name, int(np.prod(init.dims, dtype=np.int64)) * itemsize)
+    consts = [(i.name, i) for i in model.graph.initializer]  # scales, zero points, shapes host ops read
+    consts += [
+        (n.output[0], a.t)
+        for n in model.graph.node
+        if n.op_type == "Constant"
+        for a in n.attribute
+        if a.name == "value"
+    ]
+    for name, t in consts:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+        out.setdefault(name, int(np.prod(t.dims, dtype=np.int64)) * itemsize)
     return out
 
 

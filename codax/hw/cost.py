@@ -151,7 +151,7 @@ def cost_core(x: CostInputs, relaxed: bool = False) -> CostOutputs:
         return torch.stack([wt, it, ot], dim=2)
 
     tile_bits = torch.stack([x.w_bits, x.a_bits, x.acc_bits], dim=1).unsqueeze(1)  # O held as accumulators
-    tile_bytes = footprints(held) * tile_bits / 8.0
+    tile_bytes = ceil(footprints(held) * tile_bits / 8.0)  # whole bytes, as a buffer is allocated
     need = tile_bytes * (1.0 + x.db).unsqueeze(2) * x.holds
     over_op = (need - x.cap_op).amax(dim=2)
     over_shared = need.sum(dim=2) - x.cap_shared

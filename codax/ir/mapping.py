@@ -199,8 +199,7 @@ def check_capacity(layer: Layer, accel: Accelerator, mapping: Mapping) -> None:
         ext = tile_extents(layer, mapping, engine, i)
         copies = 2 if mapping.double_buffer.get(lv.name) else 1
         need: dict[str, tuple[int, str]] = {
-            op: tile_bytes(layer, ext, op, accel.acc_bits if layer.precision.kind == "int" else 32)
-            for op in lv.operands
+            op: tile_bytes(layer, ext, op, layer.precision.acc) for op in lv.operands
         }
         db = " double-buffered" if copies == 2 else ""
         if lv.sizes is not None:
