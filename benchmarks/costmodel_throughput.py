@@ -91,10 +91,11 @@ def _prime_factors(n: int) -> list[tuple[int, int]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mappings", type=int, default=200_000)
-    ap.add_argument("--batch", type=int, default=50_000)
+    ap.add_argument("--batch", type=int, default=100_000)
     ap.add_argument("--zigzag", type=int, default=200, help="ZigZag evaluations to time")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
 
     layer = [z for z in zb.conv_layers_from_onnx("resnet18") if z.name.endswith("layer1.0/conv1/Conv")][0]
     loma = zb.search_loma(layer, "tpu_like", spatial=SPATIAL)

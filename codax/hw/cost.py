@@ -34,7 +34,6 @@ from codax.ir import DIMS, OPERANDS, RELEVANT
 
 _D = {d: i for i, d in enumerate(DIMS)}
 _REL = {x: torch.tensor([d in RELEVANT[x] for d in DIMS]) for x in OPERANDS}
-_REL_ALL = torch.stack([_REL[x] for x in OPERANDS])  # [3, 8]
 N_, G_, K_, C_, P_, Q_, R_, S_ = (_D[d] for d in DIMS)
 
 
@@ -97,22 +96,33 @@ def _dense_window(p, r, stride, dil):
     return (p - 1) * stride + (r - 1) * dil + 1
 
 
-def _transfer_words(x: CostInputs, bound: torch.Tensor, tile: torch.Tensor, ceil) -> torch.Tensor:
-    """Words of each operand moved over all visits, given each dim's child tile [B, 3, H, 8] (tiles lie
-    on a grid, so a relevant dim's extents add up to its bound) -> [B, 3, H]."""
-    B = bound.shape[0]
-    b = bound.view(B, 1, 1, 8)
-    n = ceil(b / tile)
-    w_o = torch.where(_REL_ALL.view(1, 3, 1, 8), b, n).prod(dim=3)
-    win = [v.view(B, 1, 1) for v in (x.win_s[:, 0], x.win_d[:, 0], x.win_s[:, 1], x.win_d[:, 1])]
-    hs = _window_sum(
-        b[..., P_], tile[..., P_], n[..., P_], b[..., R_], tile[..., R_], n[..., R_], win[0], win[1]
-    )
-    ws = _window_sum(
-        b[..., Q_], tile[..., Q_], n[..., Q_], b[..., S_], tile[..., S_], n[..., S_], win[2], win[3]
-    )
-    i = n[..., K_] * b[..., N_] * b[..., G_] * b[..., C_] * hs * ws
-    return torch.where(torch.tensor([False, True, False]).view(1, 3, 1), i, w_o)
+def _transfer_words(X: str, x: CostInputs, bound: torch.Tensor, tile: torch.Tensor, ceil) -> torch.Tensor:
+    """Words of operand X moved over all visits, given each dim's child tile [B, 8]: tiles lie on a
+    grid, so a relevant dim's extents add up to its bound, an irrelevant dim counts its tiles."""
+    n = ceil(bound / tile)
+    if X == "I":
+        hs = _window_sum(
+            bound[:, P_],
+            tile[:, P_],
+            n[:, P_],
+            bound[:, R_],
+            tile[:, R_],
+            n[:, R_],
+            x.win_s[:, 0],
+            x.win_d[:, 0],
+        )
+        ws = _window_sum(
+            bound[:, Q_],
+            tile[:, Q_],
+            n[:, Q_],
+            bound[:, S_],
+            tile[:, S_],
+            n[:, S_],
+            x.win_s[:, 1],
+            x.win_d[:, 1],
+        )
+        return n[:, K_] * bound[:, N_] * bound[:, G_] * bound[:, C_] * hs * ws
+    return torch.where(_REL[X].view(1, 8), bound, n).prod(dim=1)
 
 
 def cost_core(x: CostInputs, relaxed: bool = False) -> CostOutputs:
@@ -160,73 +170,62 @@ def cost_core(x: CostInputs, relaxed: bool = False) -> CostOutputs:
     covered = (f.prod(dim=1) * s >= bound - 1e-9).all(dim=1)
     agg_words = footprints(agg, moved=True)
 
-    # --- transfers at every boundary, for all operands (X) and boundaries (h = 1..L-1) at once ------
-    H = L - 1
-    into = torch.arange(1, L)  # the child level of each boundary
-    outer = lvl.view(1, L) < into.view(H, 1)  # [H, L]: levels whose loops sit outside the boundary
+    # --- transfers at every boundary (operand X into level h) --------------------------------------
     pos = lvl.view(1, L, 1).to(dt) * 8.0 + x.rank  # nest position of every loop, outermost smallest
     active = f > 1.0 + 1e-9  # trip-count-1 loops are absent
-    rel = _REL_ALL.view(1, 3, 1, 8)
-    # the innermost loop relevant to X outside h; the loops after it are irrelevant and reuse X's tile
-    level_last = torch.where(active.unsqueeze(1) & rel, pos.unsqueeze(1), -1.0).amax(dim=3)  # [B, 3, L]
-    running = [level_last[:, :, 0]]
-    for li in range(1, H):
-        running.append(torch.maximum(running[-1], level_last[:, :, li]))
-    last = torch.stack(running, dim=2)  # [B, 3, H]
-    kept = outer.view(1, 1, H, L, 1) & (pos.view(B, 1, 1, L, 8) <= last.view(B, 3, H, 1, 1))
-    inner = torch.where(kept, 1.0, f.view(B, 1, 1, L, 8)).prod(dim=3)  # [B, 3, H, 8] one PE's child tile
-    held_c = x.holds[:, 1:, :].permute(0, 2, 1)  # [B, 3, H]: the child holds X
-    words = _transfer_words(x, bound, inner * s.view(B, 1, 1, 8), ceil) * held_c  # the PE array's tiles
-    # per-PE memories are accessed once per PE copy: every PE writes its own tile (multicast data
-    # lands in several PEs, overlapping input windows are loaded by each PE)
-    copies = _transfer_words(x, bound, inner, ceil) * held_c
-    holds_t = x.holds.permute(0, 2, 1)  # [B, 3, L]
-    parent = torch.where(outer.view(1, 1, H, L) & (holds_t.unsqueeze(2) > 0), lvl.view(1, 1, 1, L), -1)
-    parent = parent.amax(dim=3)  # [B, 3, H]: the nearest outer level holding X
-    to_parent = torch.nn.functional.one_hot(parent, L).to(dt)  # [B, 3, H, L]
-    to_child = torch.eye(L, dtype=dt)[1:].view(1, 1, H, L)
-    sl = x.spatial_level.view(B, 1, 1)
-    child_words = torch.where(into.view(1, 1, H) > sl, copies, words)
-    parent_words = torch.where(parent > sl, copies, words)
-
-    is_o = torch.tensor([False, False, True]).view(1, 3, 1)
+    words_in = torch.zeros(B, L, 3, dtype=dt)
+    words_out = torch.zeros(B, L, 3, dtype=dt)
+    reads = torch.zeros(B, L, dtype=dt)
+    writes = torch.zeros(B, L, dtype=dt)
+    port = torch.zeros(B, L, dtype=dt)  # bits through each parent's port
+    not_db = torch.zeros(B, L, dtype=dt)  # parents feeding a single-buffered child
+    fill = torch.zeros(B, L, dtype=dt)  # bits of the first input tiles, loaded before compute starts
+    drain = torch.zeros(B, L, dtype=dt)  # bits of the last output tiles, stored after compute ends
     o_size = bound[:, N_] * bound[:, G_] * bound[:, K_] * bound[:, P_] * bound[:, Q_]
-    o_size = o_size.view(B, 1, 1)
-    bits = torch.stack([x.w_bits, x.a_bits, x.acc_bits], dim=1).view(B, 3, 1)
-    acc = x.acc_bits.view(B, 1, 1)
-    # outputs: every visit but the first of an output tile reads the partial sums back
-    revisit = torch.where(words > 0, 1.0 - o_size / words.clamp(min=1.0), 0.0)
-    reload = words - o_size * held_c
-    to_dram = (parent == 0).to(dt)
-    up_bits = to_dram * (o_size * x.o_bits.view(B, 1, 1) + reload * acc) + (1 - to_dram) * words * acc
-    zero = torch.zeros((), dtype=dt)
-    parent_reads = torch.where(is_o, parent_words * revisit * acc, parent_words * bits)
-    parent_writes = torch.where(is_o, torch.where(parent > sl, parent_words * acc, up_bits), zero)
-    child_reads = torch.where(is_o, child_words * acc, zero)
-    child_writes = torch.where(is_o, child_words * revisit * acc, child_words * bits)
-    moved = torch.where(is_o, up_bits + reload * acc, words * bits)
-    agg_c = agg_words[:, 1:, :].permute(0, 2, 1)  # [B, 3, H]
-    out_bits = torch.where(parent == 0, x.o_bits.view(B, 1, 1), acc)
-    first_bits = torch.where(is_o, zero, held_c * agg_c * bits)  # first input tiles (fill)
-    last_bits = torch.where(is_o, held_c * agg_c * out_bits, zero)  # last output tiles (drain)
-    single = held_c * (1.0 - x.db[:, 1:].view(B, 1, H))
-
-    def at_parent(v: torch.Tensor) -> torch.Tensor:  # [B, 3, H] -> summed per parent level [B, L]
-        return (to_parent * v.unsqueeze(3)).sum(dim=(1, 2))
-
-    def at_child(v: torch.Tensor) -> torch.Tensor:
-        return (to_child * v.unsqueeze(3)).sum(dim=(1, 2))
-
-    reads = at_parent(parent_reads) + at_child(child_reads)
-    writes = at_parent(parent_writes) + at_child(child_writes)
-    port = at_parent(moved)  # bits through each parent's port
-    not_db = at_parent(single)  # parents feeding a single-buffered child
-    fill = at_parent(first_bits)
-    drain = at_parent(last_bits)
-    zeros_l = torch.zeros(B, 1, 3, dtype=dt)
-    words_in = torch.cat([zeros_l, torch.where(is_o, reload, words).permute(0, 2, 1)], dim=1)
-    words_out = torch.cat([zeros_l, torch.where(is_o, words, zero).permute(0, 2, 1)], dim=1)
     op_bits = {"W": x.w_bits, "I": x.a_bits, "O": x.acc_bits}
+    for xi, X in enumerate(OPERANDS):
+        rel = _REL[X].view(1, 1, 8)
+        for h in range(1, L):
+            outer = (lvl < h).view(1, L, 1)
+            # the innermost loop outside h relevant to X; the loops after it reuse X's tile in place
+            last = torch.where(active & rel & outer, pos, -1.0).flatten(1).amax(dim=1)
+            kept = outer & (pos <= last.view(B, 1, 1))
+            inner = torch.where(kept, 1.0, f).prod(dim=1)  # [B, 8] one PE's child tile
+            held = x.holds[:, h, xi]
+            words = _transfer_words(X, x, bound, inner * s, ceil) * held  # the PE array's tiles together
+            # per-PE memories are accessed once per PE copy: every PE writes its own tile (multicast
+            # data lands in several PEs, overlapping input windows are loaded by each PE)
+            copies = _transfer_words(X, x, bound, inner, ceil) * held
+            parent = torch.where((lvl.view(1, L) < h) & (x.holds[:, :, xi] > 0), lvl.view(1, L), -1).amax(
+                dim=1
+            )
+            to_parent = torch.nn.functional.one_hot(parent, L).to(dt)  # [B, L]
+            pe_parent = parent > x.spatial_level
+            child_words = torch.where(h > x.spatial_level, copies, words)
+            parent_words = torch.where(pe_parent, copies, words)
+            if X == "O":
+                # every visit but the first of an output tile reads the partial sums back
+                revisit = torch.where(words > 0, 1.0 - o_size / words.clamp(min=1.0), 0.0)
+                reload = words - o_size * held
+                to_dram = (parent == 0).to(dt)
+                up = to_dram * (o_size * x.o_bits + reload * x.acc_bits) + (1 - to_dram) * words * x.acc_bits
+                words_out[:, h, xi] = words
+                words_in[:, h, xi] = reload
+                reads[:, h] += child_words * x.acc_bits
+                reads += to_parent * (parent_words * revisit * x.acc_bits).unsqueeze(1)
+                writes += to_parent * torch.where(pe_parent, parent_words * x.acc_bits, up).unsqueeze(1)
+                writes[:, h] += child_words * revisit * x.acc_bits
+                moved = up + reload * x.acc_bits
+                last_bits = agg_words[:, h, xi] * torch.where(parent == 0, x.o_bits, x.acc_bits)
+                drain += to_parent * (held * last_bits).unsqueeze(1)
+            else:
+                words_in[:, h, xi] = words
+                reads += to_parent * (parent_words * op_bits[X]).unsqueeze(1)
+                writes[:, h] += child_words * op_bits[X]
+                moved = words * op_bits[X]
+                fill += to_parent * (held * agg_words[:, h, xi] * op_bits[X]).unsqueeze(1)
+            port += to_parent * moved.unsqueeze(1)
+            not_db += to_parent * (held * (1.0 - x.db[:, h])).unsqueeze(1)
 
     # MAC operand accesses in the innermost level holding each operand. A shared level feeds the
     # whole array: one access serves the PEs that the array's irrelevant dims multicast it to.
