@@ -1,0 +1,450 @@
+"""Differentiable network / bitwidth / accelerator co-search (DNA, DANCE, Auto-NBA style).
+
+Bi-level, DARTS/FBNet style: supernet weights train on the `train` split with soft Gumbel mixing of
+ops and bitwidths; op, bit, mapping and accelerator logits train on the `val` split with
+    loss = CE + lambda * E[hardware cost] / reference + penalty(resources over budget),
+where ops are soft Gumbel samples and bitwidths hard (straight-through) samples. lambda adapts
+towards a target FPS when one is given. The exact mapper evaluates the derived design every epoch
+(or every `exact_every` steps) and the relaxed-vs-exact gap is logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from codax.search import ddp
+from codax.search.arch import ArchParams
+from codax.search.config import load_config
+from codax.search.data import Splits, batches, load_data
+from codax.search.derive import Design, build_graph, exact_cost
+from codax.search.hwcost import LayerTable, onehot_probs
+from codax.search.objective import HardwareObjective, HwEstimate, budget_of
+from codax.search.space import build_accel_space, build_accelerator, build_network_space
+from codax.search.supernet import Supernet
+
+
+@dataclass
+class SearchResult:
+    out_dir: Path
+    summary: dict
+    design: Design
+    history: list[dict]
+
+
+@contextlib.contextmanager
+def batch_stats(model: torch.nn.Module):
+    """Evaluate with batch statistics without touching running stats: the supernet's BN running
+    stats describe the op mixture, not the argmax network."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    saved = [(m.momentum, m.training) for m in bns]
+    was = model.training
+    model.train()
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, (mom, _) in zip(bns, saved):
+            m.momentum = mom
+        model.train(was)
+
+
+class CoSearch:
+    """State of one search: data, spaces, supernet, logits, optimisers, lambda, history."""
+
+    def __init__(self, cfg: dict, device: torch.device | None = None):
+        self.cfg = cfg
+        s = cfg["search"]
+        self.seed = int(cfg["seed"])
+        _seed_all(self.seed)
+        self.device = device or ddp.pick_device()
+        self.rank, self.world = ddp.rank_world()
+        self.data: Splits = load_data(cfg, self.seed)
+        self.net = build_network_space(cfg, self.data.shape, self.data.num_classes)
+        self.space = build_accel_space(cfg)
+        self.bits = list(cfg["bits"]["choices"])
+        self.lt = LayerTable(self.net, self.bits)
+        self.budget = budget_of(cfg, self.space)
+        self.chunks = int(cfg["accelerator"]["chunks"])
+        self.objective = s["objective"]
+        self.hw = HardwareObjective(
+            self.net,
+            self.space,
+            self.lt,
+            self.chunks,
+            self.budget,
+            s["mapping_candidates"],
+            s["relaxed"],
+            s["penalty"],
+        )
+        self.hw.check_feasible()
+        fl = cfg["bits"]["first_last"]
+        fixed_idx = self.bits.index(fl) if fl in self.bits else len(self.bits) - 1
+        fixed_bits = [None if u.searchable else fixed_idx for u in self.net.units]
+        self.supernet = Supernet(self.net, self.bits).to(self.device)
+        self.arch = ArchParams(
+            self.net,
+            self.space,
+            len(self.bits),
+            self.chunks,
+            s["mapping_candidates"],
+            fixed_bits,
+            bool(cfg["bits"]["search"]),
+        ).to(self.device)
+        self.w_opt = torch.optim.SGD(
+            self.supernet.parameters(),
+            lr=s["w_lr"],
+            momentum=s["w_momentum"],
+            weight_decay=s["w_weight_decay"],
+        )
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, T_max=s["epochs"])
+        self.a_opt = torch.optim.Adam(self.arch.parameters(), lr=s["a_lr"], betas=(0.5, 0.999))
+        self.lam = float(s["lambda"])
+        self.epoch = 0  # completed epochs
+        self.history: list[dict] = []
+        self.exact_log: list[dict] = []
+        self.step = 0
+        self._exact_cache: dict = {}
+        self.surrogate_report: dict | None = None
+        if s["cost"] == "surrogate":
+            from codax.search.surrogate import attach_surrogate
+
+            self.surrogate_report = attach_surrogate(self)
+        with torch.no_grad():
+            self.ref = {
+                k: float(v)
+                for k, v in self._estimate(None).__dict__.items()
+                if k in ("period_cycles", "energy_pj", "macs")
+            }
+            self.ref["cycles"] = float(self._estimate(None).cycles)
+
+    # --- hardware ---------------------------------------------------------------------------------
+    def _estimate(
+        self, op_w: torch.Tensor | None, bw=None, ba=None, onehot_design: Design | None = None
+    ) -> HwEstimate:
+        a = self.arch
+        if onehot_design is not None:
+            d = onehot_design
+            U, O = a.alpha.shape
+            op_w = F.one_hot(torch.tensor(d.ops), O).float()
+            bw = F.one_hot(torch.tensor([self.bits.index(b[0]) for b in d.bits]), len(self.bits)).float()
+            ba = F.one_hot(torch.tensor([self.bits.index(b[1]) for b in d.bits]), len(self.bits)).float()
+            pm = F.one_hot(a.map_logits.argmax(-1), a.map_logits.shape[-1]).float()
+            acc = [onehot_probs(self.space, c) for c in d.accel]
+            return self.hw(op_w, bw, ba, pm, acc)
+        if op_w is None:
+            op_w, bw, ba = a.op_probs(), a.bit_probs("w"), a.bit_probs("a")
+        ap = [[p.cpu() for p in e] for e in a.accel_probs()]
+        return self.hw(op_w.cpu(), bw.cpu(), ba.cpu(), a.map_probs().cpu(), ap)
+
+    def hw_value(self, est: HwEstimate) -> torch.Tensor:
+        if self.objective == "edp":
+            return est.energy_pj * est.cycles / (self.ref["energy_pj"] * self.ref["cycles"])
+        key = {"latency": "period_cycles", "energy": "energy_pj", "flops": "macs"}[self.objective]
+        return est.value(self.objective) / self.ref[key]
+
+    def design(self) -> Design:
+        a = self.arch
+        accel = [self.hw.project([p.detach().cpu() for p in e]) for e in a.accel_probs()]
+        return Design(a.argmax_ops(), a.argmax_bits(self.bits), accel, a.map_logits.argmax(-1).tolist())
+
+    def exact(self, d: Design) -> dict:
+        """The derived design mapped by the exact mapper and evaluated exactly (cached per design)."""
+        key = (tuple(d.ops), tuple(d.bits), tuple(d.accel))
+        if key not in self._exact_cache:
+            t0 = time.perf_counter()
+            graph, engines = build_graph(self.net, d, self.hw.engine_of)
+            accel = build_accelerator(self.space, d.accel)
+            mappings, cost, used = exact_cost(
+                graph, accel, engines, self.objective, self.lt, self.space, d.accel
+            )
+            rel = self._estimate(None, onehot_design=d)
+            r = cost.resources
+            self._exact_cache[key] = {
+                "exact_fps": cost.fps,
+                "exact_cycles": cost.period_cycles,
+                "exact_energy_uj": cost.energy_pj / 1e6,
+                "exact_dsp": r.dsp,
+                "exact_bram18": r.bram18,
+                "exact_area_mm2": r.area_mm2,
+                "relaxed_fps": rel.fps,
+                "relaxed_energy_uj": float(rel.energy_pj) / 1e6,
+                "relaxed_vs_exact_cycles": float(rel.period_cycles) / cost.period_cycles - 1.0,
+                "relaxed_vs_exact_energy": float(rel.energy_pj) / cost.energy_pj - 1.0,
+                "design_dsp": float(rel.resources.get("dsp", 0.0)),
+                "design_bram18": float(rel.resources.get("bram18", 0.0)),
+                "design_area_mm2": float(rel.resources.get("area_mm2", 0.0)),
+                "macs": cost.macs,
+                "mapper": used,
+                "exact_seconds": time.perf_counter() - t0,
+                "_artifacts": (graph, accel, mappings, cost),
+            }
+        return self._exact_cache[key]
+
+    # --- steps -------------------------------------------------------------------------------------
+    def tau(self, epoch: int) -> float:
+        s = self.cfg["search"]
+        return float(s["tau0"]) * float(s["tau_decay"]) ** epoch
+
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor, tau: float) -> tuple[float, float]:
+        a = self.arch
+        with torch.no_grad():
+            op_w, bw, ba = a.op_probs(tau), a.bit_probs("w", tau), a.bit_probs("a", tau)
+        out = self.supernet(x, op_w, bw, ba)
+        loss = F.cross_entropy(out, y)
+        self.w_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        ddp.average_grads(self.supernet.parameters())
+        torch.nn.utils.clip_grad_norm_(self.supernet.parameters(), 5.0)
+        self.w_opt.step()
+        return float(loss.detach()), float((out.argmax(1) == y).float().mean())
+
+    def arch_step(self, x: torch.Tensor, y: torch.Tensor, tau: float) -> dict:
+        a = self.arch
+        op_w = a.op_probs(tau)
+        bw, ba = a.bit_probs("w", tau, hard=True), a.bit_probs("a", tau, hard=True)
+        out = self.supernet(x, op_w, bw, ba)
+        ce = F.cross_entropy(out, y)
+        t0 = time.perf_counter()
+        est = self._estimate(op_w, bw, ba)
+        hw = self.hw_value(est)
+        loss = ce + (self.lam * hw + est.penalty).to(ce.device)  # the cost model runs on the CPU
+        self.hw_seconds = time.perf_counter() - t0
+        self.a_opt.zero_grad(set_to_none=True)
+        self.supernet.zero_grad(set_to_none=True)
+        loss.backward()
+        ddp.average_grads(self.arch.parameters())
+        self.a_opt.step()
+        target = self.cfg["search"]["target_fps"]
+        derived_fps = None
+        if target:
+            # steer by the design the search would derive now (argmax), not by the mixture's expected
+            # cost: E[cycles] under soft op probabilities is dominated by the large ops and stays far
+            # below the argmax design's FPS
+            with torch.no_grad():
+                derived_fps = self._estimate(None, onehot_design=self.design()).fps
+            step = float(self.cfg["search"]["lambda_step"])
+            band = float(self.cfg["search"]["target_band"])
+            if derived_fps < target:  # too slow: more hardware pressure
+                self.lam = min(100.0, self.lam * step)
+            elif derived_fps > target * (1.0 + band):  # faster than needed: spend it on accuracy
+                self.lam = max(1e-4, self.lam / step)
+        return {
+            "val_ce": float(ce.detach()),
+            "hw": float(hw.detach()),
+            "penalty": float(est.penalty.detach()),
+            "fps": est.fps,
+            "energy_uj": float(est.energy_pj.detach()) / 1e6,
+            **{f"exp_{k}": float(v.detach()) for k, v in est.resources.items()},
+        }
+
+    def evaluate_supernet(self, split: str = "val") -> float:
+        """Accuracy of the argmax network inside the supernet (argmax bits), batch statistics."""
+        x, y = getattr(self.data, split)
+        a = self.arch
+        with batch_stats(self.supernet):
+            out = self.supernet(x.to(self.device), a.onehot("op"), a.onehot("w"), a.onehot("a"))
+        return float((out.argmax(1).cpu() == y).float().mean())
+
+    def run_epoch(self, progress: bool = True) -> dict:
+        from tqdm import tqdm
+
+        s, e = self.cfg["search"], self.epoch
+        tau = self.tau(e)
+        gen = torch.Generator().manual_seed(self.seed * 1000 + e)
+        tb = batches(self.data.train, s["batch_size"], gen, self.rank, self.world)
+        vb = batches(self.data.val, s["batch_size"], gen, self.rank, self.world)
+        n = min(len(tb), len(vb))
+        if s["max_steps_per_epoch"]:
+            n = min(n, int(s["max_steps_per_epoch"]))
+        search_arch = e >= s["warmup_epochs"]
+        t0 = time.perf_counter()
+        self.supernet.train()
+        agg: dict[str, list[float]] = {}
+        bar = tqdm(
+            range(n), desc=f"epoch {e + 1}/{s['epochs']}", leave=False, disable=not progress or self.rank
+        )
+        for i in bar:
+            x, y = (t.to(self.device) for t in tb[i])
+            tl, ta = self.weight_step(x, y, tau)
+            agg.setdefault("train_loss", []).append(tl)
+            agg.setdefault("train_acc", []).append(ta)
+            if search_arch:
+                xv, yv = (t.to(self.device) for t in vb[i])
+                for k, v in self.arch_step(xv, yv, tau).items():
+                    agg.setdefault(k, []).append(v)
+                self.step += 1
+                every = int(s["exact_every"] or 0)
+                if every and self.step % every == 0 and self.rank == 0:
+                    self.exact_log.append({"step": self.step, **_public(self.exact(self.design()))})
+            bar.set_postfix(loss=f"{tl:.3f}", lam=f"{self.lam:.3g}")
+        self.sched.step()
+        self.epoch += 1
+        row = {
+            "epoch": self.epoch,
+            "temperature": tau,
+            "lambda": self.lam,
+            "arch_steps": search_arch,
+            **{k: float(np.mean(v)) for k, v in agg.items()},
+        }
+        row["val_acc"] = self.evaluate_supernet("val")
+        with torch.no_grad():
+            est = self._estimate(None)
+        row.update(
+            expected_fps=est.fps,
+            expected_energy_uj=float(est.energy_pj) / 1e6,
+            expected_cycles=float(est.period_cycles),
+            **{f"expected_{k}": float(v) for k, v in est.resources.items()},
+        )
+        d = self.design()
+        row.update(_public(self.exact(d)))
+        row["design"] = d.to_dict(self.net, self.space)
+        row["epoch_seconds"] = time.perf_counter() - t0
+        self.history.append(row)
+        return row
+
+    # --- checkpoints -------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "lam": self.lam,
+            "ref": self.ref,
+            "supernet": self.supernet.state_dict(),
+            "arch": self.arch.state_dict(),
+            "w_opt": self.w_opt.state_dict(),
+            "a_opt": self.a_opt.state_dict(),
+            "sched": self.sched.state_dict(),
+            "history": self.history,
+            "exact_log": self.exact_log,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+        }
+
+    def load_state(self, st: dict) -> None:
+        self.epoch, self.step, self.lam, self.ref = st["epoch"], st["step"], st["lam"], st["ref"]
+        self.supernet.load_state_dict(st["supernet"])
+        self.arch.load_state_dict(st["arch"])
+        self.w_opt.load_state_dict(st["w_opt"])
+        self.a_opt.load_state_dict(st["a_opt"])
+        self.sched.load_state_dict(st["sched"])
+        self.history, self.exact_log = st["history"], st["exact_log"]
+        torch.set_rng_state(st["rng"]["torch"])
+        np.random.set_state(st["rng"]["numpy"])
+        random.setstate(st["rng"]["python"])
+        if st["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(st["rng"]["cuda"])
+
+
+def _public(d: dict) -> dict:
+    return {k: v for k, v in d.items() if not k.startswith("_")}
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_metrics(out: Path, history: list[dict]) -> None:
+    """metrics.jsonl (everything) and metrics.csv (the scalar columns)."""
+    _atomic_write(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+    cols: list[str] = []
+    for r in history:
+        cols += [k for k, v in r.items() if k not in cols and isinstance(v, (int, float, bool))]
+    lines = [",".join(cols)] + [",".join(str(r.get(c, "")) for c in cols) for r in history]
+    _atomic_write(out / "metrics.csv", "\n".join(lines) + "\n")
+
+
+def run_search(
+    config: dict | str | Path | None = None,
+    out_dir: str | Path = "out/search",
+    resume: bool = False,
+    progress: bool = True,
+    *,
+    stop_after: int | None = None,
+    finalize: bool = True,
+) -> SearchResult:
+    """Co-search a network, its bitwidths and its accelerator; write the hand-off to `out_dir`.
+
+    `config`: a dict or YAML path overlaid on the bundled default (digits, small supernet, ZC706).
+    `resume`: continue from out_dir/checkpoint.pt, bit-exactly. `stop_after`: stop after this many
+    epochs in total (a budgeted or interrupted run; resume later). `finalize`: derive, retrain and
+    export at the end (see derive.py / finalize.py)."""
+    cfg = load_config(config)
+    threads = torch.get_num_threads()
+    if cfg["search"]["threads"]:
+        torch.set_num_threads(int(cfg["search"]["threads"]))
+    try:
+        return _run(cfg, Path(out_dir), resume, progress, stop_after, finalize)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(
+    cfg: dict, out: Path, resume: bool, progress: bool, stop_after: int | None, finalize: bool
+) -> SearchResult:
+    ddp.init_if_launched()
+    cs = CoSearch(cfg)
+    main = cs.rank == 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        from codax.ir import dump_yaml
+
+        _atomic_write(out / "config.yaml", dump_yaml(cfg))
+    ckpt = out / "checkpoint.pt"
+    if resume and ckpt.exists():
+        cs.load_state(torch.load(ckpt, weights_only=False))
+    t_start = time.perf_counter()
+    total = cfg["search"]["epochs"] if stop_after is None else min(stop_after, cfg["search"]["epochs"])
+    while cs.epoch < total:
+        row = cs.run_epoch(progress)
+        if main:
+            write_metrics(out, cs.history)
+            torch.save(cs.state(), ckpt.with_suffix(".tmp"))
+            os.replace(ckpt.with_suffix(".tmp"), ckpt)
+            if progress:
+                print(
+                    f"epoch {row['epoch']:3d}  val acc {row['val_acc']:.3f}  "
+                    f"exp FPS {row['expected_fps']:,.0f}  "
+                    f"exact FPS {row['exact_fps']:,.0f}  gap {row['relaxed_vs_exact_cycles']:+.1%}  "
+                    f"lambda {row['lambda']:.3g}  tau {row['temperature']:.2f}"
+                )
+    search_seconds = time.perf_counter() - t_start
+    d = cs.design()
+    summary: dict = {
+        "epochs": cs.epoch,
+        "search_seconds": search_seconds,
+        "design": d.to_dict(cs.net, cs.space),
+        "surrogate": cs.surrogate_report,
+        "cost_table_seconds": cs.hw.table_seconds,
+        **_public(cs.exact(d)),
+    }
+    if finalize and cs.epoch >= cfg["search"]["epochs"] and main:
+        from codax.search.finalize import finalize_design
+
+        summary.update(finalize_design(cs, d, out, progress))
+    if main:
+        _atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    return SearchResult(out, summary, d, cs.history)

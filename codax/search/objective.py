@@ -1,0 +1,193 @@
+"""The hardware term of the co-search loss: expected cost and resources of the supernet on the
+accelerator distribution, differentiable w.r.t. op, bit, mapping and accelerator probabilities."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from codax.errors import InfeasibleError
+from codax.hw.library import load_device
+from codax.search.hwcost import LayerTable, configs_costs, expected_resources, onehot_probs
+from codax.search.space import AccelSpace, NetworkSpace
+
+
+@dataclass
+class HwEstimate:
+    period_cycles: torch.Tensor  # slowest engine (throughput)
+    cycles: torch.Tensor  # end-to-end latency
+    energy_pj: torch.Tensor
+    macs: torch.Tensor
+    resources: dict[str, torch.Tensor]
+    penalty: torch.Tensor
+    clock_mhz: float
+
+    @property
+    def fps(self) -> float:
+        return self.clock_mhz * 1e6 / float(self.period_cycles.detach())
+
+    def value(self, objective: str) -> torch.Tensor:
+        return {
+            "latency": self.period_cycles,
+            "energy": self.energy_pj,
+            "edp": self.energy_pj * self.cycles,
+            "flops": self.macs,
+        }[objective]
+
+
+def budget_of(cfg: dict, space: AccelSpace) -> dict[str, float]:
+    """The resource budget: the config's values, else the FPGA device's DSP and BRAM18."""
+    b = {k: v for k, v in cfg["budget"].items() if v is not None}
+    if space.base.target == "fpga":
+        dev = load_device(space.base.device)
+        b.setdefault("dsp", float(dev.dsp))
+        b.setdefault("bram18", float(dev.bram18))
+        b.pop("area_mm2", None)
+    else:
+        b.pop("dsp", None)
+        b.pop("bram18", None)
+    return {k: float(v) for k, v in b.items()}
+
+
+class HardwareObjective:
+    """Expected hardware cost of the supernet; see hwcost.py for the linearisation around the mode."""
+
+    def __init__(
+        self,
+        net: NetworkSpace,
+        space: AccelSpace,
+        lt: LayerTable,
+        chunks: int,
+        budget: dict,
+        m_count: int,
+        relaxed: bool = True,
+        penalty: float = 10.0,
+    ):
+        self.net, self.space, self.lt = net, space, lt
+        self.chunks, self.budget, self.m_count, self.relaxed, self.penalty_w = (
+            chunks,
+            budget,
+            m_count,
+            relaxed,
+            penalty,
+        )
+        n_stages = max(u.stage for u in net.units) + 1
+        self.engine_of = [min(chunks - 1, u.stage * chunks // n_stages) for u in net.units]
+        self.cache: dict[tuple, torch.Tensor] = {}
+        self.table_seconds = 0.0
+        self._res_cache: dict[tuple, dict[str, float]] = {}
+        self.surrogate = None  # set by the surrogate mode: callable(units, p_w, p_a, probs) -> [U_e, O, S, 2]
+
+    # --- analytic tables ---------------------------------------------------------------------------
+    def _tables(self, cfgs: list[tuple]) -> torch.Tensor:
+        import time
+
+        missing = [c for c in dict.fromkeys(cfgs) if c not in self.cache]
+        if missing:
+            t0 = time.perf_counter()
+            for c, v in zip(missing, configs_costs(self.lt, self.space, missing, self.m_count, self.relaxed)):
+                self.cache[c] = v
+            self.table_seconds += time.perf_counter() - t0
+        return torch.stack([self.cache[c] for c in cfgs])
+
+    def variants(self, probs: list[torch.Tensor]) -> tuple[list[tuple], torch.Tensor]:
+        """Accelerator points around the mode and their (differentiable) mixing weights."""
+        if self.space.fixed is not None:
+            return [self.space.fixed], torch.ones(1)
+        mode = tuple(int(p.argmax()) for p in probs)
+        cfgs, ws = [], []
+        n = len(probs)
+        for c, p in enumerate(probs):
+            for o in range(p.shape[0]):
+                cfg = mode[:c] + (o,) + mode[c + 1 :]
+                cfgs.append(cfg)
+                ws.append(p[o] / n)
+        uniq = list(dict.fromkeys(cfgs))
+        pos = torch.tensor([uniq.index(c) for c in cfgs])
+        w = torch.zeros(len(uniq)).index_add(0, pos, torch.stack(ws))
+        return uniq, w
+
+    def layer_costs(self, units: list[int], p_w, p_a, p_map, probs) -> torch.Tensor:
+        """[len(units), O, S, 2] expected (cycles, energy) of each op's sub-layers."""
+        if self.surrogate is not None:
+            return self.surrogate(units, p_w, p_a, probs)
+        cfgs, w = self.variants(probs)
+        T = self._tables(cfgs)  # [V, n, B, M, 2]
+        idx = self.lt.index[units]  # [u, O, S]
+        g = T[:, idx.clamp(min=0)] * (idx >= 0).view(1, *idx.shape, 1, 1, 1).float()  # [V, u, O, S, B, M, 2]
+        pb = (p_w[units].unsqueeze(2) * p_a[units].unsqueeze(1)).flatten(1)  # [u, B]
+        return torch.einsum("vuosbmk,v,ub,usm->uosk", g, w, pb, p_map[units])
+
+    # --- the estimate ------------------------------------------------------------------------------
+    def __call__(self, p_op, p_w, p_a, p_map, accel_probs: list[list[torch.Tensor]]) -> HwEstimate:
+        engines_cycles, energy = [], torch.zeros(())
+        res: dict[str, torch.Tensor] = {}
+        for e in range(self.chunks):
+            units = [u for u in range(len(self.net.units)) if self.engine_of[u] == e]
+            C = self.layer_costs(units, p_w, p_a, p_map, accel_probs[e]).sum(2)  # [u, O, 2]
+            per_unit = (p_op[units].unsqueeze(-1) * C).sum(1)  # [u, 2]
+            engines_cycles.append(per_unit[:, 0].sum())
+            energy = energy + per_unit[:, 1].sum()
+            for k, v in expected_resources(self.space, accel_probs[e]).items():
+                res[k] = res.get(k, torch.zeros(())) + v
+        cyc = torch.stack(engines_cycles)
+        macs = (p_op * self.lt.macs.float()).sum()
+        pen = torch.zeros(())
+        for k, limit in self.budget.items():
+            if k in res:
+                pen = pen + torch.relu(res[k] / limit - 1.0)
+        return HwEstimate(
+            cyc.max(), cyc.sum(), energy, macs, res, pen * self.penalty_w, self.space.base.clock_mhz
+        )
+
+    # --- budget ------------------------------------------------------------------------------------
+    def config_resources(self, cfg: tuple) -> dict[str, float]:
+        if cfg not in self._res_cache:
+            r = expected_resources(self.space, onehot_probs(self.space, cfg))
+            self._res_cache[cfg] = {k: float(v) for k, v in r.items()}
+        return self._res_cache[cfg]
+
+    def fits(self, cfg: tuple) -> bool:
+        share = 1.0 / self.chunks
+        r = self.config_resources(cfg)
+        return all(r[k] <= v * share + 1e-6 for k, v in self.budget.items() if k in r)
+
+    def check_feasible(self) -> None:
+        """Raise InfeasibleError naming the smallest design when no accelerator point fits."""
+        cfgs = self.space.all_configs()
+        if any(self.fits(c) for c in cfgs):
+            return
+        keys = [k for k in self.budget if k in self.config_resources(cfgs[0])]
+        smallest = min(cfgs, key=lambda c: max(self.config_resources(c)[k] / self.budget[k] for k in keys))
+        r = self.config_resources(smallest)
+        need = ", ".join(
+            f"{k} {r[k]:,.1f} > budget {self.budget[k] * (1 / self.chunks):,.1f}"
+            for k in keys
+            if r[k] > self.budget[k] / self.chunks + 1e-6
+        )
+        raise InfeasibleError(
+            f"no accelerator in the search space fits the budget: the smallest design "
+            f"({self.space.describe(smallest)}{', per chunk' if self.chunks > 1 else ''}) needs {need}; "
+            "raise budget.* or add smaller accelerator.rows/cols/buffer_kb options"
+        )
+
+    def project(self, probs: list[torch.Tensor]) -> tuple:
+        """The most probable accelerator point that fits the budget (the argmax when it fits)."""
+        if self.space.fixed is not None:
+            return self.space.fixed
+        mode = tuple(int(p.argmax()) for p in probs)
+        if self.fits(mode):
+            return mode
+        self.check_feasible()
+        logp = [torch.log(p.detach().clamp(min=1e-12)) for p in probs]
+        best = max(
+            (c for c in self.space.all_configs() if self.fits(c)),
+            key=lambda c: sum(float(lp[i]) for lp, i in zip(logp, c)),
+        )
+        return best
+
+
+def fps_of(period_cycles: float, clock_mhz: float) -> float:
+    return clock_mhz * 1e6 / period_cycles if period_cycles > 0 else math.inf

@@ -1,0 +1,213 @@
+"""The supernet (mixed ops, mixed bitwidths) and the derived plain network.
+
+Fake quantisation is symmetric per-tensor with a straight-through estimator. A layer's weights and
+input activations are mixed over bitwidths by probabilities: soft Gumbel weights when the network
+weights are trained, hard (straight-through one-hot) samples when the bit logits are trained
+(Auto-NBA's heterogeneous sampling: one conv per layer either way, so memory stays constant).
+
+Module paths are the layer names used everywhere downstream: `stem`, `b<i>.expand`, `b<i>.dw`,
+`b<i>.project`, `head`, `fc` (each issues exactly one conv/linear call, so the ONNX node of that call
+gets the module's scope).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codax.search.space import NetworkSpace, OpSpec, Unit
+
+
+def fake_quant(x: torch.Tensor, bits: int, amax: torch.Tensor | None = None) -> torch.Tensor:
+    """Round to a symmetric `bits`-bit grid scaled by max |x|; gradients pass straight through."""
+    qmax = 2.0 ** (bits - 1) - 1.0
+    if amax is None:
+        amax = x.detach().abs().amax()
+    scale = amax.clamp(min=1e-8) / qmax
+    q = torch.clamp(torch.round(x.detach() / scale), -qmax, qmax) * scale
+    return x + (q - x.detach())
+
+
+def mix_quant(x: torch.Tensor, probs: torch.Tensor | None, choices: list[int]) -> torch.Tensor:
+    """sum_b probs[b] * Q_b(x) = x + sum_b probs[b] * (Q_b(x) - x) (straight-through); a one-hot
+    probs (hard sample) quantises at one width only. Gradients reach probs through the mix."""
+    if probs is None:
+        return x
+    amax = x.detach().abs().amax()
+    xd = x.detach()
+    delta = None
+    for p, b in zip(probs, choices):
+        if not p.requires_grad and float(p) == 0.0:
+            continue
+        term = p * (fake_quant(xd, b, amax) - xd)
+        delta = term if delta is None else delta + term
+    if delta is None:
+        return x
+    # sum_b p_b = 1 for softmax/one-hot probs, so the value is the mix and d/dx is the identity
+    return x + delta
+
+
+class ConvBNAct(nn.Module):
+    """conv (+ BN) (+ ReLU) with optional fake-quantised weights and inputs. `fuse()` folds BN into
+    the conv for export, so one ONNX Conv node stands for one codax layer."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True):
+        super().__init__()
+        self.stride, self.pad, self.groups, self.act = stride, k // 2, groups, act
+        self.weight = nn.Parameter(torch.empty(cout, cin // groups, k, k))
+        nn.init.kaiming_normal_(self.weight, mode="fan_out")
+        self.bn: nn.BatchNorm2d | None = nn.BatchNorm2d(cout)
+        self.bias: nn.Parameter | None = None
+
+    def forward(self, x: torch.Tensor, qw=None, qa=None, choices=None, xq=None) -> torch.Tensor:
+        """xq: the input already fake-quantised by the caller (shared by all ops of a unit)."""
+        w = self.weight
+        if choices is not None:
+            w = mix_quant(w, qw, choices)
+            x = xq if xq is not None else mix_quant(x, qa, choices)
+        y = F.conv2d(x, w, self.bias, self.stride, self.pad, 1, self.groups)
+        if self.bn is not None:
+            y = self.bn(y)
+        return F.relu(y) if self.act else y
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        if self.bn is None:
+            return
+        bn = self.bn
+        s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        self.weight.mul_(s.view(-1, 1, 1, 1))
+        self.bias = nn.Parameter(bn.bias - bn.running_mean * s)
+        self.bn = None
+
+
+class QLinear(nn.Linear):
+    def forward(self, x: torch.Tensor, qw=None, qa=None, choices=None, xq=None) -> torch.Tensor:
+        w = self.weight
+        if choices is not None:
+            x, w = mix_quant(x, qa, choices), mix_quant(w, qw, choices)
+        return F.linear(x, w, self.bias)
+
+
+class IRBlock(nn.Module):
+    """Inverted residual: 1x1 expand (when e > 1) -> kxk depthwise -> 1x1 project (+ residual)."""
+
+    def __init__(self, unit: Unit, op: OpSpec):
+        super().__init__()
+        mid = unit.c_in * op.expansion
+        self.expand = ConvBNAct(unit.c_in, mid, 1) if op.expansion > 1 else None
+        self.dw = ConvBNAct(mid, mid, op.kernel, unit.stride, groups=mid)
+        self.project = ConvBNAct(mid, unit.c_out, 1, act=False)
+        self.residual = unit.stride == 1 and unit.c_in == unit.c_out
+
+    def forward(self, x, qw=None, qa=None, choices=None, xq=None):
+        y = x
+        if self.expand is not None:
+            y, xq = self.expand(y, qw, qa, choices, xq), None
+        y = self.project(self.dw(y, qw, qa, choices, xq), qw, qa, choices)
+        return x + y if self.residual else y
+
+
+def _op_module(unit: Unit, op: OpSpec) -> nn.Module:
+    if op.kind == "ir":
+        return IRBlock(unit, op)
+    if op.kind == "skip":
+        return nn.Identity()
+    if op.kind == "conv":
+        return ConvBNAct(unit.c_in, unit.c_out, unit.kernel, unit.stride)
+    return QLinear(unit.c_in, unit.c_out)
+
+
+def _call(m: nn.Module, x, qw, qa, choices, xq=None):
+    return x if isinstance(m, nn.Identity) else m(x, qw, qa, choices, xq)
+
+
+class Supernet(nn.Module):
+    """All candidate ops of every unit; `forward` mixes them with per-unit op weights."""
+
+    def __init__(self, space: NetworkSpace, bit_choices: list[int]):
+        super().__init__()
+        self.space, self.choices = space, list(bit_choices)
+        self.units = nn.ModuleList(nn.ModuleList(_op_module(u, op) for op in u.ops) for u in space.units)
+
+    def forward(
+        self, x: torch.Tensor, op_w: torch.Tensor, bit_w: torch.Tensor | None, bit_a: torch.Tensor | None
+    ) -> torch.Tensor:
+        """op_w [U, max_ops]; bit_w / bit_a [U, n_bits] (None: float)."""
+        for u, (unit, ops) in enumerate(zip(self.space.units, self.units)):
+            qw = None if bit_w is None else bit_w[u]
+            qa = None if bit_a is None else bit_a[u]
+            ch = None if bit_w is None else self.choices
+            if unit.ops[0].kind == "fc":
+                x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+            if len(ops) == 1:
+                x = _call(ops[0], x, qw, qa, ch)
+                continue
+            out = None
+            xq = None if ch is None else mix_quant(x, qa, ch)  # once for all ops of the unit
+            for o, m in enumerate(ops):
+                w = op_w[u, o]
+                if not w.requires_grad and float(w) == 0.0:
+                    continue
+                term = w * _call(m, x, qw, qa, ch, xq)
+                out = term if out is None else out + term
+            x = out
+        return x
+
+
+class DerivedNet(nn.Module):
+    """The argmax network as a plain PyTorch module, with its per-unit bitwidths.
+
+    `quantize=True` runs fake quantisation at the searched widths (for retraining); export uses the
+    float module (`quantize=False`, BN folded) and quantises afterwards (see derive.export_onnx)."""
+
+    def __init__(self, space: NetworkSpace, ops: list[int], bits: list[tuple[int, int]]):
+        super().__init__()
+        self.space, self.ops, self.bits = space, list(ops), list(bits)
+        self.quantize = False
+        self.order: list[str] = []
+        for unit, o in zip(space.units, ops):
+            op = unit.ops[o]
+            if op.kind == "skip":
+                continue
+            self.add_module(unit.name, _op_module(unit, op))
+            self.order.append(unit.name)
+        self._bits = {u.name: b for u, b in zip(space.units, bits)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self.order:
+            m = getattr(self, name)
+            if isinstance(m, QLinear):
+                x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+            if self.quantize:
+                wb, ab = self._bits[name]
+                x = self._qcall(m, x, wb, ab)
+            else:
+                x = m(x)
+        return x
+
+    @staticmethod
+    def _qcall(m: nn.Module, x, wb: int, ab: int):
+        one = torch.ones(1)
+        if wb == ab:
+            return m(x, one, one, [wb])
+        # different widths for weights and activations: quantise the input here, the weights in m
+        return m(fake_quant(x, ab), one, None, [wb])
+
+    def fuse(self) -> DerivedNet:
+        for m in self.modules():
+            if isinstance(m, ConvBNAct):
+                m.fuse()
+        return self
+
+    def layer_names(self) -> list[str]:
+        """The conv/linear module paths, in execution order: the codax layer names."""
+        names = []
+        for name in self.order:
+            m = getattr(self, name)
+            if isinstance(m, IRBlock):
+                names += [f"{name}.{s}" for s in ("expand", "dw", "project") if getattr(m, s) is not None]
+            else:
+                names.append(name)
+        return names
