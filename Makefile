@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean
+.PHONY: demo test test-all lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check codax tests benchmarks
 	$(VENV)/bin/ruff format --check codax tests benchmarks
+	$(PY) -m pytest -q -m "not slow"
+
+# everything, including the long random sweeps marked slow
+test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 lint:

@@ -117,7 +117,8 @@ def map_layer(
     method "exhaustive" scores the whole declared space; "fast" (default) searches it with pruning
     and local search within `budget` evaluations (default 20,000), deterministically for a seed.
     constraints (optional): {"spatial": option or list of options}, {"double_buffer": False} to
-    forbid double buffering, {"max_points": n} to cap the exhaustive space.
+    forbid double buffering, {"max_points": n} to cap the exhaustive space, {"divisors_only": True}
+    for perfect factorisations (no partial tiles; what ZigZag and Timeloop accept).
     Raises InfeasibleError naming the buffer too small for the smallest tile."""
     with single_thread():
         return _map_layer(layer, accel, objective, engine, seed, budget, constraints, method)
@@ -140,6 +141,7 @@ def _map_layer(
         raise ConfigError(f"objective {objective!r} is not one of {OBJECTIVES}")
     constraints = dict(constraints or {})
     model = LevelModel(layer, accel, engine)
+    model.exact_tiles = bool(constraints.get("divisors_only"))
     if constraints.get("double_buffer") is False:
         model.db_allowed = lambda fac, s: np.zeros((len(fac), model.L), dtype=bool)  # type: ignore[method-assign]
     options = _options(layer, accel, engine, model, constraints)

@@ -129,7 +129,7 @@ class FastSearch:
                 continue
             for lv in range(self.L - 1, 0, -1):
                 rem = int(np.ceil(rem0[di] / fac[lv + 1 :, di].prod())) if lv < self.L - 1 else int(rem0[di])
-                cands = candidates(max(rem, 1))
+                cands = candidates(max(rem, 1), self.model.exact_tiles)
                 cur = int(fac[lv, di])
                 pos = int(np.searchsorted(cands, cur))
                 for v in cands[max(0, pos - WINDOW) : pos + WINDOW + 1]:

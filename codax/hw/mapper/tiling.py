@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from codax.hw.mapper.space import tile_sizes
+from codax.hw.mapper.space import divisors, tile_sizes
 from codax.ir import DIMS, OPERANDS, Accelerator, Layer
 
 N_, G_, K_, C_, P_, Q_, R_, S_ = range(8)
@@ -38,6 +38,7 @@ class LevelModel:
         self.sizes = [lv.sizes for lv in eng.levels]
         self.size = [lv.size for lv in eng.levels]
         self.level_names = eng.level_names
+        self.exact_tiles = False  # only perfect factorisations (constraint "divisors_only")
 
     # --- footprints ---------------------------------------------------------------------------------
     def extents(self, fac: np.ndarray, spatial: np.ndarray, level: int) -> np.ndarray:
@@ -92,9 +93,10 @@ class LevelModel:
 
 
 @functools.lru_cache(maxsize=65536)
-def candidates(rem: int) -> tuple[int, ...]:
-    """Factors a level may take when `rem` iterations are left: divisors and near-divisors."""
-    return tuple(tile_sizes(int(rem)))
+def candidates(rem: int, exact: bool = False) -> tuple[int, ...]:
+    """Factors a level may take when `rem` iterations are left: divisors and near-divisors (only the
+    divisors when `exact`: perfect factorisations, as tools without partial tiles require)."""
+    return tuple(divisors(int(rem)) if exact else tile_sizes(int(rem)))
 
 
 def enumerate_tilings(model: LevelModel, spatial_row: np.ndarray, max_rows: int = 5_000_000) -> np.ndarray:
@@ -111,10 +113,10 @@ def enumerate_tilings(model: LevelModel, spatial_row: np.ndarray, max_rows: int 
         for d in range(8):
             if rem0[d] == 1:
                 continue
-            vals = np.array(candidates(rem0[d]), dtype=np.int64)
+            vals = np.array(candidates(rem0[d], model.exact_tiles), dtype=np.int64)
             valid = np.zeros((rem0[d] + 1, len(vals)), dtype=bool)
             for r in range(1, rem0[d] + 1):
-                valid[r] = np.isin(vals, candidates(r))
+                valid[r] = np.isin(vals, candidates(r, model.exact_tiles))
             rows, cols = np.nonzero(valid[rem[:, d]])
             fac = fac[rows].copy()
             fac[:, lv, d] = vals[cols]
@@ -141,7 +143,7 @@ def sample_tilings(
     tables = {}
     for d in range(8):
         if rem0[d] > 1:
-            lists = [candidates(r) for r in range(rem0[d] + 1)] if rem0[d] < 4096 else None
+            lists = [candidates(r, model.exact_tiles) for r in range(rem0[d] + 1)] if rem0[d] < 4096 else None
             if lists is None:
                 continue
             width = max(len(x) for x in lists)
