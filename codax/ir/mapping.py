@@ -57,6 +57,34 @@ class Mapping:
             c *= self.factor(lv, dim)
         return c
 
+    def normalized(self, layer: Layer, engine: Engine) -> Mapping:
+        """The same executed loop nest without iterations that would only visit tiles past a bound:
+        factors capped innermost first (per-PE levels, the spatial unroll, then outward)."""
+        names = engine.level_names
+        inner_first = list(reversed(names[engine.spatial_level + 1 :])) + [None]
+        inner_first += list(reversed(names[: engine.spatial_level + 1]))
+        tiles = {lv: dict(t) for lv, t in self.tiles.items()}
+        for d in DIMS:
+            bound, covered = getattr(layer, d), 1
+            for lv in inner_first:
+                if lv is None:
+                    covered *= self.spatial_factor(d)
+                    continue
+                f = min(self.factor(lv, d), max(1, math.ceil(bound / covered)))
+                if f > 1:
+                    tiles.setdefault(lv, {})[d] = f
+                elif d in tiles.get(lv, {}):
+                    del tiles[lv][d]
+                covered *= f
+        return Mapping(
+            self.layer,
+            self.engine,
+            dict(self.spatial),
+            tiles,
+            {k: list(v) for k, v in self.order.items()},
+            dict(self.double_buffer),
+        )
+
     def to_dict(self) -> dict:
         return {
             "layer": self.layer,

@@ -94,3 +94,17 @@ def test_batched_equals_one_at_a_time(pts):
                 "compute_cycles",
             ):
                 assert torch.equal(getattr(batch, name)[i], getattr(one, name)[0]), name
+
+
+@SETTINGS
+@given(points())
+def test_normalized_mapping_costs_the_same(p):
+    """Capping factors that only reach past a bound leaves the executed nest, and so every count, alone."""
+    layer, accel, mapping = p
+    norm = mapping.normalized(layer, accel.engine(mapping.engine))
+    a, b = run(layer, accel, mapping), run(layer, accel, norm)
+    for name in ("cycles", "energy_pj", "words_in", "words_out", "compute_cycles"):
+        assert torch.allclose(getattr(a, name), getattr(b, name)), name
+    names = accel.engine(mapping.engine).level_names
+    assert all(norm.coverage(d, names) >= getattr(layer, d) for d in DIMS)
+    assert norm.normalized(layer, accel.engine(mapping.engine)).to_dict() == norm.to_dict()

@@ -157,7 +157,7 @@ def _map_layer(
             best.db[:] = 0.0
     if best is None or not np.isfinite(score):
         raise _infeasible(layer, accel, model)
-    mapping = ev.to_mapping(best)
+    mapping = ev.to_mapping(best).normalized(layer, accel.engine(engine))
     validate_mapping(layer, accel, mapping)
     cost = evaluate(layer, accel, mapping, check=False)
     return MapResult(mapping, cost, ev.evaluated, time.perf_counter() - t0, method)
