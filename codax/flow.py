@@ -5,7 +5,6 @@ C-simulated kernels and everything else on the CPU."""
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +71,9 @@ def compile_model(
     }
     exe_path = None
     if analyze_only:
-        _write_atomic(out, files)
+        from codax.codegen.project import write_atomic
+
+        write_atomic(out, files)
         return CompileResult(out, report, maps, None)
 
     from codax.codegen.params import from_onnx
@@ -133,25 +134,6 @@ def build_executable(mod, accel: Accelerator):
     from codax.codegen.byoc import build
 
     return build(mod)
-
-
-def _write_atomic(out: Path, files: dict[str, bytes]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        for rel, data in files.items():
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_bytes(data)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{tmp.name[-8:]}")
-            out.replace(old)
-            tmp.replace(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.replace(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def run_compiled(out_dir: str | Path, inputs: dict[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:

@@ -99,6 +99,13 @@ def write_project(
     for name, arr in (tb_data or {}).items():
         files[f"tb_data/{Namer()(name)}.bin"] = np.ascontiguousarray(arr).tobytes()
     files.update(extra or {})
+    return write_atomic(out, files)
+
+
+def write_atomic(out: Path, files: dict[str, bytes]) -> Path:
+    """Write {relative path: content} as directory `out`: into a temporary sibling first, then
+    renamed into place, so an existing `out` is replaced whole or not at all."""
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
