@@ -152,6 +152,7 @@ def mapping_resources(
     else:
         tech = load_technology(accel.technology)
         res.area_mm2 = float(asic_area_um2(t(pes), t(p.weight), t(p.act), isf, t(sram_bytes), tech)) / 1e6
+        res.lut = 0.0  # LUTs are an FPGA resource
     return res
 
 
