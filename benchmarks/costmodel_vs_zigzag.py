@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 from codax.bench import zigzag_bridge as zb
+from codax.bench.stats import geomean
 from codax.bench.zigzag_mirror import NotRepresentable, from_zigzag
 from codax.hw.evaluate import evaluate_core
 
@@ -33,10 +33,6 @@ def distinct_layers(model: str) -> list[zb.ZigZagLayer]:
             seen.add(key)
             out.append(z)
     return out
-
-
-def geomean(xs: list[float]) -> float:
-    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
 def compare(hardware: str, layers: list[zb.ZigZagLayer]) -> dict:

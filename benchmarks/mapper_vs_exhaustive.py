@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
+from codax.bench.stats import geomean
 from codax.hw import load_accelerator
 from codax.hw.mapper import map_layer
 from codax.ir import Layer, conv2d, dense
@@ -37,10 +37,6 @@ def layers() -> list[Layer]:
         dense("fc256x128", c_in=256, c_out=128),
         dense("fc512x64_n4", n=4, c_in=512, c_out=64),
     ]
-
-
-def geomean(xs: list[float]) -> float:
-    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
 def run(objective: str, accels: tuple[str, ...], max_points: int) -> dict:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 from codax.bench import zigzag_bridge as zb
+from codax.bench.stats import geomean
 from codax.bench.zigzag_mirror import codax_layer, from_zigzag, to_zigzag
 from codax.hw.mapper import map_layer
 
@@ -31,10 +31,6 @@ def mirror_accelerator():
     the structure LOMA's allocations on ResNet-18 have (taken from one of them)."""
     z = zb.ZigZagLayer("probe", N=1, G=1, K=64, C=64, P=14, Q=14, R=3, S=3, padding=(1, 1, 1, 1))
     return from_zigzag(z, HARDWARE, zb.search_loma(z, HARDWARE, spatial=SPATIAL)).accel
-
-
-def geomean(xs):
-    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
 def main() -> None:

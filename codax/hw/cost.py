@@ -101,25 +101,18 @@ def _transfer_words(X: str, x: CostInputs, bound: torch.Tensor, tile: torch.Tens
     grid, so a relevant dim's extents add up to its bound, an irrelevant dim counts its tiles."""
     n = ceil(bound / tile)
     if X == "I":
-        hs = _window_sum(
-            bound[:, P_],
-            tile[:, P_],
-            n[:, P_],
-            bound[:, R_],
-            tile[:, R_],
-            n[:, R_],
-            x.win_s[:, 0],
-            x.win_d[:, 0],
-        )
-        ws = _window_sum(
-            bound[:, Q_],
-            tile[:, Q_],
-            n[:, Q_],
-            bound[:, S_],
-            tile[:, S_],
-            n[:, S_],
-            x.win_s[:, 1],
-            x.win_d[:, 1],
+        hs, ws = (
+            _window_sum(
+                bound[:, o],
+                tile[:, o],
+                n[:, o],
+                bound[:, k],
+                tile[:, k],
+                n[:, k],
+                x.win_s[:, a],
+                x.win_d[:, a],
+            )
+            for a, o, k in ((0, P_, R_), (1, Q_, S_))  # rows: output rows x kernel rows; cols likewise
         )
         return n[:, K_] * bound[:, N_] * bound[:, G_] * bound[:, C_] * hs * ws
     return torch.where(_REL[X].view(1, 8), bound, n).prod(dim=1)

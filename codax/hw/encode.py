@@ -68,6 +68,11 @@ class CostInputs:
         return CostInputs(**d)
 
 
+def batch_of_one(v) -> torch.Tensor:
+    """A value (scalar or nested list) as a float64 tensor with a leading batch dim of one."""
+    return torch.tensor([v], dtype=DTYPE)
+
+
 def stack(items: list[CostInputs]) -> CostInputs:
     if len({x.levels for x in items}) > 1:
         raise ValueError("cost points stacked in one batch must have the same number of memory levels")
@@ -76,22 +81,21 @@ def stack(items: list[CostInputs]) -> CostInputs:
 
 def encode_layer(layer: Layer) -> dict[str, torch.Tensor]:
     """The layer's part of a CostInputs, batch of one."""
-    t = lambda v: torch.tensor([v], dtype=DTYPE)  # noqa: E731
     g = [math.gcd(s, d) for s, d in zip(layer.stride, layer.dilation)]
     pt, pl, pb, pr = layer.pads
     p = layer.precision
     return {
-        "bound": t([float(v) for v in layer.dims.values()]),
-        "stride": t(list(layer.stride)),
-        "dilation": t(list(layer.dilation)),
-        "win_s": t([s / gi for s, gi in zip(layer.stride, g)]),
-        "win_d": t([d / gi for d, gi in zip(layer.dilation, g)]),
-        "in_pad": t([layer.in_hw[0] + pt + pb, layer.in_hw[1] + pl + pr]),
-        "w_bits": t(p.weight),
-        "a_bits": t(p.act),
-        "o_bits": t(p.out),
-        "acc_bits": t(p.acc),
-        "is_float": t(1.0 if p.kind == "float" else 0.0),
+        "bound": batch_of_one([float(v) for v in layer.dims.values()]),
+        "stride": batch_of_one(list(layer.stride)),
+        "dilation": batch_of_one(list(layer.dilation)),
+        "win_s": batch_of_one([s / gi for s, gi in zip(layer.stride, g)]),
+        "win_d": batch_of_one([d / gi for d, gi in zip(layer.dilation, g)]),
+        "in_pad": batch_of_one([layer.in_hw[0] + pt + pb, layer.in_hw[1] + pl + pr]),
+        "w_bits": batch_of_one(p.weight),
+        "a_bits": batch_of_one(p.act),
+        "o_bits": batch_of_one(p.out),
+        "acc_bits": batch_of_one(p.acc),
+        "is_float": batch_of_one(1.0 if p.kind == "float" else 0.0),
     }
 
 
@@ -129,23 +133,22 @@ def encode_hardware(
     accb = float(prec.acc if prec else accel.acc_bits)
     isf = 1.0 if (prec and prec.kind == "float") else 0.0
     if accel.mac_pj is not None:
-        e_mac = torch.tensor([accel.mac_pj], dtype=DTYPE)
+        e_mac = batch_of_one(accel.mac_pj)
     else:
-        e_mac = mac_pj(*(torch.tensor([v], dtype=DTYPE) for v in (wb, ab, accb, isf)), tech)
-    t = lambda v: torch.tensor([v], dtype=DTYPE)  # noqa: E731
+        e_mac = mac_pj(*(batch_of_one(v) for v in (wb, ab, accb, isf)), tech)
     return {
-        "holds": t(holds),
+        "holds": batch_of_one(holds),
         "spatial_level": torch.tensor([engine.spatial_level], dtype=torch.long),
-        "cap_op": t(cap_op),
-        "cap_shared": t(cap_shared),
-        "banks": t([1.0] + [float(lv.banks) for lv in engine.levels]),
-        "bandwidth": t([accel.dram.bandwidth] + [lv.bandwidth for lv in engine.levels]),
-        "e_read": t(e_read),
-        "e_write": t(e_write),
+        "cap_op": batch_of_one(cap_op),
+        "cap_shared": batch_of_one(cap_shared),
+        "banks": batch_of_one([1.0] + [float(lv.banks) for lv in engine.levels]),
+        "bandwidth": batch_of_one([accel.dram.bandwidth] + [lv.bandwidth for lv in engine.levels]),
+        "e_read": batch_of_one(e_read),
+        "e_write": batch_of_one(e_write),
         "e_mac": e_mac,
-        "rows": t(pa.rows),
-        "cols": t(pa.cols),
-        "pipeline_depth": t(pa.pipeline_depth),
+        "rows": batch_of_one(pa.rows),
+        "cols": batch_of_one(pa.cols),
+        "pipeline_depth": batch_of_one(pa.pipeline_depth),
         "_L": L,  # type: ignore[dict-item]
     }
 
@@ -156,12 +159,11 @@ def encode_mapping(mapping: Mapping, level_names: tuple[str, ...]) -> dict[str, 
     for lv in level_names:
         order = mapping.full_order(lv)
         rank.append([float(order.index(d)) for d in DIMS])
-    t = lambda v: torch.tensor([v], dtype=DTYPE)  # noqa: E731
     return {
-        "factor": t(factor),
-        "spatial": t([float(mapping.spatial_factor(d)) for d in DIMS]),
-        "rank": t(rank),
-        "db": t([1.0 if mapping.double_buffer.get(lv) else 0.0 for lv in level_names]),
+        "factor": batch_of_one(factor),
+        "spatial": batch_of_one([float(mapping.spatial_factor(d)) for d in DIMS]),
+        "rank": batch_of_one(rank),
+        "db": batch_of_one([1.0 if mapping.double_buffer.get(lv) else 0.0 for lv in level_names]),
     }
 
 

@@ -9,7 +9,7 @@ import torch
 
 from codax.errors import ConfigError
 from codax.hw.cost import CostOutputs, cost_core
-from codax.hw.encode import DTYPE, CostInputs, encode, stack
+from codax.hw.encode import CostInputs, batch_of_one, encode, stack
 from codax.hw.library import load_device, load_technology
 from codax.hw.resources import asic_area_um2, bram18, dsp_per_mac, lut, lutram_bits
 from codax.ir import OPERANDS, RELEVANT, Accelerator, Graph, Layer, Mapping, validate_mapping
@@ -124,34 +124,45 @@ def mapping_resources(
     """Resources one layer's mapping needs: the PE array, and on-chip buffers sized by its tiles."""
     engine = accel.engine(mapping.engine)
     p = layer.precision
-    t = lambda v: torch.tensor([float(v)], dtype=DTYPE)  # noqa: E731
-    isf = t(1.0 if p.kind == "float" else 0.0)
+    isf = batch_of_one(1.0 if p.kind == "float" else 0.0)
     pes = engine.pe_array.pes
     res = Resources()
     sram_bytes = 0.0
     for li, lv in enumerate(engine.levels, start=1):
-        db = t(1.0 if mapping.double_buffer.get(lv.name) else 0.0)
+        db = batch_of_one(1.0 if mapping.double_buffer.get(lv.name) else 0.0)
         for xi, op in enumerate(OPERANDS):
             if op not in lv.operands:
                 continue
-            b = t(float(out.tile_bytes[i, li, xi]))
+            b = batch_of_one(float(out.tile_bytes[i, li, xi]))
             if lv.per_pe:
                 sram_bytes += float(b) * pes * (1 + float(db))
-                res.lut += float(lutram_bits(b * pes, t(1e9), db)) / 64.0
+                res.lut += float(lutram_bits(b * pes, batch_of_one(1e9), db)) / 64.0
                 continue
             banks = lv.banks
             if li == engine.spatial_level:  # partitioned along the dims the PE array unrolls
                 banks = max(banks, math.prod(k for d, k in mapping.spatial.values() if d in RELEVANT[op]))
             sram_bytes += float(b) * (1 + float(db))
-            res.bram18 += float(bram18(b, t(banks), db))
-            res.lut += float(lutram_bits(b, t(banks), db)) / 64.0
+            res.bram18 += float(bram18(b, batch_of_one(banks), db))
+            res.lut += float(lutram_bits(b, batch_of_one(banks), db)) / 64.0
     if accel.target == "fpga":
         dev = load_device(accel.device)
-        res.dsp = pes * float(dsp_per_mac(t(p.weight), t(p.act), isf, dev.dsp_kind))
-        res.lut += float(lut(t(pes), isf, t(0.0)))
+        res.dsp = pes * float(dsp_per_mac(batch_of_one(p.weight), batch_of_one(p.act), isf, dev.dsp_kind))
+        res.lut += float(lut(batch_of_one(pes), isf, batch_of_one(0.0)))
     else:
         tech = load_technology(accel.technology)
-        res.area_mm2 = float(asic_area_um2(t(pes), t(p.weight), t(p.act), isf, t(sram_bytes), tech)) / 1e6
+        res.area_mm2 = (
+            float(
+                asic_area_um2(
+                    batch_of_one(pes),
+                    batch_of_one(p.weight),
+                    batch_of_one(p.act),
+                    isf,
+                    batch_of_one(sram_bytes),
+                    tech,
+                )
+            )
+            / 1e6
+        )
         res.lut = 0.0  # LUTs are an FPGA resource
     return res
 
