@@ -25,7 +25,7 @@ The counting rules, which the generated HLS code follows too (see docs/cost_mode
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -34,6 +34,7 @@ from codax.ir import DIMS, OPERANDS, RELEVANT
 
 _D = {d: i for i, d in enumerate(DIMS)}
 _REL = {x: torch.tensor([d in RELEVANT[x] for d in DIMS]) for x in OPERANDS}
+_IRR = {x: [i for i, d in enumerate(DIMS) if d not in RELEVANT[x]] for x in OPERANDS}
 N_, G_, K_, C_, P_, Q_, R_, S_ = (_D[d] for d in DIMS)
 
 
@@ -96,179 +97,255 @@ def _dense_window(p, r, stride, dil):
     return (p - 1) * stride + (r - 1) * dil + 1
 
 
-def _transfer_words(X: str, x: CostInputs, bound: torch.Tensor, tile: torch.Tensor, ceil) -> torch.Tensor:
-    """Words of operand X moved over all visits, given each dim's child tile [B, 8]: tiles lie on a
-    grid, so a relevant dim's extents add up to its bound, an irrelevant dim counts its tiles."""
-    n = ceil(bound / tile)
+def _transfer_words(X: str, win: tuple, bound: torch.Tensor, tile: torch.Tensor, ceil) -> torch.Tensor:
+    """Words of operand X moved over all visits, given each dim's child tile [8, B]: tiles lie on a
+    grid, so a relevant dim's extents add up to its bound, an irrelevant dim counts its tiles.
+    win = (win_s, win_d), each [2, B]: the input window's collision periods per axis."""
     if X == "I":
+        n = {d: ceil(bound[d] / tile[d]) for d in (K_, P_, Q_, R_, S_)}
         hs, ws = (
-            _window_sum(
-                bound[:, o],
-                tile[:, o],
-                n[:, o],
-                bound[:, k],
-                tile[:, k],
-                n[:, k],
-                x.win_s[:, a],
-                x.win_d[:, a],
-            )
+            _window_sum(bound[o], tile[o], n[o], bound[k], tile[k], n[k], win[0][a], win[1][a])
             for a, o, k in ((0, P_, R_), (1, Q_, S_))  # rows: output rows x kernel rows; cols likewise
         )
-        return n[:, K_] * bound[:, N_] * bound[:, G_] * bound[:, C_] * hs * ws
-    return torch.where(_REL[X].view(1, 8), bound, n).prod(dim=1)
+        return n[K_] * bound[N_] * bound[G_] * bound[C_] * hs * ws
+    irr = _IRR[X]
+    relevant = torch.where(_REL[X].view(8, 1), bound, torch.ones_like(bound)).prod(dim=0)
+    return relevant * ceil(bound[irr] / tile[irr]).prod(dim=0)
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What the batch's hardware fixes about the loop nest: which level holds which operand, and
+    where the spatial fan-out sits. The analysis is specialised on it (operands a level does not
+    hold cost nothing to skip, parents are known levels), so points are evaluated in groups that
+    share one."""
+
+    holds: tuple[tuple[bool, bool, bool], ...]  # [L][W, I, O]
+    spatial_level: int
+
+    def parent(self, h: int, xi: int) -> int:
+        """The nearest level outside h that holds operand xi (DRAM holds all)."""
+        return max(lv for lv in range(h) if self.holds[lv][xi])
+
+    def innermost(self, xi: int) -> int:
+        return max(lv for lv in range(len(self.holds)) if self.holds[lv][xi])
+
+
+def _structure_groups(x: CostInputs) -> list[tuple[Structure, torch.Tensor | None]]:
+    """The distinct structures of the batch, each with the indices of its points (None: all)."""
+    L = x.levels
+    key = torch.cat([(x.holds > 0).flatten(1).long(), x.spatial_level.view(-1, 1).long()], dim=1)
+    if key.shape[0] == 1 or bool((key == key[:1]).all()):
+        groups = [(key[0], None)]
+    else:
+        uniq, inverse = torch.unique(key, dim=0, return_inverse=True)
+        groups = [(u, torch.nonzero(inverse == g).flatten()) for g, u in enumerate(uniq)]
+    out = []
+    for k, idx in groups:
+        v = [bool(b) for b in k[:-1].tolist()]
+        holds = tuple(tuple(v[3 * lv : 3 * lv + 3]) for lv in range(L))
+        out.append((Structure(holds, int(k[-1])), idx))
+    return out
 
 
 def cost_core(x: CostInputs, relaxed: bool = False) -> CostOutputs:
+    """Costs of a batch of points [B]. The mapping tensors (factor, rank, db, spatial) carry the
+    batch; any layer or hardware tensor may have batch size 1 and is then shared by every point.
+
+    Points are analysed in groups of equal `Structure` (one group in the usual case of one engine
+    type); `cost_core_structured` is the analysis itself, which `torch.compile` can specialise."""
+    groups = _structure_groups(x)
+    if len(groups) == 1:
+        return cost_core_structured(x, groups[0][0], relaxed)
+    parts = [(idx, cost_core_structured(x.index(idx), st, relaxed)) for st, idx in groups]
+    merged = {}
+    for f in fields(CostOutputs):
+        first = getattr(parts[0][1], f.name)
+        out = torch.empty((x.batch, *first.shape[1:]), dtype=first.dtype)
+        for idx, o in parts:
+            out = out.index_copy(0, idx, getattr(o, f.name))
+        merged[f.name] = out
+    return CostOutputs(**merged)
+
+
+def _batch_last(t: torch.Tensor) -> torch.Tensor:
+    """[B, ...] -> [..., B]. The analysis runs with the batch innermost: every op is then a loop
+    over contiguous points, which compiles to vector code whatever the small dims are."""
+    return t.movedim(0, -1)
+
+
+def _batch_first(t: torch.Tensor) -> torch.Tensor:
+    return t.movedim(-1, 0).contiguous()
+
+
+def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) -> CostOutputs:
+    """`cost_core` for a batch whose points all have structure `st`. Internally every tensor is
+    batch-last: [L, 8, B] factors, [8, B] bounds, [L, 3, B] per-operand values, [B] scalars."""
     ceil = (lambda t: t) if relaxed else torch.ceil
     B, L, _ = x.factor.shape
     dt = x.factor.dtype
-    f, s, bound = x.factor, x.spatial, x.bound
-    lvl = torch.arange(L)
-    per_pe = lvl.view(1, L) > x.spatial_level.view(B, 1)  # [B, L]
-    macs = bound.prod(dim=1)
+    T = _batch_last
+    f, s, bound, rank = T(x.factor), T(x.spatial), T(x.bound), T(x.rank)  # [L,8,B] [8,B] [8,B|1] [L,8,B]
+    win = (T(x.win_s), T(x.win_d))
+    stride, dil, in_pad = T(x.stride), T(x.dilation), T(x.in_pad)
+    db, holds = T(x.db), T(x.holds)
+    sl = st.spatial_level
+    macs = bound.prod(dim=0)
     ones = torch.ones(B, dtype=dt)
 
     # --- tiles held at each level (capacity) ------------------------------------------------------
-    suffix = torch.flip(torch.cumprod(torch.flip(f, [1]), dim=1), [1])  # prod of factors at levels >= l
-    agg = torch.minimum(suffix * s.unsqueeze(1), bound.unsqueeze(1))  # the PE array's tiles taken together
-    held = torch.minimum(
-        torch.where(per_pe.unsqueeze(2), suffix, suffix * s.unsqueeze(1)), bound.unsqueeze(1)
-    )
+    suffix_l = [f[L - 1]]  # prod of factors at levels >= l
+    for lv in range(L - 2, -1, -1):
+        suffix_l.insert(0, f[lv] * suffix_l[0])
+    suffix = torch.stack(suffix_l)
+    agg = torch.minimum(suffix * s, bound)  # the PE array's tiles taken together
+    # shared levels hold the PE array's tiles together, per-PE levels one PE's tile
+    held_tile = torch.minimum(torch.cat([agg[: sl + 1], suffix[sl + 1 :]]), bound)
 
-    def footprints(e: torch.Tensor, moved: bool = False) -> torch.Tensor:  # e [B, L, 8] -> words [B, L, 3]
+    def footprints(e: torch.Tensor, moved: bool = False) -> torch.Tensor:  # e [L, 8, B] -> words [L, 3, B]
         """Words of each operand's tile: as held in a buffer (dense input window), or as moved
         (`moved`: the distinct input rows and cols the window touches)."""
         if moved:
-            h = _distinct(e[..., P_], e[..., R_], x.win_s[:, :1], x.win_d[:, :1])
-            w = _distinct(e[..., Q_], e[..., S_], x.win_s[:, 1:], x.win_d[:, 1:])
+            h = _distinct(e[:, P_], e[:, R_], win[0][0], win[1][0])
+            w = _distinct(e[:, Q_], e[:, S_], win[0][1], win[1][1])
         else:
-            h = torch.minimum(
-                _dense_window(e[..., P_], e[..., R_], x.stride[:, :1], x.dilation[:, :1]), x.in_pad[:, :1]
-            )
-            w = torch.minimum(
-                _dense_window(e[..., Q_], e[..., S_], x.stride[:, 1:], x.dilation[:, 1:]), x.in_pad[:, 1:]
-            )
-        wt = e[..., G_] * e[..., K_] * e[..., C_] * e[..., R_] * e[..., S_]
-        it = e[..., N_] * e[..., G_] * e[..., C_] * h * w
-        ot = e[..., N_] * e[..., G_] * e[..., K_] * e[..., P_] * e[..., Q_]
-        return torch.stack([wt, it, ot], dim=2)
+            h = torch.minimum(_dense_window(e[:, P_], e[:, R_], stride[0], dil[0]), in_pad[0])
+            w = torch.minimum(_dense_window(e[:, Q_], e[:, S_], stride[1], dil[1]), in_pad[1])
+        wt = e[:, G_] * e[:, K_] * e[:, C_] * e[:, R_] * e[:, S_]
+        it = e[:, N_] * e[:, G_] * e[:, C_] * h * w
+        ot = e[:, N_] * e[:, G_] * e[:, K_] * e[:, P_] * e[:, Q_]
+        return torch.stack([wt, it, ot], dim=1)
 
-    tile_bits = torch.stack([x.w_bits, x.a_bits, x.acc_bits], dim=1).unsqueeze(1)  # O held as accumulators
-    tile_bytes = ceil(footprints(held) * tile_bits / 8.0)  # whole bytes, as a buffer is allocated
-    need = tile_bytes * (1.0 + x.db).unsqueeze(2) * x.holds
-    over_op = (need - x.cap_op).amax(dim=2)
-    over_shared = need.sum(dim=2) - x.cap_shared
+    tile_bits = torch.stack([x.w_bits, x.a_bits, x.acc_bits])  # [3, B|1]; O held as accumulators
+    tile_bytes = ceil(footprints(held_tile) * tile_bits / 8.0)  # whole bytes, as a buffer is allocated
+    need = tile_bytes * (1.0 + db).unsqueeze(1) * holds
+    over_op = (need - T(x.cap_op)).amax(dim=1)
+    over_shared = need.sum(dim=1) - T(x.cap_shared)
     overflow = torch.maximum(over_op, over_shared)
-    overflow[:, 0] = -1.0  # DRAM is unbounded
-    covered = (f.prod(dim=1) * s >= bound - 1e-9).all(dim=1)
+    overflow = torch.cat([torch.full_like(overflow[:1], -1.0), overflow[1:]])  # DRAM is unbounded
+    covered = (f.prod(dim=0) * s >= bound - 1e-9).all(dim=0)
     agg_words = footprints(agg, moved=True)
 
     # --- transfers at every boundary (operand X into level h) --------------------------------------
-    pos = lvl.view(1, L, 1).to(dt) * 8.0 + x.rank  # nest position of every loop, outermost smallest
+    # per level, the terms of its reads, writes, port traffic, fill and drain (bits), summed at the end
+    terms = {k: [[] for _ in range(L)] for k in ("reads", "writes", "port", "fill", "drain")}
+    fed = [[] for _ in range(L)]  # the children each level feeds
+    zeros = torch.zeros(B, dtype=dt)
+    words_in = [[zeros] * 3 for _ in range(L)]
+    words_out = [[zeros] * 3 for _ in range(L)]
     active = f > 1.0 + 1e-9  # trip-count-1 loops are absent
-    words_in = torch.zeros(B, L, 3, dtype=dt)
-    words_out = torch.zeros(B, L, 3, dtype=dt)
-    reads = torch.zeros(B, L, dtype=dt)
-    writes = torch.zeros(B, L, dtype=dt)
-    port = torch.zeros(B, L, dtype=dt)  # bits through each parent's port
-    not_db = torch.zeros(B, L, dtype=dt)  # parents feeding a single-buffered child
-    fill = torch.zeros(B, L, dtype=dt)  # bits of the first input tiles, loaded before compute starts
-    drain = torch.zeros(B, L, dtype=dt)  # bits of the last output tiles, stored after compute ends
-    o_size = bound[:, N_] * bound[:, G_] * bound[:, K_] * bound[:, P_] * bound[:, Q_]
+    o_size = bound[N_] * bound[G_] * bound[K_] * bound[P_] * bound[Q_]
     op_bits = {"W": x.w_bits, "I": x.a_bits, "O": x.acc_bits}
     for xi, X in enumerate(OPERANDS):
-        rel = _REL[X].view(1, 1, 8)
-        for h in range(1, L):
-            outer = (lvl < h).view(1, L, 1)
-            # the innermost loop outside h relevant to X; the loops after it reuse X's tile in place
-            last = torch.where(active & rel & outer, pos, -1.0).flatten(1).amax(dim=1)
-            kept = outer & (pos <= last.view(B, 1, 1))
-            inner = torch.where(kept, 1.0, f).prod(dim=1)  # [B, 8] one PE's child tile
-            held = x.holds[:, h, xi]
-            words = _transfer_words(X, x, bound, inner * s, ceil) * held  # the PE array's tiles together
-            # per-PE memories are accessed once per PE copy: every PE writes its own tile (multicast
-            # data lands in several PEs, overlapping input windows are loaded by each PE)
-            copies = _transfer_words(X, x, bound, inner, ceil) * held
-            parent = torch.where((lvl.view(1, L) < h) & (x.holds[:, :, xi] > 0), lvl.view(1, L), -1).amax(
-                dim=1
-            )
-            to_parent = torch.nn.functional.one_hot(parent, L).to(dt)  # [B, L]
-            pe_parent = parent > x.spatial_level
-            child_words = torch.where(h > x.spatial_level, copies, words)
-            parent_words = torch.where(pe_parent, copies, words)
+        children = [h for h in range(1, L) if st.holds[h][xi]]
+        if not children:
+            continue
+        # per level, the rank of the innermost active loop relevant to X (-1: none); the loops after
+        # it reuse X's tile in place
+        last_rank = torch.where(active & _REL[X].view(1, 8, 1), rank, -1.0).amax(dim=1)  # [L, B]
+        after = torch.where(rank > last_rank.unsqueeze(1), f, 1.0)  # [L, 8, B]
+        reuse = torch.ones_like(s)  # [8, B] trip counts of the loops outside h that reuse X's tile
+        bits = op_bits[X]
+        for h in range(1, children[-1] + 1):
+            # outward from h: every loop up to the nearest level with a relevant loop, then the loops
+            # after its innermost relevant one
+            reuse = torch.where(last_rank[h - 1] >= 0, after[h - 1], f[h - 1] * reuse)
+            if h not in children:
+                continue
+            inner = suffix[h] * reuse  # [8, B] one PE's child tile
+            parent = st.parent(h, xi)
+            fed[parent].append(h)
+            # shared levels move the PE array's tiles together; per-PE memories are accessed once per
+            # PE copy (multicast data lands in several PEs, overlapping input windows load in each)
+            words = _transfer_words(X, win, bound, inner * s, ceil)
+            copies = _transfer_words(X, win, bound, inner, ceil) if max(h, parent) > sl else words
+            child_words = copies if h > sl else words
+            parent_words = copies if parent > sl else words
             if X == "O":
                 # every visit but the first of an output tile reads the partial sums back
                 revisit = torch.where(words > 0, 1.0 - o_size / words.clamp(min=1.0), 0.0)
-                reload = words - o_size * held
-                to_dram = (parent == 0).to(dt)
-                up = to_dram * (o_size * x.o_bits + reload * x.acc_bits) + (1 - to_dram) * words * x.acc_bits
-                words_out[:, h, xi] = words
-                words_in[:, h, xi] = reload
-                reads[:, h] += child_words * x.acc_bits
-                reads += to_parent * (parent_words * revisit * x.acc_bits).unsqueeze(1)
-                writes += to_parent * torch.where(pe_parent, parent_words * x.acc_bits, up).unsqueeze(1)
-                writes[:, h] += child_words * revisit * x.acc_bits
-                moved = up + reload * x.acc_bits
-                last_bits = agg_words[:, h, xi] * torch.where(parent == 0, x.o_bits, x.acc_bits)
-                drain += to_parent * (held * last_bits).unsqueeze(1)
+                reload = words - o_size
+                up = o_size * x.o_bits + reload * bits if parent == 0 else words * bits
+                words_out[h][xi], words_in[h][xi] = words, reload
+                terms["reads"][h].append(child_words * bits)
+                terms["reads"][parent].append(parent_words * revisit * bits)
+                terms["writes"][parent].append(parent_words * bits if parent > sl else up)
+                terms["writes"][h].append(child_words * revisit * bits)
+                terms["port"][parent].append(up + reload * bits)
+                terms["drain"][parent].append(agg_words[h, xi] * (x.o_bits if parent == 0 else bits))
             else:
-                words_in[:, h, xi] = words
-                reads += to_parent * (parent_words * op_bits[X]).unsqueeze(1)
-                writes[:, h] += child_words * op_bits[X]
-                moved = words * op_bits[X]
-                fill += to_parent * (held * agg_words[:, h, xi] * op_bits[X]).unsqueeze(1)
-            port += to_parent * moved.unsqueeze(1)
-            not_db += to_parent * (held * (1.0 - x.db[:, h])).unsqueeze(1)
+                words_in[h][xi] = words
+                terms["reads"][parent].append(parent_words * bits)
+                terms["writes"][h].append(child_words * bits)
+                terms["port"][parent].append(words * bits)
+                terms["fill"][parent].append(agg_words[h, xi] * bits)
 
     # MAC operand accesses in the innermost level holding each operand. A shared level feeds the
     # whole array: one access serves the PEs that the array's irrelevant dims multicast it to.
     for xi, X in enumerate(OPERANDS):
-        inner = torch.where(x.holds[:, :, xi] > 0, lvl.view(1, L), torch.full((B, L), -1)).amax(dim=1)
-        onehot = torch.nn.functional.one_hot(inner, L).to(dt)
-        multicast = torch.where(_REL[X].view(1, 8), torch.ones_like(s), s).prod(dim=1)
-        accesses = torch.where(inner > x.spatial_level, macs, macs / multicast)
-        reads += onehot * (accesses * op_bits[X]).unsqueeze(1)
+        lv = st.innermost(xi)
+        if lv > sl:
+            accesses = macs
+        else:
+            accesses = macs / torch.where(_REL[X].view(8, 1), torch.ones_like(s), s).prod(dim=0)
+        terms["reads"][lv].append(accesses * op_bits[X])
         if X == "O":
-            writes += onehot * (accesses * x.acc_bits).unsqueeze(1)
+            terms["writes"][lv].append(accesses * x.acc_bits)
+
+    def per_level(key: str) -> torch.Tensor:  # [L, B], each level's terms added in order
+        cols = []
+        for t in terms[key]:
+            acc = zeros
+            for v in t:
+                acc = acc + v
+            cols.append(acc)
+        return torch.stack(cols)
+
+    reads, writes, port = per_level("reads"), per_level("writes"), per_level("port")
+    fill, drain = per_level("fill"), per_level("drain")
+    # a port overlaps its traffic with compute only when every child it feeds is double-buffered
+    not_db = torch.stack([sum((1.0 - db[h] for h in fed[lv]), zeros) for lv in range(L)])
 
     # --- cycles -------------------------------------------------------------------------------------
-    f_pe = torch.where(per_pe.unsqueeze(2), f, torch.ones_like(f)).prod(dim=1)  # per-PE temporal loops
+    f_pe = suffix[sl + 1] if sl + 1 < L else torch.ones_like(s)  # per-PE temporal loops
     n_sp = ceil(bound / (s * f_pe))
     steps = (n_sp - 1) * f_pe + torch.minimum(f_pe, bound - (n_sp - 1) * s * f_pe)
-    compute = steps.prod(dim=1)
-    port_cycles = port / 8.0 / x.bandwidth
+    compute = steps.prod(dim=0)
+    bandwidth = T(x.bandwidth)
+    port_cycles = port / 8.0 / bandwidth
     db_parent = not_db <= 0
     zero = torch.zeros_like(port_cycles)
-    serial = torch.where(db_parent, zero, port_cycles).sum(dim=1)
+    serial = torch.where(db_parent, zero, port_cycles).sum(dim=0)
     # a double-buffered port loads the first input tiles before compute starts and stores the last
     # output tiles after it ends; everything else it moves overlaps compute
-    fill_p = torch.where(db_parent, fill / 8.0 / x.bandwidth, zero)
-    drain_p = torch.where(db_parent, drain / 8.0 / x.bandwidth, zero)
-    overlapped = torch.where(db_parent, torch.relu(port_cycles - fill_p - drain_p), zero).amax(dim=1)
-    fill_cycles, drain_cycles = fill_p.sum(dim=1), drain_p.sum(dim=1)
+    fill_p = torch.where(db_parent, fill / 8.0 / bandwidth, zero)
+    drain_p = torch.where(db_parent, drain / 8.0 / bandwidth, zero)
+    overlapped = torch.where(db_parent, torch.relu(port_cycles - fill_p - drain_p), zero).amax(dim=0)
+    fill_cycles, drain_cycles = fill_p.sum(dim=0), drain_p.sum(dim=0)
     stall = torch.relu(overlapped - compute) + serial
     cycles = compute + stall + fill_cycles + drain_cycles + x.pipeline_depth
 
-    level_energy = reads * x.e_read + writes * x.e_write
+    level_energy = reads * T(x.e_read) + writes * T(x.e_write)
     mac_energy = macs * x.e_mac
     pes = x.rows * x.cols
+    bf = _batch_first
     return CostOutputs(
-        macs=macs,
+        macs=macs * ones,
         cycles=cycles,
         compute_cycles=compute,
         stall_cycles=stall,
         fill_cycles=fill_cycles,
         drain_cycles=drain_cycles,
-        energy_pj=mac_energy + level_energy.sum(dim=1),
+        energy_pj=mac_energy + level_energy.sum(dim=0),
         mac_energy_pj=mac_energy * ones,
-        level_energy_pj=level_energy,
-        words_in=words_in,
-        words_out=words_out,
-        reads_bits=reads,
-        writes_bits=writes,
-        port_cycles=port_cycles,
-        tile_bytes=tile_bytes,
-        overflow_bytes=overflow,
+        level_energy_pj=bf(level_energy),
+        words_in=bf(torch.stack([torch.stack(r) for r in words_in])),
+        words_out=bf(torch.stack([torch.stack(r) for r in words_out])),
+        reads_bits=bf(reads),
+        writes_bits=bf(writes),
+        port_cycles=bf(port_cycles),
+        tile_bytes=bf(tile_bytes),
+        overflow_bytes=bf(overflow),
         covered=covered,
         utilization=macs / (cycles * pes),
         spatial_utilization=macs / (compute * pes),

@@ -1,7 +1,9 @@
 """Python IR objects -> the batched tensors the cost model evaluates.
 
 A `CostInputs` holds B points (layer, engine, mapping) that share the number of memory levels L
-(DRAM included). Dims follow `codax.ir.DIMS`, operands `codax.ir.OPERANDS`, levels outermost first.
+(DRAM included). The mapping tensors (factor, rank, db, spatial) have batch size B; a layer or
+hardware tensor may have batch size 1 instead, shared by every point (broadcast). Dims follow
+`codax.ir.DIMS`, operands `codax.ir.OPERANDS`, levels outermost first.
 """
 
 from __future__ import annotations
@@ -53,14 +55,29 @@ class CostInputs:
 
     @property
     def batch(self) -> int:
-        return self.bound.shape[0]
+        return self.factor.shape[0]
 
     @property
     def levels(self) -> int:
         return self.factor.shape[1]
 
     def index(self, idx) -> CostInputs:
-        return CostInputs(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        """The points idx selects; shared (batch-1) tensors stay shared unless every tensor is."""
+        B = self.batch
+        return CostInputs(
+            **{
+                f.name: t[idx] if t.shape[0] == B else t
+                for f in fields(self)
+                for t in (getattr(self, f.name),)
+            }
+        )
+
+    def expanded(self) -> CostInputs:
+        """Every tensor at batch size B (shared tensors repeated)."""
+        B = self.batch
+        return CostInputs(
+            **{f.name: (t := getattr(self, f.name)).expand(B, *t.shape[1:]) for f in fields(self)}
+        )
 
     def with_(self, **changes) -> CostInputs:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -76,6 +93,7 @@ def batch_of_one(v) -> torch.Tensor:
 def stack(items: list[CostInputs]) -> CostInputs:
     if len({x.levels for x in items}) > 1:
         raise ValueError("cost points stacked in one batch must have the same number of memory levels")
+    items = [x.expanded() for x in items]
     return CostInputs(**{f.name: torch.cat([getattr(x, f.name) for x in items]) for f in fields(items[0])})
 
 

@@ -38,3 +38,20 @@ def two_level(dram_bw: float = 4.0) -> Accelerator:
             ],
         }
     )
+
+
+def split_buffers(dram_bw: float = 4.0) -> Accelerator:
+    """DRAM -> an input/weight buffer that outputs bypass -> an accumulator buffer (NVDLA-like)."""
+    return Accelerator.from_dict(
+        {
+            "name": "toy_split",
+            "target": "asic",
+            "precision": {"weight": 8, "act": 8, "acc": 32},
+            "dram": {"bandwidth": dram_bw},
+            "pe_array": {"rows": 2, "cols": 2, "row_dims": ["K"], "col_dims": ["C"], "pipeline_depth": 0},
+            "levels": [
+                {"name": "CBUF", "operands": ["W", "I"], "size": 4096, "bandwidth": 16},
+                {"name": "ACCU", "operands": ["O"], "size": 4096, "bandwidth": 16},
+            ],
+        }
+    )

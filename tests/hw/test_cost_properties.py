@@ -1,12 +1,15 @@
 """Invariants of the cost model over random layers and mappings."""
 
 import math
+import random
+from dataclasses import fields
 
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codax.hw import compulsory_words, cost_core, encode, stack
+from codax.hw.mapper.space import random_mapping
 from codax.ir import DIMS, OPERANDS
 
 from .strategies import points
@@ -94,6 +97,25 @@ def test_batched_equals_one_at_a_time(pts):
                 "compute_cycles",
             ):
                 assert torch.equal(getattr(batch, name)[i], getattr(one, name)[0]), name
+
+
+MAPPING_FIELDS = ("factor", "rank", "db", "spatial")
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(points(), st.integers(0, 2**31))
+def test_shared_layer_and_hardware_equal_repeated_ones(p, seed):
+    """Many mappings of one layer on one engine: layer and hardware tensors given once (batch 1,
+    broadcast) cost exactly what the same tensors repeated per point cost."""
+    layer, accel, _ = p
+    rng = random.Random(seed)
+    maps = [random_mapping(layer, accel, rng) for _ in range(6)]
+    repeated = stack([encode(layer, accel, m) for m in maps])
+    shared = encode(layer, accel, maps[0]).with_(**{k: getattr(repeated, k) for k in MAPPING_FIELDS})
+    assert shared.bound.shape[0] == 1 and shared.batch == 6
+    a, b = cost_core(repeated), cost_core(shared)
+    for f in fields(a):
+        assert torch.equal(getattr(a, f.name), getattr(b, f.name)), f.name
 
 
 @SETTINGS
