@@ -95,6 +95,12 @@ def _infeasible(layer: Layer, accel: Accelerator, model: LevelModel) -> Infeasib
         )
     name = model.level_names[lv]
     what = "+".join(_OPERAND_NAMES.get(o, o) for o in op.split("+"))
+    if model.resident:
+        return InfeasibleError(
+            f"layer {layer.name} cannot stay resident on chip on {accel.name}: with the whole layer "
+            f"at {name}, its {what} tile ({int(need):,} B) exceeds the buffer ({int(cap):,} B for {what}) "
+            f"by {int(need - cap):,} B; drop the constraint 'resident' or enlarge {name}"
+        )
     return InfeasibleError(
         f"layer {layer.name} has no legal mapping on {accel.name}: buffer {name} ({int(cap):,} B for "
         f"{what}) is too small for the smallest {what} tile ({int(need):,} B, all on-chip factors 1, no "
@@ -118,7 +124,9 @@ def map_layer(
     and local search within `budget` evaluations (default 20,000), deterministically for a seed.
     constraints (optional): {"spatial": option or list of options}, {"double_buffer": False} to
     forbid double buffering, {"max_points": n} to cap the exhaustive space, {"divisors_only": True}
-    for perfect factorisations (no partial tiles; what ZigZag and Timeloop accept).
+    for perfect factorisations (no partial tiles; what ZigZag and Timeloop accept), {"resident": True}
+    to keep the whole layer on chip (no temporal loop at the DRAM level: every operand crosses the
+    DRAM boundary once, as memory allocators that fill the on-chip levels first produce).
     Raises InfeasibleError naming the buffer too small for the smallest tile."""
     with single_thread():
         return _map_layer(layer, accel, objective, engine, seed, budget, constraints, method)
@@ -142,8 +150,8 @@ def _map_layer(
     constraints = dict(constraints or {})
     model = LevelModel(layer, accel, engine)
     model.exact_tiles = bool(constraints.get("divisors_only"))
-    if constraints.get("double_buffer") is False:
-        model.db_allowed = lambda fac, s: np.zeros((len(fac), model.L), dtype=bool)  # type: ignore[method-assign]
+    model.double_buffering = constraints.get("double_buffer") is not False
+    model.resident = bool(constraints.get("resident"))
     options = _options(layer, accel, engine, model, constraints)
     feasible = [sp for sp in options if smallest_overflow(model, _row(sp))[0] < 0]
     if not feasible:
@@ -153,8 +161,6 @@ def _map_layer(
         score, best = search_exhaustive(ev, model, constraints.get("max_points"))
     else:
         score, best = search_fast(ev, model, seed, budget or DEFAULT_BUDGET)
-        if constraints.get("double_buffer") is False and best is not None:
-            best.db[:] = 0.0
     if best is None or not np.isfinite(score):
         raise _infeasible(layer, accel, model)
     mapping = ev.to_mapping(best).normalized(layer, accel.engine(engine))

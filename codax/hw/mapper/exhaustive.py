@@ -69,6 +69,8 @@ def exhaustive_points(ev: Evaluator, model: LevelModel, max_points: int | None =
     for si in range(len(ev.options)):
         s_row = ev.spatial[si]
         T = enumerate_tilings(model, s_row)
+        if model.resident:  # the on-chip levels must cover every dim: DRAM iterates nothing
+            T = T[(T[:, 0] == 1).all(axis=1)]
         if not len(T):
             continue
         allowed = model.db_allowed(T, s_row)

@@ -1,18 +1,18 @@
-"""The fast mapper: pruned random seeding, then steepest-descent local search with an order polish.
+"""The fast mapper: pruned random seeding, then parallel steepest-descent local search.
 
 1. Seeds. For every spatial option, random tilings built innermost level first that fit every
    buffer (capacity pruning), each with double buffering wherever it still fits and the weight-,
    input- and output-stationary loop orders at every level. Orders are taken up to their signature
    (only the relative order of active loops, and per operand which loops sit inside its innermost
    relevant loop, change the cost), so three orders cover the usual stationarity choices.
-2. Local search from the best distinct seeds: each step scores in one batch every neighbour that
-   fits -- one factor moved to a nearby tile size at one level (the DRAM factor recomputed, or the
-   next outer level compensating), one level's order replaced by each of its order classes, double
-   buffering toggled, the spatial option switched -- and moves to the best; at a local optimum the
-   orders and double buffering of all levels are searched jointly, and the descent resumes if
-   that helped.
-Every random choice comes from one numpy Generator seeded by `seed`, so results are reproducible;
-the search stops early once `budget` points have been evaluated.
+2. Local search from the best distinct seed of every spatial option and the next best overall, all
+   descents advancing together: each round scores, in one cost-model batch, every unseen one-move
+   neighbour of every live descent (`neighbours`) and, for a tiling not polished yet, its polish
+   (the joint choice of orders and double buffering at all levels); each descent moves to its best
+   candidate and stops when that is no better.
+The cost model's price is mostly per call, not per point, so the search is organised to make few,
+large calls. Every random choice comes from one numpy Generator seeded by `seed`, so results are
+reproducible; the search stops early once `budget` points have been evaluated.
 """
 
 from __future__ import annotations
@@ -20,13 +20,15 @@ from __future__ import annotations
 import numpy as np
 
 from codax.hw.mapper.batch import Evaluator, Points
-from codax.hw.mapper.exhaustive import active_dims, db_combos, order_combos, order_levels
-from codax.hw.mapper.space import full_rank, order_classes
-from codax.hw.mapper.tiling import LevelModel, candidates, ones_tiling, sample_tilings
+from codax.hw.mapper.exhaustive import db_combos, order_combos, order_levels
+from codax.hw.mapper.memo import ScoreMemo
+from codax.hw.mapper.neighbours import Neighbourhood
+from codax.hw.mapper.space import full_rank
+from codax.hw.mapper.tiling import LevelModel, ones_tiling, sample_tilings
 from codax.ir import DIMS, OPERANDS, RELEVANT
 
-WINDOW = 4  # tile sizes on each side of the current one that a factor move may jump to
-POLISH_MAX = 4096  # joint order x double-buffering combinations tried at a local optimum
+POLISH_MAX = 1024  # joint order x double-buffering combinations tried per tiling
+IMPROVES = 1 - 1e-12  # a move must lower the score by more than rounding noise
 
 
 def stationary_rank(levels: int, operand: str) -> np.ndarray:
@@ -43,130 +45,43 @@ class FastSearch:
         self.rng = np.random.default_rng(seed)
         self.levels = order_levels(model)
         self.L = model.L
-        self.seen: dict[bytes, float] = {}
-
-    # --- helpers ------------------------------------------------------------------------------------
-    def _key(self, sp: int, fac: np.ndarray, rank: np.ndarray, db: np.ndarray) -> bytes:
-        # ranks matter only through the order of active loops: normalise them away for inactive ones
-        r = np.where(fac > 1, rank, -1.0)
-        return bytes([sp]) + fac.astype(np.int64).tobytes() + r.tobytes() + db.astype(np.int8).tobytes()
-
-    def _fits(self, pts: Points) -> np.ndarray:
-        ok = np.ones(len(pts), dtype=bool)
-        for si in np.unique(pts.sp):
-            m = pts.sp == si
-            s_row = self.ev.spatial[si]
-            for lv in range(1, self.L):
-                sub = pts.factor[m]
-                ok_lv = np.where(
-                    pts.db[m, lv] > 0,
-                    self.model.overflow(sub, s_row, lv, copies=2) <= 0,
-                    self.model.overflow(sub, s_row, lv, copies=1) <= 0,
-                )
-                ok[m] &= ok_lv
-        return ok
-
-    def _score_new(self, pts: Points) -> np.ndarray:
-        """Scores of points, evaluating only those not seen before and that fit."""
-        keys = [self._key(int(pts.sp[i]), pts.factor[i], pts.rank[i], pts.db[i]) for i in range(len(pts))]
-        out = np.full(len(pts), np.inf)
-        fresh, first = [], {}
-        for i, k in enumerate(keys):
-            if k in self.seen:
-                out[i] = self.seen[k]
-            elif k not in first:
-                first[k] = i
-                fresh.append(i)
-        if fresh:
-            sub = pts.take(np.array(fresh))
-            fit = self._fits(sub)
-            s = np.full(len(fresh), np.inf)
-            if fit.any():
-                s[fit] = self.ev.score(sub.take(np.nonzero(fit)[0]))
-            for j, i in enumerate(fresh):
-                self.seen[keys[i]] = s[j]
-        for i, k in enumerate(keys):
-            out[i] = self.seen[k]
-        return out
-
-    def _with_dram(self, fac: np.ndarray, sp: int) -> np.ndarray:
-        rem0 = self.model.remaining(self.ev.spatial[sp])
-        fac[0] = np.ceil(rem0 / fac[1:].prod(axis=0))
-        return fac
+        self.memo = ScoreMemo(ev, model, [lv for lv, _ in self.levels])
+        self.nb = Neighbourhood(model, ev.spatial, self.levels)
 
     # --- seeds --------------------------------------------------------------------------------------
-    def seeds(self, per_option: int) -> Points:
-        parts = []
-        ranks = [stationary_rank(self.L, x) for x in OPERANDS]
-        for si in range(len(self.ev.options)):
-            s_row = self.ev.spatial[si]
-            T = np.concatenate(
-                [ones_tiling(self.model, s_row), sample_tilings(self.model, s_row, per_option, self.rng)]
-            )
-            T = np.unique(T, axis=0)
-            db = self.model.db_allowed(T, s_row).astype(np.float64)
-            db[:, 0] = 0.0
-            for r in ranks:
-                parts.append(
-                    Points(np.full(len(T), si), T.astype(np.float64), np.tile(r, (len(T), 1, 1)), db)
-                )
-        return Points.concat(parts)
+    def seeds(self, per_option: int) -> tuple[Points, np.ndarray]:
+        """The smallest tiling and `per_option` random ones per spatial option, each with double
+        buffering wherever it fits, under the three stationary orders; and each seed's tiling id."""
+        O = len(self.ev.options)
+        sp = np.repeat(np.arange(O), per_option)
+        T, ok = sample_tilings(self.model, self.ev.spatial[sp], self.rng)
+        ones = np.concatenate([ones_tiling(self.model, s_row) for s_row in self.ev.spatial])
+        sp = np.concatenate([np.arange(O), sp[ok]])
+        T = np.concatenate([ones, T[ok]])
+        # distinct tilings (a hash of the rows: a collision would only drop one seed)
+        flat = np.concatenate([sp[:, None], T.reshape(len(T), -1)], axis=1).astype(np.int64)
+        weights = np.random.default_rng(12345).integers(1, 2**62, size=flat.shape[1])
+        _, first = np.unique(flat @ weights, return_index=True)
+        first = np.sort(first)
+        sp, T = sp[first], T[first].astype(np.float64)
+        db = self.model.db_allowed(T, self.ev.spatial[sp]).astype(np.float64)
+        db[:, 0] = 0.0
+        n = len(sp)
+        pts = Points.concat(
+            [Points(sp, T, np.tile(stationary_rank(self.L, x), (n, 1, 1)), db) for x in OPERANDS]
+        )
+        return pts, np.tile(np.arange(n), len(OPERANDS))
 
-    # --- neighbourhood ------------------------------------------------------------------------------
-    def neighbours(self, p: Points) -> Points:
-        sp, fac, rank, db = int(p.sp[0]), p.factor[0], p.rank[0], p.db[0]
-        out_f, out_r, out_d, out_s = [], [], [], []
-
-        def add(f: np.ndarray, r: np.ndarray = rank, d: np.ndarray = db, s: int = sp) -> None:
-            out_f.append(f)
-            out_r.append(r)
-            out_d.append(d)
-            out_s.append(s)
-
-        rem0 = self.model.remaining(self.ev.spatial[sp])
-        for di in range(8):
-            if rem0[di] <= 1:
-                continue
-            for lv in range(self.L - 1, 0, -1):
-                rem = int(np.ceil(rem0[di] / fac[lv + 1 :, di].prod())) if lv < self.L - 1 else int(rem0[di])
-                cands = candidates(max(rem, 1), self.model.exact_tiles)
-                cur = int(fac[lv, di])
-                pos = int(np.searchsorted(cands, cur))
-                for v in cands[max(0, pos - WINDOW) : pos + WINDOW + 1]:
-                    if v == cur:
-                        continue
-                    f = fac.copy()
-                    f[lv, di] = v
-                    add(self._with_dram(f, sp))
-                    if lv >= 2:  # the next outer on-chip level compensates, keeping their product
-                        g = fac.copy()
-                        g[lv, di] = v
-                        g[lv - 1, di] = max(1.0, np.ceil(cur * fac[lv - 1, di] / v))
-                        add(self._with_dram(g, sp))
-        for lv, ops in self.levels:
-            for o in order_classes(active_dims(fac[lv]), ops):
-                r = rank.copy()
-                r[lv] = full_rank(o)
-                add(fac, r)
-        for lv in range(1, self.L):
-            d = db.copy()
-            d[lv] = 1.0 - d[lv]
-            add(fac, rank, d)
-        for s2 in range(len(self.ev.options)):
-            if s2 != sp:
-                add(self._with_dram(fac.copy(), s2), rank, db, s2)
-        return Points(np.array(out_s), np.array(out_f), np.array(out_r), np.array(out_d))
-
+    # --- polish -------------------------------------------------------------------------------------
     def polish(self, p: Points) -> Points:
-        """Every order class at every order-relevant level jointly with every double-buffering choice."""
+        """Every order class at every order-relevant level jointly with every double-buffering choice
+        (a random subset when there are more than POLISH_MAX, always with p's own orders)."""
         fac = p.factor[0]
         ranks = order_combos(self.model, fac, self.levels)
-        allowed = np.ones(self.L, dtype=bool)
-        dbs = db_combos(allowed)
+        dbs = db_combos(np.full(self.L, self.model.double_buffering))
         if len(ranks) * len(dbs) > POLISH_MAX:
-            ranks = np.concatenate(
-                [p.rank, ranks[self.rng.permutation(len(ranks))[: POLISH_MAX // len(dbs)]]]
-            )
+            keep = self.rng.permutation(len(ranks))[: max(1, POLISH_MAX // len(dbs) - 1)]
+            ranks = np.concatenate([p.rank, ranks[np.sort(keep)]])
         n = len(ranks) * len(dbs)
         return Points(
             np.full(n, p.sp[0]),
@@ -175,67 +90,76 @@ class FastSearch:
             np.tile(dbs, (len(ranks), 1)),
         )
 
+    # --- parallel descent ---------------------------------------------------------------------------
+    def descend(self, pts: Points, scores: np.ndarray) -> tuple[np.ndarray, Points]:
+        """Steepest descent of every point at once; returns the local optima and their scores.
+
+        Each round scores, in one batch, the one-move neighbours of every live point and, for points
+        whose tiling is new, the polish of that tiling (joint orders and double buffering: small at
+        the tilings descents visit). A point whose best candidate is no better has converged."""
+        pts = pts.take(slice(None))
+        scores = scores.astype(np.float64).copy()
+        polished = np.zeros(len(pts), dtype=bool)  # the current tiling's polish has been scored
+        live = np.isfinite(scores)
+        while live.any() and self.ev.evaluated < self.budget:
+            walk = np.nonzero(live)[0]
+            nb, own = self.nb.all(pts.take(walk))
+            parts, owners = [nb], [walk[own]]
+            for i in walk[~polished[walk]]:
+                pol = self.polish(pts.take(slice(i, i + 1)))
+                parts.append(pol)
+                owners.append(np.full(len(pol), i))
+            polished[walk] = True
+            cand, owner = Points.concat(parts), np.concatenate(owners)
+            sc = self.memo.score(cand)
+            # best candidate of each owner: sort by (owner, score), first row of each owner
+            order = np.lexsort((sc, owner))
+            first = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
+            better = first[sc[first] < scores[owner[first]] * IMPROVES]
+            who = owner[better]
+            moved = cand.take(better)
+            same_tiling = (moved.sp == pts.sp[who]) & (moved.factor == pts.factor[who]).all(axis=(1, 2))
+            polished[who] &= same_tiling
+            pts.sp[who], pts.factor[who], pts.rank[who], pts.db[who] = (
+                moved.sp,
+                moved.factor,
+                moved.rank,
+                moved.db,
+            )
+            scores[who] = sc[better]
+            live[:] = False
+            live[who] = True
+        return scores, pts
+
     # --- driver -------------------------------------------------------------------------------------
-    def descend(self, p: Points, s: float) -> tuple[float, Points]:
-        polished = False
-        while self.ev.evaluated < self.budget:
-            nb = self.neighbours(p) if not polished else self.polish(p)
-            sc = self._score_new(nb)
-            i = int(np.argmin(sc)) if len(sc) else 0
-            if len(sc) and sc[i] < s * (1 - 1e-12):
-                p, s = nb.take(slice(i, i + 1)), float(sc[i])
-                polished = False
-            elif not polished:
-                polished = True
-            else:
-                break
-        return s, p
-
-    def kick(self, p: Points, moves: int = 3, tries: int = 8) -> tuple[float, Points] | None:
-        """A random walk of a few neighbour moves from p that still fits (iterated local search)."""
-        for _ in range(tries):
-            q = p
-            for _ in range(moves):
-                nb = self.neighbours(q)
-                q = nb.take(slice(j := int(self.rng.integers(len(nb))), j + 1))
-            s = float(self._score_new(q)[0])
-            if np.isfinite(s):
-                return s, q
-        return None
-
-    def run(self, starts: int = 6, per_option: int = 96, kicks: int = 4) -> tuple[float, Points | None]:
-        # seeding takes at most about half the budget: 3 orders per tiling, one batch per option
-        per_option = max(4, min(per_option, self.budget // (6 * len(self.ev.options))))
-        seeds = self.seeds(per_option)
-        sc = self._score_new(seeds)
+    def pick_starts(self, seeds: Points, tiling: np.ndarray, sc: np.ndarray, per_option: int, total: int):
+        """Indices of the seeds to descend from: the best `per_option` distinct tilings of every
+        spatial option (each option is its own basin), then the best others up to `total`."""
         order = np.argsort(sc, kind="stable")
-        best_s, best_p = float(sc[order[0]]), seeds.take(order[:1])
-        # the best seed of every spatial option first (each option is its own basin), then the rest
-        firsts = [int(order[np.argmax(seeds.sp[order] == si)]) for si in np.unique(seeds.sp)]
-        firsts.sort(key=lambda i: sc[i])
-        order = np.concatenate([firsts, [i for i in order if i not in set(firsts)]]).astype(np.int64)
-        starts = max(starts, len(firsts))
-        used: set[bytes] = set()
-        for i in order:
-            if not np.isfinite(sc[i]) or len(used) >= starts or self.ev.evaluated >= self.budget:
-                break
-            k = seeds.factor[i].tobytes() + bytes([int(seeds.sp[i])])
-            if k in used:  # distinct tilings only
-                continue
-            used.add(k)
-            s, p = self.descend(seeds.take(slice(i, i + 1)), float(sc[i]))
-            if s < best_s:
-                best_s, best_p = s, p
-        for _ in range(kicks):
-            if self.ev.evaluated >= self.budget:
-                break
-            k = self.kick(best_p)
-            if k is None:
-                break
-            s, p = self.descend(k[1], k[0])
-            if s < best_s:
-                best_s, best_p = s, p
-        return best_s, best_p
+        order = order[np.isfinite(sc[order])]
+        _, first = np.unique(tiling[order], return_index=True)
+        distinct = order[np.sort(first)]  # the best-scored seed of every distinct tiling, best first
+        sp = seeds.sp[distinct]
+        rank_in_option = np.zeros(len(distinct), dtype=np.int64)
+        for si in np.unique(sp):
+            rank_in_option[sp == si] = np.arange(int((sp == si).sum()))
+        head = rank_in_option < per_option
+        rest = distinct[~head][: max(0, total - int(head.sum()))]
+        return np.sort(np.concatenate([distinct[head], rest]))
+
+    def run(
+        self, starts: int = 6, per_option: int = 96, option_starts: int = 1
+    ) -> tuple[float, Points | None]:
+        # seeding takes at most about half the budget: 3 orders per tiling, one batch for all options
+        per_option = max(4, min(per_option, self.budget // (6 * len(self.ev.options))))
+        seeds, tiling = self.seeds(per_option)
+        sc = self.memo.score(seeds)
+        idx = self.pick_starts(seeds, tiling, sc, option_starts, starts)
+        if not len(idx):
+            return float("inf"), None
+        s, p = self.descend(seeds.take(idx), sc[idx])
+        b = int(np.argmin(s))
+        return float(s[b]), p.take(slice(b, b + 1))
 
 
 def search_fast(
