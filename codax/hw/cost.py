@@ -34,7 +34,6 @@ from codax.ir import DIMS, OPERANDS, RELEVANT
 
 _D = {d: i for i, d in enumerate(DIMS)}
 _REL = {x: torch.tensor([d in RELEVANT[x] for d in DIMS]) for x in OPERANDS}
-_IRR = {x: [i for i, d in enumerate(DIMS) if d not in RELEVANT[x]] for x in OPERANDS}
 N_, G_, K_, C_, P_, Q_, R_, S_ = (_D[d] for d in DIMS)
 
 
@@ -97,20 +96,18 @@ def _dense_window(p, r, stride, dil):
     return (p - 1) * stride + (r - 1) * dil + 1
 
 
-def _transfer_words(X: str, win: tuple, bound: torch.Tensor, tile: torch.Tensor, ceil) -> torch.Tensor:
-    """Words of operand X moved over all visits, given each dim's child tile [8, B]: tiles lie on a
-    grid, so a relevant dim's extents add up to its bound, an irrelevant dim counts its tiles.
-    win = (win_s, win_d), each [2, B]: the input window's collision periods per axis."""
+def _transfer_words(X: str, win: tuple, bound: torch.Tensor, tiles: torch.Tensor, ceil) -> torch.Tensor:
+    """Words of operand X moved over all visits, for J child tiles at once: tiles [J, 8, B] -> [J, B].
+    Tiles lie on a grid, so a relevant dim's extents add up to its bound, an irrelevant dim counts
+    its tiles. win = (win_s, win_d), each [2, B]: the input window's collision periods per axis."""
+    n = ceil(bound / tiles)  # [J, 8, B] tiles per dim
     if X == "I":
-        n = {d: ceil(bound[d] / tile[d]) for d in (K_, P_, Q_, R_, S_)}
         hs, ws = (
-            _window_sum(bound[o], tile[o], n[o], bound[k], tile[k], n[k], win[0][a], win[1][a])
+            _window_sum(bound[o], tiles[:, o], n[:, o], bound[k], tiles[:, k], n[:, k], win[0][a], win[1][a])
             for a, o, k in ((0, P_, R_), (1, Q_, S_))  # rows: output rows x kernel rows; cols likewise
         )
-        return n[K_] * bound[N_] * bound[G_] * bound[C_] * hs * ws
-    irr = _IRR[X]
-    relevant = torch.where(_REL[X].view(8, 1), bound, torch.ones_like(bound)).prod(dim=0)
-    return relevant * ceil(bound[irr] / tile[irr]).prod(dim=0)
+        return n[:, K_] * bound[N_] * bound[G_] * bound[C_] * hs * ws
+    return torch.where(_REL[X].view(1, 8, 1), bound, n).prod(dim=1)
 
 
 @dataclass(frozen=True)
@@ -245,20 +242,25 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
         last_rank = torch.where(active & _REL[X].view(1, 8, 1), rank, -1.0).amax(dim=1)  # [L, B]
         after = torch.where(rank > last_rank.unsqueeze(1), f, 1.0)  # [L, 8, B]
         reuse = torch.ones_like(s)  # [8, B] trip counts of the loops outside h that reuse X's tile
-        bits = op_bits[X]
+        tiles = []  # child tiles: the PE array's (inner * s) per child, then one PE's where needed
         for h in range(1, children[-1] + 1):
             # outward from h: every loop up to the nearest level with a relevant loop, then the loops
             # after its innermost relevant one
             reuse = torch.where(last_rank[h - 1] >= 0, after[h - 1], f[h - 1] * reuse)
-            if h not in children:
-                continue
-            inner = suffix[h] * reuse  # [8, B] one PE's child tile
-            parent = st.parent(h, xi)
+            if h in children:
+                tiles.append(suffix[h] * reuse)  # [8, B] one PE's child tile
+        parents = [st.parent(h, xi) for h in children]
+        # shared levels move the PE array's tiles together; per-PE memories are accessed once per
+        # PE copy (multicast data lands in several PEs, overlapping input windows load in each)
+        per_pe = [j for j, h in enumerate(children) if max(h, parents[j]) > sl]
+        moved = _transfer_words(
+            X, win, bound, torch.stack([t * s for t in tiles] + [tiles[j] for j in per_pe]), ceil
+        )
+        bits = op_bits[X]
+        for j, (h, parent) in enumerate(zip(children, parents)):
             fed[parent].append(h)
-            # shared levels move the PE array's tiles together; per-PE memories are accessed once per
-            # PE copy (multicast data lands in several PEs, overlapping input windows load in each)
-            words = _transfer_words(X, win, bound, inner * s, ceil)
-            copies = _transfer_words(X, win, bound, inner, ceil) if max(h, parent) > sl else words
+            words = moved[j]
+            copies = moved[len(children) + per_pe.index(j)] if j in per_pe else words
             child_words = copies if h > sl else words
             parent_words = copies if parent > sl else words
             if X == "O":
