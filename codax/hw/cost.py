@@ -227,6 +227,9 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
     # per level, the terms of its reads, writes, port traffic, fill and drain (bits), summed at the end
     terms = {k: [[] for _ in range(L)] for k in ("reads", "writes", "port", "fill", "drain")}
     fed = [[] for _ in range(L)]  # the children each level feeds
+    # per per-PE level: bits written into it (fills, partial-sum reloads) and the time its parents'
+    # ports spend on those transfers
+    pe_fills = {h: ([], []) for h in range(sl + 1, L)}
     zeros = torch.zeros(B, dtype=dt)
     words_in = [[zeros] * 3 for _ in range(L)]
     words_out = [[zeros] * 3 for _ in range(L)]
@@ -275,12 +278,20 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
                 terms["writes"][h].append(child_words * revisit * bits)
                 terms["port"][parent].append(up + reload * bits)
                 terms["drain"][parent].append(agg_words[h, xi] * (x.o_bits if parent == 0 else bits))
+                into, over_parent = (
+                    child_words * revisit * bits,
+                    (up + reload * bits) / x.bandwidth[:, parent],
+                )
             else:
                 words_in[h][xi] = words
                 terms["reads"][parent].append(parent_words * bits)
                 terms["writes"][h].append(child_words * bits)
                 terms["port"][parent].append(words * bits)
                 terms["fill"][parent].append(agg_words[h, xi] * bits)
+                into, over_parent = child_words * bits, words * bits / x.bandwidth[:, parent]
+            if h > sl:
+                pe_fills[h][0].append(into)
+                pe_fills[h][1].append(over_parent / 8.0)
 
     # MAC operand accesses in the innermost level holding each operand. A shared level feeds the
     # whole array: one access serves the PEs that the array's irrelevant dims multicast it to.
@@ -324,6 +335,17 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
     drain_p = torch.where(db_parent, drain / 8.0 / bandwidth, zero)
     overlapped = torch.where(db_parent, torch.relu(port_cycles - fill_p - drain_p), zero).amax(dim=0)
     fill_cycles, drain_cycles = fill_p.sum(dim=0), drain_p.sum(dim=0)
+    # A per-PE memory is written through its own port too, every PE in parallel: a transfer into it
+    # takes at least its bits per PE at that port's bandwidth (e.g. one cycle per partial-sum reload
+    # into a one-word output register), overlapped with compute only when the level is
+    # double-buffered; a single-buffered level stalls for what its port needs beyond its parents'.
+    pes_used = s.prod(dim=0)
+    for h, (into, over_parent) in pe_fills.items():
+        if not into:
+            continue
+        own = sum(into) / pes_used / 8.0 / bandwidth[h]
+        overlapped = torch.where(db[h] > 0, torch.maximum(overlapped, own), overlapped)
+        serial = serial + torch.where(db[h] > 0, 0.0, torch.relu(own - sum(over_parent)))
     stall = torch.relu(overlapped - compute) + serial
     cycles = compute + stall + fill_cycles + drain_cycles + x.pipeline_depth
 

@@ -55,3 +55,20 @@ def split_buffers(dram_bw: float = 4.0) -> Accelerator:
             ],
         }
     )
+
+
+def psum_register(reg_bw: float, glb_bw: float = 64.0) -> Accelerator:
+    """DRAM -> shared GLB (W, I, O) -> a one-word per-PE output register, 2x1 array of K."""
+    return Accelerator.from_dict(
+        {
+            "name": "toy_psum",
+            "target": "asic",
+            "precision": {"weight": 8, "act": 8, "acc": 32},
+            "dram": {"bandwidth": 4.0},
+            "pe_array": {"rows": 2, "cols": 1, "row_dims": ["K"], "col_dims": ["C"], "pipeline_depth": 0},
+            "levels": [
+                {"name": "GLB", "operands": ["W", "I", "O"], "size": 4096, "bandwidth": glb_bw},
+                {"name": "ACC", "operands": ["O"], "sizes": {"O": 4}, "per_pe": True, "bandwidth": reg_bw},
+            ],
+        }
+    )

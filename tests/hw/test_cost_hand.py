@@ -5,7 +5,7 @@ import pytest
 from codax.hw import evaluate
 from codax.ir import Mapping, conv2d, dense
 
-from .accels import one_level, split_buffers, two_level
+from .accels import one_level, psum_register, split_buffers, two_level
 
 
 def test_dense_layer_two_orders():
@@ -133,3 +133,18 @@ def test_outputs_bypassing_a_level_are_written_to_dram_once():
     # compute ceil(4/2) x ceil(8/2) = 8 steps; DRAM 52 B at 4 B/cycle = 13 cycles, single-buffered
     assert c.compute_cycles == 8
     assert c.cycles == 8 + 13
+
+
+def test_partial_sum_reloads_stall_at_a_single_buffered_register_port():
+    # dense K=4, C=4 on 2 PEs (K unrolled), each with a one-word 32-bit output register; the GLB
+    # loops C4 then K2: K, relevant to O, runs inside the reduction loop C, so every output is
+    # visited 4 times: 8 psum words leave each register, 6 come back (16 and 12 over both PEs).
+    layer = dense("fc", c_in=4, c_out=4)
+    m = Mapping("fc", spatial={"rows": ("K", 2)}, tiles={"GLB": {"C": 4, "K": 2}}, order={"GLB": ["C", "K"]})
+    slow, fast = evaluate(layer, psum_register(reg_bw=4.0), m), evaluate(layer, psum_register(reg_bw=1e6), m)
+    assert slow.words_in["ACC"]["O"] == 12 and slow.words_out["ACC"]["O"] == 16
+    # the GLB port moves 16 psums up and 12 back at 32 bits: 896 bits at 64 B/cycle = 1.75 cycles.
+    # The register's own port takes one 32-bit reload per cycle at 4 B/cycle: 6 cycles per PE, the
+    # PEs in parallel, not overlapped (single-buffered): 6 - 1.75 = 4.25 cycles more.
+    assert slow.cycles - fast.cycles == pytest.approx(4.25)
+    assert slow.energy_pj == fast.energy_pj  # the port rate changes time, not traffic
