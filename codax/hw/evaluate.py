@@ -167,7 +167,10 @@ def mapping_resources(
     return res
 
 
-def _layer_cost(layer: Layer, accel: Accelerator, mapping: Mapping, out: CostOutputs, i: int) -> LayerCost:
+def layer_cost(layer: Layer, accel: Accelerator, mapping: Mapping, out: CostOutputs, i: int = 0) -> LayerCost:
+    """The LayerCost of `mapping` from row i of cost-model outputs already computed for it (e.g. by a
+    search that scored the mapping in a batch): what `evaluate` returns, without a second evaluation.
+    The caller guarantees that row i is the cost of this (layer, accel, mapping) point."""
     engine = accel.engine(mapping.engine)
     names = engine.level_names
 
@@ -216,7 +219,7 @@ def evaluate_many(points: list[tuple[Layer, Accelerator, Mapping]], check: bool 
     for idx in groups.values():
         out = cost_core(stack([encoded[i] for i in idx]))
         for j, i in enumerate(idx):
-            results[i] = _layer_cost(*points[i], out, j)
+            results[i] = layer_cost(*points[i], out, j)
     return results  # type: ignore[return-value]
 
 

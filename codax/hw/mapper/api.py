@@ -11,13 +11,13 @@ import numpy as np
 import torch
 
 from codax.errors import ConfigError, InfeasibleError
-from codax.hw.evaluate import LayerCost, NetworkCost, evaluate, evaluate_network
+from codax.hw.evaluate import LayerCost, NetworkCost, evaluate_network, layer_cost
 from codax.hw.mapper.batch import OBJECTIVES, Evaluator
 from codax.hw.mapper.exhaustive import search_exhaustive
 from codax.hw.mapper.fast import search_fast
 from codax.hw.mapper.space import spatial_options
-from codax.hw.mapper.tiling import LevelModel, reduced_spatial, smallest_overflow
-from codax.ir import Accelerator, Graph, Layer, Mapping, save_mappings, validate_mapping
+from codax.hw.mapper.tiling import LevelModel, reduced_spatial, smallest_fits, smallest_overflow
+from codax.ir import DIMS, Accelerator, Graph, Layer, Mapping, save_mappings, validate_mapping
 
 METHODS: tuple[str, ...] = ("fast", "exhaustive")
 DEFAULT_BUDGET = 20000
@@ -67,12 +67,11 @@ def _options(layer: Layer, accel: Accelerator, engine: str | None, model: LevelM
     if opts is not None:
         return [dict(opts)] if isinstance(opts, dict) else [dict(o) for o in opts]
     out: list[dict] = []
-    for sp in spatial_options(layer, accel, engine):
-        while True:
-            row = np.array([float(_sf(sp, d)) for d in "NGKCPQRS"])
-            if smallest_overflow(model, row)[0] < 0 or not sp:
-                break
+    dataflow = spatial_options(layer, accel, engine)
+    for sp, ok in zip(dataflow, smallest_fits(model, _rows(dataflow))):
+        while not ok and sp:
             sp = reduced_spatial(sp)
+            ok = bool(smallest_fits(model, _rows([sp]))[0])
         if sp not in out:
             out.append(sp)
     return out
@@ -153,7 +152,7 @@ def _map_layer(
     model.double_buffering = constraints.get("double_buffer") is not False
     model.resident = bool(constraints.get("resident"))
     options = _options(layer, accel, engine, model, constraints)
-    feasible = [sp for sp in options if smallest_overflow(model, _row(sp))[0] < 0]
+    feasible = [sp for sp, ok in zip(options, smallest_fits(model, _rows(options))) if ok]
     if not feasible:
         raise _infeasible(layer, accel, model)
     ev = Evaluator(layer, accel, engine, objective, feasible)
@@ -161,16 +160,22 @@ def _map_layer(
         score, best = search_exhaustive(ev, model, constraints.get("max_points"))
     else:
         score, best = search_fast(ev, model, seed, budget or DEFAULT_BUDGET)
+    if ev.best is not None and ev.best.score <= score:
+        # the best point the evaluator scored: the search's answer up to ties of equal score, and
+        # the one whose cost-model outputs were kept
+        score, best = ev.best.score, ev.best.point
     if best is None or not np.isfinite(score):
         raise _infeasible(layer, accel, model)
     mapping = ev.to_mapping(best).normalized(layer, accel.engine(engine))
-    validate_mapping(layer, accel, mapping)
-    cost = evaluate(layer, accel, mapping, check=False)
+    validate_mapping(layer, accel, mapping)  # a cheap safety net: the search builds legal points only
+    # the winner's cost-model outputs were computed when it was scored: no second evaluation
+    cost = layer_cost(layer, accel, mapping, ev.outputs_of(best))
     return MapResult(mapping, cost, ev.evaluated, time.perf_counter() - t0, method)
 
 
-def _row(sp: dict) -> np.ndarray:
-    return np.array([float(_sf(sp, d)) for d in "NGKCPQRS"])
+def _rows(options: list[dict]) -> np.ndarray:
+    """[n, 8] spatial factors of the options."""
+    return np.array([[float(_sf(sp, d)) for d in DIMS] for sp in options]).reshape(len(options), len(DIMS))
 
 
 def map_graph(

@@ -1,9 +1,11 @@
 """Batched evaluation of many mappings of one layer on one engine.
 
-The mapper never encodes points one by one: it encodes the layer and engine once (a batch of one)
-and expands that point to B rows, replacing only the mapping tensors (factor, rank, spatial, db)
-with arrays it built in bulk. `cost_core` then scores the whole batch; `CostOutputs.legal`
-(coverage + capacity) filters it.
+The mapper never encodes points one by one: it encodes the layer and engine once (tensors of batch
+size one, which `cost_core` broadcasts against the batch) and passes only the mapping tensors
+(factor, rank, spatial, db) at batch size B, built in bulk as arrays. `cost_core` then scores the
+whole batch; `CostOutputs.legal` (coverage + capacity) filters it. The evaluator keeps the
+cost-model outputs of the best point it has scored, so the search's winner needs no second
+evaluation to report its cost.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 
 from codax.errors import ConfigError
 from codax.hw.cost import CostOutputs, cost_core
-from codax.hw.encode import CostInputs, encode
+from codax.hw.encode import CostInputs, encode_hardware, encode_layer
 from codax.ir import DIMS, Accelerator, Layer, Mapping
 
 OBJECTIVES: tuple[str, ...] = ("latency", "energy", "edp")
@@ -42,6 +44,21 @@ class Points:
         return Points(*(np.concatenate([getattr(p, f.name) for p in items]) for f in fields(Points)))
 
 
+@dataclass
+class Scored:
+    """A point with its score and its row of cost-model outputs (batch of one)."""
+
+    score: float
+    point: Points
+    outputs: CostOutputs
+
+
+def output_row(out: CostOutputs, i: int) -> CostOutputs:
+    """Row i of a batch of cost-model outputs, as a batch of one (copied: a view would keep the
+    whole batch's outputs alive)."""
+    return CostOutputs(**{f.name: getattr(out, f.name)[i : i + 1].clone() for f in fields(out)})
+
+
 class Evaluator:
     """Scores batches of Points for one (layer, engine, objective); counts every point evaluated."""
 
@@ -63,26 +80,24 @@ class Evaluator:
         self.spatial = np.array(
             [[float(_spatial_factor(sp, d)) for d in DIMS] for sp in spatial_options], dtype=np.float64
         ).reshape(len(spatial_options), len(DIMS))
-        self.base = encode(layer, accel, Mapping(layer=layer.name, engine=self.engine.name))
+        # the layer's and the engine's tensors, batch size one: shared by every point of a batch
+        self.shared = {**encode_layer(layer), **encode_hardware(accel, self.engine.name, layer)}
+        del self.shared["_L"]
         pes = self.engine.pe_array.pes
         # scales for the tie-break term: the compute bound and the MAC energy, both > 0
         self._c_ref = max(layer.macs / pes, 1.0)
-        self._e_ref = max(layer.macs * float(self.base.e_mac[0]), 1e-12)
+        self._e_ref = max(layer.macs * float(self.shared["e_mac"][0]), 1e-12)
         self.evaluated = 0
+        self.best: Scored | None = None  # the best point scored so far, with its outputs
 
     def _inputs(self, pts: Points) -> CostInputs:
-        B = len(pts)
-        fixed = {
-            f.name: getattr(self.base, f.name).expand(B, *getattr(self.base, f.name).shape[1:])
-            for f in fields(self.base)
-        }
-        fixed.update(
+        return CostInputs(
+            **self.shared,
             factor=torch.from_numpy(np.ascontiguousarray(pts.factor, dtype=np.float64)),
             rank=torch.from_numpy(np.ascontiguousarray(pts.rank, dtype=np.float64)),
             spatial=torch.from_numpy(self.spatial[pts.sp]),
             db=torch.from_numpy(np.ascontiguousarray(pts.db, dtype=np.float64)),
         )
-        return CostInputs(**fixed)
 
     def outputs(self, pts: Points) -> CostOutputs:
         """The raw cost-model outputs of a (small) batch; counted as evaluated."""
@@ -91,10 +106,12 @@ class Evaluator:
             return cost_core(self._inputs(pts))
 
     def score(self, pts: Points) -> np.ndarray:
-        """The objective of every point (with a tiny tie-break), +inf where illegal."""
+        """The objective of every point (with a tiny tie-break), +inf where illegal. Remembers the
+        first best point (lowest score, earliest on ties) and its cost-model outputs."""
         out = np.empty(len(pts))
         for a in range(0, len(pts), self.chunk):
-            o = self.outputs(pts.take(slice(a, a + self.chunk)))
+            part = pts.take(slice(a, a + self.chunk))
+            o = self.outputs(part)
             cyc, en = o.cycles.numpy(), o.energy_pj.numpy()
             if self.objective == "latency":
                 s = cyc * (1.0 + TIE * en / self._e_ref)
@@ -102,8 +119,21 @@ class Evaluator:
                 s = en * (1.0 + TIE * cyc / self._c_ref)
             else:
                 s = cyc * en
-            out[a : a + len(s)] = np.where(o.legal.numpy(), s, np.inf)
+            s = np.where(o.legal.numpy(), s, np.inf)
+            out[a : a + len(s)] = s
+            i = int(np.argmin(s))
+            if np.isfinite(s[i]) and (self.best is None or s[i] < self.best.score):
+                self.best = Scored(float(s[i]), part.take(slice(i, i + 1)), output_row(o, i))
         return out
+
+    def outputs_of(self, pt: Points) -> CostOutputs:
+        """The cost-model outputs of one point (batch of one): those kept from its scoring when it is
+        the best point seen, else a fresh evaluation (not counted: the point was scored before).
+        Points are compared as mappings: ranks of inactive loops (factor 1) do not change the cost."""
+        if self.best is not None and self.to_mapping(self.best.point) == self.to_mapping(pt):
+            return self.best.outputs
+        with torch.no_grad():
+            return cost_core(self._inputs(pt))
 
     def to_mapping(self, pts: Points, i: int = 0) -> Mapping:
         """Point i as an ir.Mapping: factor-1 loops omitted, each level's active loops in rank order."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,10 +62,26 @@ def db_combos(allowed: np.ndarray) -> np.ndarray:
     return np.array(list(itertools.product(*choices)), dtype=np.float64)
 
 
-def exhaustive_points(ev: Evaluator, model: LevelModel, max_points: int | None = None) -> Iterator[Points]:
-    """Every point of the declared space that fits the buffers, in groups sharing their order and
-    double-buffering choices."""
+@dataclass
+class _Group:
+    """Tilings of one spatial option that share their active loops and double-buffering choices, so
+    also their order and double-buffering combinations."""
+
+    sp: int
+    tilings: np.ndarray  # [T, L, 8]
+    ranks: np.ndarray  # [C_r, L, 8]
+    dbs: np.ndarray  # [C_d, L]
+
+    @property
+    def points(self) -> int:
+        return len(self.tilings) * len(self.ranks) * len(self.dbs)
+
+
+def _groups(ev: Evaluator, model: LevelModel, max_points: int | None) -> list[_Group]:
+    """The whole space as groups, counted before anything is scored: a space over `max_points`
+    raises MemoryError at once, without spending the time to score part of it."""
     levels = order_levels(model)
+    out: list[_Group] = []
     total = 0
     for si in range(len(ev.options)):
         s_row = ev.spatial[si]
@@ -80,26 +97,38 @@ def exhaustive_points(ev: Evaluator, model: LevelModel, max_points: int | None =
         inv = inv.reshape(-1)
         for g in range(inv.max() + 1):
             rows = np.nonzero(inv == g)[0]
-            ranks = order_combos(model, T[rows[0]], levels)
-            dbs = db_combos(allowed[rows[0]])
-            C = len(ranks) * len(dbs)
-            n = len(rows) * C
-            total += n
+            grp = _Group(si, T[rows], order_combos(model, T[rows[0]], levels), db_combos(allowed[rows[0]]))
+            total += grp.points
             if max_points is not None and total > max_points:
                 raise MemoryError(f"the exhaustive space of layer {model.layer.name} exceeds {max_points:,}")
-            rank = np.repeat(ranks, len(dbs), axis=0)
-            db = np.tile(dbs, (len(ranks), 1))
+            out.append(grp)
+    return out
+
+
+def exhaustive_points(
+    ev: Evaluator, model: LevelModel, max_points: int | None = None, block: int = 65536
+) -> Iterator[Points]:
+    """Every point of the declared space that fits the buffers, in groups sharing their order and
+    double-buffering choices, at most about `block` points at a time (bounded memory)."""
+    for grp in _groups(ev, model, max_points):
+        rank = np.repeat(grp.ranks, len(grp.dbs), axis=0)
+        db = np.tile(grp.dbs, (len(grp.ranks), 1))
+        C = len(rank)
+        step = max(1, block // C)
+        for a in range(0, len(grp.tilings), step):
+            T = grp.tilings[a : a + step]
+            n = len(T) * C
             yield Points(
-                sp=np.full(n, si, dtype=np.int64),
-                factor=np.repeat(T[rows], C, axis=0),
-                rank=np.tile(rank, (len(rows), 1, 1)),
-                db=np.tile(db, (len(rows), 1)),
+                sp=np.full(n, grp.sp, dtype=np.int64),
+                factor=np.repeat(T, C, axis=0),
+                rank=np.tile(rank, (len(T), 1, 1)),
+                db=np.tile(db, (len(T), 1)),
             )
 
 
 def space_size(ev: Evaluator, model: LevelModel) -> int:
-    """How many points the exhaustive search would evaluate."""
-    return sum(len(p) for p in exhaustive_points(ev, model))
+    """How many points the exhaustive search would evaluate (counted, not built)."""
+    return sum(grp.points for grp in _groups(ev, model, None))
 
 
 def search_exhaustive(

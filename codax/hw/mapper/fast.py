@@ -47,6 +47,16 @@ class FastSearch:
         self.L = model.L
         self.memo = ScoreMemo(ev, model, [lv for lv, _ in self.levels])
         self.nb = Neighbourhood(model, ev.spatial, self.levels)
+        self._combos: dict[bytes, np.ndarray] = {}
+        self._dbs = db_combos(np.full(self.L, model.double_buffering))
+
+    def _order_combos(self, fac: np.ndarray) -> np.ndarray:
+        """`order_combos` of a tiling, cached by its active loops at the order-relevant levels (all
+        that the combinations depend on); descents polish many tilings that share them."""
+        key = (fac[[lv for lv, _ in self.levels]] > 1).tobytes()
+        if key not in self._combos:
+            self._combos[key] = order_combos(self.model, fac, self.levels)
+        return self._combos[key]
 
     # --- seeds --------------------------------------------------------------------------------------
     def seeds(self, per_option: int) -> tuple[Points, np.ndarray]:
@@ -55,7 +65,7 @@ class FastSearch:
         O = len(self.ev.options)
         sp = np.repeat(np.arange(O), per_option)
         T, ok = sample_tilings(self.model, self.ev.spatial[sp], self.rng)
-        ones = np.concatenate([ones_tiling(self.model, s_row) for s_row in self.ev.spatial])
+        ones = ones_tiling(self.model, self.ev.spatial)
         sp = np.concatenate([np.arange(O), sp[ok]])
         T = np.concatenate([ones, T[ok]])
         # distinct tilings (a hash of the rows: a collision would only drop one seed)
@@ -77,8 +87,8 @@ class FastSearch:
         """Every order class at every order-relevant level jointly with every double-buffering choice
         (a random subset when there are more than POLISH_MAX, always with p's own orders)."""
         fac = p.factor[0]
-        ranks = order_combos(self.model, fac, self.levels)
-        dbs = db_combos(np.full(self.L, self.model.double_buffering))
+        ranks = self._order_combos(fac)
+        dbs = self._dbs
         if len(ranks) * len(dbs) > POLISH_MAX:
             keep = self.rng.permutation(len(ranks))[: max(1, POLISH_MAX // len(dbs) - 1)]
             ranks = np.concatenate([p.rank, ranks[np.sort(keep)]])

@@ -96,7 +96,7 @@ class Neighbourhood:
                     pos = np.searchsorted(cands, fac[grp, lv, di])
                     j = pos[:, None] + offsets
                     ok = (j >= 0) & (j < len(cands))
-                    v = cands[np.clip(j, 0, len(cands) - 1)]
+                    v = cands.take(j, mode="clip")
                     ok &= v != fac[grp, lv, di][:, None]
                     rows, cols = np.nonzero(ok)
                     parts.append((grp[rows], v[rows, cols], lv, di, False))

@@ -269,10 +269,20 @@ def _reachable(rem0: np.ndarray) -> list[int]:
     return sorted(out)
 
 
-def ones_tiling(model: LevelModel, spatial_row: np.ndarray) -> np.ndarray:
-    """[1, L, 8]: every on-chip factor 1, everything at the DRAM level: the smallest tiles."""
-    fac = np.ones((1, model.L, 8), dtype=np.int64)
-    return model.complete(fac, model.remaining(spatial_row))[0]
+def ones_tiling(model: LevelModel, spatial: np.ndarray) -> np.ndarray:
+    """[n, L, 8]: every on-chip factor 1, everything at the DRAM level: the smallest tiles, for each
+    row of spatial factors ([8] or [n, 8]; n = 1 for one row)."""
+    spatial = np.atleast_2d(spatial)
+    fac = np.ones((len(spatial), model.L, len(DIMS)), dtype=np.int64)
+    return model.complete(fac, model.remaining(spatial))[0]
+
+
+def smallest_fits(model: LevelModel, spatial: np.ndarray) -> np.ndarray:
+    """[n] whether the smallest tiles (`ones_tiling`) fit every buffer, for each row of spatial
+    factors [n, 8]: one vectorised check (`smallest_overflow` says what overflows, for messages)."""
+    if model.L == 1:  # no on-chip level: nothing to overflow
+        return np.ones(len(spatial), dtype=bool)
+    return model.fits(ones_tiling(model, spatial), spatial)
 
 
 def smallest_overflow(model: LevelModel, spatial_row: np.ndarray) -> tuple[int, str, float, float]:
