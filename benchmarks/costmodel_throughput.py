@@ -41,7 +41,8 @@ def ordered_factorizations(n: int, parts: int) -> list[tuple[int, ...]]:
 
 def random_batch(base: CostInputs, batch: int, gen: torch.Generator) -> CostInputs:
     """`batch` random mappings of base's layer on base's hardware, built directly as tensors; the
-    layer and hardware tensors stay at batch size 1, shared by every mapping."""
+    layer and hardware tensors stay at batch size 1, shared by every mapping, and the mapping tensors
+    are stored batch-innermost, the layout the cost model runs in."""
     L = base.levels
     bound, spatial = base.bound[0], base.spatial[0]
     factor = torch.ones(batch, L, 8, dtype=base.factor.dtype)
@@ -55,7 +56,7 @@ def random_batch(base: CostInputs, batch: int, gen: torch.Generator) -> CostInpu
     db = (torch.rand(batch, L, generator=gen) < 0.5).to(base.db.dtype)
     db[:, 0] = 0
     spatial = base.spatial.expand(batch, -1)
-    return base.with_(factor=factor, rank=rank, db=db, spatial=spatial)
+    return base.with_(factor=factor, rank=rank, db=db, spatial=spatial).batch_innermost()
 
 
 def zigzag_orderings(layer: zb.ZigZagLayer, count: int, rng: random.Random) -> list[list[tuple[str, int]]]:

@@ -166,13 +166,15 @@ def cost_core(x: CostInputs, relaxed: bool = False) -> CostOutputs:
 
 
 def _batch_last(t: torch.Tensor) -> torch.Tensor:
-    """[B, ...] -> [..., B]. The analysis runs with the batch innermost: every op is then a loop
-    over contiguous points, which compiles to vector code whatever the small dims are."""
+    """[B, ...] -> [..., B] (a view). The analysis runs with the batch innermost: every op is then a
+    loop over the points, which compiles to vector code whatever the small dims are, fastest when
+    the inputs are stored batch-innermost too (`CostInputs.batch_innermost`)."""
     return t.movedim(0, -1)
 
 
 def _batch_first(t: torch.Tensor) -> torch.Tensor:
-    return t.movedim(-1, 0).contiguous()
+    """[..., B] -> [B, ...] as a view (the documented shapes of CostOutputs, without a copy)."""
+    return t.movedim(-1, 0)
 
 
 def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) -> CostOutputs:

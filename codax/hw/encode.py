@@ -72,6 +72,19 @@ class CostInputs:
             }
         )
 
+    def batch_innermost(self) -> CostInputs:
+        """The same points with every batched tensor stored batch-innermost in memory (same shapes,
+        transposed strides): the layout the analysis runs in, so compiled code reads contiguous
+        points instead of striding over them."""
+        B = self.batch
+
+        def relayout(t: torch.Tensor) -> torch.Tensor:
+            if t.dim() < 2 or t.shape[0] != B or B == 1:
+                return t
+            return t.movedim(0, -1).contiguous().movedim(-1, 0)
+
+        return CostInputs(**{f.name: relayout(getattr(self, f.name)) for f in fields(self)})
+
     def expanded(self) -> CostInputs:
         """Every tensor at batch size B (shared tensors repeated)."""
         B = self.batch

@@ -106,16 +106,20 @@ MAPPING_FIELDS = ("factor", "rank", "db", "spatial")
 @given(points(), st.integers(0, 2**31))
 def test_shared_layer_and_hardware_equal_repeated_ones(p, seed):
     """Many mappings of one layer on one engine: layer and hardware tensors given once (batch 1,
-    broadcast) cost exactly what the same tensors repeated per point cost."""
+    broadcast) cost exactly what the same tensors repeated per point cost, in either memory layout
+    of the mapping tensors."""
     layer, accel, _ = p
     rng = random.Random(seed)
     maps = [random_mapping(layer, accel, rng) for _ in range(6)]
     repeated = stack([encode(layer, accel, m) for m in maps])
     shared = encode(layer, accel, maps[0]).with_(**{k: getattr(repeated, k) for k in MAPPING_FIELDS})
     assert shared.bound.shape[0] == 1 and shared.batch == 6
-    a, b = cost_core(repeated), cost_core(shared)
+    inner = shared.batch_innermost()
+    assert inner.factor.shape == shared.factor.shape and inner.factor.stride()[0] == 1
+    a, b, c = cost_core(repeated), cost_core(shared), cost_core(inner)
     for f in fields(a):
         assert torch.equal(getattr(a, f.name), getattr(b, f.name)), f.name
+        assert torch.equal(getattr(a, f.name), getattr(c, f.name)), f.name
 
 
 @SETTINGS
