@@ -3,8 +3,8 @@
 - two-stage: search the network for accuracy under a FLOPs proxy, then search the accelerator for
   that fixed network (exhaustively, over every feasible point of the same accelerator space);
 - fixed accelerator: search the network for a frozen accelerator (e.g. the zc706-int8 design);
-- sample-based co-exploration: random (network, bitwidth, accelerator) samples, each briefly
-  trained and evaluated exactly.
+- sample-based co-exploration: random or evolutionary sampling of (network, bitwidth,
+  accelerator) designs, each evaluated exactly and briefly trained (see `coexploration`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from __future__ import annotations
 import random
 import time
 
-import torch
-
-from codax.search.derive import Design, build_graph, derived_module
-from codax.search.finalize import accuracy, retrain
+from codax.search.derive import Design, build_graph
+from codax.search.finalize import accuracy, train_from_scratch
 from codax.search.hwcost import LayerTable, configs_costs
 
 
@@ -35,45 +33,126 @@ def best_accelerator_for(cs, d: Design, chunk: int = 64) -> Design:
 
 def brief_accuracy(cs, d: Design, epochs: int, seed: int) -> float:
     """Train the design's network from scratch for a few epochs on `train`; accuracy on `val`.
-    The same recipe scores co-search results and random samples."""
-    model = derived_module(cs.net, d)
+    The same recipe scores co-search results and samples."""
     data = type("D", (), {"train": cs.data.train, "val": (cs.data.train[0][:0], cs.data.train[1][:0])})()
-    retrain(model, data, epochs, 0.05, 64, True, seed)
+    model = train_from_scratch(cs.net, d, data, epochs, 0.05, 64, True, seed)
     model.quantize = True
     return accuracy(model, *cs.data.val)
 
 
+def brief_reward(cs, d: Design, epochs: int, seeds: int, first_seed: int = 0) -> float:
+    """Mean brief accuracy over `seeds` trainings (seeds first_seed, first_seed + 1, ...): one
+    brief training differs from the next by a point or two, too much for a threshold."""
+    return sum(brief_accuracy(cs, d, epochs, first_seed + i) for i in range(seeds)) / seeds
+
+
+def _feasible(cs) -> list[tuple]:
+    if not hasattr(cs, "_feasible_points"):
+        cs._feasible_points = [c for c in cs.space.all_configs() if cs.hw.fits(c)]
+    return cs._feasible_points
+
+
+def _widths(cs) -> list[int]:
+    """The widths a searchable layer may take: all choices, or the widest when bits are not searched."""
+    return list(cs.bits) if cs.cfg["bits"]["search"] else [max(cs.bits)]
+
+
 def random_design(cs, rng: random.Random) -> Design:
     ops = [rng.randrange(len(u.ops)) for u in cs.net.units]
-    fixed = cs.cfg["bits"]["first_last"]
+    fixed, widths = cs.cfg["bits"]["first_last"], _widths(cs)
     bits = [
-        (rng.choice(cs.bits), rng.choice(cs.bits)) if u.searchable else (fixed, fixed) for u in cs.net.units
+        (rng.choice(widths), rng.choice(widths)) if u.searchable else (fixed, fixed) for u in cs.net.units
     ]
-    feasible = [c for c in cs.space.all_configs() if cs.hw.fits(c)]
-    return Design(ops, bits, [rng.choice(feasible) for _ in range(cs.chunks)])
+    return Design(ops, bits, [rng.choice(_feasible(cs)) for _ in range(cs.chunks)])
 
 
-def random_coexploration(
+def mutate(cs, d: Design, rng: random.Random) -> Design:
+    """One gene changed: a searchable unit's op, weight or activation width, or one accelerator
+    choice of one engine (kept within the budget)."""
+    units = [u for u, unit in enumerate(cs.net.units) if unit.searchable]
+    ops, bits, accel = list(d.ops), list(d.bits), list(d.accel)
+    kinds = ["op"] + (["w", "a"] if len(_widths(cs)) > 1 else [])
+    kinds += ["accel"] if cs.space.fixed is None else []
+    while True:
+        kind = rng.choice(kinds)
+        if kind == "op":
+            u = rng.choice(units)
+            ops[u] = rng.choice([o for o in range(len(cs.net.units[u].ops)) if o != ops[u]])
+        elif kind in ("w", "a"):
+            u, k = rng.choice(units), 0 if kind == "w" else 1
+            b = list(bits[u])
+            b[k] = rng.choice([x for x in _widths(cs) if x != b[k]])
+            bits[u] = (b[0], b[1])
+        else:
+            e, c = rng.randrange(cs.chunks), rng.randrange(len(cs.space.sizes))
+            pt = list(accel[e])
+            pt[c] = rng.choice([o for o in range(cs.space.sizes[c]) if o != pt[c]])
+            if not cs.hw.fits(tuple(pt)):
+                continue
+            accel[e] = tuple(pt)
+        return Design(ops, bits, accel)
+
+
+def _key(d: Design) -> tuple:
+    return (tuple(d.ops), tuple(d.bits), tuple(d.accel))
+
+
+def coexploration(
     cs,
+    strategy: str,
     target_acc: float,
     target_fps: float,
     budget_s: float,
     brief_epochs: int,
+    brief_seeds: int = 1,
     seed: int = 0,
+    population: int = 16,
+    tournament: int = 4,
     max_samples: int = 10_000,
 ) -> dict:
-    """Sample until a design reaches the target (val accuracy >= and exact FPS >=) or the time
-    budget runs out. Returns the samples and the time to reach (None when not reached)."""
+    """Sample-based co-exploration until a design reaches the reward or the time budget runs out.
+
+    Reward (the one the co-search result is scored by): brief-training validation accuracy (mean
+    over `brief_seeds` trainings, see brief_reward) of a design whose exact FPS is >= target_fps; a
+    design is "as good" when its reward >= target_acc.
+    A sample that misses the FPS target cannot reach it, so it is not trained (its fitness is
+    fps / target - 1 < 0, which still guides evolution towards the target).
+    `strategy`: "random" (independent samples) or "evolution" (regularised evolution, Real et
+    al. 2019: tournament selection in a population of the latest `population` samples, one-gene
+    mutation of the winner). Returns the samples and the seconds to reach (None: not reached)."""
+    if strategy not in ("random", "evolution"):
+        raise ValueError(f"strategy must be random or evolution, got {strategy!r}")
     rng = random.Random(seed)
     t0 = time.perf_counter()
-    samples, reached = [], None
+    samples: list[dict] = []
+    pop: list[tuple[Design, float]] = []
+    seen: set = set()
+    reached = None
     while time.perf_counter() - t0 < budget_s and len(samples) < max_samples:
-        d = random_design(cs, rng)
+        for _ in range(20):  # a new design when one is found quickly (repeats teach nothing)
+            if strategy == "random" or len(pop) < population:
+                d = random_design(cs, rng)
+            else:
+                parent = max(rng.sample(pop, tournament), key=lambda p: p[1])[0]
+                d = mutate(cs, parent, rng)
+            if _key(d) not in seen:
+                break
+        seen.add(_key(d))
         fps = cs.exact(d)["exact_fps"]
-        acc = brief_accuracy(cs, d, brief_epochs, seed + len(samples))
+        acc = None
+        if fps >= target_fps:
+            acc = brief_reward(cs, d, brief_epochs, brief_seeds, seed + len(samples) * brief_seeds)
+        fitness = acc if acc is not None else fps / target_fps - 1.0
         samples.append({"acc": acc, "fps": fps, "t": time.perf_counter() - t0})
-        if acc >= target_acc and fps >= target_fps:
+        pop = (pop + [(d, fitness)])[-population:]
+        if acc is not None and acc >= target_acc:
             reached = samples[-1]["t"]
             break
-    torch.set_num_threads(torch.get_num_threads())
-    return {"samples": samples, "seconds_to_reach": reached, "elapsed": time.perf_counter() - t0}
+    best = max((s["acc"] for s in samples if s["acc"] is not None), default=None)
+    return {
+        "strategy": strategy,
+        "samples": samples,
+        "seconds_to_reach": reached,
+        "elapsed": time.perf_counter() - t0,
+        "best_reward": best,
+    }

@@ -72,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
         "expansions": [1, 3, 6],
         "skip": True,
         "width_mult": 1.0,
+        "share_weights": True,  # supernet: the IR ops of a block share one superkernel (supernet.SharedIR)
     },
     "bits": {"choices": [4, 6, 8], "first_last": 8, "search": True},
     "accelerator": {
@@ -97,11 +98,14 @@ DEFAULTS: dict[str, Any] = {
         "a_lr": 0.01,
         "tau0": 5.0,
         "tau_decay": 0.9,
+        "op_sampling": "hard",  # hard: one sampled path per step (GDAS) | soft: all ops mixed (FBNet)
         "objective": "latency",  # latency | energy | edp | flops (network-only proxy)
         "lambda": 0.3,
         "target_fps": None,
         "lambda_step": 1.05,
         "target_band": 0.1,  # lambda holds while FPS is within [target, target * (1 + band)]
+        "fit_target": True,  # derive: fit the argmax design's ops and widths to target_fps (refine.py)
+        "derive_candidates": 4,  # derive: argmax designs of this many last epochs are fitted and ranked
         "penalty": 10.0,
         "cost": "analytic",  # analytic | surrogate
         "relaxed": True,
@@ -174,6 +178,8 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(
             f"config: search.objective {s['objective']!r} must be latency, energy, edp or flops"
         )
+    if s["op_sampling"] not in ("hard", "soft"):
+        raise ConfigError(f"config: search.op_sampling {s['op_sampling']!r} must be 'hard' or 'soft'")
     if s["cost"] not in ("analytic", "surrogate"):
         raise ConfigError(f"config: search.cost {s['cost']!r} must be 'analytic' or 'surrogate'")
     for k in ("epochs", "batch_size", "mapping_candidates"):

@@ -1,11 +1,14 @@
 """Differentiable network / bitwidth / accelerator co-search (DNA, DANCE, Auto-NBA style).
 
 Bi-level, DARTS/FBNet style: supernet weights train on the `train` split with soft Gumbel mixing of
-ops and bitwidths; op, bit, mapping and accelerator logits train on the `val` split with
+bitwidths; op, bit, mapping and accelerator logits train on the `val` split with
     loss = CE + lambda * E[hardware cost] / reference + penalty(resources over budget),
-where ops are soft Gumbel samples and bitwidths hard (straight-through) samples. lambda adapts
-towards a target FPS when one is given. The exact mapper evaluates the derived design every epoch
-(or every `exact_every` steps) and the relaxed-vs-exact gap is logged.
+where bitwidths are hard (straight-through) samples (Auto-NBA's heterogeneous sampling). Ops are
+hard Gumbel samples in both steps (`search.op_sampling: hard`, GDAS style: one path forward,
+straight-through gradients to every op logit), so the weights are trained for the single networks
+that are derived; `soft` mixes all ops (FBNet). lambda adapts towards a target FPS when one is
+given. The exact mapper evaluates the derived design every epoch (or every `exact_every` steps) and
+the relaxed-vs-exact gap is logged.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class CoSearch:
         self.budget = budget_of(cfg, self.space)
         self.chunks = int(cfg["accelerator"]["chunks"])
         self.objective = s["objective"]
+        self.hard_ops = s["op_sampling"] == "hard"
         self.hw = HardwareObjective(
             self.net,
             self.space,
@@ -92,7 +96,7 @@ class CoSearch:
         fl = cfg["bits"]["first_last"]
         fixed_idx = self.bits.index(fl) if fl in self.bits else len(self.bits) - 1
         fixed_bits = [None if u.searchable else fixed_idx for u in self.net.units]
-        self.supernet = Supernet(self.net, self.bits).to(self.device)
+        self.supernet = Supernet(self.net, self.bits, bool(cfg["network"]["share_weights"])).to(self.device)
         self.arch = ArchParams(
             self.net,
             self.space,
@@ -111,6 +115,9 @@ class CoSearch:
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, T_max=s["epochs"])
         self.a_opt = torch.optim.Adam(self.arch.parameters(), lr=s["a_lr"], betas=(0.5, 0.999))
         self.lam = float(s["lambda"])
+        # exact / relaxed cycles of the latest exactly evaluated derived design: the lambda controller
+        # divides the relaxed FPS by this before comparing it with the target (an exact-model FPS)
+        self.cycle_calib = 1.0
         self.epoch = 0  # completed epochs
         self.history: list[dict] = []
         self.exact_log: list[dict] = []
@@ -155,13 +162,58 @@ class CoSearch:
         return est.value(self.objective) / self.ref[key]
 
     def design(self) -> Design:
+        """The argmax design (accelerator projected onto the budget)."""
         a = self.arch
         accel = [self.hw.project([p.detach().cpu() for p in e]) for e in a.accel_probs()]
         return Design(a.argmax_ops(), a.argmax_bits(self.bits), accel, a.map_logits.argmax(-1).tolist())
 
+    def derive(self) -> tuple[Design, dict | None]:
+        """The searched design. Without a target FPS: the argmax. With one, the argmax can overshoot
+        the target (unspent slack) or miss it, and late in the search it flips between near-tied
+        designs; so the argmax designs of the last `search.derive_candidates` epochs are each fitted
+        to the target (refine.py), and the one the supernet finds most accurate on `val` wins among
+        those that meet it exactly (ties: the faster; when none meets it: the fastest)."""
+        d = self.design()
+        s = self.cfg["search"]
+        if not s["target_fps"] or not s["fit_target"]:
+            return d, None
+        from codax.search.refine import fit_to_target
+
+        cands = {_design_key(d): ("final", d)}
+        for h in self.history[-int(s["derive_candidates"]) :]:
+            if h["arch_steps"]:
+                c = _design_of(h["design_index"], d.maps)
+                cands.setdefault(_design_key(c), (h["epoch"], c))
+        tried = []
+        for epoch, c in cands.values():
+            fitted, log = fit_to_target(self, c, float(s["target_fps"]))
+            tried.append((fitted, log, self.supernet_accuracy(fitted), epoch))
+        ok = [t for t in tried if t[1]["meets_target"]]
+        # most accurate by the supernet; at equal accuracy the faster design
+        best = (
+            max(ok, key=lambda t: (t[2], t[1]["exact_fps"]))
+            if ok
+            else max(tried, key=lambda t: t[1]["exact_fps"])
+        )
+        log = dict(best[1])
+        log["from_epoch"] = best[3]
+        log["candidates"] = [
+            {
+                "from_epoch": e,
+                "exact_fps": lg["exact_fps"],
+                "meets_target": lg["meets_target"],
+                "supernet_val_acc": a,
+            }
+            for _, lg, a, e in tried
+        ]
+        return best[0], log
+
+    def _calibrate(self, ex: dict) -> None:
+        self.cycle_calib = 1.0 / (1.0 + ex["relaxed_vs_exact_cycles"])  # exact / relaxed cycles
+
     def exact(self, d: Design) -> dict:
         """The derived design mapped by the exact mapper and evaluated exactly (cached per design)."""
-        key = (tuple(d.ops), tuple(d.bits), tuple(d.accel))
+        key = _design_key(d)
         if key not in self._exact_cache:
             t0 = time.perf_counter()
             graph, engines = build_graph(self.net, d, self.hw.engine_of)
@@ -200,7 +252,7 @@ class CoSearch:
     def weight_step(self, x: torch.Tensor, y: torch.Tensor, tau: float) -> tuple[float, float]:
         a = self.arch
         with torch.no_grad():
-            op_w, bw, ba = a.op_probs(tau), a.bit_probs("w", tau), a.bit_probs("a", tau)
+            op_w, bw, ba = a.op_probs(tau, hard=self.hard_ops), a.bit_probs("w", tau), a.bit_probs("a", tau)
         out = self.supernet(x, op_w, bw, ba)
         loss = F.cross_entropy(out, y)
         self.w_opt.zero_grad(set_to_none=True)
@@ -212,7 +264,7 @@ class CoSearch:
 
     def arch_step(self, x: torch.Tensor, y: torch.Tensor, tau: float) -> dict:
         a = self.arch
-        op_w = a.op_probs(tau)
+        op_w = a.op_probs(tau, hard=self.hard_ops)
         bw, ba = a.bit_probs("w", tau, hard=True), a.bit_probs("a", tau, hard=True)
         out = self.supernet(x, op_w, bw, ba)
         ce = F.cross_entropy(out, y)
@@ -233,7 +285,7 @@ class CoSearch:
             # cost: E[cycles] under soft op probabilities is dominated by the large ops and stays far
             # below the argmax design's FPS
             with torch.no_grad():
-                derived_fps = self._estimate(None, onehot_design=self.design()).fps
+                derived_fps = self._estimate(None, onehot_design=self.design()).fps / self.cycle_calib
             step = float(self.cfg["search"]["lambda_step"])
             band = float(self.cfg["search"]["target_band"])
             if derived_fps < target:  # too slow: more hardware pressure
@@ -255,6 +307,20 @@ class CoSearch:
         a = self.arch
         with batch_stats(self.supernet):
             out = self.supernet(x.to(self.device), a.onehot("op"), a.onehot("w"), a.onehot("a"))
+        return float((out.argmax(1).cpu() == y).float().mean())
+
+    def supernet_accuracy(self, d: Design, split: str = "val") -> float:
+        """Accuracy of design `d`'s network inside the supernet, at its widths (batch statistics)."""
+        x, y = getattr(self.data, split)
+        U, O = self.arch.alpha.shape
+        bi = {b: i for i, b in enumerate(self.bits)}
+        nb = len(self.bits)
+        op = F.one_hot(torch.tensor(d.ops), O).float()
+        bw = F.one_hot(torch.tensor([bi[b[0]] for b in d.bits]), nb).float()
+        ba = F.one_hot(torch.tensor([bi[b[1]] for b in d.bits]), nb).float()
+        dev = self.device
+        with batch_stats(self.supernet):
+            out = self.supernet(x.to(dev), op.to(dev), bw.to(dev), ba.to(dev))
         return float((out.argmax(1).cpu() == y).float().mean())
 
     def run_epoch(self, progress: bool = True) -> dict:
@@ -286,8 +352,11 @@ class CoSearch:
                     agg.setdefault(k, []).append(v)
                 self.step += 1
                 every = int(s["exact_every"] or 0)
-                if every and self.step % every == 0 and self.rank == 0:
-                    self.exact_log.append({"step": self.step, **_public(self.exact(self.design()))})
+                if every and self.step % every == 0:
+                    ex = self.exact(self.design())
+                    self._calibrate(ex)
+                    if self.rank == 0:
+                        self.exact_log.append({"step": self.step, **_public(ex)})
             bar.set_postfix(loss=f"{tl:.3f}", lam=f"{self.lam:.3g}")
         self.sched.step()
         self.epoch += 1
@@ -308,8 +377,15 @@ class CoSearch:
             **{f"expected_{k}": float(v) for k, v in est.resources.items()},
         )
         d = self.design()
-        row.update(_public(self.exact(d)))
+        ex = self.exact(d)
+        self._calibrate(ex)
+        row.update(_public(ex), cycle_calib=self.cycle_calib)
         row["design"] = d.to_dict(self.net, self.space)
+        row["design_index"] = {
+            "ops": list(d.ops),
+            "bits": [list(b) for b in d.bits],
+            "accel": [list(c) for c in d.accel],
+        }
         row["epoch_seconds"] = time.perf_counter() - t0
         self.history.append(row)
         return row
@@ -320,6 +396,7 @@ class CoSearch:
             "epoch": self.epoch,
             "step": self.step,
             "lam": self.lam,
+            "cycle_calib": self.cycle_calib,
             "ref": self.ref,
             "supernet": self.supernet.state_dict(),
             "arch": self.arch.state_dict(),
@@ -338,6 +415,7 @@ class CoSearch:
 
     def load_state(self, st: dict) -> None:
         self.epoch, self.step, self.lam, self.ref = st["epoch"], st["step"], st["lam"], st["ref"]
+        self.cycle_calib = st["cycle_calib"]
         self.supernet.load_state_dict(st["supernet"])
         self.arch.load_state_dict(st["arch"])
         self.w_opt.load_state_dict(st["w_opt"])
@@ -349,6 +427,17 @@ class CoSearch:
         random.setstate(st["rng"]["python"])
         if st["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(st["rng"]["cuda"])
+
+
+def _design_key(d: Design) -> tuple:
+    return (tuple(d.ops), tuple(d.bits), tuple(d.accel))
+
+
+def _design_of(index: dict, maps: list) -> Design:
+    """A history row's design_index back as a Design."""
+    return Design(
+        list(index["ops"]), [tuple(b) for b in index["bits"]], [tuple(c) for c in index["accel"]], maps
+    )
 
 
 def _public(d: dict) -> dict:
@@ -431,12 +520,13 @@ def _run(
                     f"exact FPS {row['exact_fps']:,.0f}  gap {row['relaxed_vs_exact_cycles']:+.1%}  "
                     f"lambda {row['lambda']:.3g}  tau {row['temperature']:.2f}"
                 )
+    d, fit = cs.derive() if cs.epoch >= cfg["search"]["epochs"] else (cs.design(), None)
     search_seconds = time.perf_counter() - t_start
-    d = cs.design()
     summary: dict = {
         "epochs": cs.epoch,
         "search_seconds": search_seconds,
         "design": d.to_dict(cs.net, cs.space),
+        "target_fit": fit,
         "surrogate": cs.surrogate_report,
         "cost_table_seconds": cs.hw.table_seconds,
         **_public(cs.exact(d)),

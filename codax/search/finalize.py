@@ -56,6 +56,15 @@ def retrain(
     return model.eval()
 
 
+def train_from_scratch(
+    net, design: Design, data, epochs: int, lr: float, batch_size: int, quantize: bool, seed: int
+) -> DerivedNet:
+    """A fresh derived network, initialised and trained from `seed` alone: the same seed gives the
+    same run whatever ran before (the initialisation draws from the global generator)."""
+    torch.manual_seed(seed)
+    return retrain(derived_module(net, design), data, epochs, lr, batch_size, quantize, seed)
+
+
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     with torch.no_grad():
         return float((model.eval()(x).argmax(1) == y).float().mean())
@@ -76,6 +85,7 @@ def finalize_design(cs, d: Design, out: Path, progress: bool = True) -> dict:
         extra={"network": "cosearch", "accelerator": accel.name, "naming": NAMING},
     )
     r = cfg["retrain"]
+    torch.manual_seed(cs.seed + 1000)  # the initialisation too (see train_from_scratch)
     model = derived_module(cs.net, d)
     retrain(
         model,

@@ -101,6 +101,8 @@ class HardwareObjective:
         n = len(probs)
         for c, p in enumerate(probs):
             for o in range(p.shape[0]):
+                if not p.requires_grad and float(p[o]) == 0.0:
+                    continue  # a one-hot design (derivation, lambda control): only its own point
                 cfg = mode[:c] + (o,) + mode[c + 1 :]
                 cfgs.append(cfg)
                 ws.append(p[o] / n)
@@ -180,13 +182,18 @@ class HardwareObjective:
         mode = tuple(int(p.argmax()) for p in probs)
         if self.fits(mode):
             return mode
-        self.check_feasible()
-        logp = [torch.log(p.detach().clamp(min=1e-12)) for p in probs]
-        best = max(
-            (c for c in self.space.all_configs() if self.fits(c)),
-            key=lambda c: sum(float(lp[i]) for lp, i in zip(logp, c)),
-        )
-        return best
+        feas = self.feasible_points()
+        logp = sum(torch.log(p.detach().clamp(min=1e-12)).double()[feas[:, c]] for c, p in enumerate(probs))
+        # first maximum, as the scan over all_configs() order would pick (ties are common: uniform logits)
+        return tuple(int(i) for i in feas[int(torch.argmax(logp))])
+
+    def feasible_points(self) -> torch.Tensor:
+        """[F, n_choices] option indices of every accelerator point that fits (all_configs order);
+        computed once, so projecting onto the budget every step is one gather."""
+        if not hasattr(self, "_feasible"):
+            self.check_feasible()
+            self._feasible = torch.tensor([c for c in self.space.all_configs() if self.fits(c)])
+        return self._feasible
 
 
 def fps_of(period_cycles: float, clock_mhz: float) -> float:

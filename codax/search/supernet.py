@@ -109,6 +109,79 @@ class IRBlock(nn.Module):
         return x + y if self.residual else y
 
 
+class SharedIR(nn.Module):
+    """All inverted-residual ops of a unit over one set of weights (a superkernel, as in
+    Single-Path NAS / FBNetV2): op (k, e) uses the first c_in * e expanded channels and the centre
+    k x k of the largest depthwise kernel; each op keeps its own batch norms.
+
+    Why: with private weights per op, the soft mixture trains each op as one share of a sum, so the
+    argmax op alone is a poor network and the op gradients favour whichever op has the most private
+    parameters. Sharing makes the ops' outputs comparable, so the architecture gradient between two
+    ops measures what the extra channels or the kernel ring actually add."""
+
+    def __init__(self, unit: Unit, ops: list[OpSpec]):
+        super().__init__()
+        self.unit, self.ops = unit, [op for op in ops if op.kind == "ir"]
+        e_max = max(op.expansion for op in self.ops)
+        self.k_max = max(op.kernel for op in self.ops)
+        mid = unit.c_in * e_max
+        self.expand = nn.Parameter(torch.empty(mid, unit.c_in, 1, 1)) if e_max > 1 else None
+        self.dw = nn.Parameter(torch.empty(mid, 1, self.k_max, self.k_max))
+        self.project = nn.Parameter(torch.empty(unit.c_out, mid, 1, 1))
+        for w in (self.expand, self.dw, self.project):
+            if w is not None:
+                nn.init.kaiming_normal_(w, mode="fan_out")
+        self.bns = nn.ModuleDict()
+        for op in self.ops:
+            m = unit.c_in * op.expansion
+            widths = ([m] if op.expansion > 1 else []) + [m, unit.c_out]
+            self.bns[op.label] = nn.ModuleList(nn.BatchNorm2d(c) for c in widths)
+        self.residual = unit.stride == 1 and unit.c_in == unit.c_out
+
+    def weights(self, op: OpSpec) -> list[tuple[torch.Tensor, int, int, int]]:
+        """(weight, stride, padding, groups) of the op's layers, sliced from the shared tensors."""
+        m, k = self.unit.c_in * op.expansion, op.kernel
+        off = (self.k_max - k) // 2
+        out = [(self.expand[:m], 1, 0, 1)] if op.expansion > 1 else []
+        out.append((self.dw[:m, :, off : off + k, off : off + k], self.unit.stride, k // 2, m))
+        out.append((self.project[:, :m], 1, 0, 1))
+        return out
+
+    def forward_op(self, op: OpSpec, x, qw=None, qa=None, choices=None, xq=None) -> torch.Tensor:
+        layers, bns = self.weights(op), self.bns[op.label]
+        y = x
+        for i, ((w, stride, pad, groups), bn) in enumerate(zip(layers, bns)):
+            if choices is not None:
+                w = mix_quant(w, qw, choices)
+                y = xq if (i == 0 and xq is not None) else mix_quant(y, qa, choices)
+            y = bn(F.conv2d(y, w, None, stride, pad, 1, groups))
+            if i < len(layers) - 1:
+                y = F.relu(y)
+        return x + y if self.residual else y
+
+    @torch.no_grad()
+    def extract(self, op: OpSpec) -> IRBlock:
+        """The op as a standalone IRBlock with the shared weights and its own batch norms."""
+        blk = IRBlock(self.unit, op)
+        convs = [c for c in (blk.expand, blk.dw, blk.project) if c is not None]
+        for conv, (w, *_), bn in zip(convs, self.weights(op), self.bns[op.label]):
+            conv.weight.copy_(w)
+            conv.bn.load_state_dict(bn.state_dict())
+        return blk
+
+
+class _SharedOp(nn.Module):
+    """One op of a SharedIR, callable like an op module (holds no parameters of its own)."""
+
+    def __init__(self, shared: SharedIR, op: OpSpec):
+        super().__init__()
+        self.op = op
+        self.__dict__["shared"] = shared  # not a submodule: the unit owns the shared weights once
+
+    def forward(self, x, qw=None, qa=None, choices=None, xq=None):
+        return self.shared.forward_op(self.op, x, qw, qa, choices, xq)
+
+
 def _op_module(unit: Unit, op: OpSpec) -> nn.Module:
     if op.kind == "ir":
         return IRBlock(unit, op)
@@ -126,10 +199,25 @@ def _call(m: nn.Module, x, qw, qa, choices, xq=None):
 class Supernet(nn.Module):
     """All candidate ops of every unit; `forward` mixes them with per-unit op weights."""
 
-    def __init__(self, space: NetworkSpace, bit_choices: list[int]):
+    def __init__(self, space: NetworkSpace, bit_choices: list[int], share_weights: bool = True):
         super().__init__()
         self.space, self.choices = space, list(bit_choices)
-        self.units = nn.ModuleList(nn.ModuleList(_op_module(u, op) for op in u.ops) for u in space.units)
+        self.shared = nn.ModuleDict()  # unit name -> SharedIR (share_weights)
+        units = []
+        for u in space.units:
+            if share_weights and sum(op.kind == "ir" for op in u.ops) > 1:
+                sh = self.shared[u.name] = SharedIR(u, u.ops)
+                units.append(
+                    nn.ModuleList(_SharedOp(sh, op) if op.kind == "ir" else nn.Identity() for op in u.ops)
+                )
+            else:
+                units.append(nn.ModuleList(_op_module(u, op) for op in u.ops))
+        self.units = nn.ModuleList(units)
+
+    def op_module(self, u: int, o: int) -> nn.Module:
+        """Unit u's op o as a standalone module with the supernet's weights (for inspection/tests)."""
+        m = self.units[u][o]
+        return m.shared.extract(m.op) if isinstance(m, _SharedOp) else m
 
     def forward(
         self, x: torch.Tensor, op_w: torch.Tensor, bit_w: torch.Tensor | None, bit_a: torch.Tensor | None
@@ -154,6 +242,10 @@ class Supernet(nn.Module):
                 out = term if out is None else out + term
             x = out
         return x
+
+
+_W_ONLY = torch.tensor([1.0, 0.0])  # see DerivedNet._qcall
+_A_ONLY = torch.tensor([0.0, 1.0])
 
 
 class DerivedNet(nn.Module):
@@ -189,11 +281,10 @@ class DerivedNet(nn.Module):
 
     @staticmethod
     def _qcall(m: nn.Module, x, wb: int, ab: int):
-        one = torch.ones(1)
-        if wb == ab:
-            return m(x, one, one, [wb])
-        # different widths for weights and activations: quantise the input here, the weights in m
-        return m(fake_quant(x, ab), one, None, [wb])
+        # one-hot mixes over the two widths [wb, ab]: every weight of the op at wb and every layer
+        # input at ab -- inside a block too (expand -> dw -> project), as the supernet and the
+        # accelerator run it
+        return m(x, _W_ONLY, _A_ONLY, [wb, ab])
 
     def fuse(self) -> DerivedNet:
         for m in self.modules():

@@ -84,3 +84,18 @@ def test_asic_area_budget(tiny):
     d = cs.design()
     assert cs.hw.config_resources(d.accel[0])["area_mm2"] <= 1.0
     assert cs.exact(d)["exact_area_mm2"] > 0
+
+
+def test_projection_is_the_most_probable_fitting_point(tiny):
+    """project() = argmax over every fitting point of the summed log-probabilities."""
+    import torch
+
+    tiny["budget"] = {"dsp": 100}
+    cs = CoSearch(load_config(tiny))
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        probs = [torch.softmax(torch.randn(k, generator=gen) * 3, -1) for k in cs.space.sizes]
+        got = cs.hw.project(probs)
+        fitting = [c for c in cs.space.all_configs() if cs.hw.fits(c)]
+        best = max(fitting, key=lambda c: sum(float(torch.log(p[i])) for p, i in zip(probs, c)))
+        assert got == best and cs.hw.fits(got)

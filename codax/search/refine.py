@@ -1,0 +1,241 @@
+"""Derivation to a target FPS: the argmax design, with ops and widths moved one step at a time
+until it just meets the target.
+
+The lambda controller keeps the derived design near the target during the search, but the argmax
+after the last step can sit above the target (slack: throughput the accuracy could have used) or
+below it (the constraint missed; the argmax can flip between near-tied ops late in the search).
+
+Accuracy is judged by the supernet (its accuracy on `val` of the single network, at its widths,
+with the searched weights -- the one-shot estimate the search itself trains), throughput by the
+cost model:
+- a deficit is closed greedily: each step takes the op or width change that saves the most cycles
+  per unit of supernet accuracy given up;
+- ops that cost cycles without buying supernet accuracy are dropped first (free speed: e.g. a 5x5
+  depthwise kernel on a 2x2 map, whose ring only ever sees padding, computes exactly what the
+  shared 3x3 centre computes, but the accelerator still runs its 25 taps);
+- slack is spent on widths first, the knob with the clearest trade (the quantisation noise of a
+  b-bit tensor scales as 4^-b, its traffic as b: each step raises the width that removes the most
+  noise per cycle added), then on ops: the op change that gains the most supernet accuracy (at
+  least one more correct `val` image) per cycle added, widths again after each, while the target
+  holds.
+
+Moves are priced with the relaxed cost of the one-hot design (a contraction of cached tables),
+rescaled to agree with the exact model at the latest exactly evaluated design; the resulting paths
+are checked with the exact mapper and cost model (by bisection, a few evaluations each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from codax.search.derive import Design
+
+
+def _key(d: Design) -> tuple:
+    return (tuple(d.ops), tuple(d.bits))
+
+
+def _noise(bits: tuple[int, int]) -> float:
+    return 4.0 ** -bits[0] + 4.0 ** -bits[1]
+
+
+class TargetFit:
+    """Moves of one design's ops and widths, priced by the calibrated relaxed cost (see module doc)."""
+
+    def __init__(self, cs, design: Design):
+        self.cs = cs
+        self.widths = sorted(cs.bits) if cs.cfg["bits"]["search"] else [max(cs.bits)]
+        self.one_image = 1.0 / len(cs.data.val[1])
+        self._acc: dict[tuple, float] = {}
+        self.calibrate(design)
+
+    def units(self, d: Design) -> list[int]:
+        """Units whose widths matter: searchable, with at least one layer in the chosen op."""
+        return [
+            u
+            for u, unit in enumerate(self.cs.net.units)
+            if unit.searchable and unit.ops[d.ops[u]].kind != "skip"
+        ]
+
+    def acc(self, d: Design) -> float:
+        """Supernet accuracy of the design on `val` (cached)."""
+        k = _key(d)
+        if k not in self._acc:
+            self._acc[k] = self.cs.supernet_accuracy(d)
+        return self._acc[k]
+
+    def relaxed_cycles(self, d: Design) -> float:
+        return float(self.cs._estimate(None, onehot_design=d).period_cycles)
+
+    def calibrate(self, d: Design) -> float:
+        """Exact FPS of `d`; the relaxed model is rescaled to agree with it at `d`."""
+        ex = self.cs.exact(d)
+        self.scale = ex["exact_cycles"] / self.relaxed_cycles(d)
+        return ex["exact_fps"]
+
+    def fps(self, d: Design) -> float:
+        return self.cs.space.base.clock_mhz * 1e6 / (self.relaxed_cycles(d) * self.scale)
+
+    def width_moves(self, d: Design, up: bool) -> list[Design]:
+        out = []
+        for u in self.units(d):
+            for k in (0, 1):  # weight, activation
+                i = self.widths.index(d.bits[u][k]) + (1 if up else -1)
+                if 0 <= i < len(self.widths):
+                    b = list(d.bits[u])
+                    b[k] = self.widths[i]
+                    bits = list(d.bits)
+                    bits[u] = (b[0], b[1])
+                    out.append(replace(d, bits=bits))
+        return out
+
+    def op_moves(self, d: Design) -> list[Design]:
+        out = []
+        for u, unit in enumerate(self.cs.net.units):
+            if unit.searchable:
+                for o in range(len(unit.ops)):
+                    if o != d.ops[u]:
+                        ops = list(d.ops)
+                        ops[u] = o
+                        out.append(replace(d, ops=ops))
+        return out
+
+    def noise(self, d: Design) -> float:
+        return sum(_noise(d.bits[u]) for u in self.units(d))
+
+    def spend(self, d: Design, target: float, op_rounds: int = 6) -> list[Design]:
+        """Widths, then ops, raised one step at a time while the calibrated FPS stays >= target:
+        the path."""
+        path = [d] + self._prune(d)
+        for _ in range(op_rounds + 1):
+            path += self._spend_widths(path[-1], target)
+            d = path[-1]
+            c0, a0 = self.relaxed_cycles(d), self.acc(d)
+            best, score = None, 0.0
+            for m in self.op_moves(d):
+                gain = self.acc(m) - a0
+                if gain < self.one_image - 1e-9 or self.fps(m) < target:
+                    continue
+                s = gain / max(self.relaxed_cycles(m) - c0, 1.0)
+                if s > score:
+                    best, score = m, s
+            if best is None:
+                break
+            path.append(best)
+        return path
+
+    def _prune(self, d: Design) -> list[Design]:
+        """Op changes that save cycles at no loss of supernet accuracy, most cycles first."""
+        path = []
+        while True:
+            c0, a0 = self.relaxed_cycles(d), self.acc(d)
+            best, most = None, 0.0
+            for m in self.op_moves(d):
+                saved = c0 - self.relaxed_cycles(m)
+                if saved > most and self.acc(m) >= a0:
+                    best, most = m, saved
+            if best is None:
+                return path
+            d = best
+            path.append(d)
+
+    def _spend_widths(self, d: Design, target: float) -> list[Design]:
+        path = []
+        while True:
+            c0, n0 = self.relaxed_cycles(d), self.noise(d)
+            best, score = None, -1.0
+            for m in self.width_moves(d, up=True):
+                if self.fps(m) < target:
+                    continue
+                s = (n0 - self.noise(m)) / max(self.relaxed_cycles(m) - c0, 1e-9)
+                if s > score:
+                    best, score = m, s
+            if best is None:
+                return path
+            d = best
+            path.append(d)
+
+    def close(self, d: Design, target: float) -> list[Design]:
+        """Ops changed / widths lowered one at a time until the calibrated FPS reaches the target
+        (or nothing is faster), giving up the least supernet accuracy per cycle saved: the path."""
+        path = [d]
+        while self.fps(d) < target:
+            c0, a0 = self.relaxed_cycles(d), self.acc(d)
+            best, score = None, 0.0
+            for m in self.op_moves(d) + self.width_moves(d, up=False):
+                saved = c0 - self.relaxed_cycles(m)
+                if saved <= 0:
+                    continue
+                s = saved / max(a0 - self.acc(m), self.one_image / 2)
+                if s > score:
+                    best, score = m, s
+            if best is None:
+                return path
+            d = best
+            path.append(d)
+        return path
+
+
+def _first(path: list[Design], ok) -> int | None:
+    """Index of the first design on `path` with ok(design), by bisection (ok is taken monotone
+    along the path: FPS falls along a spend path -- after its pruning steps, which only raise it --
+    and rises along a close path)."""
+    if not ok(path[-1]):
+        return None
+    lo, hi = 0, len(path) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(path[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def fit_to_target(cs, design: Design, target_fps: float, rounds: int = 3) -> tuple[Design, dict]:
+    """`design` moved to just meet `target_fps` in the exact model.
+
+    Close (when it misses the target): follow the close path, recalibrating at its end until the
+    end meets the target exactly (at most `rounds` times), then take the first point of the path
+    that does. Spend: follow the spend path from there and take its last point that still meets the
+    target exactly. Exact checks bisect the paths. When no design meets the target, the fastest one
+    reached is returned (`meets_target` false)."""
+    fit = TargetFit(cs, design)
+    exact = {}
+
+    def fps(d: Design) -> float:
+        if _key(d) not in exact:
+            exact[_key(d)] = cs.exact(d)["exact_fps"]
+        return exact[_key(d)]
+
+    def meets(d: Design) -> bool:
+        return fps(d) >= target_fps
+
+    d, closed = design, 0
+    while not meets(d) and closed < rounds:
+        fit.calibrate(d)
+        path = fit.close(d, target_fps)
+        i = _first(path, meets)
+        closed += 1
+        if i is not None:
+            d = path[i]
+        elif path[-1] is d:
+            break  # nothing is faster
+        else:
+            d = path[-1]
+    spent = 0
+    if meets(d):
+        fit.calibrate(d)
+        path = fit.spend(d, target_fps)[::-1]  # most spent first
+        d = path[_first(path, meets)]
+        spent = len(path) - 1 - path.index(d)
+    return d, {
+        "target_fps": target_fps,
+        "start": design.to_dict(cs.net, cs.space)["units"],
+        "design": d.to_dict(cs.net, cs.space)["units"],
+        "exact_fps": fps(d),
+        "meets_target": meets(d),
+        "close_rounds": closed,
+        "spend_steps": spent,
+        "exact_evaluations": len(exact),
+    }
