@@ -187,7 +187,7 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
     f, s, bound, rank = T(x.factor), T(x.spatial), T(x.bound), T(x.rank)  # [L,8,B] [8,B] [8,B|1] [L,8,B]
     win = (T(x.win_s), T(x.win_d))
     stride, dil, in_pad = T(x.stride), T(x.dilation), T(x.in_pad)
-    db, holds = T(x.db), T(x.holds)
+    db, holds, bandwidth = T(x.db), T(x.holds), T(x.bandwidth)
     sl = st.spatial_level
     macs = bound.prod(dim=0)
     ones = torch.ones(B, dtype=dt)
@@ -278,22 +278,18 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
                 terms["reads"][parent].append(parent_words * revisit * bits)
                 terms["writes"][parent].append(parent_words * bits if parent > sl else up)
                 terms["writes"][h].append(child_words * revisit * bits)
-                terms["port"][parent].append(up + reload * bits)
+                moved_bits, into = up + reload * bits, child_words * revisit * bits
                 terms["drain"][parent].append(agg_words[h, xi] * (x.o_bits if parent == 0 else bits))
-                into, over_parent = (
-                    child_words * revisit * bits,
-                    (up + reload * bits) / x.bandwidth[:, parent],
-                )
             else:
                 words_in[h][xi] = words
                 terms["reads"][parent].append(parent_words * bits)
                 terms["writes"][h].append(child_words * bits)
-                terms["port"][parent].append(words * bits)
+                moved_bits, into = words * bits, child_words * bits
                 terms["fill"][parent].append(agg_words[h, xi] * bits)
-                into, over_parent = child_words * bits, words * bits / x.bandwidth[:, parent]
+            terms["port"][parent].append(moved_bits)
             if h > sl:
                 pe_fills[h][0].append(into)
-                pe_fills[h][1].append(over_parent / 8.0)
+                pe_fills[h][1].append(moved_bits / 8.0 / bandwidth[parent])
 
     # MAC operand accesses in the innermost level holding each operand. A shared level feeds the
     # whole array: one access serves the PEs that the array's irrelevant dims multicast it to.
@@ -326,7 +322,6 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
     n_sp = ceil(bound / (s * f_pe))
     steps = (n_sp - 1) * f_pe + torch.minimum(f_pe, bound - (n_sp - 1) * s * f_pe)
     compute = steps.prod(dim=0)
-    bandwidth = T(x.bandwidth)
     port_cycles = port / 8.0 / bandwidth
     db_parent = not_db <= 0
     zero = torch.zeros_like(port_cycles)

@@ -136,7 +136,6 @@ def encode_hardware(
     """The hardware part of a CostInputs (one engine), batch of one."""
     engine = accel.engine(engine_name)
     tech = load_technology(accel.technology)
-    L = len(engine.levels) + 1
     inf = math.inf
     holds = [[1.0, 1.0, 1.0]] + [
         [1.0 if op in lv.operands else 0.0 for op in OPERANDS] for lv in engine.levels
@@ -180,7 +179,6 @@ def encode_hardware(
         "rows": batch_of_one(pa.rows),
         "cols": batch_of_one(pa.cols),
         "pipeline_depth": batch_of_one(pa.pipeline_depth),
-        "_L": L,  # type: ignore[dict-item]
     }
 
 
@@ -202,5 +200,4 @@ def encode(layer: Layer, accel: Accelerator, mapping: Mapping) -> CostInputs:
     """One (layer, engine, mapping) point as a batch of one."""
     engine = accel.engine(mapping.engine)
     hw = encode_hardware(accel, mapping.engine, layer)
-    hw.pop("_L")
     return CostInputs(**encode_layer(layer), **encode_mapping(mapping, engine.level_names), **hw)

@@ -82,7 +82,6 @@ class Evaluator:
         ).reshape(len(spatial_options), len(DIMS))
         # the layer's and the engine's tensors, batch size one: shared by every point of a batch
         self.shared = {**encode_layer(layer), **encode_hardware(accel, self.engine.name, layer)}
-        del self.shared["_L"]
         pes = self.engine.pe_array.pes
         # scales for the tie-break term: the compute bound and the MAC energy, both > 0
         self._c_ref = max(layer.macs / pes, 1.0)

@@ -52,15 +52,6 @@ def test_divisors_only_gives_perfect_factorisations(method, layer):
     assert temporal_products(layer, res.mapping) == remaining(layer, res.mapping)
 
 
-def test_divisors_only_fast_matches_exhaustive():
-    accel = four_by_four()
-    for objective in ("latency", "energy"):
-        fast = map_layer(ODD, accel, objective, constraints={"divisors_only": True})
-        exh = map_layer(ODD, accel, objective, method="exhaustive", constraints={"divisors_only": True})
-        key = (lambda c: c.cycles) if objective == "latency" else (lambda c: c.energy_pj)
-        assert key(fast.cost) <= key(exh.cost) * 1.02
-
-
 @pytest.mark.parametrize("name", ["tpu-like", "nvdla-small", "eyeriss-like"])
 def test_mappings_are_tight(name):
     # no level iterates only past a bound: walking the levels innermost first, each factor is at most
@@ -89,12 +80,19 @@ def test_resident_keeps_the_layer_on_chip(method):
     assert res.cost.cycles >= free.cost.cycles * (1 - 1e-9)  # a constraint can only cost latency
 
 
-def test_resident_fast_matches_exhaustive():
-    accel = split_buffers()
-    for objective in ("latency", "edp"):
-        fast = map_layer(CONV, accel, objective, constraints={"resident": True})
-        exh = map_layer(CONV, accel, objective, method="exhaustive", constraints={"resident": True})
-        key = (lambda c: c.cycles) if objective == "latency" else (lambda c: c.edp)
+OBJECTIVE_VALUE = {"latency": lambda c: c.cycles, "energy": lambda c: c.energy_pj, "edp": lambda c: c.edp}
+
+
+@pytest.mark.parametrize(
+    "case, constraint, objectives",
+    [("odd", "divisors_only", ("latency", "energy")), ("conv", "resident", ("latency", "edp"))],
+)
+def test_constrained_fast_matches_exhaustive(case, constraint, objectives):
+    layer, accel = (ODD, four_by_four()) if case == "odd" else (CONV, split_buffers())
+    for objective in objectives:
+        fast = map_layer(layer, accel, objective, constraints={constraint: True})
+        exh = map_layer(layer, accel, objective, method="exhaustive", constraints={constraint: True})
+        key = OBJECTIVE_VALUE[objective]
         assert key(fast.cost) <= key(exh.cost) * 1.02
 
 
