@@ -148,6 +148,10 @@ def from_zigzag(z: ZigZagLayer, hardware: str, result: ZigZagResult) -> Mirror:
                 "bandwidth": _bw_bits(dram) / 8.0,
                 "read_pj_per_bit": dram["r_cost_pj"] / _bw_bits(dram),
                 "write_pj_per_bit": dram["w_cost_pj"] / _bw_bits(dram),
+                # ZigZag streams weights that are reloaded into the array while it computes, and its
+                # on-loading phase takes the longer of the input operands' first tiles (side by
+                # side) rather than their sum: codax's nearest assumption is streamed weights
+                "stream_weights": True,
             },
             "mac_pj": desc["mac_energy_pj"],
             "pe_array": {

@@ -17,6 +17,9 @@ The counting rules, which the generated HLS code follows too (see docs/cost_mode
   crosses it is clipped, so summed over a relevant dim's tiles the extents add up to its bound.
 - An input tile moves the distinct input rows x cols its (P, R) x (Q, S) extents touch, zero
   padding positions included (the loader writes them into the buffer).
+- Double-buffered levels load their first input tiles before compute starts (fill) and store their
+  last output tiles after it ends (drain); streamed weights (`dram.stream_weights`) overlap their
+  first tile with compute like the rest of their traffic.
 - Outputs leave level h once per visit; when reduction loops sit outside h, all but the first visit
   of an output tile also read the partial sums back. Partial sums move at accumulator width; the
   final outputs written to DRAM at output width.
@@ -227,7 +230,7 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
 
     # --- transfers at every boundary (operand X into level h) --------------------------------------
     # per level, the terms of its reads, writes, port traffic, fill and drain (bits), summed at the end
-    terms = {k: [[] for _ in range(L)] for k in ("reads", "writes", "port", "fill", "drain")}
+    terms = {k: [[] for _ in range(L)] for k in ("reads", "writes", "port", "fill", "drain", "streamed")}
     fed = [[] for _ in range(L)]  # the children each level feeds
     # per per-PE level: bits written into it (fills, partial-sum reloads) and the time its parents'
     # ports spend on those transfers
@@ -286,6 +289,8 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
                 terms["writes"][h].append(child_words * bits)
                 moved_bits, into = words * bits, child_words * bits
                 terms["fill"][parent].append(agg_words[h, xi] * bits)
+                if X == "W":  # streamed weights: the first tile overlaps compute too
+                    terms["streamed"][parent].append(agg_words[h, xi] * bits * x.w_stream)
             terms["port"][parent].append(moved_bits)
             if h > sl:
                 pe_fills[h][0].append(into)
@@ -313,7 +318,8 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
         return torch.stack(cols)
 
     reads, writes, port = per_level("reads"), per_level("writes"), per_level("port")
-    fill, drain = per_level("fill"), per_level("drain")
+    fill = per_level("fill") - per_level("streamed")
+    drain = per_level("drain")
     # a port overlaps its traffic with compute only when every child it feeds is double-buffered
     not_db = torch.stack([sum((1.0 - db[h] for h in fed[lv]), zeros) for lv in range(L)])
 

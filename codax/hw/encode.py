@@ -9,7 +9,7 @@ hardware tensor may have batch size 1 instead, shared by every point (broadcast)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -52,6 +52,8 @@ class CostInputs:
     rows: torch.Tensor  # [B]
     cols: torch.Tensor  # [B]
     pipeline_depth: torch.Tensor  # [B]
+    # [B] 1 where weights stream into the array (Dram.stream_weights): no weight fill phase
+    w_stream: torch.Tensor = field(default_factory=lambda: torch.zeros(1, dtype=DTYPE))
 
     @property
     def batch(self) -> int:
@@ -179,6 +181,7 @@ def encode_hardware(
         "rows": batch_of_one(pa.rows),
         "cols": batch_of_one(pa.cols),
         "pipeline_depth": batch_of_one(pa.pipeline_depth),
+        "w_stream": batch_of_one(1.0 if accel.dram.stream_weights else 0.0),
     }
 
 

@@ -96,9 +96,16 @@ class Dram:
     bandwidth: float = 16.0  # bytes/cycle at the accelerator clock
     read_pj_per_bit: float | None = None
     write_pj_per_bit: float | None = None
+    # Weights stream from DRAM through a FIFO into the array (as TPU v1's weight FIFO): compute
+    # starts as the first weights arrive, so a weight tile's load is overlapped with compute instead
+    # of filling a buffer before it starts. Its port time still counts (with the other overlapped
+    # traffic); words moved and energy are unchanged. Inputs and partial sums get no such path.
+    stream_weights: bool = False
 
     def __post_init__(self) -> None:
         positive_number(self.bandwidth, "dram.bandwidth")
+        if not isinstance(self.stream_weights, bool):
+            raise ConfigError(f"dram.stream_weights must be true or false, got {self.stream_weights!r}")
 
 
 @dataclass(frozen=True)
@@ -251,6 +258,8 @@ class Accelerator:
         for k in ("read_pj_per_bit", "write_pj_per_bit"):
             if getattr(self.dram, k) is not None:
                 dram[k] = getattr(self.dram, k)
+        if self.dram.stream_weights:
+            dram["stream_weights"] = True
         d: dict = {
             "name": self.name,
             "description": self.description,
@@ -311,7 +320,9 @@ class Accelerator:
         prec = d.get("precision", {}) or {}
         check_keys(prec, {"weight", "act", "acc", "float"}, f"{where}.precision")
         dram = d.get("dram", {}) or {}
-        check_keys(dram, {"bandwidth", "read_pj_per_bit", "write_pj_per_bit"}, f"{where}.dram")
+        check_keys(
+            dram, {"bandwidth", "read_pj_per_bit", "write_pj_per_bit", "stream_weights"}, f"{where}.dram"
+        )
 
         def bits(v, key):
             vals = v if isinstance(v, list) else [v]

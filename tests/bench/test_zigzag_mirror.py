@@ -91,3 +91,31 @@ def test_codax_mappings_translate_into_complete_zigzag_orderings(loma_tpu):
     # ZigZag's allocator, which fills the on-chip memories first, leaves DRAM without loops as well:
     # the DRAM boundary of the nest ZigZag evaluates is codax's
     assert all(levels[-1] == [] for levels in zz.temporal_per_level.values())
+
+
+def test_zigzag_as_the_mappers_oracle(loma_tpu):
+    """ZigZag re-ranking codax's best mappings: its pick is the best of the candidates by ZigZag's
+    own evaluation, hence never worse on ZigZag's model than codax's mapping alone."""
+    from codax.bench.zigzag_mirror import codax_layer
+    from codax.hw.mapper import map_layer
+
+    layer, res = loma_tpu
+    accel = from_zigzag(layer, "tpu_like", res).accel
+    assert accel.dram.stream_weights  # the mirror streams weights, as ZigZag does
+    seen: list[float] = []
+
+    def zigzag(lay, mappings):
+        for m in mappings:
+            seen.append(zb.evaluate_fixed(layer, "tpu_like", *to_zigzag(m, accel)).latency_cycles)
+        return seen[-len(mappings) :]
+
+    constraints = {"divisors_only": True, "resident": True}
+    alone = map_layer(codax_layer(layer), accel, "latency", constraints=constraints)
+    picked = map_layer(
+        codax_layer(layer), accel, "latency", constraints=constraints, oracle=zigzag, oracle_top=8
+    )
+    assert picked.oracle_evaluated == len(seen) == 8
+    assert picked.oracle_score == min(seen)
+    zz_alone = zb.evaluate_fixed(layer, "tpu_like", *to_zigzag(alone.mapping, accel)).latency_cycles
+    assert seen[0] == zz_alone  # codax's own pick is the first candidate
+    assert picked.oracle_score <= zz_alone

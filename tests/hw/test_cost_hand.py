@@ -3,7 +3,7 @@
 import pytest
 
 from codax.hw import evaluate
-from codax.ir import Mapping, conv2d, dense
+from codax.ir import Accelerator, Mapping, conv2d, dense
 
 from .accels import one_level, psum_register, split_buffers, two_level
 
@@ -148,3 +148,36 @@ def test_partial_sum_reloads_stall_at_a_single_buffered_register_port():
     # PEs in parallel, not overlapped (single-buffered): 6 - 1.75 = 4.25 cycles more.
     assert slow.cycles - fast.cycles == pytest.approx(4.25)
     assert slow.energy_pj == fast.energy_pj  # the port rate changes time, not traffic
+
+
+def test_streamed_weights_overlap_their_fill_with_compute():
+    # The dense layer above, double-buffered, with a 16 B/cycle DRAM port (compute-bound): before
+    # compute the port loads the first W tile (2x3 words = 6 B) and I tile (3 B): 9/16 cycles; after
+    # it, the last O tile (2 B): 2/16. The rest of the 40 B (1.8125 cycles) overlaps 4 compute steps.
+    layer = dense("fc", c_in=6, c_out=4)
+    acc = one_level(2, 3, ["K"], ["C"], dram_bw=16.0)
+    m = Mapping(
+        "fc",
+        spatial={"rows": ("K", 2), "cols": ("C", 3)},
+        tiles={"DRAM": {"K": 2, "C": 2}},
+        order={"DRAM": ["K", "C"]},
+        double_buffer={"BUF": True},
+    )
+    c = evaluate(layer, acc, m)
+    assert c.cycles == 4 + 9 / 16 + 2 / 16
+    # Streamed weights: only the I tile is loaded before compute; the W tile's 6 B join the
+    # overlapped traffic (2.1875 cycles, still under the 4 compute steps).
+    d = acc.to_dict()
+    d["dram"]["stream_weights"] = True
+    streamed = Accelerator.from_dict(d)
+    c2 = evaluate(layer, streamed, m)
+    assert c2.cycles == 4 + 3 / 16 + 2 / 16
+    # traffic and energy are those of the same loop nest
+    assert c2.words_in == c.words_in and c2.dram_bytes == c.dram_bytes
+    assert c2.energy_pj == c.energy_pj
+    # DRAM-bound (4 B/cycle): 40 B need 10 cycles whichever way the weights arrive
+    d["dram"]["bandwidth"] = 4.0
+    assert evaluate(layer, Accelerator.from_dict(d), m).cycles == 10
+    # a single-buffered level has no fill phase: nothing changes
+    m.double_buffer = {}
+    assert evaluate(layer, streamed, m).cycles == evaluate(layer, acc, m).cycles

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from codax.hw import compulsory_words, cost_core, encode, stack
 from codax.hw.mapper.space import random_mapping
-from codax.ir import DIMS, OPERANDS
+from codax.ir import DIMS, OPERANDS, Accelerator
 
 from .strategies import points
 
@@ -48,6 +48,26 @@ def test_dram_traffic_and_cycles_respect_lower_bounds(p):
     pes = accel.engine(mapping.engine).pe_array.pes
     assert out.cycles.item() >= layer.macs / pes
     assert out.cycles.item() >= comp_bits / 8 / accel.dram.bandwidth - 1e-9
+
+
+@SETTINGS
+@given(points())
+def test_streamed_weights_only_shorten_the_fill(p):
+    """Streaming weights moves their first tiles' load from the fill phase into the overlapped
+    traffic: never slower, never under the compute or DRAM bounds, and the same traffic and energy."""
+    layer, accel, mapping = p
+    d = accel.to_dict()
+    d["dram"]["stream_weights"] = True
+    streamed = Accelerator.from_dict(d)
+    base, out = run(*p), run(layer, streamed, mapping)
+    assert out.cycles.item() <= base.cycles.item() + 1e-9
+    assert out.cycles.item() >= base.cycles.item() - base.fill_cycles.item() - 1e-9
+    assert torch.equal(out.energy_pj, base.energy_pj) and torch.equal(out.words_in, base.words_in)
+    comp = compulsory_words(layer)
+    prec = layer.precision
+    comp_bits = comp["W"] * prec.weight + comp["I"] * prec.act + comp["O"] * prec.out
+    assert out.cycles.item() >= comp_bits / 8 / accel.dram.bandwidth - 1e-9
+    assert out.cycles.item() >= layer.macs / accel.engine(mapping.engine).pe_array.pes
 
 
 @SETTINGS

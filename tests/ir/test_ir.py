@@ -112,6 +112,17 @@ def test_accelerator_rejects_bad_fields():
         )
     with pytest.raises(ConfigError, match="unknown field 'szie'"):
         _accel(szie=4)
+    with pytest.raises(ConfigError, match="dram.stream_weights must be true or false, got 'yes'"):
+        Accelerator.from_dict({**_accel().to_dict(), "dram": {"bandwidth": 8, "stream_weights": "yes"}})
+
+
+def test_stream_weights_round_trips():
+    d = _accel().to_dict()
+    assert "stream_weights" not in d["dram"]  # off by default, and not written when off
+    d["dram"]["stream_weights"] = True
+    a = Accelerator.from_dict(d)
+    assert a.dram.stream_weights is True
+    assert Accelerator.from_dict(a.to_dict()) == a
 
 
 def test_mapping_validation_messages():

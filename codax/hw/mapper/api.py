@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -24,6 +24,12 @@ DEFAULT_BUDGET = 20000
 _OPERAND_NAMES = {"W": "weight", "I": "input", "O": "output"}
 
 
+# A second opinion on the search's front runners: (layer, candidate mappings, best first by codax's
+# model) -> one score per candidate, lower is better, inf where the oracle rejects it.
+Oracle = Callable[[Layer, list[Mapping]], Sequence[float]]
+DEFAULT_ORACLE_TOP = 32
+
+
 @dataclass
 class MapResult:
     mapping: Mapping
@@ -31,6 +37,9 @@ class MapResult:
     evaluated: int  # mappings scored by the cost model
     wall_s: float
     method: str
+    oracle_evaluated: int = 0  # candidates scored by the oracle (0: no oracle)
+    oracle_score: float | None = None  # the oracle's score of the returned mapping
+    oracle_rank: int = 0  # the returned mapping's place in codax's ranking of the candidates (0 = best)
 
 
 @dataclass
@@ -116,6 +125,8 @@ def map_layer(
     budget: int | None = None,
     constraints: dict | None = None,
     method: str = "fast",
+    oracle: Oracle | None = None,
+    oracle_top: int = DEFAULT_ORACLE_TOP,
 ) -> MapResult:
     """The best legal mapping of `layer` on an engine of `accel` for `objective`.
 
@@ -126,9 +137,14 @@ def map_layer(
     for perfect factorisations (no partial tiles; what ZigZag and Timeloop accept), {"resident": True}
     to keep the whole layer on chip (no temporal loop at the DRAM level: every operand crosses the
     DRAM boundary once, as memory allocators that fill the on-chip levels first produce).
+    With `oracle` (another cost model: a peer's, measured or synthesized results), the `oracle_top`
+    best distinct mappings the search scored are re-ranked by `oracle(layer, mappings)` and its best
+    is returned (codax's order breaks ties); `cost` is still codax's cost of that mapping.
     Raises InfeasibleError naming the buffer too small for the smallest tile."""
     with single_thread():
-        return _map_layer(layer, accel, objective, engine, seed, budget, constraints, method)
+        return _map_layer(
+            layer, accel, objective, engine, seed, budget, constraints, method, oracle, oracle_top
+        )
 
 
 def _map_layer(
@@ -140,6 +156,8 @@ def _map_layer(
     budget: int | None = None,
     constraints: dict | None = None,
     method: str = "fast",
+    oracle: Oracle | None = None,
+    oracle_top: int = DEFAULT_ORACLE_TOP,
 ) -> MapResult:
     t0 = time.perf_counter()
     if method not in METHODS:
@@ -155,7 +173,11 @@ def _map_layer(
     feasible = [sp for sp, ok in zip(options, smallest_fits(model, _rows(options))) if ok]
     if not feasible:
         raise _infeasible(layer, accel, model)
-    ev = Evaluator(layer, accel, engine, objective, feasible)
+    if oracle is not None and (not isinstance(oracle_top, int) or oracle_top < 1):
+        raise ConfigError(f"oracle_top must be a positive int, got {oracle_top!r}")
+    # keep twice the oracle's share: some front runners normalise to the same mapping
+    keep = 2 * oracle_top if oracle is not None else 1
+    ev = Evaluator(layer, accel, engine, objective, feasible, keep=keep)
     if method == "exhaustive":
         score, best = search_exhaustive(ev, model, constraints.get("max_points"))
     else:
@@ -166,11 +188,55 @@ def _map_layer(
         score, best = ev.best.score, ev.best.point
     if best is None or not np.isfinite(score):
         raise _infeasible(layer, accel, model)
+    if oracle is not None:
+        return _oracle_pick(layer, accel, engine, ev, oracle, oracle_top, method, t0)
     mapping = ev.to_mapping(best).normalized(layer, accel.engine(engine))
     validate_mapping(layer, accel, mapping)  # a cheap safety net: the search builds legal points only
     # the winner's cost-model outputs were computed when it was scored: no second evaluation
     cost = layer_cost(layer, accel, mapping, ev.outputs_of(best))
     return MapResult(mapping, cost, ev.evaluated, time.perf_counter() - t0, method)
+
+
+def _oracle_pick(layer, accel, engine, ev: Evaluator, oracle: Oracle, top: int, method: str, t0: float):
+    """Re-rank the search's `top` best distinct mappings by the oracle; return its best."""
+    eng = accel.engine(engine)
+    candidates: list[tuple[Mapping, object]] = []
+    seen: set[str] = set()
+    for _, pt in ev.ranked():
+        m = ev.to_mapping(pt).normalized(layer, eng)
+        key = repr(m.to_dict())
+        if key not in seen:
+            seen.add(key)
+            candidates.append((m, pt))
+        if len(candidates) == top:
+            break
+    for m, _ in candidates:
+        validate_mapping(layer, accel, m)
+    scores = np.asarray(list(oracle(layer, [m for m, _ in candidates])), dtype=np.float64)
+    if scores.shape != (len(candidates),):
+        raise ConfigError(
+            f"mapper oracle returned {scores.shape[0] if scores.ndim else 'a scalar'} scores for "
+            f"{len(candidates)} candidate mappings of layer {layer.name}; it must return one per mapping"
+        )
+    scores = np.where(np.isnan(scores), np.inf, scores)
+    pick = int(np.argmin(scores))  # first of equal scores: codax's own order breaks ties
+    if not np.isfinite(scores[pick]):
+        raise InfeasibleError(
+            f"layer {layer.name}: the mapper oracle rejected all {len(candidates)} candidate mappings; "
+            "check the oracle, or raise oracle_top"
+        )
+    mapping, pt = candidates[pick]
+    cost = layer_cost(layer, accel, mapping, ev.outputs_of(pt))
+    return MapResult(
+        mapping,
+        cost,
+        ev.evaluated,
+        time.perf_counter() - t0,
+        method,
+        oracle_evaluated=len(candidates),
+        oracle_score=float(scores[pick]),
+        oracle_rank=pick,
+    )
 
 
 def _rows(options: list[dict]) -> np.ndarray:

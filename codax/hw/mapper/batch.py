@@ -70,6 +70,7 @@ class Evaluator:
         objective: str,
         spatial_options: list[dict[str, tuple[str, int]]],
         chunk: int = 8192,
+        keep: int = 1,
     ) -> None:
         if objective not in OBJECTIVES:
             raise ConfigError(f"objective {objective!r} is not one of {OBJECTIVES}")
@@ -88,6 +89,10 @@ class Evaluator:
         self._e_ref = max(layer.macs * float(self.shared["e_mac"][0]), 1e-12)
         self.evaluated = 0
         self.best: Scored | None = None  # the best point scored so far, with its outputs
+        # the `keep` best points scored so far (for a second opinion on the search's front runners)
+        self.keep = keep
+        self._top_scores = np.empty(0)
+        self._top_points: Points | None = None
 
     def _inputs(self, pts: Points) -> CostInputs:
         return CostInputs(
@@ -123,7 +128,29 @@ class Evaluator:
             i = int(np.argmin(s))
             if np.isfinite(s[i]) and (self.best is None or s[i] < self.best.score):
                 self.best = Scored(float(s[i]), part.take(slice(i, i + 1)), output_row(o, i))
+            if self.keep > 1:
+                self._remember(s, part)
         return out
+
+    def _remember(self, s: np.ndarray, part: Points) -> None:
+        """Merge a scored chunk into the `keep` best points (earlier points first on ties)."""
+        fin = np.nonzero(np.isfinite(s))[0]
+        if not len(fin):
+            return
+        k = min(self.keep, len(fin))
+        idx = np.sort(fin[np.argpartition(s[fin], k - 1)[:k]])
+        scores = np.concatenate([self._top_scores, s[idx]])
+        pts = (
+            part.take(idx) if self._top_points is None else Points.concat([self._top_points, part.take(idx)])
+        )
+        order = np.argsort(scores, kind="stable")[: self.keep]
+        self._top_scores, self._top_points = scores[order], pts.take(order)
+
+    def ranked(self) -> list[tuple[float, Points]]:
+        """The best points scored so far (up to `keep`), best first, each as a batch of one."""
+        if self._top_points is None:
+            return [] if self.best is None else [(self.best.score, self.best.point)]
+        return [(float(v), self._top_points.take(slice(i, i + 1))) for i, v in enumerate(self._top_scores)]
 
     def outputs_of(self, pt: Points) -> CostOutputs:
         """The cost-model outputs of one point (batch of one): those kept from its scoring when it is
