@@ -252,15 +252,18 @@ def map_graph(
     method: str = "fast",
     engine_of: dict[str, str] | Callable[[Layer], str | None] | None = None,
     budget: int | None = None,
+    oracle: Oracle | None = None,
+    oracle_top: int = DEFAULT_ORACLE_TOP,
 ) -> GraphMapping:
     """Map every layer of `graph`; layers of equal shape (Layer.shape_key) on the same engine are
     searched once and share the mapping (renamed per layer). Returns per-layer mappings and the
-    network totals of `evaluate_network`."""
+    network totals of `evaluate_network`. `oracle` re-ranks each search's best mappings, as in
+    `map_layer`."""
     with single_thread():
-        return _map_graph(graph, accel, objective, seed, method, engine_of, budget)
+        return _map_graph(graph, accel, objective, seed, method, engine_of, budget, oracle, oracle_top)
 
 
-def _map_graph(graph, accel, objective, seed, method, engine_of, budget) -> GraphMapping:
+def _map_graph(graph, accel, objective, seed, method, engine_of, budget, oracle, oracle_top) -> GraphMapping:
     t0 = time.perf_counter()
     cache: dict[tuple, MapResult] = {}
     mappings: dict[str, Mapping] = {}
@@ -273,7 +276,9 @@ def _map_graph(graph, accel, objective, seed, method, engine_of, budget) -> Grap
             eng = (engine_of or {}).get(layer.name)
         key = (layer.shape_key(), eng)
         if key not in cache:
-            cache[key] = _map_layer(layer, accel, objective, eng, seed, budget, None, method)
+            cache[key] = _map_layer(
+                layer, accel, objective, eng, seed, budget, None, method, oracle, oracle_top
+            )
             evaluated += cache[key].evaluated
         res = cache[key]
         mappings[layer.name] = replace(res.mapping, layer=layer.name)

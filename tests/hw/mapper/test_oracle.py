@@ -79,3 +79,25 @@ def test_bad_oracles_are_reported(accel):
         map_layer(LAYER, accel, oracle=lambda layer, ms: [1.0], oracle_top=4)
     with pytest.raises(ConfigError, match="oracle_top must be a positive int"):
         map_layer(LAYER, accel, oracle=lambda layer, ms: [1.0] * len(ms), oracle_top=0)
+
+
+def test_map_graph_passes_the_oracle_to_every_search(accel):
+    from codax.hw.mapper import map_graph
+    from codax.ir import Graph
+
+    g = Graph(name="g")
+    g.add(LAYER)
+    g.add(conv2d("c2", c_in=32, c_out=64, hw=(14, 14), pads=(1, 1, 1, 1)))
+    g.add(conv2d("d", c_in=16, c_out=16, hw=(7, 7)))
+    calls = []
+
+    def by_energy(layer, mappings):
+        calls.append(layer.name)
+        return [evaluate(layer, accel, m).energy_pj for m in mappings]
+
+    res = map_graph(g, accel, "latency", oracle=by_energy, oracle_top=8)
+    # one oracle call per distinct shape (c and c2 share one), each pick the oracle's best
+    assert calls == ["c", "d"]
+    energy = {lc.layer: lc.energy_pj for lc in res.cost.layers}
+    for name, r in res.results.items():
+        assert r.oracle_evaluated == 8 and r.oracle_score == pytest.approx(energy[name])
