@@ -9,7 +9,13 @@ At equal search budget (same epochs and steps for every gradient search):
       search time includes that derivation.
 Every derived network is retrained from scratch with the same recipe and the same seeds (the
 initialisation included), fake-quantised at the widths its accelerator runs; accuracy is the mean
-test accuracy over --seeds retrainings, FPS from the exact mapper and cost model.
+test accuracy of --folds-fold cross-validation over the whole data set with --seeds retrainings per
+fold (every image tested once per seed; see final_accuracy), FPS from the exact mapper and cost
+model. Retrainings are paired by (fold, seed) across methods: the co-search's accuracy minus each
+baseline's is reported as the mean of the paired differences with its standard error over runs,
+and over seeds and images (see paired_difference). The co-search's derivation ranks its fitted
+candidates by `val` accuracy after training on `train` with the same recipe (--retrain epochs; see
+CoSearch.derive), inside its search time; no choice of any search looks at the test split.
 
 Search efficiency: sample-based co-exploration -- random sampling and regularised evolution of
 (network, bits, accelerator) designs, each evaluated exactly and, when it meets the FPS target,
@@ -30,6 +36,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -41,7 +48,7 @@ from codax.search.baselines import best_accelerator_for, brief_reward, coexplora
 from codax.search.config import load_config  # noqa: E402
 from codax.search.cosearch import CoSearch  # noqa: E402
 from codax.search.derive import build_graph, exact_cost  # noqa: E402
-from codax.search.finalize import accuracy, train_from_scratch  # noqa: E402
+from codax.search.finalize import train_from_scratch  # noqa: E402
 
 ZC706 = {
     "rows": 16,
@@ -60,18 +67,75 @@ def search(cfg: dict) -> tuple[CoSearch, float]:
     return cs, time.perf_counter() - t0
 
 
-def final_accuracy(cs: CoSearch, d, epochs: int, seeds: int) -> tuple[float, float, list[float]]:
-    """Mean test accuracy (and its standard error) over `seeds` retrainings from scratch with the
-    same seeds for every method, fake-quantised at the design's widths: single runs on 360 test
-    images differ by about one percent (one image is 0.28 points)."""
-    accs = []
-    for s in range(seeds):
-        m = train_from_scratch(cs.net, d, cs.data, epochs, 0.05, 64, True, cs.seed + 1000 + s)
-        m.quantize = True
-        accs.append(accuracy(m, *cs.data.test))
+def cv_folds(data, k: int, seed: int = 0) -> list[SimpleNamespace]:
+    """k folds over every image of the data set (train, val and test together), each a split with
+    4/5 of the images to train on and the rest to test on: every image is tested once. The images
+    are already normalised (by the training split's statistics), so the folds share one scale."""
+    x = torch.cat([data.train[0], data.val[0], data.test[0]])
+    y = torch.cat([data.train[1], data.val[1], data.test[1]])
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    parts = perm.chunk(k)
+    out = []
+    for i in range(k):
+        tr = torch.cat([p for j, p in enumerate(parts) if j != i])
+        out.append(SimpleNamespace(train=(x[tr], y[tr]), val=(x[:0], y[:0]), test=(x[parts[i]], y[parts[i]])))
+    return out
+
+
+def final_accuracy(
+    cs: CoSearch, d, epochs: int, seeds: int, folds: int
+) -> tuple[float, float, list[float], torch.Tensor]:
+    """Test accuracy by k-fold cross-validation over the whole data set: for each of `folds` folds
+    and each of `seeds` seeds (the same for every method), the design's network is retrained from
+    scratch on the fold's training images, fake-quantised at its widths, and tested on the fold's
+    held-out images. One split's 360 test images cannot tell these networks apart (one image is
+    0.28 points, and the ordering of designs flips between `val` and `test`); the folds test every
+    one of the 1,797 images. Returns the mean and its standard error over the folds x seeds runs,
+    each run's accuracy, and [seeds, images]: whether each image was classified correctly."""
+    accs, correct = [], torch.zeros(seeds, sum(len(f.test[1]) for f in cv_folds(cs.data, folds)))
+    at = 0
+    for f in cv_folds(cs.data, folds):
+        x, y = f.test
+        for s in range(seeds):
+            m = train_from_scratch(cs.net, d, f, epochs, 0.05, 64, True, cs.seed + 1000 + s)
+            m.quantize = True
+            with torch.no_grad():
+                ok = m.eval()(x).argmax(1) == y
+            correct[s, at : at + len(y)] = ok.double()
+            accs.append(float(ok.double().mean()))
+        at += len(y)
     mean = sum(accs) / len(accs)
     var = sum((a - mean) ** 2 for a in accs) / max(1, len(accs) - 1)
-    return mean, (var / len(accs)) ** 0.5, accs
+    return mean, (var / len(accs)) ** 0.5, accs, correct
+
+
+def paired_difference(a: list[float], b: list[float], ca: torch.Tensor, cb: torch.Tensor) -> dict:
+    """Mean and standard error of a[i] - b[i] (the same fold and retraining seed i for both). `se`
+    counts the retraining noise only (runs); `se_seeds_and_images` also the sampling of the test
+    images: both methods are scored on the same images, and a difference that rests on a few images
+    would change on others, which the run-paired error does not see. It is the two-way random-effects
+    estimate from the per-seed, per-image differences D [seeds S, images N] (ca, cb: correct):
+    Var(mean D) = var(row means) / S + var(column means) / N - residual variance / (S N)."""
+    d = [x - y for x, y in zip(a, b)]
+    n = len(d)
+    mean = sum(d) / n
+    se = (sum((x - mean) ** 2 for x in d) / max(1, n - 1) / n) ** 0.5
+    D = ca.double() - cb.double()
+    S, N = D.shape
+    rows, cols = D.mean(1, keepdim=True), D.mean(0, keepdim=True)
+    resid = float(((D - rows - cols + D.mean()) ** 2).sum()) / max(1, (S - 1) * (N - 1))
+    var_rows = float(rows.var()) if S > 1 else 0.0
+    var = var_rows / S + float(cols.var()) / N - resid / (S * N)
+    return {
+        "mean": mean,
+        "se": se,
+        "se_seeds_and_images": max(0.0, var) ** 0.5,
+        "n": n,
+        "test_images": N,
+        "wins": sum(x > 0 for x in d),
+        "ties": sum(x == 0 for x in d),
+        "losses": sum(x < 0 for x in d),
+    }
 
 
 def widths(cs: CoSearch, d) -> list[str]:
@@ -82,8 +146,9 @@ def widths(cs: CoSearch, d) -> list[str]:
 
 
 def row(cs: CoSearch, d, cost: dict, search_s: float, accel, args) -> dict:
-    acc, se, accs = final_accuracy(cs, d, args.retrain, args.seeds)
+    acc, se, accs, correct = final_accuracy(cs, d, args.retrain, args.seeds, args.folds)
     return {
+        "_correct": correct,
         "acc": acc,
         "acc_se": se,
         "accs": accs,
@@ -128,11 +193,12 @@ def main() -> int:
     ap.add_argument("--brief-seeds", type=int, default=3, help="brief trainings averaged per reward")
     ap.add_argument("--sample-budget", type=float, default=6.0, help="time of each sampler, x co-search time")
     ap.add_argument("--target", type=float, default=1.0, help="co-search target FPS, x best baseline FPS")
-    ap.add_argument("--seeds", type=int, default=10, help="retrainings averaged per final accuracy")
+    ap.add_argument("--folds", type=int, default=5, help="cross-validation folds of the final accuracy")
+    ap.add_argument("--seeds", type=int, default=4, help="retrainings per fold (the same seeds for all)")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     if args.quick:
-        args.epochs, args.retrain, args.sample_budget, args.seeds = 6, 6, 1.0, 3
+        args.epochs, args.retrain, args.sample_budget, args.seeds, args.folds = 6, 6, 1.0, 1, 3
     torch.set_num_threads(1)
     base = {
         "search": {"epochs": args.epochs, "warmup_epochs": max(1, args.epochs // 4), "objective": "latency"}
@@ -163,6 +229,7 @@ def main() -> int:
     target = max(r["fps"] for r in rows.values()) * args.target
     cfg_c = copy.deepcopy(base)
     cfg_c["search"]["target_fps"] = target
+    cfg_c["search"]["derive_train_epochs"] = args.retrain  # candidates ranked after the final recipe
     cs_c, t_c = search(cfg_c)
     t1 = time.perf_counter()
     d_c, fit = cs_c.derive()
@@ -174,6 +241,11 @@ def main() -> int:
     rows["co-search (codax)"] = co
     dominates = {
         k: bool(co["acc"] >= r["acc"] and co["fps"] >= r["fps"])
+        for k, r in rows.items()
+        if k != "co-search (codax)"
+    }
+    paired = {
+        k: paired_difference(co["accs"], r["accs"], co["_correct"], r["_correct"])
         for k, r in rows.items()
         if k != "co-search (codax)"
     }
@@ -218,10 +290,24 @@ def main() -> int:
             f"{r['dsp']:5.0f} {r['bram18']:6.0f} {r['search_s']:8.1f}  {' '.join(r['widths'])}"
         )
     print(
-        f"(test acc: mean +- standard error over {args.seeds} retrainings; "
+        f"(test acc: {args.folds}-fold cross-validation over all images, {args.seeds} retrainings per "
+        f"fold: mean +- standard error over the {args.folds * args.seeds} runs; "
         f"co-search target FPS {target:,.0f})"
     )
     print(f"co-search dominates (acc >= and FPS >=): {dominates}")
+    for k, p in paired.items():
+        print(
+            f"  co-search - {k}: test acc {p['mean'] * 100:+.3f} points, +- {p['se'] * 100:.3f} "
+            f"(paired by fold and seed, {p['n']} runs), +- {p['se_seeds_and_images'] * 100:.3f} (seeds and "
+            f"test images); {p['wins']} wins / {p['ties']} ties / {p['losses']} losses"
+        )
+    for c in fit["candidates"]:
+        tr = "-" if c["trained_val_acc"] is None else f"{c['trained_val_acc']:.4f}+-{c['trained_val_se']:.4f}"
+        print(
+            f"  derivation candidate from epoch {c['from_epoch']}: exact FPS {c['exact_fps']:,.0f}, "
+            f"MACs {c['macs']:,.0f}, supernet val {c['supernet_val_acc']:.4f}, trained val {tr}"
+            + ("  <- chosen" if c["design"] == fit["design"] else "")
+        )
     print(
         f"search efficiency, reward = brief ({args.brief}-epoch, mean of {args.brief_seeds}) val accuracy "
         f"with exact FPS >= "
@@ -239,12 +325,14 @@ def main() -> int:
             )
             + f", {len(v['samples'])} samples: ratio {'>= ' if reached is None else ''}{v['ratio']:.2f}x"
         )
-    out = ROOT / "results"
-    out.mkdir(exist_ok=True)
+    # a --quick run checks the script; it does not replace the full run's results
+    out = ROOT / "results" / ("quick" if args.quick else "")
+    out.mkdir(parents=True, exist_ok=True)
     res = {
         "args": vars(args),
-        "methods": rows,
+        "methods": {k: {f: v for f, v in r.items() if not f.startswith("_")} for k, r in rows.items()},
         "dominates": dominates,
+        "paired_difference_vs": paired,
         "efficiency": eff,
         "samples": {k: v["samples"] for k, v in samplers.items()},
         "wall_seconds": time.perf_counter() - t_all,

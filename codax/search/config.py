@@ -106,6 +106,12 @@ DEFAULTS: dict[str, Any] = {
         "target_band": 0.1,  # lambda holds while FPS is within [target, target * (1 + band)]
         "fit_target": True,  # derive: fit the argmax design's ops and widths to target_fps (refine.py)
         "derive_candidates": 4,  # derive: argmax designs of this many last epochs are fitted and ranked
+        # derive: how the fitted candidates that meet the target are ranked. trained: each trained from
+        # scratch on `train` with the retrain recipe for derive_train_epochs (null: retrain.epochs),
+        # accuracy on `val`, over derive_train_seeds seeds; supernet: the supernet's `val` accuracy
+        "derive_rank": "trained",
+        "derive_train_epochs": None,
+        "derive_train_seeds": 5,
         "penalty": 10.0,
         "cost": "analytic",  # analytic | surrogate
         "relaxed": True,
@@ -182,7 +188,16 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"config: search.op_sampling {s['op_sampling']!r} must be 'hard' or 'soft'")
     if s["cost"] not in ("analytic", "surrogate"):
         raise ConfigError(f"config: search.cost {s['cost']!r} must be 'analytic' or 'surrogate'")
-    for k in ("epochs", "batch_size", "mapping_candidates"):
+    if s["derive_rank"] not in ("trained", "supernet"):
+        raise ConfigError(f"config: search.derive_rank {s['derive_rank']!r} must be 'trained' or 'supernet'")
+    if s["derive_train_epochs"] is not None and (
+        not isinstance(s["derive_train_epochs"], int) or s["derive_train_epochs"] < 1
+    ):
+        raise ConfigError(
+            "config: search.derive_train_epochs must be a positive integer or null, "
+            f"got {s['derive_train_epochs']!r}"
+        )
+    for k in ("epochs", "batch_size", "mapping_candidates", "derive_train_seeds"):
         if not isinstance(s[k], int) or s[k] < 1:
             raise ConfigError(f"config: search.{k} must be a positive integer, got {s[k]!r}")
     if not 0 <= s["warmup_epochs"] <= s["epochs"]:

@@ -35,6 +35,8 @@ from codax.search.objective import HardwareObjective, HwEstimate, budget_of
 from codax.search.space import build_accel_space, build_accelerator, build_network_space
 from codax.search.supernet import Supernet
 
+DERIVE_SEED = 10_000  # first training seed of the derivation's ranking (disjoint from 0, 1, ...)
+
 
 @dataclass
 class SearchResult:
@@ -171,8 +173,16 @@ class CoSearch:
         """The searched design. Without a target FPS: the argmax. With one, the argmax can overshoot
         the target (unspent slack) or miss it, and late in the search it flips between near-tied
         designs; so the argmax designs of the last `search.derive_candidates` epochs are each fitted
-        to the target (refine.py), and the one the supernet finds most accurate on `val` wins among
-        those that meet it exactly (ties: the faster; when none meets it: the fastest)."""
+        to the target (refine.py) and the best of those that meet it exactly wins (when none meets
+        it: the fastest). Best (`search.derive_rank`): `trained` ranks by validation accuracy after
+        training -- each candidate trained from scratch on `train` with the retrain recipe for
+        `derive_train_epochs` (default: `retrain.epochs`, what the result will get), accuracy on
+        `val`, over `derive_train_seeds` seeds (DERIVE_SEED, DERIVE_SEED + 1, ..., the same for every
+        candidate), only when more than one candidate meets the target -- and among the candidates
+        whose accuracy is not significantly below the best one (paired by seed: the mean difference
+        at most its standard error) takes the largest network (MACs; then the accuracy, then FPS):
+        the refine's rule, capacity unless the evidence says it costs accuracy. `supernet`: the
+        highest supernet `val` accuracy, ties: the faster."""
         d = self.design()
         s = self.cfg["search"]
         if not s["target_fps"] or not s["fit_target"]:
@@ -184,29 +194,56 @@ class CoSearch:
             if h["arch_steps"]:
                 c = _design_of(h["design_index"], d.maps)
                 cands.setdefault(_design_key(c), (h["epoch"], c))
-        tried = []
+        tried, fitted_keys = [], set()
         for epoch, c in cands.values():
             fitted, log = fit_to_target(self, c, float(s["target_fps"]))
-            tried.append((fitted, log, self.supernet_accuracy(fitted), epoch))
-        ok = [t for t in tried if t[1]["meets_target"]]
-        # most accurate by the supernet; at equal accuracy the faster design
-        best = (
-            max(ok, key=lambda t: (t[2], t[1]["exact_fps"]))
-            if ok
-            else max(tried, key=lambda t: t[1]["exact_fps"])
-        )
-        log = dict(best[1])
-        log["from_epoch"] = best[3]
+            key = self._network_key(fitted)
+            if key in fitted_keys:
+                continue  # two starts fitted to the same design: rank it once
+            fitted_keys.add(key)
+            tried.append({"design": fitted, "log": log, "sn": self.supernet_accuracy(fitted), "epoch": epoch})
+        ok = [t for t in tried if t["log"]["meets_target"]]
+        t0, ranked = time.perf_counter(), len(ok) > 1
+        if s["derive_rank"] == "trained" and ranked:
+            from codax.search.baselines import brief_accuracy
+
+            seeds = range(DERIVE_SEED, DERIVE_SEED + int(s["derive_train_seeds"]))
+            ep = int(s["derive_train_epochs"] or self.cfg["retrain"]["epochs"])
+            for t in ok:
+                t["accs"] = [brief_accuracy(self, t["design"], ep, i) for i in seeds]
+                t["trained"] = sum(t["accs"]) / len(t["accs"])
+            top = max(ok, key=lambda t: t["trained"])
+            ok = [t for t in ok if _not_worse(t["accs"], top["accs"])]
+            # among those the accuracy cannot tell from the best: the largest network, then accuracy
+            score = lambda t: (self.exact(t["design"])["macs"], t["trained"], t["log"]["exact_fps"])  # noqa: E731
+        else:
+            score = lambda t: (t["sn"], t["log"]["exact_fps"])  # noqa: E731
+        best = max(ok, key=score) if ok else max(tried, key=lambda t: t["log"]["exact_fps"])
+        log = dict(best["log"])
+        log["from_epoch"] = best["epoch"]
+        log["rank"] = s["derive_rank"] if ranked else "single candidate"
+        log["rank_seconds"] = time.perf_counter() - t0
         log["candidates"] = [
             {
-                "from_epoch": e,
-                "exact_fps": lg["exact_fps"],
-                "meets_target": lg["meets_target"],
-                "supernet_val_acc": a,
+                "from_epoch": t["epoch"],
+                "exact_fps": t["log"]["exact_fps"],
+                "macs": self.exact(t["design"])["macs"],
+                "meets_target": t["log"]["meets_target"],
+                "supernet_val_acc": t["sn"],
+                "trained_val_acc": t.get("trained"),
+                "trained_val_se": _se(t["accs"]) if "accs" in t else None,
+                "design": t["log"]["design"],
             }
-            for _, lg, a, e in tried
+            for t in tried
         ]
-        return best[0], log
+        return best["design"], log
+
+    def _network_key(self, d: Design) -> tuple:
+        """What the design runs: ops, the widths of units with layers (a skip unit's are moot), accel."""
+        bits = tuple(
+            None if u.ops[o].kind == "skip" else tuple(b) for u, o, b in zip(self.net.units, d.ops, d.bits)
+        )
+        return (tuple(d.ops), bits, tuple(d.accel))
 
     def _calibrate(self, ex: dict) -> None:
         self.cycle_calib = 1.0 / (1.0 + ex["relaxed_vs_exact_cycles"])  # exact / relaxed cycles
@@ -311,6 +348,16 @@ class CoSearch:
 
     def supernet_accuracy(self, d: Design, split: str = "val") -> float:
         """Accuracy of design `d`'s network inside the supernet, at its widths (batch statistics)."""
+        return float(self.supernet_correct(d, split).float().mean())
+
+    def supernet_correct(self, d: Design, split: str = "val") -> torch.Tensor:
+        """Per image of `split`: whether design `d`'s network inside the supernet classifies it
+        correctly (bool [N]; paired comparisons of two designs on the same images)."""
+        return self.supernet_logits(d, split).argmax(1) == getattr(self.data, split)[1]
+
+    def supernet_logits(self, d: Design, split: str = "val") -> torch.Tensor:
+        """Design `d`'s network inside the supernet, at its widths (batch statistics): logits on
+        `split` (CPU)."""
         x, y = getattr(self.data, split)
         U, O = self.arch.alpha.shape
         bi = {b: i for i, b in enumerate(self.bits)}
@@ -321,7 +368,7 @@ class CoSearch:
         dev = self.device
         with batch_stats(self.supernet):
             out = self.supernet(x.to(dev), op.to(dev), bw.to(dev), ba.to(dev))
-        return float((out.argmax(1).cpu() == y).float().mean())
+        return out.cpu()
 
     def run_epoch(self, progress: bool = True) -> dict:
         from tqdm import tqdm
@@ -427,6 +474,19 @@ class CoSearch:
         random.setstate(st["rng"]["python"])
         if st["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(st["rng"]["cuda"])
+
+
+def _se(xs: list[float]) -> float:
+    """Standard error of the mean of xs."""
+    n = len(xs)
+    m = sum(xs) / n
+    return (sum((x - m) ** 2 for x in xs) / max(1, n - 1) / n) ** 0.5
+
+
+def _not_worse(a: list[float], b: list[float]) -> bool:
+    """Accuracies `a` not significantly below `b` (paired by seed): mean(b - a) <= its standard error."""
+    diff = [y - x for x, y in zip(a, b)]
+    return sum(diff) / len(diff) <= _se(diff)
 
 
 def _design_key(d: Design) -> tuple:

@@ -9,7 +9,8 @@ Accuracy is judged by the supernet (its accuracy on `val` of the single network,
 with the searched weights -- the one-shot estimate the search itself trains), throughput by the
 cost model:
 - a deficit is closed greedily: each step takes the op or width change that saves the most cycles
-  per unit of supernet accuracy given up;
+  per unit of supernet accuracy given up, the last one the smallest change that reaches the target
+  among those the supernet does not find worse than the best such change (see `TargetFit.close`);
 - ops that cost cycles without buying supernet accuracy are dropped first (free speed: e.g. a 5x5
   depthwise kernel on a 2x2 map, whose ring only ever sees padding, computes exactly what the
   shared 3x3 centre computes, but the accelerator still runs its 25 taps);
@@ -17,7 +18,15 @@ cost model:
   b-bit tensor scales as 4^-b, its traffic as b: each step raises the width that removes the most
   noise per cycle added), then on ops: the op change that gains the most supernet accuracy (at
   least one more correct `val` image) per cycle added, widths again after each, while the target
-  holds.
+  holds;
+- slack still left is spent on capacity: the op change that adds the most MACs while the target
+  holds, computes a different function (not e.g. a 5x5 kernel whose ring only sees padding) and
+  that the supernet does not find worse than the design the width / op steps reached (paired on
+  the same `val` images: images lost minus images gained at most one standard error of that
+  difference, sqrt(lost + gained)), widths again after each. The supernet's accuracy of a single
+  network is a weak, noisy estimate (about 0.9 on `val` where the retrained network reaches about
+  0.98), it cannot tell such ops apart, and a network retrained from scratch tends to gain from
+  capacity: throughput the target does not need is not left unused.
 
 Moves are priced with the relaxed cost of the one-hot design (a contraction of cached tables),
 rescaled to agree with the exact model at the latest exactly evaluated design; the resulting paths
@@ -27,6 +36,8 @@ are checked with the exact mapper and cost model (by bisection, a few evaluation
 from __future__ import annotations
 
 from dataclasses import replace
+
+import torch
 
 from codax.search.derive import Design
 
@@ -57,12 +68,35 @@ class TargetFit:
             if unit.searchable and unit.ops[d.ops[u]].kind != "skip"
         ]
 
-    def acc(self, d: Design) -> float:
-        """Supernet accuracy of the design on `val` (cached)."""
+    def logits(self, d: Design):
+        """The design's supernet logits on `val` (cached)."""
         k = _key(d)
         if k not in self._acc:
-            self._acc[k] = self.cs.supernet_accuracy(d)
+            self._acc[k] = self.cs.supernet_logits(d)
         return self._acc[k]
+
+    def correct(self, d: Design):
+        """Per `val` image: classified correctly by the design inside the supernet."""
+        return self.logits(d).argmax(1) == self.cs.data.val[1]
+
+    def same_function(self, m: Design, d: Design) -> bool:
+        """The two networks compute the same logits (e.g. a 5x5 depthwise kernel on a 2x2 map, whose
+        ring only sees padding, and the 3x3 centre it shares): more MACs, no more capacity."""
+        return bool(torch.allclose(self.logits(m), self.logits(d), rtol=1e-4, atol=1e-5))
+
+    def acc(self, d: Design) -> float:
+        """Supernet accuracy of the design on `val`."""
+        return float(self.correct(d).float().mean())
+
+    def not_worse(self, m: Design, ref: Design) -> bool:
+        """The supernet does not find `m` worse than `ref`, paired on the same `val` images: images
+        lost minus images gained at most one standard error of that difference."""
+        cm, cr = self.correct(m), self.correct(ref)
+        lost, gained = int((cr & ~cm).sum()), int((cm & ~cr).sum())
+        return lost - gained <= (lost + gained) ** 0.5
+
+    def macs(self, d: Design) -> float:
+        return float(sum(self.cs.lt.macs[u, o] for u, o in enumerate(d.ops)))
 
     def relaxed_cycles(self, d: Design) -> float:
         return float(self.cs._estimate(None, onehot_design=d).period_cycles)
@@ -103,9 +137,9 @@ class TargetFit:
     def noise(self, d: Design) -> float:
         return sum(_noise(d.bits[u]) for u in self.units(d))
 
-    def spend(self, d: Design, target: float, op_rounds: int = 6) -> list[Design]:
-        """Widths, then ops, raised one step at a time while the calibrated FPS stays >= target:
-        the path."""
+    def spend(self, d: Design, target: float, op_rounds: int = 6, fill_rounds: int = 6) -> list[Design]:
+        """Widths, then ops, then capacity, raised one step at a time while the calibrated FPS stays
+        >= target: the path (`self.capacity_at`: the indices of its capacity steps)."""
         path = [d] + self._prune(d)
         for _ in range(op_rounds + 1):
             path += self._spend_widths(path[-1], target)
@@ -122,6 +156,22 @@ class TargetFit:
             if best is None:
                 break
             path.append(best)
+        self.capacity_at, ref = [], path[-1]
+        for _ in range(fill_rounds):
+            d = path[-1]
+            m0, best = self.macs(d), None
+            for m in self.op_moves(d):
+                if self.macs(m) <= m0 or self.fps(m) < target or not self.not_worse(m, ref):
+                    continue
+                if self.same_function(m, d):
+                    continue
+                if best is None or (self.macs(m), self.acc(m)) > (self.macs(best), self.acc(best)):
+                    best = m
+            if best is None:
+                break
+            self.capacity_at.append(len(path))
+            path.append(best)
+            path += self._spend_widths(best, target)
         return path
 
     def _prune(self, d: Design) -> list[Design]:
@@ -157,18 +207,27 @@ class TargetFit:
 
     def close(self, d: Design, target: float) -> list[Design]:
         """Ops changed / widths lowered one at a time until the calibrated FPS reaches the target
-        (or nothing is faster), giving up the least supernet accuracy per cycle saved: the path."""
+        (or nothing is faster), giving up the least supernet accuracy per cycle saved: the path.
+        The last step is the smallest: when single moves reach the target, the one that saves the
+        fewest cycles among those the supernet does not find worse than the most accurate of them
+        (a greedy step sized for a large deficit would overshoot a small one, and what it gives up
+        beyond the target is only partly bought back by the spend)."""
         path = [d]
         while self.fps(d) < target:
             c0, a0 = self.relaxed_cycles(d), self.acc(d)
-            best, score = None, 0.0
+            best, score, closers = None, 0.0, []
             for m in self.op_moves(d) + self.width_moves(d, up=False):
                 saved = c0 - self.relaxed_cycles(m)
                 if saved <= 0:
                     continue
+                if self.fps(m) >= target:
+                    closers.append((saved, m))
                 s = saved / max(a0 - self.acc(m), self.one_image / 2)
                 if s > score:
                     best, score = m, s
+            if closers:
+                top = max(closers, key=lambda t: (self.acc(t[1]), -t[0]))[1]
+                best = min((t for t in closers if self.not_worse(t[1], top)), key=lambda t: t[0])[1]
             if best is None:
                 return path
             d = best
@@ -211,7 +270,7 @@ def fit_to_target(cs, design: Design, target_fps: float, rounds: int = 3) -> tup
     def meets(d: Design) -> bool:
         return fps(d) >= target_fps
 
-    d, closed = design, 0
+    d, closed, filled = design, 0, 0
     while not meets(d) and closed < rounds:
         fit.calibrate(d)
         path = fit.close(d, target_fps)
@@ -226,9 +285,11 @@ def fit_to_target(cs, design: Design, target_fps: float, rounds: int = 3) -> tup
     spent = 0
     if meets(d):
         fit.calibrate(d)
-        path = fit.spend(d, target_fps)[::-1]  # most spent first
+        forward = fit.spend(d, target_fps)
+        path = forward[::-1]  # most spent first
         d = path[_first(path, meets)]
         spent = len(path) - 1 - path.index(d)
+        filled = sum(1 for i in fit.capacity_at if i <= spent)
     return d, {
         "target_fps": target_fps,
         "start": design.to_dict(cs.net, cs.space)["units"],
@@ -237,5 +298,6 @@ def fit_to_target(cs, design: Design, target_fps: float, rounds: int = 3) -> tup
         "meets_target": meets(d),
         "close_rounds": closed,
         "spend_steps": spent,
+        "capacity_steps": filled,
         "exact_evaluations": len(exact),
     }

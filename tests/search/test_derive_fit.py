@@ -1,18 +1,20 @@
-"""Derivation: the derived network computes what the supernet evaluated, retraining is seeded, and
-the widths fitted to a target FPS meet it exactly."""
+"""Derivation: the derived network computes what the supernet evaluated, retraining is seeded, the
+design fitted to a target FPS meets it exactly (closing a deficit with a step sized to it, spending
+slack on widths, then capacity), and target-meeting candidates are ranked after training."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from codax.search.config import load_config
-from codax.search.cosearch import CoSearch
+from codax.search.cosearch import CoSearch, _not_worse, _se
 from codax.search.derive import derived_module
 from codax.search.finalize import train_from_scratch
-from codax.search.refine import fit_to_target
+from codax.search.refine import TargetFit, fit_to_target
 
 
 def _design(cs, bits, op: str = "ir_k3_e1"):
@@ -86,3 +88,84 @@ def test_derive_without_target_is_the_argmax(tiny):
     cs = CoSearch(load_config(tiny))
     d, fit = cs.derive()
     assert fit is None and d == cs.design()
+
+
+def test_close_takes_the_smallest_sufficient_last_step(tiny):
+    """A small deficit is closed by the change that saves the fewest cycles among those that reach
+    the target and that the supernet does not find worse than the most accurate of them."""
+    cs = CoSearch(load_config(tiny))
+    d = _design(cs, (8, 8), "ir_k5_e3")
+    fit = TargetFit(cs, d)
+    target = 1.02 * fit.fps(d)
+    path = fit.close(d, target)
+    assert len(path) == 2 and fit.fps(path[-1]) >= target
+    c0 = fit.relaxed_cycles(d)
+    closers = [m for m in fit.op_moves(d) + fit.width_moves(d, up=False) if fit.fps(m) >= target]
+    top = max(closers, key=lambda m: (fit.acc(m), fit.relaxed_cycles(m)))
+    fair = [m for m in closers if fit.not_worse(m, top)]
+    assert path[-1] in fair
+    saved = c0 - fit.relaxed_cycles(path[-1])
+    assert saved == min(c0 - fit.relaxed_cycles(m) for m in fair)
+
+
+def test_spend_fills_slack_with_capacity(tiny):
+    """Widths already at the top: three quarters of the throughput as slack, once the ops the
+    supernet finds more accurate are taken, buy larger ops (more MACs) that it does not find worse;
+    the fitted design still meets the target exactly."""
+    cs = CoSearch(load_config(tiny))
+    d = _design(cs, (8, 8), "ir_k3_e1")
+    fps = cs.exact(d)["exact_fps"]
+    got, log = fit_to_target(cs, d, 0.25 * fps)
+    assert log["meets_target"] and cs.exact(got)["exact_fps"] >= 0.25 * fps
+    fit = TargetFit(cs, d)
+    assert log["capacity_steps"] >= 1
+    assert fit.macs(got) > fit.macs(d)
+    assert cs.exact(got)["exact_fps"] < fps
+
+
+def test_capacity_steps_are_not_worse_and_change_the_function(tiny):
+    cs = CoSearch(load_config(tiny))
+    d = _design(cs, (8, 8), "ir_k3_e1")
+    fit = TargetFit(cs, d)
+    path = fit.spend(d, 0.3 * fit.fps(d))
+    ref = path[fit.capacity_at[0] - 1] if fit.capacity_at else d
+    for i in fit.capacity_at:
+        m, prev = path[i], path[i - 1]
+        assert fit.macs(m) > fit.macs(prev)
+        assert fit.not_worse(m, ref) and not fit.same_function(m, prev)
+        assert fit.fps(m) >= 0.3 * fit.fps(d)
+    assert fit.same_function(d, d)
+
+
+def test_not_worse_is_one_standard_error_of_the_paired_difference():
+    assert _not_worse([0.90, 0.91, 0.92], [0.90, 0.91, 0.92])
+    assert not _not_worse([0.90, 0.90, 0.90], [0.92, 0.93, 0.92]), "consistently 2 points below"
+    assert _not_worse([0.90, 0.95, 0.88], [0.91, 0.93, 0.90]), "within the noise"
+    assert abs(_se([1.0, 3.0]) - 1.0) < 1e-12
+
+
+def test_derive_ranks_target_meeting_candidates_by_trained_accuracy(tiny):
+    tiny["search"].update(target_fps=1.0, derive_train_seeds=2, derive_train_epochs=1)
+    cs = CoSearch(load_config(tiny))
+    for _ in range(3):
+        cs.run_epoch(progress=False)
+    d, log = cs.derive()
+    cands = log["candidates"]
+    assert all(c["meets_target"] for c in cands), "every design beats 1 FPS"
+    if len(cands) > 1:
+        assert log["rank"] == "trained"
+        assert all(c["trained_val_acc"] is not None for c in cands)
+    chosen = [c for c in cands if c["design"] == log["design"]]
+    assert chosen, "the chosen design is one of the logged candidates"
+    assert log["exact_fps"] == cs.exact(d)["exact_fps"]
+
+
+def test_derive_rank_is_validated(tiny):
+    from codax.errors import ConfigError
+
+    tiny["search"]["derive_rank"] = "brief"
+    with pytest.raises(ConfigError, match="derive_rank"):
+        load_config(tiny)
+    tiny["search"].update(derive_rank="trained", derive_train_epochs=0)
+    with pytest.raises(ConfigError, match="derive_train_epochs"):
+        load_config(tiny)
