@@ -8,16 +8,22 @@ from codax.ir import Accelerator, Mapping, conv2d, dense
 from .accels import one_level, psum_register, split_buffers, two_level
 
 
-def test_dense_layer_two_orders():
-    # y[k] = sum_c W[k,c] x[c], K=4, C=6 on a 2x3 array (K rows, C cols), DRAM loops K2 C2.
+def dense_k2c2(dram_bw: float, double_buffer: dict | None = None):
+    """y[k] = sum_c W[k,c] x[c], K=4, C=6 on a 2x3 array (K rows, C cols), DRAM loops K2 C2."""
     layer = dense("fc", c_in=6, c_out=4)
-    acc = one_level(2, 3, ["K"], ["C"], dram_bw=4.0)
+    acc = one_level(2, 3, ["K"], ["C"], dram_bw=dram_bw)
     m = Mapping(
         "fc",
         spatial={"rows": ("K", 2), "cols": ("C", 3)},
         tiles={"DRAM": {"K": 2, "C": 2}},
         order={"DRAM": ["K", "C"]},
+        double_buffer=double_buffer or {},
     )
+    return layer, acc, m
+
+
+def test_dense_layer_two_orders():
+    layer, acc, m = dense_k2c2(dram_bw=4.0)
     c = evaluate(layer, acc, m)
     # K outer, C inner: W all 24 words once; I reloaded per K tile (2 x 6 = 12); O stays while C
     # iterates innermost (4 words, no partial-sum round trips).
@@ -154,15 +160,7 @@ def test_streamed_weights_overlap_their_fill_with_compute():
     # The dense layer above, double-buffered, with a 16 B/cycle DRAM port (compute-bound): before
     # compute the port loads the first W tile (2x3 words = 6 B) and I tile (3 B): 9/16 cycles; after
     # it, the last O tile (2 B): 2/16. The rest of the 40 B (1.8125 cycles) overlaps 4 compute steps.
-    layer = dense("fc", c_in=6, c_out=4)
-    acc = one_level(2, 3, ["K"], ["C"], dram_bw=16.0)
-    m = Mapping(
-        "fc",
-        spatial={"rows": ("K", 2), "cols": ("C", 3)},
-        tiles={"DRAM": {"K": 2, "C": 2}},
-        order={"DRAM": ["K", "C"]},
-        double_buffer={"BUF": True},
-    )
+    layer, acc, m = dense_k2c2(dram_bw=16.0, double_buffer={"BUF": True})
     c = evaluate(layer, acc, m)
     assert c.cycles == 4 + 9 / 16 + 2 / 16
     # Streamed weights: only the I tile is loaded before compute; the W tile's 6 B join the
