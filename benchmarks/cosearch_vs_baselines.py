@@ -92,9 +92,10 @@ def final_accuracy(
     0.28 points, and the ordering of designs flips between `val` and `test`); the folds test every
     one of the 1,797 images. Returns the mean and its standard error over the folds x seeds runs,
     each run's accuracy, and [seeds, images]: whether each image was classified correctly."""
-    accs, correct = [], torch.zeros(seeds, sum(len(f.test[1]) for f in cv_folds(cs.data, folds)))
+    splits = cv_folds(cs.data, folds)
+    accs, correct = [], torch.zeros(seeds, sum(len(f.test[1]) for f in splits))
     at = 0
-    for f in cv_folds(cs.data, folds):
+    for f in splits:
         x, y = f.test
         for s in range(seeds):
             m = train_from_scratch(cs.net, d, f, epochs, 0.05, 64, True, cs.seed + 1000 + s)

@@ -230,7 +230,7 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
 
     # --- transfers at every boundary (operand X into level h) --------------------------------------
     # per level, the terms of its reads, writes, port traffic, fill and drain (bits), summed at the end
-    terms = {k: [[] for _ in range(L)] for k in ("reads", "writes", "port", "fill", "drain", "streamed")}
+    terms = {k: [[] for _ in range(L)] for k in ("reads", "writes", "port", "fill", "drain")}
     fed = [[] for _ in range(L)]  # the children each level feeds
     # per per-PE level: bits written into it (fills, partial-sum reloads) and the time its parents'
     # ports spend on those transfers
@@ -288,9 +288,9 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
                 terms["reads"][parent].append(parent_words * bits)
                 terms["writes"][h].append(child_words * bits)
                 moved_bits, into = words * bits, child_words * bits
-                terms["fill"][parent].append(agg_words[h, xi] * bits)
-                if X == "W":  # streamed weights: the first tile overlaps compute too
-                    terms["streamed"][parent].append(agg_words[h, xi] * bits * x.w_stream)
+                # streamed weights: the first tile overlaps compute with the rest of their traffic
+                first = agg_words[h, xi] * bits * (1.0 - x.w_stream) if X == "W" else agg_words[h, xi] * bits
+                terms["fill"][parent].append(first)
             terms["port"][parent].append(moved_bits)
             if h > sl:
                 pe_fills[h][0].append(into)
@@ -318,8 +318,7 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
         return torch.stack(cols)
 
     reads, writes, port = per_level("reads"), per_level("writes"), per_level("port")
-    fill = per_level("fill") - per_level("streamed")
-    drain = per_level("drain")
+    fill, drain = per_level("fill"), per_level("drain")
     # a port overlaps its traffic with compute only when every child it feeds is double-buffered
     not_db = torch.stack([sum((1.0 - db[h] for h in fed[lv]), zeros) for lv in range(L)])
 

@@ -174,24 +174,30 @@ class TargetFit:
             path += self._spend_widths(best, target)
         return path
 
+    @staticmethod
+    def _walk(d: Design, step) -> list[Design]:
+        """The greedy path from `d`: step(design) gives the next design, or None to stop."""
+        path = []
+        while (d := step(d)) is not None:
+            path.append(d)
+        return path
+
     def _prune(self, d: Design) -> list[Design]:
         """Op changes that save cycles at no loss of supernet accuracy, most cycles first."""
-        path = []
-        while True:
+
+        def step(d: Design) -> Design | None:
             c0, a0 = self.relaxed_cycles(d), self.acc(d)
             best, most = None, 0.0
             for m in self.op_moves(d):
                 saved = c0 - self.relaxed_cycles(m)
                 if saved > most and self.acc(m) >= a0:
                     best, most = m, saved
-            if best is None:
-                return path
-            d = best
-            path.append(d)
+            return best
+
+        return self._walk(d, step)
 
     def _spend_widths(self, d: Design, target: float) -> list[Design]:
-        path = []
-        while True:
+        def step(d: Design) -> Design | None:
             c0, n0 = self.relaxed_cycles(d), self.noise(d)
             best, score = None, -1.0
             for m in self.width_moves(d, up=True):
@@ -200,10 +206,9 @@ class TargetFit:
                 s = (n0 - self.noise(m)) / max(self.relaxed_cycles(m) - c0, 1e-9)
                 if s > score:
                     best, score = m, s
-            if best is None:
-                return path
-            d = best
-            path.append(d)
+            return best
+
+        return self._walk(d, step)
 
     def close(self, d: Design, target: float) -> list[Design]:
         """Ops changed / widths lowered one at a time until the calibrated FPS reaches the target
