@@ -105,6 +105,10 @@ DEFAULTS: dict[str, Any] = {
         "lambda_step": 1.05,
         "target_band": 0.1,  # lambda holds while FPS is within [target, target * (1 + band)]
         "fit_target": True,  # derive: fit the argmax design's ops and widths to target_fps (refine.py)
+        # derive: widths while spending slack (refine.py). supernet: a wider layer competes with op
+        # changes on supernet `val` accuracy gained per cycle; searched: the search's argmax widths
+        # stay; noise: raised first, by the quantisation-noise prior (4^-b per tensor) per cycle
+        "spend_widths": "supernet",
         "derive_candidates": 4,  # derive: argmax designs of this many last epochs are fitted and ranked
         # derive: how the fitted candidates that meet the target are ranked. trained: each trained from
         # scratch on `train` with the retrain recipe for derive_train_epochs (null: retrain.epochs),
@@ -188,6 +192,10 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"config: search.op_sampling {s['op_sampling']!r} must be 'hard' or 'soft'")
     if s["cost"] not in ("analytic", "surrogate"):
         raise ConfigError(f"config: search.cost {s['cost']!r} must be 'analytic' or 'surrogate'")
+    if s["spend_widths"] not in ("supernet", "searched", "noise"):
+        raise ConfigError(
+            f"config: search.spend_widths {s['spend_widths']!r} must be 'supernet', 'searched' or 'noise'"
+        )
     if s["derive_rank"] not in ("trained", "supernet"):
         raise ConfigError(f"config: search.derive_rank {s['derive_rank']!r} must be 'trained' or 'supernet'")
     if s["derive_train_epochs"] is not None and (

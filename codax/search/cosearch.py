@@ -35,6 +35,7 @@ from codax.search.objective import HardwareObjective, HwEstimate, budget_of
 from codax.search.space import build_accel_space, build_accelerator, build_network_space
 from codax.search.supernet import Supernet
 
+PREFIX_CACHE_ENTRIES = 512  # unit outputs kept by supernet_logits' prefix cache (tens of MB on digits)
 DERIVE_SEED = 10_000  # first training seed of the derivation's ranking (disjoint from 0, 1, ...)
 
 
@@ -355,20 +356,37 @@ class CoSearch:
         correctly (bool [N]; paired comparisons of two designs on the same images)."""
         return self.supernet_logits(d, split).argmax(1) == getattr(self.data, split)[1]
 
-    def supernet_logits(self, d: Design, split: str = "val") -> torch.Tensor:
+    def supernet_logits(
+        self, d: Design, split: str = "val", prefix_cache: dict | None = None
+    ) -> torch.Tensor:
         """Design `d`'s network inside the supernet, at its widths (batch statistics): logits on
-        `split` (CPU)."""
+        `split` (CPU).
+
+        `prefix_cache` (a dict the caller owns, valid while the supernet's weights do not change):
+        each unit's output on `split` is kept under the ops and widths of the units up to it, so a
+        design that differs from an earlier one from unit u on (a refine move) runs units u.. only.
+        With batch statistics a unit's output depends on the whole batch but on nothing after it,
+        so the logits are the same as a full forward's."""
         x, y = getattr(self.data, split)
         U, O = self.arch.alpha.shape
         bi = {b: i for i, b in enumerate(self.bits)}
         nb = len(self.bits)
-        op = F.one_hot(torch.tensor(d.ops), O).float()
-        bw = F.one_hot(torch.tensor([bi[b[0]] for b in d.bits]), nb).float()
-        ba = F.one_hot(torch.tensor([bi[b[1]] for b in d.bits]), nb).float()
         dev = self.device
+        op = F.one_hot(torch.tensor(d.ops), O).float().to(dev)
+        bw = F.one_hot(torch.tensor([bi[b[0]] for b in d.bits]), nb).float().to(dev)
+        ba = F.one_hot(torch.tensor([bi[b[1]] for b in d.bits]), nb).float().to(dev)
+        if prefix_cache is None:
+            with batch_stats(self.supernet):
+                return self.supernet(x.to(dev), op, bw, ba).cpu()
+        keys = [(split, tuple(zip(d.ops[: u + 1], map(tuple, d.bits[: u + 1])))) for u in range(U)]
+        start = next((u + 1 for u in reversed(range(U)) if keys[u] in prefix_cache), 0)
+        h = prefix_cache[keys[start - 1]] if start else x.to(dev)
+        if len(prefix_cache) + U - start > PREFIX_CACHE_ENTRIES:
+            prefix_cache.clear()  # bounded memory: a few hundred activations of `split`
         with batch_stats(self.supernet):
-            out = self.supernet(x.to(dev), op.to(dev), bw.to(dev), ba.to(dev))
-        return out.cpu()
+            for u in range(start, U):
+                h = prefix_cache[keys[u]] = self.supernet(h, op, bw, ba, units=range(u, u + 1))
+        return h.cpu()
 
     def run_epoch(self, progress: bool = True) -> dict:
         from tqdm import tqdm

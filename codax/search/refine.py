@@ -14,19 +14,23 @@ cost model:
 - ops that cost cycles without buying supernet accuracy are dropped first (free speed: e.g. a 5x5
   depthwise kernel on a 2x2 map, whose ring only ever sees padding, computes exactly what the
   shared 3x3 centre computes, but the accelerator still runs its 25 taps);
-- slack is spent on widths first, the knob with the clearest trade (the quantisation noise of a
-  b-bit tensor scales as 4^-b, its traffic as b: each step raises the width that removes the most
-  noise per cycle added), then on ops: the op change that gains the most supernet accuracy (at
-  least one more correct `val` image) per cycle added, widths again after each, while the target
-  holds;
+- slack is spent on measured accuracy: each step takes the op change or one-step wider layer
+  (`search.spend_widths: supernet`, the default) that gains the most supernet accuracy (at least
+  one more correct `val` image) per cycle added, while the target holds. A width is raised on the
+  same evidence as an op, not by a prior: on digits (benchmarks/cosearch_vs_baselines.py) the
+  same five blocks retrained at searched 4-6-bit widths were at least as accurate as at 6-8 bits,
+  so slack a quantisation-noise prior spent on widths bought no accuracy. `searched` keeps the
+  search's argmax widths (a closing step may still lower them); `noise` restores the prior: widths
+  raised first, each step the width that removes the most quantisation noise (4^-b for a b-bit
+  tensor; its traffic scales as b) per cycle added, and again after each op step;
 - slack still left is spent on capacity: the op change that adds the most MACs while the target
   holds, computes a different function (not e.g. a 5x5 kernel whose ring only sees padding) and
   that the supernet does not find worse than the design the width / op steps reached (paired on
   the same `val` images: images lost minus images gained at most one standard error of that
-  difference, sqrt(lost + gained)), widths again after each. The supernet's accuracy of a single
-  network is a weak, noisy estimate (about 0.9 on `val` where the retrained network reaches about
-  0.98), it cannot tell such ops apart, and a network retrained from scratch tends to gain from
-  capacity: throughput the target does not need is not left unused.
+  difference, sqrt(lost + gained)); with `noise`, widths again after each. The supernet's
+  accuracy of a single network is a weak, noisy estimate (about 0.9 on `val` where the retrained
+  network reaches about 0.98), it cannot tell such ops apart, and a network retrained from scratch
+  tends to gain from capacity: throughput the target does not need is not left unused.
 
 Moves are priced with the relaxed cost of the one-hot design (a contraction of cached tables),
 rescaled to agree with the exact model at the latest exactly evaluated design; the resulting paths
@@ -57,7 +61,9 @@ class TargetFit:
         self.cs = cs
         self.widths = sorted(cs.bits) if cs.cfg["bits"]["search"] else [max(cs.bits)]
         self.one_image = 1.0 / len(cs.data.val[1])
-        self._acc: dict[tuple, float] = {}
+        self.spend_widths = cs.cfg["search"]["spend_widths"]
+        self._acc: dict[tuple, torch.Tensor] = {}
+        self._prefix: dict = {}  # supernet unit outputs by design prefix (weights frozen while fitting)
         self.calibrate(design)
 
     def units(self, d: Design) -> list[int]:
@@ -72,7 +78,7 @@ class TargetFit:
         """The design's supernet logits on `val` (cached)."""
         k = _key(d)
         if k not in self._acc:
-            self._acc[k] = self.cs.supernet_logits(d)
+            self._acc[k] = self.cs.supernet_logits(d, prefix_cache=self._prefix)
         return self._acc[k]
 
     def correct(self, d: Design):
@@ -137,16 +143,18 @@ class TargetFit:
     def noise(self, d: Design) -> float:
         return sum(_noise(d.bits[u]) for u in self.units(d))
 
-    def spend(self, d: Design, target: float, op_rounds: int = 6, fill_rounds: int = 6) -> list[Design]:
-        """Widths, then ops, then capacity, raised one step at a time while the calibrated FPS stays
-        >= target: the path (`self.capacity_at`: the indices of its capacity steps)."""
+    def spend(self, d: Design, target: float, op_rounds: int = 12, fill_rounds: int = 6) -> list[Design]:
+        """Ops and widths that gain supernet accuracy, then capacity, one step at a time while the
+        calibrated FPS stays >= target (`spend_widths`: see the module doc): the path
+        (`self.capacity_at`: the indices of its capacity steps)."""
         path = [d] + self._prune(d)
         for _ in range(op_rounds + 1):
             path += self._spend_widths(path[-1], target)
             d = path[-1]
             c0, a0 = self.relaxed_cycles(d), self.acc(d)
             best, score = None, 0.0
-            for m in self.op_moves(d):
+            wider = self.width_moves(d, up=True) if self.spend_widths == "supernet" else []
+            for m in self.op_moves(d) + wider:
                 gain = self.acc(m) - a0
                 if gain < self.one_image - 1e-9 or self.fps(m) < target:
                     continue
@@ -197,6 +205,9 @@ class TargetFit:
         return self._walk(d, step)
 
     def _spend_widths(self, d: Design, target: float) -> list[Design]:
+        if self.spend_widths != "noise":
+            return []
+
         def step(d: Design) -> Design | None:
             c0, n0 = self.relaxed_cycles(d), self.noise(d)
             best, score = None, -1.0

@@ -220,10 +220,17 @@ class Supernet(nn.Module):
         return m.shared.extract(m.op) if isinstance(m, _SharedOp) else m
 
     def forward(
-        self, x: torch.Tensor, op_w: torch.Tensor, bit_w: torch.Tensor | None, bit_a: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        op_w: torch.Tensor,
+        bit_w: torch.Tensor | None,
+        bit_a: torch.Tensor | None,
+        units: range | None = None,
     ) -> torch.Tensor:
-        """op_w [U, max_ops]; bit_w / bit_a [U, n_bits] (None: float)."""
-        for u, (unit, ops) in enumerate(zip(self.space.units, self.units)):
+        """op_w [U, max_ops]; bit_w / bit_a [U, n_bits] (None: float). `units`: run only these
+        consecutive units, `x` being the first one's input (a cached prefix's output reused)."""
+        for u in range(len(self.units)) if units is None else units:
+            unit, ops = self.space.units[u], self.units[u]
             qw = None if bit_w is None else bit_w[u]
             qa = None if bit_a is None else bit_a[u]
             ch = None if bit_w is None else self.choices

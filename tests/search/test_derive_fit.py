@@ -1,6 +1,6 @@
 """Derivation: the derived network computes what the supernet evaluated, retraining is seeded, the
 design fitted to a target FPS meets it exactly (closing a deficit with a step sized to it, spending
-slack on widths, then capacity), and target-meeting candidates are ranked after training."""
+slack on measured supernet gains, then capacity), and target-meeting candidates are ranked after training."""
 
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ def test_fit_closes_a_deficit(tiny):
     assert log["exact_fps"] == cs.exact(got)["exact_fps"]
 
 
-def test_fit_spends_slack_on_widths(tiny):
+def test_fit_spends_slack_on_widths_with_the_noise_prior(tiny):
+    tiny["search"]["spend_widths"] = "noise"
     cs = CoSearch(load_config(tiny))
     d = _design(cs, (4, 4))
     fps = cs.exact(d)["exact_fps"]
@@ -82,6 +83,41 @@ def test_fit_spends_slack_on_widths(tiny):
     assert all(g[0] >= s[0] and g[1] >= s[1] for g, s in zip(got.bits, d.bits))
     assert got.bits != d.bits, "20% slack buys at least one wider layer"
     assert log["spend_steps"] >= 1
+
+
+def test_fit_keeps_the_searched_widths_when_asked(tiny):
+    """spend_widths: searched -- the same 20% slack that buys wider layers under the noise prior
+    goes to ops and capacity, and no width rises above where the search put it."""
+    tiny["search"]["spend_widths"] = "searched"
+    cs = CoSearch(load_config(tiny))
+    d = _design(cs, (4, 4))
+    got, log = fit_to_target(cs, d, 0.8 * cs.exact(d)["exact_fps"])
+    assert log["meets_target"]
+    assert all(g[0] <= s[0] and g[1] <= s[1] for g, s in zip(got.bits, d.bits))
+    fit = TargetFit(cs, d)
+    assert fit.width_moves(d, up=True), "wider layers exist: keeping the widths is a choice"
+    assert all(m.bits == d.bits for m in fit.spend(d, 0.8 * fit.fps(d)))
+
+
+def test_spend_raises_widths_on_supernet_evidence_by_default(tiny):
+    """spend_widths: supernet -- every step of the spend before capacity gains at least one more
+    correct `val` image inside the supernet, whether it widens a layer or changes an op, and keeps
+    the target."""
+    cs = CoSearch(load_config(tiny))
+    assert cs.cfg["search"]["spend_widths"] == "supernet"
+    d = _design(cs, (4, 4))
+    fit = TargetFit(cs, d)
+    target = 0.5 * fit.fps(d)
+    path = fit.spend(d, target)
+    pruned = len(fit._prune(d))
+    end = fit.capacity_at[0] if fit.capacity_at else len(path)
+    steps = list(zip(path[pruned:end], path[pruned + 1 : end]))
+    assert steps, "half the throughput as slack buys at least one measured gain"
+    for prev, m in steps:
+        assert fit.acc(m) - fit.acc(prev) >= fit.one_image - 1e-9
+        assert fit.fps(m) >= target
+    wider = [(p, m) for p, m in steps if m.bits != p.bits]
+    assert all(m.ops == p.ops for p, m in wider), "a step changes widths or ops, not both"
 
 
 def test_derive_without_target_is_the_argmax(tiny):
@@ -168,4 +204,7 @@ def test_derive_rank_is_validated(tiny):
         load_config(tiny)
     tiny["search"].update(derive_rank="trained", derive_train_epochs=0)
     with pytest.raises(ConfigError, match="derive_train_epochs"):
+        load_config(tiny)
+    tiny["search"].update(derive_train_epochs=None, spend_widths="prior")
+    with pytest.raises(ConfigError, match="spend_widths.*'supernet', 'searched' or 'noise'"):
         load_config(tiny)

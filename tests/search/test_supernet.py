@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from codax.search.config import load_config
@@ -54,3 +56,38 @@ def test_private_weights_option(tiny):
     ops = _ops(cs, u)
     a, b = cs.supernet.op_module(u, ops["ir_k3_e1"]), cs.supernet.op_module(u, ops["ir_k5_e1"])
     assert a.dw.weight.data_ptr() != b.dw.weight.data_ptr()
+
+
+def test_prefix_cached_logits_equal_a_full_forward(tiny):
+    """Designs that share their first units reuse those units' outputs from the cache; every
+    design's logits are exactly a full forward's, and a shared prefix is not recomputed."""
+    cs = CoSearch(load_config(tiny))
+    d = cs.design()
+    units = [u for u, unit in enumerate(cs.net.units) if unit.searchable]
+    last = units[-1]
+    moves = [
+        replace(
+            d, ops=[(o + 1) % len(cs.net.units[last].ops) if u == last else o for u, o in enumerate(d.ops)]
+        )
+    ]
+    moves.append(replace(d, bits=[(4, 4) if u == units[0] else b for u, b in enumerate(d.bits)]))
+    cache: dict = {}
+    for m in [d, *moves, d]:
+        torch.testing.assert_close(
+            cs.supernet_logits(m, prefix_cache=cache), cs.supernet_logits(m), rtol=0, atol=0
+        )
+    calls = []
+    hook = cs.supernet.register_forward_pre_hook(
+        lambda mod, args, kw: calls.append(kw["units"]), with_kwargs=True
+    )
+    try:
+        cs.supernet_logits(replace(d, ops=list(moves[0].ops), bits=list(d.bits)), prefix_cache=cache)
+        cs.supernet_logits(
+            replace(moves[0], bits=[(6, 6) if u == last else b for u, b in enumerate(d.bits)]),
+            prefix_cache=cache,
+        )
+    finally:
+        hook.remove()
+    # a cached design runs nothing; a change at the last searchable unit runs the units from it on
+    assert calls == [range(u, u + 1) for u in range(last, len(cs.net.units))]
+    assert len(calls) < len(cs.net.units)
