@@ -146,13 +146,8 @@ def median_ratio(runs: list[dict]) -> dict:
     did not reach counts as slower than every run that did; when the median falls on such a run the
     median is a lower bound (the budget's ratio)."""
     order = sorted(runs, key=lambda r: (r["ratio_is_lower_bound"], r["ratio"]))
-    mid = order[(len(order) - 1) // 2] if len(order) % 2 else order[len(order) // 2 - 1 : len(order) // 2 + 1]
-    if isinstance(mid, dict):
-        return {"ratio": mid["ratio"], "ratio_is_lower_bound": mid["ratio_is_lower_bound"]}
-    return {
-        "ratio": (mid[0]["ratio"] + mid[1]["ratio"]) / 2,
-        "ratio_is_lower_bound": mid[1]["ratio_is_lower_bound"],
-    }
+    lo, hi = order[(len(order) - 1) // 2], order[len(order) // 2]  # the same run when the count is odd
+    return {"ratio": (lo["ratio"] + hi["ratio"]) / 2, "ratio_is_lower_bound": hi["ratio_is_lower_bound"]}
 
 
 def widths(cs: CoSearch, d) -> list[str]:

@@ -62,7 +62,7 @@ class TargetFit:
         self.widths = sorted(cs.bits) if cs.cfg["bits"]["search"] else [max(cs.bits)]
         self.one_image = 1.0 / len(cs.data.val[1])
         self.spend_widths = cs.cfg["search"]["spend_widths"]
-        self._acc: dict[tuple, torch.Tensor] = {}
+        self._logits: dict[tuple, torch.Tensor] = {}
         self._prefix: dict = {}  # supernet unit outputs by design prefix (weights frozen while fitting)
         self.calibrate(design)
 
@@ -77,9 +77,9 @@ class TargetFit:
     def logits(self, d: Design):
         """The design's supernet logits on `val` (cached)."""
         k = _key(d)
-        if k not in self._acc:
-            self._acc[k] = self.cs.supernet_logits(d, prefix_cache=self._prefix)
-        return self._acc[k]
+        if k not in self._logits:
+            self._logits[k] = self.cs.supernet_logits(d, prefix_cache=self._prefix)
+        return self._logits[k]
 
     def correct(self, d: Design):
         """Per `val` image: classified correctly by the design inside the supernet."""

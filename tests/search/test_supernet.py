@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 
 from codax.search.config import load_config
-from codax.search.cosearch import CoSearch
+from codax.search.cosearch import CoSearch, batch_stats
 
 
 def _ops(cs, u):
@@ -71,11 +72,19 @@ def test_prefix_cached_logits_equal_a_full_forward(tiny):
         )
     ]
     moves.append(replace(d, bits=[(4, 4) if u == units[0] else b for u, b in enumerate(d.bits)]))
+    bi = {b: i for i, b in enumerate(cs.bits)}
+
+    def full_forward(m):
+        """One call over every unit, batch statistics: what the cache must reproduce."""
+        onehot = lambda idx, n: F.one_hot(torch.tensor(idx), n).float()  # noqa: E731
+        bw = onehot([bi[b[0]] for b in m.bits], len(cs.bits))
+        ba = onehot([bi[b[1]] for b in m.bits], len(cs.bits))
+        with batch_stats(cs.supernet):
+            return cs.supernet(cs.data.val[0], onehot(m.ops, cs.arch.alpha.shape[1]), bw, ba)
+
     cache: dict = {}
     for m in [d, *moves, d]:
-        torch.testing.assert_close(
-            cs.supernet_logits(m, prefix_cache=cache), cs.supernet_logits(m), rtol=0, atol=0
-        )
+        torch.testing.assert_close(cs.supernet_logits(m, prefix_cache=cache), full_forward(m), rtol=0, atol=0)
     calls = []
     hook = cs.supernet.register_forward_pre_hook(
         lambda mod, args, kw: calls.append(kw["units"]), with_kwargs=True
