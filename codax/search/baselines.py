@@ -17,6 +17,24 @@ from codax.search.finalize import accuracy, train_from_scratch
 from codax.search.hwcost import LayerTable, configs_costs
 
 
+def derive_by_training(cs, speed) -> tuple[Design, list[dict]]:
+    """A baseline's derivation at the co-search's budget: its argmax designs of the last
+    `search.derive_candidates` epochs (CoSearch.argmax_candidates), each trained from scratch with
+    the same seeds and recipe the co-search ranks its candidates with (CoSearch.trained_val_accs),
+    picked by the same one-standard-error rule with `speed(design)` (higher is better) as the
+    parsimony. Returns the pick and one log row per candidate."""
+    from codax.search.cosearch import one_se_pick
+
+    designs = [d for _, d in cs.argmax_candidates()]
+    accs = [cs.trained_val_accs(d) for d in designs] if len(designs) > 1 else [[0.0]]
+    i = one_se_pick(range(len(designs)), accs.__getitem__, lambda i: speed(designs[i]))
+    log = [
+        {"speed": speed(d), "trained_val_acc": sum(a) / len(a), "chosen": j == i}
+        for j, (d, a) in enumerate(zip(designs, accs))
+    ]
+    return designs[i], log
+
+
 def best_accelerator_for(cs, d: Design, chunk: int = 64) -> Design:
     """Stage 2 of the two-stage baseline: the fastest feasible accelerator point for the design's
     network, exhaustively (each layer at its best mapping template, in cost_core batches)."""

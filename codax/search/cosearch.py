@@ -179,24 +179,18 @@ class CoSearch:
         training -- each candidate trained from scratch on `train` with the retrain recipe for
         `derive_train_epochs` (default: `retrain.epochs`, what the result will get), accuracy on
         `val`, over `derive_train_seeds` seeds (DERIVE_SEED, DERIVE_SEED + 1, ..., the same for every
-        candidate), only when more than one candidate meets the target -- and among the candidates
-        whose accuracy is not significantly below the best one (paired by seed: the mean difference
-        at most its standard error) takes the largest network (MACs; then the accuracy, then FPS):
-        the refine's rule, capacity unless the evidence says it costs accuracy. `supernet`: the
-        highest supernet `val` accuracy, ties: the faster."""
+        candidate), only when more than one candidate meets the target -- and picks by the
+        one-standard-error rule (one_se_pick): among the candidates whose accuracy is not
+        significantly below the best one (paired by seed), the fastest. `supernet`: the highest
+        supernet `val` accuracy, ties: the faster."""
         d = self.design()
         s = self.cfg["search"]
         if not s["target_fps"] or not s["fit_target"]:
             return d, None
         from codax.search.refine import fit_to_target
 
-        cands = {_design_key(d): ("final", d)}
-        for h in self.history[-int(s["derive_candidates"]) :]:
-            if h["arch_steps"]:
-                c = _design_of(h["design_index"], d.maps)
-                cands.setdefault(_design_key(c), (h["epoch"], c))
         tried, fitted_keys = [], set()
-        for epoch, c in cands.values():
+        for epoch, c in self.argmax_candidates():
             fitted, log = fit_to_target(self, c, float(s["target_fps"]))
             key = self._network_key(fitted)
             if key in fitted_keys:
@@ -206,20 +200,14 @@ class CoSearch:
         ok = [t for t in tried if t["log"]["meets_target"]]
         t0, ranked = time.perf_counter(), len(ok) > 1
         if s["derive_rank"] == "trained" and ranked:
-            from codax.search.baselines import brief_accuracy
-
-            seeds = range(DERIVE_SEED, DERIVE_SEED + int(s["derive_train_seeds"]))
-            ep = int(s["derive_train_epochs"] or self.cfg["retrain"]["epochs"])
             for t in ok:
-                t["accs"] = [brief_accuracy(self, t["design"], ep, i) for i in seeds]
+                t["accs"] = self.trained_val_accs(t["design"])
                 t["trained"] = sum(t["accs"]) / len(t["accs"])
-            top = max(ok, key=lambda t: t["trained"])
-            ok = [t for t in ok if _not_worse(t["accs"], top["accs"])]
-            # among those the accuracy cannot tell from the best: the largest network, then accuracy
-            score = lambda t: (self.exact(t["design"])["macs"], t["trained"], t["log"]["exact_fps"])  # noqa: E731
+            best = one_se_pick(ok, lambda t: t["accs"], lambda t: t["log"]["exact_fps"])
+        elif ok:
+            best = max(ok, key=lambda t: (t["sn"], t["log"]["exact_fps"]))
         else:
-            score = lambda t: (t["sn"], t["log"]["exact_fps"])  # noqa: E731
-        best = max(ok, key=score) if ok else max(tried, key=lambda t: t["log"]["exact_fps"])
+            best = max(tried, key=lambda t: t["log"]["exact_fps"])
         log = dict(best["log"])
         log["from_epoch"] = best["epoch"]
         log["rank"] = s["derive_rank"] if ranked else "single candidate"
@@ -238,6 +226,29 @@ class CoSearch:
             for t in tried
         ]
         return best["design"], log
+
+    def argmax_candidates(self) -> list[tuple]:
+        """(epoch, design) for the final argmax design and the distinct argmax designs of the last
+        `search.derive_candidates` epochs with architecture steps (the epoch is "final" for the
+        first)."""
+        d = self.design()
+        cands = {_design_key(d): ("final", d)}
+        for h in self.history[-int(self.cfg["search"]["derive_candidates"]) :]:
+            if h["arch_steps"]:
+                c = _design_of(h["design_index"], d.maps)
+                cands.setdefault(_design_key(c), (h["epoch"], c))
+        return list(cands.values())
+
+    def trained_val_accs(self, d: Design) -> list[float]:
+        """`val` accuracies of the design's network trained from scratch on `train` with the retrain
+        recipe for `search.derive_train_epochs` epochs, one per seed DERIVE_SEED, DERIVE_SEED + 1, ...
+        (`search.derive_train_seeds` of them, the same for every design: paired evidence)."""
+        from codax.search.baselines import brief_accuracy
+
+        s = self.cfg["search"]
+        ep = int(s["derive_train_epochs"] or self.cfg["retrain"]["epochs"])
+        seeds = range(DERIVE_SEED, DERIVE_SEED + int(s["derive_train_seeds"]))
+        return [brief_accuracy(self, d, ep, i) for i in seeds]
 
     def _network_key(self, d: Design) -> tuple:
         """What the design runs: ops, the widths of units with layers (a skip unit's are moot), accel."""
@@ -504,6 +515,17 @@ def _not_worse(a: list[float], b: list[float]) -> bool:
     """Accuracies `a` not significantly below `b` (paired by seed): mean(b - a) <= its standard error."""
     diff = [y - x for x, y in zip(a, b)]
     return sum(diff) / len(diff) <= _se(diff)
+
+
+def one_se_pick(cands: list, accs, fps):
+    """The one-standard-error rule (Breiman et al. 1984; Hastie et al., ESL 7.10) with throughput as
+    the parsimony: among the candidates whose accuracies (`accs(c)`, paired by seed) are not
+    significantly below the most accurate one's (_not_worse), the fastest (`fps(c)`), then the more
+    accurate. Accuracy differences inside the noise decide nothing; the throughput, exact and
+    deterministic, is the objective the evidence can still separate."""
+    mean = lambda c: sum(accs(c)) / len(accs(c))  # noqa: E731
+    top = max(cands, key=mean)
+    return max((c for c in cands if _not_worse(accs(c), accs(top))), key=lambda c: (fps(c), mean(c)))
 
 
 def _design_key(d: Design) -> tuple:

@@ -47,3 +47,24 @@ def test_reward_reached_stops_sampling(tiny):
     cs = CoSearch(load_config(tiny))
     r = coexploration(cs, "random", 0.0, 0.0, 1e9, 1, max_samples=50)
     assert len(r["samples"]) == 1 and r["seconds_to_reach"] == r["samples"][0]["t"]
+
+
+def test_baseline_derivation_picks_the_fastest_candidate_not_significantly_worse(tiny):
+    from codax.search.baselines import derive_by_training
+    from codax.search.cosearch import _not_worse
+
+    tiny["search"].update(derive_candidates=3, derive_train_seeds=2, derive_train_epochs=1)
+    cs = CoSearch(load_config(tiny))
+    for _ in range(3):
+        cs.run_epoch(progress=False)
+    speed = lambda d: -cs.exact(d)["macs"]  # noqa: E731
+    d, log = derive_by_training(cs, speed)
+    designs = [c for _, c in cs.argmax_candidates()]
+    assert len(log) == len(designs) and sum(c["chosen"] for c in log) == 1
+    assert d in designs and log[designs.index(d)]["chosen"]
+    if len(designs) > 1:
+        accs = [cs.trained_val_accs(c) for c in designs]  # the same seeds: the same accuracies
+        assert [c["trained_val_acc"] for c in log] == [sum(a) / len(a) for a in accs]
+        top = max(accs, key=sum)
+        fair = [c for c, a in zip(designs, accs) if _not_worse(a, top)]
+        assert speed(d) == max(speed(c) for c in fair)

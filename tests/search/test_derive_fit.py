@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from codax.search.config import load_config
-from codax.search.cosearch import CoSearch, _not_worse, _se
+from codax.search.cosearch import CoSearch, _not_worse, _se, one_se_pick
 from codax.search.derive import derived_module
 from codax.search.finalize import train_from_scratch
 from codax.search.refine import TargetFit, fit_to_target
@@ -178,6 +178,18 @@ def test_not_worse_is_one_standard_error_of_the_paired_difference():
     assert not _not_worse([0.90, 0.90, 0.90], [0.92, 0.93, 0.92]), "consistently 2 points below"
     assert _not_worse([0.90, 0.95, 0.88], [0.91, 0.93, 0.90]), "within the noise"
     assert abs(_se([1.0, 3.0]) - 1.0) < 1e-12
+
+
+def test_one_se_pick_takes_the_fastest_candidate_inside_the_noise_of_the_best():
+    pick = lambda cands: one_se_pick(cands, lambda c: c[1], lambda c: c[2])[0]  # noqa: E731
+    best = ("best", [0.97, 0.98, 0.97], 90.0)
+    tied_fast = ("tied, faster", [0.98, 0.96, 0.97], 95.0)
+    worse_fastest = ("2 points below, fastest", [0.95, 0.96, 0.95], 120.0)
+    assert pick([best, tied_fast, worse_fastest]) == "tied, faster"
+    assert pick([best, worse_fastest]) == "best", "a significant loss is not traded for throughput"
+    assert pick([best]) == "best"
+    same_fps = ("tied, same FPS, less accurate", [0.97, 0.97, 0.96], 90.0)
+    assert pick([same_fps, best]) == "best", "at equal FPS the more accurate"
 
 
 def test_derive_ranks_target_meeting_candidates_by_trained_accuracy(tiny):
