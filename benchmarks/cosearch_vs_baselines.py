@@ -356,8 +356,9 @@ def main() -> int:
         )
     for k, r in rows.items():
         for c in r.get("derivation", []):
+            tr = "-" if c["trained_val_acc"] is None else f"{c['trained_val_acc']:.4f}"
             print(
-                f"  {k} derivation candidate: speed {c['speed']:,.0f}, trained val {c['trained_val_acc']:.4f}"
+                f"  {k} derivation candidate: speed {c['speed']:,.0f}, trained val {tr}"
                 + ("  <- chosen" if c["chosen"] else "")
             )
     print(

@@ -221,6 +221,7 @@ class CoSearch:
                 "supernet_val_acc": t["sn"],
                 "trained_val_acc": t.get("trained"),
                 "trained_val_se": _se(t["accs"]) if "accs" in t else None,
+                "trained_val_accs": t.get("accs"),
                 "design": t["log"]["design"],
             }
             for t in tried

@@ -49,22 +49,32 @@ def test_reward_reached_stops_sampling(tiny):
     assert len(r["samples"]) == 1 and r["seconds_to_reach"] == r["samples"][0]["t"]
 
 
-def test_baseline_derivation_picks_the_fastest_candidate_not_significantly_worse(tiny):
+def test_baseline_derivation_picks_the_fastest_candidate_not_significantly_worse(tiny, monkeypatch):
     from codax.search.baselines import derive_by_training
     from codax.search.cosearch import _not_worse
 
-    tiny["search"].update(derive_candidates=3, derive_train_seeds=2, derive_train_epochs=1)
+    tiny["search"].update(derive_train_seeds=2, derive_train_epochs=1)
     cs = CoSearch(load_config(tiny))
-    for _ in range(3):
-        cs.run_epoch(progress=False)
+    cs.run_epoch(progress=False)
+    rng = random.Random(1)
+    designs = [random_design(cs, rng) for _ in range(3)]  # stand-ins for distinct argmax designs
+    monkeypatch.setattr(cs, "argmax_candidates", lambda: list(enumerate(designs)))
     speed = lambda d: -cs.exact(d)["macs"]  # noqa: E731
     d, log = derive_by_training(cs, speed)
-    designs = [c for _, c in cs.argmax_candidates()]
-    assert len(log) == len(designs) and sum(c["chosen"] for c in log) == 1
-    assert d in designs and log[designs.index(d)]["chosen"]
-    if len(designs) > 1:
-        accs = [cs.trained_val_accs(c) for c in designs]  # the same seeds: the same accuracies
-        assert [c["trained_val_acc"] for c in log] == [sum(a) / len(a) for a in accs]
-        top = max(accs, key=sum)
-        fair = [c for c, a in zip(designs, accs) if _not_worse(a, top)]
-        assert speed(d) == max(speed(c) for c in fair)
+    assert len(log) == 3 and sum(c["chosen"] for c in log) == 1
+    assert log[designs.index(d)]["chosen"]
+    accs = [cs.trained_val_accs(c) for c in designs]  # the same seeds: the same accuracies
+    assert [c["trained_val_acc"] for c in log] == [sum(a) / len(a) for a in accs]
+    top = max(accs, key=sum)
+    assert speed(d) == max(speed(c) for c, a in zip(designs, accs) if _not_worse(a, top))
+
+
+def test_baseline_derivation_of_a_single_candidate_trains_nothing(tiny, monkeypatch):
+    from codax.search.baselines import derive_by_training
+
+    cs = CoSearch(load_config(tiny))
+    design = random_design(cs, random.Random(0))
+    monkeypatch.setattr(cs, "argmax_candidates", lambda: [("final", design)])
+    monkeypatch.setattr(cs, "trained_val_accs", lambda d: pytest.fail("trained a lone candidate"))
+    d, log = derive_by_training(cs, lambda d: 1.0)
+    assert d is design and len(log) == 1 and log[0]["chosen"]
