@@ -26,13 +26,14 @@ def derive_by_training(cs, speed) -> tuple[Design, list[dict]]:
     from codax.search.cosearch import one_se_pick
 
     designs = [d for _, d in cs.argmax_candidates()]
+    speeds = [speed(d) for d in designs]
     if len(designs) == 1:  # nothing to rank: no training
-        return designs[0], [{"speed": speed(designs[0]), "trained_val_acc": None, "chosen": True}]
+        return designs[0], [{"speed": speeds[0], "trained_val_acc": None, "chosen": True}]
     accs = [cs.trained_val_accs(d) for d in designs]
-    i = one_se_pick(range(len(designs)), accs.__getitem__, lambda i: speed(designs[i]))
+    i = one_se_pick(range(len(designs)), accs.__getitem__, speeds.__getitem__)
     log = [
-        {"speed": speed(d), "trained_val_acc": sum(a) / len(a), "chosen": j == i}
-        for j, (d, a) in enumerate(zip(designs, accs))
+        {"speed": v, "trained_val_acc": sum(a) / len(a), "chosen": j == i}
+        for j, (v, a) in enumerate(zip(speeds, accs))
     ]
     return designs[i], log
 
