@@ -102,8 +102,8 @@ DEFAULTS: dict[str, Any] = {
         "objective": "latency",  # latency | energy | edp | flops (network-only proxy)
         "lambda": 0.3,
         "target_fps": None,
-        "lambda_step": 1.05,
-        "target_band": 0.1,  # lambda holds while FPS is within [target, target * (1 + band)]
+        "lambda_step": 1.05,  # most lambda moves per architecture step (x or /), see lambda_update
+        "target_band": 0.1,  # relative miss of the target FPS at which lambda moves by a full step
         "fit_target": True,  # derive: fit the argmax design's ops and widths to target_fps (refine.py)
         # derive: widths while spending slack (refine.py). supernet: a wider layer competes with op
         # changes on supernet `val` accuracy gained per cycle; searched: the search's argmax widths
@@ -192,6 +192,11 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"config: search.op_sampling {s['op_sampling']!r} must be 'hard' or 'soft'")
     if s["cost"] not in ("analytic", "surrogate"):
         raise ConfigError(f"config: search.cost {s['cost']!r} must be 'analytic' or 'surrogate'")
+    if not float(s["target_band"]) > 0 or not float(s["lambda_step"]) >= 1:
+        raise ConfigError(
+            f"config: search.target_band {s['target_band']!r} must be > 0 and search.lambda_step "
+            f"{s['lambda_step']!r} >= 1 (lambda's dual-ascent step, see cosearch.lambda_update)"
+        )
     if s["spend_widths"] not in ("supernet", "searched", "noise"):
         raise ConfigError(
             f"config: search.spend_widths {s['spend_widths']!r} must be 'supernet', 'searched' or 'noise'"

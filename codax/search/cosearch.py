@@ -6,8 +6,8 @@ bitwidths; op, bit, mapping and accelerator logits train on the `val` split with
 where bitwidths are hard (straight-through) samples (Auto-NBA's heterogeneous sampling). Ops are
 hard Gumbel samples in both steps (`search.op_sampling: hard`, GDAS style: one path forward,
 straight-through gradients to every op logit), so the weights are trained for the single networks
-that are derived; `soft` mixes all ops (FBNet). lambda adapts towards a target FPS when one is
-given. The exact mapper evaluates the derived design every epoch (or every `exact_every` steps) and
+that are derived; `soft` mixes all ops (FBNet). With a target FPS, lambda is the multiplier of that
+constraint, adapted by dual ascent (lambda_update). The exact mapper evaluates the derived design every epoch (or every `exact_every` steps) and
 the relaxed-vs-exact gap is logged.
 """
 
@@ -336,12 +336,13 @@ class CoSearch:
             # below the argmax design's FPS
             with torch.no_grad():
                 derived_fps = self._estimate(None, onehot_design=self.design()).fps / self.cycle_calib
-            step = float(self.cfg["search"]["lambda_step"])
-            band = float(self.cfg["search"]["target_band"])
-            if derived_fps < target:  # too slow: more hardware pressure
-                self.lam = min(100.0, self.lam * step)
-            elif derived_fps > target * (1.0 + band):  # faster than needed: spend it on accuracy
-                self.lam = max(1e-4, self.lam / step)
+            self.lam = lambda_update(
+                self.lam,
+                derived_fps,
+                float(target),
+                float(self.cfg["search"]["lambda_step"]),
+                float(self.cfg["search"]["target_band"]),
+            )
         return {
             "val_ce": float(ce.detach()),
             "hw": float(hw.detach()),
@@ -503,6 +504,18 @@ class CoSearch:
         random.setstate(st["rng"]["python"])
         if st["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(st["rng"]["cuda"])
+
+
+def lambda_update(lam: float, fps: float, target: float, step: float, band: float) -> float:
+    """One dual-ascent step on lambda, the multiplier of the constraint FPS >= target, in log space:
+    log lambda moves by log(step) * (target - fps) / (band * target), clipped to +-log(step). Too
+    slow raises the hardware pressure, faster than the target lowers it, in proportion to the
+    relative miss (full step at `band` or more), so lambda settles where the derived design meets
+    the target exactly (complementary slackness: slack a constraint does not need is accuracy
+    given away). A dead band (hold anywhere in [target, target * (1 + band)]) left the search up to
+    `band` faster than asked, and the derivation could not buy the accuracy back."""
+    err = max(-1.0, min(1.0, (target - fps) / (band * target)))
+    return min(100.0, max(1e-4, lam * step**err))
 
 
 def _se(xs: list[float]) -> float:
