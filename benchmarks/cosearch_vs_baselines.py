@@ -20,6 +20,8 @@ baseline's is reported as the mean of the paired differences with its standard e
 and over seeds and images (see paired_difference). The co-search's derivation ranks its fitted
 candidates by `val` accuracy after training on `train` with the same recipe (--retrain epochs; see
 CoSearch.derive), inside its search time; no choice of any search looks at the test split.
+A reference design, the fixed baseline's network on the co-search's accelerator, shows whether the
+co-search's space holds a design that dominates both baselines (its accuracy is the fixed row's).
 
 Search efficiency: sample-based co-exploration -- random sampling and regularised evolution of
 (network, bits, accelerator) designs, each evaluated exactly and, when it meets the FPS target,
