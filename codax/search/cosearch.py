@@ -7,8 +7,8 @@ where bitwidths are hard (straight-through) samples (Auto-NBA's heterogeneous sa
 hard Gumbel samples in both steps (`search.op_sampling: hard`, GDAS style: one path forward,
 straight-through gradients to every op logit), so the weights are trained for the single networks
 that are derived; `soft` mixes all ops (FBNet). With a target FPS, lambda is the multiplier of that
-constraint, adapted by dual ascent (lambda_update). The exact mapper evaluates the derived design every epoch (or every `exact_every` steps) and
-the relaxed-vs-exact gap is logged.
+constraint, adapted by dual ascent (lambda_update). The exact mapper evaluates the derived design
+every epoch (or every `exact_every` steps) and the relaxed-vs-exact gap is logged.
 """
 
 from __future__ import annotations
