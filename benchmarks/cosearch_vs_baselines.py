@@ -161,6 +161,11 @@ def median_ratio(runs: list[dict]) -> dict:
     return {"ratio": (lo["ratio"] + hi["ratio"]) / 2, "ratio_is_lower_bound": hi["ratio_is_lower_bound"]}
 
 
+def dominance(acc: float, fps: float, rows: dict) -> dict:
+    """Per baseline row: whether (acc, fps) is at least as good in both."""
+    return {k: bool(acc >= r["acc"] and fps >= r["fps"]) for k, r in rows.items() if k != "co-search (codax)"}
+
+
 def widths(cs: CoSearch, d) -> list[str]:
     """w/a widths of the units that have layers (skip units have none)."""
     return [
@@ -275,11 +280,7 @@ def main() -> int:
     co["target_fps"] = target
     co["target_fit"] = fit
     rows["co-search (codax)"] = co
-    dominates = {
-        k: bool(co["acc"] >= r["acc"] and co["fps"] >= r["fps"])
-        for k, r in rows.items()
-        if k != "co-search (codax)"
-    }
+    dominates = dominance(co["acc"], co["fps"], rows)
     # is there a dominating design in the co-search's space at all? The fixed baseline's network (its
     # accuracy is that row's: same network, widths and retraining seeds) on the co-search's accelerator
     fixed_net = rows["fixed accelerator (zc706-int8)"]
@@ -289,11 +290,7 @@ def main() -> int:
         "fps": ex["exact_fps"],
         "energy_uj": ex["exact_energy_uj"],
         "acc": fixed_net["acc"],
-        "dominates": {
-            k: bool(fixed_net["acc"] >= r["acc"] and ex["exact_fps"] >= r["fps"])
-            for k, r in rows.items()
-            if k != "co-search (codax)"
-        },
+        "dominates": dominance(fixed_net["acc"], ex["exact_fps"], rows),
     }
     paired = {
         k: paired_difference(co["accs"], r["accs"], co["_correct"], r["_correct"])

@@ -192,10 +192,15 @@ def _validate(cfg: dict) -> None:
         raise ConfigError(f"config: search.op_sampling {s['op_sampling']!r} must be 'hard' or 'soft'")
     if s["cost"] not in ("analytic", "surrogate"):
         raise ConfigError(f"config: search.cost {s['cost']!r} must be 'analytic' or 'surrogate'")
-    if not float(s["target_band"]) > 0 or not float(s["lambda_step"]) >= 1:
+    if not float(s["target_band"]) > 0:
         raise ConfigError(
-            f"config: search.target_band {s['target_band']!r} must be > 0 and search.lambda_step "
-            f"{s['lambda_step']!r} >= 1 (lambda's dual-ascent step, see cosearch.lambda_update)"
+            f"config: search.target_band {s['target_band']!r} must be > 0 (the relative miss of the "
+            "target FPS at which lambda moves by a full step, see cosearch.lambda_update)"
+        )
+    if not float(s["lambda_step"]) >= 1:
+        raise ConfigError(
+            f"config: search.lambda_step {s['lambda_step']!r} must be >= 1 (the most lambda moves per "
+            "architecture step, see cosearch.lambda_update)"
         )
     if s["spend_widths"] not in ("supernet", "searched", "noise"):
         raise ConfigError(
