@@ -72,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
         "expansions": [1, 3, 6],
         "skip": True,
         "width_mult": 1.0,
-        "share_weights": True,  # supernet: the IR ops of a block share one superkernel (supernet.SharedIR)
+        "share_weights": True,  # supernet: the IR ops of a block share superkernels (supernet.SharedIR)
     },
     "bits": {"choices": [4, 6, 8], "first_last": 8, "search": True},
     "accelerator": {

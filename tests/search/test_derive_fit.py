@@ -146,15 +146,17 @@ def test_close_takes_the_smallest_sufficient_last_step(tiny):
 
 def test_spend_fills_slack_with_capacity(tiny):
     """Widths already at the top: three quarters of the throughput as slack, once the ops the
-    supernet finds more accurate are taken, buy larger ops (more MACs) that it does not find worse;
-    the fitted design still meets the target exactly."""
+    supernet finds more accurate are taken, buy larger ops (more MACs) that it does not find worse
+    (the spend path, priced by the calibrated relaxed cost); the fitted design, checked exactly along
+    that path, spends slack on more MACs and still meets the target exactly."""
     cs = CoSearch(load_config(tiny))
     d = _design(cs, (8, 8), "ir_k3_e1")
     fps = cs.exact(d)["exact_fps"]
+    fit = TargetFit(cs, d)
+    path = fit.spend(d, 0.25 * fps)
+    assert fit.capacity_at and fit.macs(path[-1]) > fit.macs(path[fit.capacity_at[0] - 1])
     got, log = fit_to_target(cs, d, 0.25 * fps)
     assert log["meets_target"] and cs.exact(got)["exact_fps"] >= 0.25 * fps
-    fit = TargetFit(cs, d)
-    assert log["capacity_steps"] >= 1
     assert fit.macs(got) > fit.macs(d)
     assert cs.exact(got)["exact_fps"] < fps
 

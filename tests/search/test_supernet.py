@@ -1,4 +1,5 @@
-"""The shared-weight supernet: the IR ops of a block are slices of one superkernel."""
+"""The shared-weight supernet: the IR ops of a block are slices of a superkernel, one for the ops
+that expand and one for those that do not."""
 
 from __future__ import annotations
 
@@ -15,38 +16,47 @@ def _ops(cs, u):
     return {op.label: o for o, op in enumerate(cs.net.units[u].ops)}
 
 
-def test_ops_are_slices_of_one_superkernel(tiny):
+def test_ops_are_slices_of_their_groups_superkernel(tiny):
+    tiny["network"]["expansions"] = [1, 3, 6]
     cs = CoSearch(load_config(tiny))
     u = cs.net.searchable[0]
     ops = _ops(cs, u)
-    k3e1, k5e3 = cs.supernet.op_module(u, ops["ir_k3_e1"]), cs.supernet.op_module(u, ops["ir_k5_e3"])
+    m = {label: cs.supernet.op_module(u, o) for label, o in ops.items() if label.startswith("ir_")}
     c_in = cs.net.units[u].c_in
-    # k3 is the centre of the k5 depthwise kernel, e1 the first channels of e3
-    torch.testing.assert_close(k3e1.dw.weight, k5e3.dw.weight[:c_in, :, 1:4, 1:4])
-    torch.testing.assert_close(k3e1.project.weight, k5e3.project.weight[:, :c_in])
-    # one set of conv weights per block, not one per op
-    conv = lambda m: sum(p.numel() for p in m.parameters() if p.dim() == 4)  # noqa: E731
+    # expanded ops: k3 is the centre of the k5 depthwise kernel, e3 the first channels of e6
+    torch.testing.assert_close(m["ir_k3_e3"].dw.weight, m["ir_k5_e6"].dw.weight[: 3 * c_in, :, 1:4, 1:4])
+    torch.testing.assert_close(m["ir_k3_e3"].expand.weight, m["ir_k5_e6"].expand.weight[: 3 * c_in])
+    torch.testing.assert_close(m["ir_k3_e3"].project.weight, m["ir_k5_e6"].project.weight[:, : 3 * c_in])
+    # unexpanded ops share their own kernel: k3_e1 is the centre of k5_e1
+    torch.testing.assert_close(m["ir_k3_e1"].dw.weight, m["ir_k5_e1"].dw.weight[:, :, 1:4, 1:4])
+    torch.testing.assert_close(m["ir_k3_e1"].project.weight, m["ir_k5_e1"].project.weight)
+    # ... and not the expanded ops' (its depthwise kernel sees the block input, theirs the expansion)
+    assert not torch.allclose(m["ir_k3_e1"].dw.weight, m["ir_k3_e3"].dw.weight[:c_in])
+    # one set of conv weights per group, not one per op
+    conv = lambda mod: sum(p.numel() for p in mod.parameters() if p.dim() == 4)  # noqa: E731
     n_shared = conv(cs.supernet.shared[cs.net.units[u].name])
-    n_private = sum(conv(cs.supernet.op_module(u, o)) for o in ops.values())
+    n_private = sum(conv(b) for b in m.values())
     assert n_shared < n_private / 2
 
 
-def test_training_one_op_moves_the_others(tiny):
+def test_training_one_op_moves_its_group_only(tiny):
+    tiny["network"]["expansions"] = [1, 3, 6]
     cs = CoSearch(load_config(tiny))
     u = cs.net.searchable[0]
     ops = _ops(cs, u)
-    before = cs.supernet.op_module(u, ops["ir_k3_e1"]).dw.weight.clone()
+    same_group = cs.supernet.op_module(u, ops["ir_k3_e3"]).dw.weight.clone()
+    other_group = cs.supernet.op_module(u, ops["ir_k3_e1"]).dw.weight.clone()
     U, O = cs.arch.alpha.shape
     op_w = torch.zeros(U, O)
     op_w[:, 0] = 1.0
     op_w[u] = 0.0
-    op_w[u, ops["ir_k5_e3"]] = 1.0  # train only the k5_e3 path of this block
+    op_w[u, ops["ir_k5_e6"]] = 1.0  # train only the k5_e6 path of this block
     x, y = cs.data.train[0][:16], cs.data.train[1][:16]
     loss = torch.nn.functional.cross_entropy(cs.supernet(x, op_w, None, None), y)
     loss.backward()
     cs.w_opt.step()
-    after = cs.supernet.op_module(u, ops["ir_k3_e1"]).dw.weight
-    assert not torch.allclose(before, after)
+    assert not torch.allclose(same_group, cs.supernet.op_module(u, ops["ir_k3_e3"]).dw.weight)
+    torch.testing.assert_close(other_group, cs.supernet.op_module(u, ops["ir_k3_e1"]).dw.weight)
 
 
 def test_private_weights_option(tiny):
