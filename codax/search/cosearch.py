@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from codax.errors import ConfigError
 from codax.search import ddp
 from codax.search.arch import ArchParams
 from codax.search.config import load_config
@@ -491,6 +492,8 @@ class CoSearch:
         }
 
     def load_state(self, st: dict) -> None:
+        for part in ("supernet", "arch"):
+            _check_matches(part, getattr(self, part).state_dict(), st[part])
         self.epoch, self.step, self.lam, self.ref = st["epoch"], st["step"], st["lam"], st["ref"]
         self.cycle_calib = st["cycle_calib"]
         self.supernet.load_state_dict(st["supernet"])
@@ -504,6 +507,27 @@ class CoSearch:
         random.setstate(st["rng"]["python"])
         if st["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(st["rng"]["cuda"])
+
+
+def _check_matches(part: str, ours: dict, saved: dict) -> None:
+    """A checkpoint's tensors must be this search's: same names and shapes (the same network,
+    bitwidth and accelerator spaces, written by this version of the supernet)."""
+    missing = sorted(set(ours) - set(saved))
+    extra = sorted(set(saved) - set(ours))
+    shaped = sorted(k for k in set(ours) & set(saved) if ours[k].shape != saved[k].shape)
+    if missing or extra or shaped:
+        show = lambda ks: ", ".join(ks[:3]) + (f" (+{len(ks) - 3} more)" if len(ks) > 3 else "")  # noqa: E731
+        what = [
+            f"{n}: {show(ks)}"
+            for n, ks in (("missing", missing), ("unexpected", extra), ("other shape", shaped))
+            if ks
+        ]
+        raise ConfigError(
+            f"checkpoint.pt: its {part} does not match this search's ({'; '.join(what)}): it was written "
+            "by a search with another network, bitwidth or accelerator space, or by another version of "
+            "codax's supernet; resume with the config it was written with, or start afresh (no --resume, "
+            "or a new output directory)"
+        )
 
 
 def lambda_update(lam: float, fps: float, target: float, step: float, band: float) -> float:
@@ -610,14 +634,14 @@ def _run(
     ddp.init_if_launched()
     cs = CoSearch(cfg)
     main = cs.rank == 0
+    ckpt = out / "checkpoint.pt"
+    if resume and ckpt.exists():  # before anything is written: a checkpoint that does not fit changes nothing
+        cs.load_state(torch.load(ckpt, weights_only=False))
     if main:
         out.mkdir(parents=True, exist_ok=True)
         from codax.ir import dump_yaml
 
         _atomic_write(out / "config.yaml", dump_yaml(cfg))
-    ckpt = out / "checkpoint.pt"
-    if resume and ckpt.exists():
-        cs.load_state(torch.load(ckpt, weights_only=False))
     t_start = time.perf_counter()
     total = cfg["search"]["epochs"] if stop_after is None else min(stop_after, cfg["search"]["epochs"])
     while cs.epoch < total:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from codax.errors import ConfigError
 from codax.search import run_search
 
 VOLATILE = {"epoch_seconds", "exact_seconds"}
@@ -24,3 +26,17 @@ def test_resume_is_bit_exact(tiny, tmp_path):
         for k, v in sa[part].items():
             assert torch.equal(v, sb[part][k]), f"{part}.{k}"
     assert sa["lam"] == sb["lam"]
+
+
+def test_resume_from_another_search_is_a_clear_error(tiny, tmp_path):
+    """A checkpoint written by a search over another space cannot continue this one: the error names
+    the checkpoint, the part and the tensors that differ, and what to do, before anything runs."""
+    run_search(tiny, tmp_path, progress=False, finalize=False, stop_after=1)
+    config = (tmp_path / "config.yaml").read_text()
+    other = dict(tiny, network=dict(tiny["network"], expansions=[1, 3, 6]))
+    with pytest.raises(ConfigError, match=r"checkpoint\.pt: its supernet does not match.*start afresh") as e:
+        run_search(other, tmp_path, resume=True, progress=False, finalize=False)
+    assert "expand" in str(e.value)
+    metrics = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 1, "the failed resume ran no epoch and left the first run's log as it was"
+    assert (tmp_path / "config.yaml").read_text() == config
