@@ -25,9 +25,13 @@ cost model:
   tensor; its traffic scales as b) per cycle added, and again after each op step;
 - slack still left is spent on capacity: the op change that adds the most MACs while the target
   holds, computes a different function (not e.g. a 5x5 kernel whose ring only sees padding) and
-  that the supernet does not find worse than the design the width / op steps reached (paired on
-  the same `val` images: images lost minus images gained at most one standard error of that
-  difference, sqrt(lost + gained)); with `noise`, widths again after each. The supernet's
+  that the supernet does not find worse than the design the fitting started from (paired on the
+  same `val` images: images lost minus images gained at most one standard error of that
+  difference, sqrt(lost + gained)); with `noise`, widths again after each. Not the design the
+  width / op steps reached: each of those steps took the best of some 35 moves by their noisy
+  `val` counts, so that design's count is biased upwards on these very images (the winner's
+  curse), and any change from it looks worse (on digits, 7 such steps left 20% of the throughput
+  unspent and no capacity move passed); the starting design was not selected on them. The supernet's
   accuracy of a single network is a weak, noisy estimate (about 0.9 on `val` where the retrained
   network reaches about 0.98), it cannot tell such ops apart, and a network retrained from scratch
   tends to gain from capacity: throughput the target does not need is not left unused.
@@ -164,7 +168,7 @@ class TargetFit:
             if best is None:
                 break
             path.append(best)
-        self.capacity_at, ref = [], path[-1]
+        self.capacity_at, ref = [], path[0]  # unselected on `val` (see the module doc)
         for _ in range(fill_rounds):
             d = path[-1]
             m0, best = self.macs(d), None
