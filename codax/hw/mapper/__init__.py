@@ -7,6 +7,7 @@ layer shape. Both score mappings in large batches through `codax.hw.cost_core`. 
 """
 
 from codax.hw.mapper.api import GraphMapping, MapResult, Oracle, map_graph, map_layer
+from codax.hw.mapper.constraints import Constraints
 from codax.hw.mapper.naive import naive_mapping
 
-__all__ = ["GraphMapping", "MapResult", "Oracle", "map_graph", "map_layer", "naive_mapping"]
+__all__ = ["Constraints", "GraphMapping", "MapResult", "Oracle", "map_graph", "map_layer", "naive_mapping"]

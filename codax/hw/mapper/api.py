@@ -13,6 +13,7 @@ import torch
 from codax.errors import ConfigError, InfeasibleError
 from codax.hw.evaluate import LayerCost, NetworkCost, evaluate_network, layer_cost
 from codax.hw.mapper.batch import OBJECTIVES, Evaluator
+from codax.hw.mapper.constraints import Constraints
 from codax.hw.mapper.exhaustive import search_exhaustive
 from codax.hw.mapper.fast import search_fast
 from codax.hw.mapper.space import spatial_options
@@ -69,12 +70,14 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _options(layer: Layer, accel: Accelerator, engine: str | None, model: LevelModel, constraints: dict):
+def _options(
+    layer: Layer, accel: Accelerator, engine: str | None, model: LevelModel, constraints: Constraints
+):
     """Spatial options of the dataflow; where a full unroll overflows a shared buffer even with the
     smallest tiles, the unroll is halved until it fits, so small buffers still get a mapping."""
-    opts = constraints.get("spatial")
+    opts = constraints.spatial_options()
     if opts is not None:
-        return [dict(opts)] if isinstance(opts, dict) else [dict(o) for o in opts]
+        return opts
     out: list[dict] = []
     dataflow = spatial_options(layer, accel, engine)
     for sp, ok in zip(dataflow, smallest_fits(model, _rows(dataflow))):
@@ -123,7 +126,7 @@ def map_layer(
     engine: str | None = None,
     seed: int = 0,
     budget: int | None = None,
-    constraints: dict | None = None,
+    constraints: Constraints | dict | None = None,
     method: str = "fast",
     oracle: Oracle | None = None,
     oracle_top: int = DEFAULT_ORACLE_TOP,
@@ -132,11 +135,9 @@ def map_layer(
 
     method "exhaustive" scores the whole declared space; "fast" (default) searches it with pruning
     and local search within `budget` evaluations (default 20,000), deterministically for a seed.
-    constraints (optional): {"spatial": option or list of options}, {"double_buffer": False} to
-    forbid double buffering, {"max_points": n} to cap the exhaustive space, {"divisors_only": True}
-    for perfect factorisations (no partial tiles; what ZigZag and Timeloop accept), {"resident": True}
-    to keep the whole layer on chip (no temporal loop at the DRAM level: every operand crosses the
-    DRAM boundary once, as memory allocators that fill the on-chip levels first produce).
+    constraints (optional): a `Constraints` or a dict of its fields (spatial, double_buffer,
+    max_points, divisors_only, resident; see codax.hw.mapper.constraints); an unknown key is a
+    ConfigError naming it.
     With `oracle` (another cost model: a peer's, measured or synthesized results), the `oracle_top`
     best distinct mappings the search scored are re-ranked by `oracle(layer, mappings)` and its best
     is returned (codax's order breaks ties); `cost` is still codax's cost of that mapping.
@@ -154,7 +155,7 @@ def _map_layer(
     engine: str | None = None,
     seed: int = 0,
     budget: int | None = None,
-    constraints: dict | None = None,
+    constraints: Constraints | dict | None = None,
     method: str = "fast",
     oracle: Oracle | None = None,
     oracle_top: int = DEFAULT_ORACLE_TOP,
@@ -164,11 +165,11 @@ def _map_layer(
         raise ConfigError(f"mapper method {method!r} is not one of {METHODS}")
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective {objective!r} is not one of {OBJECTIVES}")
-    constraints = dict(constraints or {})
+    constraints = Constraints.of(constraints)
     model = LevelModel(layer, accel, engine)
-    model.exact_tiles = bool(constraints.get("divisors_only"))
-    model.double_buffering = constraints.get("double_buffer") is not False
-    model.resident = bool(constraints.get("resident"))
+    model.exact_tiles = constraints.divisors_only
+    model.double_buffering = constraints.double_buffer
+    model.resident = constraints.resident
     options = _options(layer, accel, engine, model, constraints)
     feasible = [sp for sp, ok in zip(options, smallest_fits(model, _rows(options))) if ok]
     if not feasible:
@@ -179,7 +180,7 @@ def _map_layer(
     keep = 2 * oracle_top if oracle is not None else 1
     ev = Evaluator(layer, accel, engine, objective, feasible, keep=keep)
     if method == "exhaustive":
-        score, best = search_exhaustive(ev, model, constraints.get("max_points"))
+        score, best = search_exhaustive(ev, model, constraints.max_points)
     else:
         score, best = search_fast(ev, model, seed, budget or DEFAULT_BUDGET)
     if ev.best is not None and ev.best.score <= score:

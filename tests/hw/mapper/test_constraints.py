@@ -8,11 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from codax.errors import InfeasibleError
+from codax.errors import ConfigError, InfeasibleError
 from codax.hw import evaluate, load_accelerator
 from codax.hw.mapper import map_layer
 from codax.hw.mapper.api import _options
 from codax.hw.mapper.batch import Evaluator, Points
+from codax.hw.mapper.constraints import Constraints
 from codax.hw.mapper.exhaustive import order_levels
 from codax.hw.mapper.fast import stationary_rank
 from codax.hw.mapper.memo import ScoreMemo
@@ -110,9 +111,32 @@ def test_no_double_buffering_constraint(method):
     validate_mapping(CONV, accel, res.mapping)
 
 
+@pytest.mark.parametrize(
+    "given, fragment",
+    [
+        ({"divisor_only": True}, "'divisor_only'.*'divisors_only'"),
+        ({"resident": "yes"}, "'resident' must be true or false"),
+        ({"max_points": 0}, "'max_points' must be a positive int"),
+        ({"spatial": "rows"}, "'spatial' must be one option"),
+    ],
+)
+def test_bad_constraint_is_an_error_naming_it(given, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        map_layer(CONV, load_accelerator("nvdla-small"), constraints=given)
+
+
+def test_typed_constraints_equal_their_dict():
+    accel = four_by_four()
+    typed = map_layer(ODD, accel, constraints=Constraints(divisors_only=True, double_buffer=False))
+    plain = map_layer(ODD, accel, constraints={"divisors_only": True, "double_buffer": False})
+    assert typed.mapping == plain.mapping
+    assert temporal_products(ODD, typed.mapping) == remaining(ODD, typed.mapping)
+    assert not any(typed.mapping.double_buffer.values())
+
+
 def _search_parts(layer, accel):
     model = LevelModel(layer, accel)
-    ev = Evaluator(layer, accel, None, "latency", _options(layer, accel, None, model, {}))
+    ev = Evaluator(layer, accel, None, "latency", _options(layer, accel, None, model, Constraints()))
     return model, ev
 
 

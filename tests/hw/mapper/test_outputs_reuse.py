@@ -15,6 +15,7 @@ from codax.hw.evaluate import evaluate_core, layer_cost
 from codax.hw.mapper import map_layer
 from codax.hw.mapper.api import _options, _rows
 from codax.hw.mapper.batch import Evaluator, Points
+from codax.hw.mapper.constraints import Constraints
 from codax.hw.mapper.exhaustive import exhaustive_points, search_exhaustive, space_size
 from codax.hw.mapper.fast import stationary_rank
 from codax.hw.mapper.space import spatial_options
@@ -32,7 +33,7 @@ ACCELS = ["eyeriss-like", "nvdla-small", "shidiannao-like"]
 
 def _parts(layer, accel, objective="edp"):
     model = LevelModel(layer, accel)
-    return model, Evaluator(layer, accel, None, objective, _options(layer, accel, None, model, {}))
+    return model, Evaluator(layer, accel, None, objective, _options(layer, accel, None, model, Constraints()))
 
 
 def _random_points(model, ev, n_per_option, seed=0):
