@@ -107,7 +107,8 @@ def _compile(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from codax.flow import reference_outputs, run_compiled
+    from codax.flow import check_compiled, run_compiled
+    from codax.verify import OutputCheck
 
     _require_file(args.input, "input .npy")
     x = np.load(args.input)
@@ -116,26 +117,7 @@ def _run(args: argparse.Namespace) -> int:
         np.save(args.output, outs[0])
     result: dict = {"outputs": [{"shape": list(o.shape), "dtype": str(o.dtype)} for o in outs]}
     if args.check:
-        refs = reference_outputs(args.out_dir, x)
-        checks = []
-        for o, r in zip(outs, refs):
-            if np.issubdtype(r.dtype, np.integer):
-                diff = np.abs(o.astype(np.int64) - r.astype(np.int64))
-                checks.append(
-                    {
-                        "max_lsb": int(diff.max()),
-                        "mismatch_rate": float((diff > 0).mean()),
-                        "ok": bool(diff.max() <= 1),
-                    }
-                )
-            else:
-                checks.append(
-                    {
-                        "max_abs_err": float(np.abs(o - r).max()),
-                        "ok": bool(np.allclose(o, r, rtol=1e-4, atol=1e-5)),
-                    }
-                )
-        result["check_vs_onnxruntime"] = checks
+        result["checks"] = [[c.to_dict() for c in pair] for pair in check_compiled(args.out_dir, x, outs)]
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -145,9 +127,10 @@ def _run(args: argparse.Namespace) -> int:
                 f"output {i}: shape {tuple(o.shape)} {o.dtype}, "
                 f"first values {np.array2string(flat[:8], precision=4)}"
             )
-        for i, c in enumerate(result.get("check_vs_onnxruntime", [])):
-            print(f"check output {i} vs ONNX Runtime: " + ", ".join(f"{k}={v}" for k, v in c.items()))
-    return 0 if all(c["ok"] for c in result.get("check_vs_onnxruntime", [])) else 1
+        for i, pair in enumerate(result.get("checks", [])):
+            for c in pair:
+                print(f"check output {i} " + OutputCheck(**c).line())
+    return 0 if all(c["ok"] for pair in result.get("checks", []) for c in pair) else 1
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -245,7 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("out_dir", help="a directory written by codax compile")
     run.add_argument("--input", required=True, help="input tensor as .npy")
     run.add_argument("--output", help="save the first output as .npy")
-    run.add_argument("--check", action="store_true", help="compare with ONNX Runtime (exit 1 on mismatch)")
+    run.add_argument(
+        "--check",
+        action="store_true",
+        help="compare with the golden integer model (bit-exact) and ONNX Runtime (<= 1 quantization step); "
+        "exit 1 on mismatch",
+    )
     run.add_argument("--json", action="store_true", help="machine-readable output")
     run.set_defaults(func=_run)
 

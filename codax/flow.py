@@ -60,7 +60,7 @@ def compile_model(
     if not analyze_only:
         lm.require_weights("compiling (kernels, weights blob, executable)")
     mod = import_onnx(lm)
-    mod = pipeline(acc, given, objective=objective)(mod)
+    mod = pipeline(acc, given, objective=objective, analysis=analyze_only)(mod)
     report = build_report(mod, acc)
     offl = offloaded_layers(mod)
     maps = {name: o.mapping for name, o in offl.items() if o.mapping is not None}
@@ -160,14 +160,72 @@ def run_compiled(out_dir: str | Path, inputs: dict[str, np.ndarray] | np.ndarray
     return [r.numpy() for r in items]
 
 
+class References:
+    """The two references a compiled output directory is checked against, built once: the golden
+    model of the network (accelerator layers through the numpy golden model, host ops through ONNX's
+    reference evaluator) and ONNX Runtime on the compiled model (reference semantics, no fusions)."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        import onnx
+
+        from codax.codegen.params import from_onnx
+        from codax.frontend import extract_graph, import_onnx
+        from codax.hw import load_accelerator
+        from codax.passes import pipeline
+        from codax.verify import output_steps
+
+        out = Path(out_dir)
+        self.model = onnx.load(str(out / MODEL_COPY))
+        acc = load_accelerator(out / "accel.yaml")
+        mod = pipeline(acc, load_mappings(out / "mappings.yaml"))(import_onnx(self.model))
+        self.graph = extract_graph(mod, accel=acc)
+        self.params = {layer.name: from_onnx(self.model, layer) for layer in self.graph.layers}
+        self.steps = output_steps(self.model)
+        self.session = _reference_session(out)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def _feed(self, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+        return {self.input_names[0]: inputs} if isinstance(inputs, np.ndarray) else dict(inputs)
+
+    def golden(self, inputs: dict[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
+        from codax.codegen.golden_net import golden_network
+
+        env = golden_network(self.model, self.graph, self.params, self._feed(inputs))
+        return [env[o.name] for o in self.model.graph.output]
+
+    def onnxruntime(self, inputs: dict[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, self._feed(inputs))
+
+
+def check_compiled(
+    out_dir: str | Path,
+    inputs: dict[str, np.ndarray] | np.ndarray,
+    outputs: list[np.ndarray] | None = None,
+    refs: References | None = None,
+) -> list[tuple]:
+    """The compiled executable's outputs (run now unless given) checked against the golden model and
+    ONNX Runtime by the one rule of `codax.verify`: per output, (vs golden, vs onnxruntime)."""
+    from codax.verify import check_output
+
+    refs = refs or References(out_dir)
+    outs = run_compiled(out_dir, inputs) if outputs is None else outputs
+    return [
+        (check_output(o, g, st, "golden"), check_output(o, r, st, "onnxruntime"))
+        for o, g, r, st in zip(outs, refs.golden(inputs), refs.onnxruntime(inputs), refs.steps)
+    ]
+
+
 def reference_outputs(out_dir: str | Path, inputs: dict[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
     """ONNX Runtime on the compiled model, executing the ONNX reference semantics (no fusions)."""
-    import onnxruntime as ort
-
-    out = Path(out_dir)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(str(out / MODEL_COPY), opts, providers=["CPUExecutionProvider"])
+    sess = _reference_session(Path(out_dir))
     names = [i.name for i in sess.get_inputs()]
     feed = {names[0]: inputs} if isinstance(inputs, np.ndarray) else {n: inputs[n] for n in names}
     return sess.run(None, feed)
+
+
+def _reference_session(out: Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(out / MODEL_COPY), opts, providers=["CPUExecutionProvider"])

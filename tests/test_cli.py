@@ -71,7 +71,10 @@ def test_compile_run_check(model, tmp_path):
     )
     assert rc == 0, err
     res = json.loads(stdout)
-    assert res["check_vs_onnxruntime"][0]["ok"] and np.load(tmp_path / "y.npy").shape == (1, 8, 8, 8)
+    golden, ort = res["checks"][0]
+    assert (golden["reference"], ort["reference"]) == ("golden", "onnxruntime")
+    assert golden["ok"] and ort["ok"]
+    assert np.load(tmp_path / "y.npy").shape == (1, 8, 8, 8)
     # an existing output directory is refused, and left as it was
     before = sorted(p.name for p in out.iterdir())
     assert_clean_error(

@@ -8,6 +8,7 @@ needs the weights asks for them with a `WeightsMissingError`.
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,16 +114,31 @@ def _fix_shapes(model: onnx.ModelProto, shapes: dict[str, list[int]] | None) -> 
                 tt.shape.dim.add().dim_value = v
             out[inp.name] = tuple(given)
             continue
-        static = tt.HasField("shape") and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims)
+
+        def known(d) -> bool:
+            return d.HasField("dim_value") and d.dim_value > 0
+
+        if tt.HasField("shape") and len(dims) >= 2 and not known(dims[0]) and all(known(d) for d in dims[1:]):
+            # the accelerator runs one sample at a time: a dynamic leading batch dim is taken as 1
+            rest = "x".join(str(d.dim_value) for d in dims[1:])
+            print(
+                f"codax: input {inp.name!r} has a dynamic batch dimension "
+                f"{dims[0].dim_param or '?'!r}; compiling for batch 1 (--shape {inp.name}:Nx{rest} sets it)",
+                file=sys.stderr,
+            )
+            dims[0].ClearField("dim_param")
+            dims[0].dim_value = 1
+        static = tt.HasField("shape") and all(known(d) for d in dims)
         if not static:
             shown = (
                 [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
                 if tt.HasField("shape")
                 else "unknown rank"
             )
+            example = "x".join(str(d.dim_value) if known(d) else "1" for d in dims) or "1x3x224x224"
             raise ModelError(
-                f"input {inp.name!r} has a dynamic shape {shown}; give static input shapes, e.g. "
-                f"import_onnx(model, shapes={{{inp.name!r}: [1, 3, 224, 224]}})"
+                f"input {inp.name!r} has a dynamic shape {shown}; give static input shapes: "
+                f"--shape {inp.name}:{example} (Python: shapes={{{inp.name!r}: [...]}})"
             )
         out[inp.name] = tuple(d.dim_value for d in dims)
     return out

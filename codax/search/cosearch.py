@@ -67,6 +67,21 @@ def batch_stats(model: torch.nn.Module):
         model.train(was)
 
 
+@contextlib.contextmanager
+def frozen(model: torch.nn.Module):
+    """Parameters that need no gradient while the graph is built: backward then computes only the
+    inputs' gradients (the architecture step's path to the logits), neither the weight gradients'
+    convolutions nor their buffers."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 class CoSearch:
     """State of one search: data, spaces, supernet, logits, optimisers, lambda, history."""
 
@@ -317,7 +332,8 @@ class CoSearch:
         a = self.arch
         op_w = a.op_probs(tau, hard=self.hard_ops)
         bw, ba = a.bit_probs("w", tau, hard=True), a.bit_probs("a", tau, hard=True)
-        out = self.supernet(x, op_w, bw, ba)
+        with frozen(self.supernet):  # the logits' gradient needs no weight gradients
+            out = self.supernet(x, op_w, bw, ba)
         ce = F.cross_entropy(out, y)
         t0 = time.perf_counter()
         est = self._estimate(op_w, bw, ba)
@@ -325,7 +341,6 @@ class CoSearch:
         loss = ce + (self.lam * hw + est.penalty).to(ce.device)  # the cost model runs on the CPU
         self.hw_seconds = time.perf_counter() - t0
         self.a_opt.zero_grad(set_to_none=True)
-        self.supernet.zero_grad(set_to_none=True)
         loss.backward()
         ddp.average_grads(self.arch.parameters())
         self.a_opt.step()
@@ -417,7 +432,10 @@ class CoSearch:
         self.supernet.train()
         agg: dict[str, list[float]] = {}
         bar = tqdm(
-            range(n), desc=f"epoch {e + 1}/{s['epochs']}", leave=False, disable=not progress or self.rank
+            range(n),
+            desc=f"epoch {e + 1}/{s['epochs']}",
+            leave=False,
+            disable=None if progress and not self.rank else True,  # bars only on a terminal
         )
         for i in bar:
             x, y = (t.to(self.device) for t in tb[i])

@@ -41,7 +41,7 @@ def retrain(
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=4e-5, nesterov=True)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
     gen = torch.Generator().manual_seed(seed)
-    for _ in tqdm(range(epochs), desc="retrain", leave=False, disable=not progress):
+    for _ in tqdm(range(epochs), desc="retrain", leave=False, disable=None if progress else True):
         model.train()
         perm = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch_size):

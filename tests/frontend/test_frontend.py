@@ -55,14 +55,24 @@ def test_corrupt_and_missing_files(tmp_path):
         import_onnx(tmp_path / "nope.onnx")
 
 
-def test_dynamic_shape_needs_shapes(tmp_path):
+def test_dynamic_batch_is_one_other_dynamic_dims_need_shape(tmp_path, capsys):
+    from codax.frontend import load_onnx
+
     p = export_torch(resnet18(10, 8), torch.randn(1, 3, 32, 32), tmp_path / "r.onnx")
     m = onnx.load(str(p))
     m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
     onnx.save(m, str(tmp_path / "dyn.onnx"))
-    with pytest.raises(ModelError, match="'input'.*shapes="):
-        import_onnx(tmp_path / "dyn.onnx")
-    mod = import_onnx(tmp_path / "dyn.onnx", shapes={"input": [1, 3, 32, 32]})
+    # a dynamic leading batch dim: compiled for batch 1, said in one line
+    assert load_onnx(tmp_path / "dyn.onnx").input_shapes == {"input": (1, 3, 32, 32)}
+    note = [ln for ln in capsys.readouterr().err.splitlines() if "dynamic batch" in ln]
+    assert len(note) == 1 and "'input'" in note[0] and "batch 1" in note[0]
+    assert load_onnx(tmp_path / "dyn.onnx", {"input": [2, 3, 32, 32]}).input_shapes["input"] == (2, 3, 32, 32)
+    # any other unknown dim still stops, naming the input and the --shape flag
+    m.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
+    onnx.save(m, str(tmp_path / "dyn_hw.onnx"))
+    with pytest.raises(ModelError, match=r"'input'.*--shape input:1x3x1x32"):
+        import_onnx(tmp_path / "dyn_hw.onnx")
+    mod = import_onnx(tmp_path / "dyn_hw.onnx", shapes={"input": [1, 3, 32, 32]})
     assert "main" in [gv.name_hint for gv in mod.get_global_vars()]
     with pytest.raises(ModelError, match="model's inputs"):
         import_onnx(tmp_path / "dyn.onnx", shapes={"x": [1, 3, 32, 32]})
