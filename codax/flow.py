@@ -79,6 +79,7 @@ def compile_model(
     from codax.codegen.params import from_onnx
     from codax.codegen.project import write_project
     from codax.frontend import extract_graph
+    from codax.frontend.tensor_sizes import tensor_bytes
 
     graph = extract_graph(mod, accel=acc)
     params = {layer.name: from_onnx(lm.model, layer) for layer in graph.layers}
@@ -92,35 +93,10 @@ def compile_model(
             so = Path(td) / EXECUTABLE
             ex.export_library(str(so))
             files[EXECUTABLE] = so.read_bytes()
-        write_project(graph, acc, maps, params, out, force=force, shapes=_tensor_bytes(lm.model), extra=files)
+        write_project(graph, acc, maps, params, out, force=force, shapes=tensor_bytes(lm.model), extra=files)
     if executable:
         exe_path = out / EXECUTABLE
     return CompileResult(out, report, maps, exe_path)
-
-
-def _tensor_bytes(model) -> dict[str, int]:
-    """Bytes of every tensor whose shape ONNX shape inference knows (host-op outputs included)."""
-    from onnx import helper
-
-    out = {}
-    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
-        t = vi.type.tensor_type
-        dims = [d.dim_value for d in t.shape.dim]
-        if dims and all(d > 0 for d in dims):
-            itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).itemsize
-            out[vi.name] = int(np.prod(dims)) * itemsize
-    consts = [(i.name, i) for i in model.graph.initializer]  # scales, zero points, shapes host ops read
-    consts += [
-        (n.output[0], a.t)
-        for n in model.graph.node
-        if n.op_type == "Constant"
-        for a in n.attribute
-        if a.name == "value"
-    ]
-    for name, t in consts:
-        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
-        out.setdefault(name, int(np.prod(t.dims, dtype=np.int64)) * itemsize)
-    return out
 
 
 def build_executable(mod, accel: Accelerator):

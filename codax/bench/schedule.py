@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from codax.frontend.precision import graph_at, precision_label
 from codax.hw import LayerCost, load_accelerator
 from codax.hw.mapper import map_graph
 from codax.ir import Accelerator, Graph
@@ -27,6 +28,7 @@ class NetworkBench:
     evaluated: int
     totals: dict
     layers: list[dict] = field(default_factory=list)
+    precision: str = ""  # the layers' precisions as analysed, e.g. "w8a8acc32 (fp32 layers at ...)"
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -63,12 +65,15 @@ def bench_network(
     objective: str = "latency",
     seed: int = 0,
 ) -> list[NetworkBench]:
-    """Map `graph` on every accelerator and return one NetworkBench (rows + totals) per accelerator."""
+    """Map `graph` on every accelerator and return one NetworkBench (rows + totals) per accelerator.
+    Float layers on an accelerator without a float datapath are analysed at its precision
+    (codax.frontend.precision), and the row says so."""
     out = []
     kinds = {layer.name: layer.kind for layer in graph.layers}
     for a in accels:
         accel = load_accelerator(a) if isinstance(a, str) else a
-        gm = map_graph(graph, accel, objective, seed=seed)
+        analysed = graph_at(graph, accel)
+        gm = map_graph(analysed, accel, objective, seed=seed)
         cost = gm.cost
         pes = accel.engine().pe_array.pes
         rows = [layer_row(lc, accel, kinds[lc.layer], pes) for lc in cost.layers]
@@ -88,17 +93,31 @@ def bench_network(
         }
         out.append(
             NetworkBench(
-                graph.name, accel.name, objective, gm.wall_s, gm.searched, gm.evaluated, totals, rows
+                graph.name,
+                accel.name,
+                objective,
+                gm.wall_s,
+                gm.searched,
+                gm.evaluated,
+                totals,
+                rows,
+                _precision_note(graph, analysed),
             )
         )
     return out
+
+
+def _precision_note(graph: Graph, analysed: Graph) -> str:
+    labels = sorted({precision_label(layer.precision) for layer in analysed.layers})
+    retyped = any(a.precision != b.precision for a, b in zip(graph.layers, analysed.layers))
+    return ",".join(labels) + (" (fp32 layers at the accelerator's precision)" if retyped else "")
 
 
 def table(results: list[NetworkBench]) -> str:
     """A fixed-width text table of network totals."""
     head = (
         f"{'network':12s} {'accelerator':16s} {'lat ms':>9s} {'FPS':>8s} {'energy mJ':>10s} "
-        f"{'EDP mJ*ms':>10s} {'util':>5s} {'roof%':>6s} {'map s':>6s}"
+        f"{'EDP mJ*ms':>10s} {'util':>5s} {'roof%':>6s} {'map s':>6s}  precision"
     )
     lines = [head, "-" * len(head)]
     for r in results:
@@ -106,6 +125,6 @@ def table(results: list[NetworkBench]) -> str:
         lines.append(
             f"{r.network:12s} {r.accelerator:16s} {t['latency_ms']:9.3f} {t['fps']:8.1f} "
             f"{t['energy_mj']:10.3f} {t['edp_mj_ms']:10.3f} {t['utilization']:5.2f} "
-            f"{t['roofline_fraction'] * 100:6.1f} {r.map_s:6.2f}"
+            f"{t['roofline_fraction'] * 100:6.1f} {r.map_s:6.2f}  {r.precision}"
         )
     return "\n".join(lines)

@@ -8,8 +8,9 @@ conv / dense layer, with plain-Python inputs and outputs:
 * :func:`search_loma` -- what is the best mapping ZigZag's LOMA mapper finds (and, when no spatial mapping
   is given, ZigZag's own spatial-mapping generator)?
 
-It imports nothing from codax (only the standard library, numpy, onnx and zigzag), so it can serve as an
-independent reference ("golden") model.
+Its cost model and mapper are ZigZag's alone (the standard library, numpy and zigzag), so it serves as an
+independent reference ("golden") model; only :func:`conv_layers_from_onnx` reads ONNX models, through
+codax's frontend (one ONNX reader for the whole project).
 
 Dimension vocabulary
 --------------------
@@ -827,72 +828,32 @@ def search_loma(
 # ----------------------------------------------------------------------------------------------------
 # ONNX models
 # ----------------------------------------------------------------------------------------------------
-def _attrs(node: Any) -> dict[str, Any]:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def conv_layers_from_onnx(name_or_path: str) -> list[ZigZagLayer]:
-    """Conv and Gemm layers of an ONNX model (a bundled name -- ``resnet18``, ``mobilenetv2``, ``alexnet`` --
-    or a path), parsed with the ``onnx`` package directly (``onnx.shape_inference``; initializers of the
-    bundled shape-only models have no data, only dims are used).  Conv kernels, strides, dilations and pads
-    are read in ONNX's (rows, cols) order.  Gemm ``Y = A @ B`` becomes ``N = rows of A, C = inner, K = out``
-    with ``P=Q=R=S=1``."""
-    import onnx
-    from onnx import shape_inference
+    """Conv and Gemm/MatMul layers of an ONNX model (a bundled name -- ``resnet18``, ``mobilenetv2``,
+    ``alexnet`` -- or a path) as ZigZag layers.  The model is read by codax's frontend
+    (``codax.frontend.extract_graph``, the one ONNX reader; shape-only models are fine): its loop
+    nests carry over one to one (kernels, strides, dilations and pads in ONNX's (rows, cols) order; a
+    dense layer ``Y = A @ B`` has ``N = rows of A, C = inner, K = out`` and ``P=Q=R=S=1``).  This is the
+    only place the bridge imports codax; costing and mapping stay ZigZag's own."""
+    from codax.frontend import extract_graph
 
     path = name_or_path if os.path.isfile(name_or_path) else workload_onnx_path(name_or_path)
-    model = shape_inference.infer_shapes(onnx.load(path, load_external_data=False))
-    graph = model.graph
-    shapes: dict[str, list[int]] = {}
-    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
-        shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-    for init in graph.initializer:
-        shapes[init.name] = list(init.dims)
-
-    layers: list[ZigZagLayer] = []
-    for idx, node in enumerate(graph.node):
-        name = node.name or f"{node.op_type}{idx}"
-        attrs = _attrs(node)
-        if node.op_type == "Conv":
-            x, w, y = shapes[node.input[0]], shapes[node.input[1]], shapes[node.output[0]]
-            if len(w) != 4:
-                raise ValueError(f"{name}: only 2-D convolutions are supported, weight shape {w}")
-            if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-                raise ValueError(f"{name}: auto_pad is not supported")
-            groups = int(attrs.get("group", 1))
-            k_total, c_per_group, kh, kw = w
-            batch = y[0] if y and y[0] > 0 else 1
-            pads = list(attrs.get("pads", [0, 0, 0, 0]))
-            layers.append(
-                ZigZagLayer(
-                    name=name,
-                    N=int(batch),
-                    G=groups,
-                    K=int(k_total // groups),
-                    C=int(c_per_group),
-                    P=int(y[2]),
-                    Q=int(y[3]),
-                    R=int(kh),
-                    S=int(kw),
-                    stride=tuple(int(s) for s in attrs.get("strides", [1, 1])),  # type: ignore[arg-type]
-                    dilation=tuple(int(d) for d in attrs.get("dilations", [1, 1])),  # type: ignore[arg-type]
-                    padding=(int(pads[0]), int(pads[1]), int(pads[2]), int(pads[3])),
-                    input_hw=(int(x[2]), int(x[3])),
-                    op_type="Conv",
-                )
-            )
-        elif node.op_type == "Gemm":
-            a, b = shapes[node.input[0]], shapes[node.input[1]]
-            if attrs.get("transA", 0):
-                a = a[::-1]
-            if attrs.get("transB", 0):
-                b = b[::-1]
-            rows = a[0] if a[0] > 0 else 1
-            layers.append(
-                ZigZagLayer(
-                    name=name, N=int(rows), G=1, K=int(b[1]), C=int(b[0]), P=1, Q=1, R=1, S=1, op_type="Gemm"
-                )
-            )
-    return layers
+    return [
+        ZigZagLayer(
+            name=layer.name,
+            N=layer.N,
+            G=layer.G,
+            K=layer.K,
+            C=layer.C,
+            P=layer.P,
+            Q=layer.Q,
+            R=layer.R,
+            S=layer.S,
+            stride=layer.stride,
+            dilation=layer.dilation,
+            padding=layer.pads,
+            input_hw=layer.in_hw if layer.op == "conv" else None,
+            op_type="Conv" if layer.op == "conv" else "Gemm",
+        )
+        for layer in extract_graph(path).layers
+    ]

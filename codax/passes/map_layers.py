@@ -17,6 +17,7 @@ from tvm import relax
 
 from codax.errors import MappingError, ModelError
 from codax.frontend.graph_json import from_json
+from codax.frontend.precision import layer_at
 from codax.ir import DIMS, Accelerator, Epilogue, Layer, Mapping, load_mappings, validate_mapping
 from codax.passes import attrs as A
 from codax.passes.relax_layer import core_info, layer_from_relax
@@ -105,10 +106,17 @@ def _mapper():
 class MapLayers:
     """Attach codax.layer_json / codax.mapping / codax.mapping_source (+ mapper cost) to each layer."""
 
-    def __init__(self, accel: Accelerator, mappings: MappingsSource = None, objective: str = "latency"):
+    def __init__(
+        self,
+        accel: Accelerator,
+        mappings: MappingsSource = None,
+        objective: str = "latency",
+        analysis: bool = False,
+    ):
         self.accel = accel
         self.mappings = load_mappings(mappings) if isinstance(mappings, (str, Path)) else dict(mappings or {})
         self.objective = objective
+        self.analysis = analysis
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
         gj = attr(mod["main"], "codax.graph")
@@ -125,6 +133,8 @@ class MapLayers:
         memo: dict[tuple, tuple[Mapping, float, float]] = {}
         for gv, f in funcs:
             layer = layer_of_function(f, onnx_layers)
+            if self.analysis:
+                layer = layer_at(layer, self.accel)
             extra: dict = {}
             if layer.name in self.mappings:
                 m = self.mappings[layer.name]

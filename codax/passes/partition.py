@@ -56,7 +56,11 @@ def _self_contained(ctx) -> bool:
 
 
 def _make(
-    p: CodaxPattern, accel: Accelerator, keys: dict[str, str], residual_layers: set[str] | None
+    p: CodaxPattern,
+    accel: Accelerator,
+    keys: dict[str, str],
+    residual_layers: set[str] | None,
+    analysis: bool,
 ) -> relax.transform.FusionPattern:
     def info(ann):
         return core_info(ann["core"], dtype(ann["xq"]) if p.integer else None, ann["weight"])
@@ -65,7 +69,7 @@ def _make(
         ann = ctx.annotated_expr
         if not _self_contained(ctx):
             return False
-        if offload_reason(info(ann), accel) is not None:
+        if offload_reason(info(ann), accel, analysis) is not None:
             return False
         if "bias" in ann and not bias_ok(ann["core"], ann["bias"]):
             return False
@@ -95,7 +99,9 @@ def _inner_composite(outer: relax.Function) -> relax.Function | None:
     return None
 
 
-def _host_layers(mod: tvm.IRModule, accel: Accelerator, keys: dict[str, str]) -> dict[str, str]:
+def _host_layers(
+    mod: tvm.IRModule, accel: Accelerator, keys: dict[str, str], analysis: bool
+) -> dict[str, str]:
     """{layer name: reason} for every conv2d/matmul left in main."""
     main = mod["main"]
     var2val = relax.analysis.get_var2val(main)
@@ -111,7 +117,8 @@ def _host_layers(mod: tvm.IRModule, accel: Accelerator, keys: dict[str, str]) ->
             act = dtype(x.args[0]) if op_name(x) == "relax.astype" else None
             info = core_info(v, act, var2val.get(v.args[1], v.args[1]))
             reason = (
-                offload_reason(info, accel) or "no codax pattern matched it (unsupported epilogue or shape)"
+                offload_reason(info, accel, analysis)
+                or "no codax pattern matched it (unsupported epilogue or shape)"
             )
             out[_layer_name(keys, info.key)] = reason
     return out
@@ -119,11 +126,13 @@ def _host_layers(mod: tvm.IRModule, accel: Accelerator, keys: dict[str, str]) ->
 
 @tvm.transform.module_pass(opt_level=0, name="codax.Partition")
 class Partition:
-    """Group accelerator-executable layers into codax composite functions."""
+    """Group accelerator-executable layers into codax composite functions. With `analysis`, float
+    layers on an integer accelerator are offloaded too, to be costed at its precision (never built)."""
 
-    def __init__(self, accel: Accelerator, offload: bool = True):
+    def __init__(self, accel: Accelerator, offload: bool = True, analysis: bool = False):
         self.accel = accel
         self.offload = offload
+        self.analysis = analysis
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
         keys = {str(k): str(v) for k, v in (attr(mod["main"], "codax.layer_keys") or {}).items()}
@@ -131,7 +140,7 @@ class Partition:
         residual_layers = None
         if gj is not None:
             residual_layers = {lay.name for lay in from_json(str(gj)).graph.layers if lay.epilogue.residual}
-        patterns = [_make(p, self.accel, keys, residual_layers) for p in codax_patterns()]
+        patterns = [_make(p, self.accel, keys, residual_layers, self.analysis) for p in codax_patterns()]
         mod = relax.transform.FuseOpsByPattern(patterns, bind_constants=True, annotate_codegen=self.offload)(
             mod
         )
@@ -142,6 +151,6 @@ class Partition:
                 inner = _inner_composite(f)
                 if inner is not None:
                     mod[gv] = f.with_attrs({k: inner.attrs[k] for k in (A.LAYER, A.KEY, A.EPILOGUE)})
-        hosts = _host_layers(mod, self.accel, keys)
+        hosts = _host_layers(mod, self.accel, keys, self.analysis)
         mod["main"] = mod["main"].with_attr(A.HOST_LAYERS, json.dumps(hosts))
         return mod

@@ -19,10 +19,13 @@ def pipeline(
     offload: bool = True,
     map_layers: bool = True,
     objective: str = "latency",
+    analysis: bool = False,
 ) -> tvm.transform.Sequential:
     """All codax passes for `accel`. `offload=False` keeps the composites host-compilable (reference);
-    `map_layers=False` stops after partitioning (analysis without a mapper)."""
-    passes = [canonicalize(), Partition(accel, offload=offload)]
+    `map_layers=False` stops after partitioning (analysis without a mapper). `analysis=True` (for
+    reports and mappings, never for building) offloads float layers to an integer accelerator and
+    costs them at its precision (codax.frontend.precision)."""
+    passes = [canonicalize(), Partition(accel, offload=offload, analysis=analysis)]
     if map_layers:
-        passes += [MapLayers(accel, mappings, objective=objective), Annotate(accel)]
+        passes += [MapLayers(accel, mappings, objective=objective, analysis=analysis), Annotate(accel)]
     return tvm.transform.Sequential(passes, name="codax.pipeline")

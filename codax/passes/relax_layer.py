@@ -69,17 +69,20 @@ def core_info(core: relax.Call, act_dtype: str | None = None, weight=None) -> Co
     return CoreInfo(op, key, Precision(weight=wb, act=ab, acc=32, out=8, kind="int"), None)
 
 
-def offload_reason(info: CoreInfo, accel: Accelerator) -> str | None:
-    """None if `accel` can execute the layer, else a sentence saying why not and what would help."""
+def offload_reason(info: CoreInfo, accel: Accelerator, analysis: bool = False) -> str | None:
+    """None if `accel` can execute the layer, else a sentence saying why not and what would help.
+    With `analysis`, a float layer on an integer accelerator is accepted: it is costed at the
+    accelerator's precision (codax.frontend.precision), not compiled."""
     if info.problem:
         return info.problem
     p = info.precision
     assert p is not None
     if p.kind == "float":
-        if not accel.float_ok:
+        if not accel.float_ok and not analysis:
             return (
                 f"fp32 layer, but accelerator {accel.name} has no float datapath (precision.float: false); "
-                "quantize the model (QDQ) or use an accelerator with float: true"
+                "compile with --calibrate SAMPLES to quantize it, give a QDQ model, or use an "
+                "accelerator with float: true"
             )
         return None
     if not accel.supports_bits(p.weight, p.act):
