@@ -37,6 +37,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         ],
         "head": 256,
     },
+    # 32x32 inputs (CIFAR) at the FBNet / Auto-NBA scale: 22 searchable blocks [1,4,4,4,4,4,1],
+    # Auto-NBA's CIFAR strides (stem and first two stages at full resolution)
+    "cifar22": {
+        "stem": {"width": 16, "stride": 1},
+        "stages": [
+            {"width": 16, "depth": 1, "stride": 1},
+            {"width": 24, "depth": 4, "stride": 1},
+            {"width": 32, "depth": 4, "stride": 2},
+            {"width": 64, "depth": 4, "stride": 2},
+            {"width": 112, "depth": 4, "stride": 1},
+            {"width": 184, "depth": 4, "stride": 2},
+            {"width": 352, "depth": 1, "stride": 1},
+        ],
+        "head": 1504,
+    },
     # ImageNet-size inputs (224x224): the FBNet / Auto-NBA layout [1,4,4,4,4,4,1]
     "imagenet": {
         "stem": {"width": 16, "stride": 2},
@@ -123,6 +138,9 @@ DEFAULTS: dict[str, Any] = {
         "exact_every": 0,  # steps between exact-mapper evaluations of the derived design (0: per epoch)
         "max_steps_per_epoch": None,
         "threads": 1,  # CPU intra-op threads: these tensors are small, extra threads mostly contend
+        # steps keep each unit's input only and recompute the unit in backward (activation
+        # checkpointing): memory of one unit instead of the network's, one more forward per step
+        "recompute": False,
     },
     "surrogate": {
         "oracle": "codax",  # codax | csv:<path> | <module>:<function>

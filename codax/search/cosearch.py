@@ -115,7 +115,9 @@ class CoSearch:
         fl = cfg["bits"]["first_last"]
         fixed_idx = self.bits.index(fl) if fl in self.bits else len(self.bits) - 1
         fixed_bits = [None if u.searchable else fixed_idx for u in self.net.units]
-        self.supernet = Supernet(self.net, self.bits, bool(cfg["network"]["share_weights"])).to(self.device)
+        self.supernet = Supernet(
+            self.net, self.bits, bool(cfg["network"]["share_weights"]), bool(s["recompute"])
+        ).to(self.device)
         self.arch = ArchParams(
             self.net,
             self.space,

@@ -12,9 +12,12 @@ gets the module's scope).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from codax.search.space import NetworkSpace, OpSpec, Unit
 
@@ -29,17 +32,28 @@ def fake_quant(x: torch.Tensor, bits: int, amax: torch.Tensor | None = None) -> 
     return x + (q - x.detach())
 
 
+def active(probs: torch.Tensor) -> list[int]:
+    """Indices of the non-zero entries of a probability vector: the paths a forward runs.
+
+    A hard sample (straight-through one-hot: value one-hot, gradient of the soft probabilities)
+    runs one path; its entry's gradient reaches every logit through the softmax's Jacobian (GDAS,
+    ProxylessNAS), so the paths whose value is zero are not run in either step and memory does
+    not grow with the number of candidates. Soft probabilities are never exactly zero: every path
+    runs (FBNet's mixing). One host sync per call, not one per entry."""
+    return torch.nonzero(probs.detach()).flatten().tolist()
+
+
 def mix_quant(x: torch.Tensor, probs: torch.Tensor | None, choices: list[int]) -> torch.Tensor:
     """sum_b probs[b] * Q_b(x) = x + sum_b probs[b] * (Q_b(x) - x) (straight-through); a one-hot
-    probs (hard sample) quantises at one width only. Gradients reach probs through the mix."""
+    probs (hard sample) quantises at one width only (see `active`). Gradients reach probs through
+    the mix."""
     if probs is None:
         return x
     amax = x.detach().abs().amax()
     xd = x.detach()
     delta = None
-    for p, b in zip(probs, choices):
-        if not p.requires_grad and float(p) == 0.0:
-            continue
+    for i in active(probs):
+        p, b = probs[i], choices[i]
         term = p * (fake_quant(xd, b, amax) - xd)
         delta = term if delta is None else delta + term
     if delta is None:
@@ -225,11 +239,17 @@ def _call(m: nn.Module, x, qw, qa, choices, xq=None):
 
 
 class Supernet(nn.Module):
-    """All candidate ops of every unit; `forward` mixes them with per-unit op weights."""
+    """All candidate ops of every unit; `forward` mixes them with per-unit op weights, running only
+    the ops whose weight is non-zero (one per unit for a hard sample, see `active`)."""
 
-    def __init__(self, space: NetworkSpace, bit_choices: list[int], share_weights: bool = True):
+    def __init__(
+        self, space: NetworkSpace, bit_choices: list[int], share_weights: bool = True, recompute: bool = False
+    ):
+        """`recompute`: keep only each unit's input for backward and run the unit again there
+        (activation checkpointing, `search.recompute`): memory of one unit's activations instead
+        of the network's, for one more forward per step."""
         super().__init__()
-        self.space, self.choices = space, list(bit_choices)
+        self.space, self.choices, self.recompute = space, list(bit_choices), recompute
         self.shared = nn.ModuleDict()  # unit name -> SharedIR (share_weights)
         units = []
         for u in space.units:
@@ -258,25 +278,56 @@ class Supernet(nn.Module):
         """op_w [U, max_ops]; bit_w / bit_a [U, n_bits] (None: float). `units`: run only these
         consecutive units, `x` being the first one's input (a cached prefix's output reused)."""
         for u in range(len(self.units)) if units is None else units:
-            unit, ops = self.space.units[u], self.units[u]
-            qw = None if bit_w is None else bit_w[u]
-            qa = None if bit_a is None else bit_a[u]
-            ch = None if bit_w is None else self.choices
-            if unit.ops[0].kind == "fc":
-                x = F.adaptive_avg_pool2d(x, 1).flatten(1)
-            if len(ops) == 1:
-                x = _call(ops[0], x, qw, qa, ch)
-                continue
-            out = None
-            xq = None if ch is None else mix_quant(x, qa, ch)  # once for all ops of the unit
-            for o, m in enumerate(ops):
-                w = op_w[u, o]
-                if not w.requires_grad and float(w) == 0.0:
-                    continue
-                term = w * _call(m, x, qw, qa, ch, xq)
-                out = term if out is None else out + term
-            x = out
+            if self.recompute and torch.is_grad_enabled():
+                x = checkpoint(
+                    self._unit,
+                    u,
+                    x,
+                    op_w,
+                    bit_w,
+                    bit_a,
+                    use_reentrant=False,
+                    context_fn=lambda u=u: (contextlib.nullcontext(), _frozen_stats(self._modules_of(u))),
+                )
+            else:
+                x = self._unit(u, x, op_w, bit_w, bit_a)
         return x
+
+    def _modules_of(self, u: int) -> list[nn.Module]:
+        """Unit u's op modules and its shared weights (a _SharedOp does not own them)."""
+        name = self.space.units[u].name
+        return [self.units[u]] + ([self.shared[name]] if name in self.shared else [])
+
+    def _unit(self, u: int, x, op_w, bit_w, bit_a) -> torch.Tensor:
+        unit, ops = self.space.units[u], self.units[u]
+        qw = None if bit_w is None else bit_w[u]
+        qa = None if bit_a is None else bit_a[u]
+        ch = None if bit_w is None else self.choices
+        if unit.ops[0].kind == "fc":
+            x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        if len(ops) == 1:
+            return _call(ops[0], x, qw, qa, ch)
+        out = None
+        xq = None if ch is None else mix_quant(x, qa, ch)  # once for all ops of the unit
+        for o in active(op_w[u]):
+            term = op_w[u, o] * _call(ops[o], x, qw, qa, ch, xq)
+            out = term if out is None else out + term
+        return out
+
+
+@contextlib.contextmanager
+def _frozen_stats(modules: list[nn.Module]):
+    """Batch norms that normalise as in training but leave their running statistics alone: the
+    recomputation of a checkpointed unit must not count its batch a second time."""
+    bns = [m for mod in modules for m in mod.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
 
 
 _W_ONLY = torch.tensor([1.0, 0.0])  # see DerivedNet._qcall
