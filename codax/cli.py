@@ -92,6 +92,7 @@ def _compile(args: argparse.Namespace) -> int:
             analyze_only=args.analyze_only,
             force=args.force,
             objective=args.objective,
+            calibrate=args.calibrate,
         )
     if args.json:
         print(json.dumps({"out_dir": str(res.out_dir), **res.report.to_dict()["totals"]}, indent=2))
@@ -219,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--analyze-only",
         action="store_true",
         help="stop after mapping (report + mappings only); for shape-only models",
+    )
+    comp.add_argument(
+        "--calibrate",
+        metavar="SAMPLES",
+        help="quantize a float model first (ONNX Runtime, QDQ int8, per-channel) on sample inputs: a .npy "
+        "batch [n, ...], a .npz per input name, or a folder of them; output keeps the quantized model.onnx",
     )
     comp.add_argument("--force", action="store_true", help="replace an existing output directory")
     comp.add_argument("--json", action="store_true", help="machine-readable output")

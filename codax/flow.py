@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,11 +44,17 @@ def compile_model(
     force: bool = False,
     objective: str = "latency",
     executable: bool = True,
+    calibrate: str | Path | None = None,
 ) -> CompileResult:
     """Compile an ONNX model for `accel` into `out_dir` (written atomically: a failure leaves any
     previous output intact). `analyze_only` stops after mapping: report and mappings only, which is
-    all a shape-only model (weights in missing external files) allows."""
+    all a shape-only model (weights in missing external files) allows; float layers on an integer
+    accelerator are then costed at its precision. `calibrate` (a .npy / .npz of sample inputs, or a
+    folder of them) quantizes a float model with ONNX Runtime first (codax.frontend.calibrate); the
+    output keeps the quantized model as model.onnx. A float model on an integer accelerator needs it
+    (or analyze_only)."""
     from codax.frontend import import_onnx, load_onnx
+    from codax.frontend.calibrate import quantize, require_integer_model
     from codax.passes import build_report, offloaded_layers, pipeline
 
     out = Path(out_dir)
@@ -57,8 +63,11 @@ def compile_model(
     acc = _accelerator(accel)
     given = load_mappings(mappings) if isinstance(mappings, (str, Path)) else mappings
     lm = load_onnx(model, shapes)
+    if calibrate is not None:
+        lm = replace(load_onnx(quantize(lm, calibrate)), name=lm.name)
     if not analyze_only:
         lm.require_weights("compiling (kernels, weights blob, executable)")
+        require_integer_model(lm, acc)
     mod = import_onnx(lm)
     mod = pipeline(acc, given, objective=objective, analysis=analyze_only)(mod)
     report = build_report(mod, acc)
@@ -69,6 +78,8 @@ def compile_model(
         "mappings.yaml": save_mappings(maps, extra={"accelerator": acc.name}).encode(),
         "accel.yaml": dump_yaml(acc.to_dict()).encode(),
     }
+    if calibrate is not None:
+        files[MODEL_COPY] = lm.model.SerializeToString()  # the quantized model, also when analysing
     exe_path = None
     if analyze_only:
         from codax.codegen.project import write_atomic

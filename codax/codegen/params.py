@@ -297,8 +297,8 @@ def _canonical_weight(node, m: _Model, w: np.ndarray, b, layer: Layer):
     """Weights as [G*K, C, R, S]: Conv already is; Gemm B is [K, C] (transB=1) or [C, K]; MatMul [C, K]."""
     if node.op_type == "Conv":
         w4 = w.reshape(w.shape[0], w.shape[1], *(w.shape[2:] or (1, 1)))
-        if w4.ndim == 3:
-            w4 = w4[..., None]
+        if w4.ndim == 3:  # Conv1d: a 2-D convolution with H = 1, the kernel along W
+            w4 = w4[:, :, None, :]
     elif node.op_type == "Gemm":
         if float(m.attr(node, "alpha", 1.0)) != 1.0 or float(m.attr(node, "beta", 1.0)) != 1.0:
             raise UnsupportedError(f"layer {layer.name}: Gemm with alpha/beta != 1")

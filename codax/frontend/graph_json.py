@@ -30,6 +30,7 @@ def to_json(og: OnnxGraph) -> str:
             "keys": og.keys,
             "node_order": og.node_order,
             "op_types": og.op_types,
+            "macs": og.macs,
         }
     )
 
@@ -45,5 +46,10 @@ def from_json(text: str) -> OnnxGraph:
             n["inputs"], n["outputs"] = tuple(n["inputs"]), tuple(n["outputs"])
             g.add(HostOp(**n))
     return OnnxGraph(
-        graph=g, fused=d["fused"], keys=d["keys"], node_order=d["node_order"], op_types=d["op_types"]
+        graph=g,
+        fused=d["fused"],
+        keys=d["keys"],
+        node_order=d["node_order"],
+        op_types=d["op_types"],
+        macs=d["macs"],
     )

@@ -66,6 +66,9 @@ class OnnxGraph:
     keys: dict[str, str] = field(default_factory=dict)  # weight key -> layer name
     node_order: list[str] = field(default_factory=list)  # every ONNX node name, in graph order
     op_types: dict[str, str] = field(default_factory=dict)  # ONNX node name -> op type
+    # MACs of every MAC node (Conv, ConvTranspose, Gemm, MatMul): a layer's as the accelerator runs
+    # it, a host node's as ONNX defines the op; the denominator of the offloaded MAC share
+    macs: dict[str, int] = field(default_factory=dict)
 
 
 class _Index:
@@ -173,7 +176,11 @@ def _core(ix: _Index, node: onnx.NodeProto, name: str) -> _Core | str:
         fused.append(dq_w.name)
         quantized = dq_x is not None
     if not ix.is_const(wsrc):
-        return f"{node.op_type} whose weight {w!r} is computed at run time (not an initializer)"
+        return (
+            f"{node.op_type} of two run-time tensors (its second operand {w!r} is computed, as in "
+            "attention's QK^T and AV): runs on the host; only MatMul/Gemm with a constant weight are "
+            "offloaded"
+        )
     xshape, wshape, yshape = ix.shapes.get(x), tuple(ix.shapes.get(wsrc, ())), ix.shapes.get(node.output[0])
     if not xshape or not yshape or 0 in xshape or 0 in yshape:
         return f"{node.op_type} with unknown input/output shape (run shape inference or give input shapes)"
@@ -196,9 +203,13 @@ def _core(ix: _Index, node: onnx.NodeProto, name: str) -> _Core | str:
     bias_src = dq_b.input[0] if bias and dq_b is not None else (node.input[2] if bias else "")
     inputs = [x, wsrc] + ([bias_src] if bias else [])
     try:
+        if node.op_type == "Conv" and len(xshape) == 3:
+            # Conv1d: a 2-D convolution with H = 1 (codax.passes.layout does the same in Relax)
+            a = _conv1d_as_2d(a)
+            xshape, wshape, yshape = _h1(xshape), _h1(wshape), _h1(yshape)
         if node.op_type == "Conv":
             if len(xshape) != 4:
-                return f"Conv on a rank-{len(xshape)} input (only 2-D convolutions are layers)"
+                return f"Conv on a rank-{len(xshape)} input (only 1-D and 2-D convolutions are layers)"
             k = int(a.get("group", 1))
             pads = list(a.get("pads", [0, 0, 0, 0]))
             auto = a.get("auto_pad", b"NOTSET")
@@ -241,12 +252,15 @@ def _core(ix: _Index, node: onnx.NodeProto, name: str) -> _Core | str:
                     return f"Gemm with alpha={a['alpha']} (unsupported attribute)"
                 kdim, cdim = (wshape[0], wshape[1]) if a.get("transB", 0) else (wshape[1], wshape[0])
             else:
-                if len(xshape) != 2 or len(wshape) != 2:
-                    return f"MatMul of rank {len(xshape)} x {len(wshape)} (only 2-D x 2-D matmuls are layers)"
+                if len(xshape) < 2 or len(wshape) != 2:
+                    return (
+                        f"MatMul of rank {len(xshape)} x {len(wshape)} (only [..., C] x [C, K] matmuls with "
+                        "a 2-D weight are layers)"
+                    )
                 kdim, cdim = wshape[1], wshape[0]
             layer = Layer(
                 name,
-                N=xshape[0],
+                N=int(np.prod(xshape[:-1])),  # [B, T, C] tokens are B*T rows (codax.passes.layout)
                 K=kdim,
                 C=cdim,
                 op="matmul",
@@ -265,8 +279,27 @@ def _core(ix: _Index, node: onnx.NodeProto, name: str) -> _Core | str:
     else:
         if node.op_type == "Gemm" and a.get("transB", 0):
             arr = arr.T
+        if op == "conv" and arr.ndim == 3:
+            arr = arr[:, :, None, :]
         key = weight_key(arr, op)
     return _Core(layer, key, fused, quantized, wsrc)
+
+
+def _h1(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A Conv1d tensor shape [N, C, W] (or weight [K, C, S]) as its H = 1 2-D form."""
+    return (shape[0], shape[1], 1, shape[2])
+
+
+def _conv1d_as_2d(a: dict) -> dict:
+    """Conv1d attributes as those of the equivalent 2-D convolution over [N, C, 1, W]."""
+    out = dict(a)
+    if "kernel_shape" in a:
+        out["kernel_shape"] = [1, *a["kernel_shape"]]
+    out["strides"] = [1, *a.get("strides", [1])]
+    out["dilations"] = [1, *a.get("dilations", [1])]
+    left, right = a.get("pads", [0, 0])
+    out["pads"] = [0, left, 0, right]
+    return out
 
 
 def _epilogue(ix: _Index, node: onnx.NodeProto, core: _Core, claimed: set[str]) -> tuple[Layer, list[str]]:
@@ -312,6 +345,26 @@ def _epilogue(ix: _Index, node: onnx.NodeProto, core: _Core, claimed: set[str]) 
         out = nxt.output[0]
         layer = layer.with_(precision=replace(layer.precision, out=_bits(ix.dtypes.get(out, 3))))
     return layer.with_(epilogue=ep, inputs=tuple(inputs), outputs=(out,)), fused
+
+
+MAC_OPS = (*LAYER_OPS, "ConvTranspose")
+
+
+def _node_macs(ix: _Index, node: onnx.NodeProto) -> int | None:
+    """MACs of a Conv / ConvTranspose / Gemm / MatMul node from its shapes, None if unknown."""
+    x, y = ix.shapes.get(node.input[0]), ix.shapes.get(node.output[0])
+    w = ix.shapes.get(node.input[1])
+    dq = ix.dq_of(node.input[1])
+    if dq is not None:
+        w = ix.shapes.get(dq.input[0], w)
+    if not x or not y or not w:
+        return None
+    if node.op_type == "Conv":  # each output needs C/groups * kernel MACs
+        return int(np.prod(y, dtype=np.int64) * np.prod(w[1:], dtype=np.int64))
+    if node.op_type == "ConvTranspose":  # each input scatters into Cout/groups * kernel outputs
+        return int(np.prod(x, dtype=np.int64) * np.prod(w[1:], dtype=np.int64))
+    inner = x[0] if node.op_type == "Gemm" and _attrs(node).get("transA", 0) else x[-1]
+    return int(np.prod(y, dtype=np.int64) * inner)
 
 
 def _host_reason(node: onnx.NodeProto) -> str:
@@ -361,6 +414,11 @@ def graph_from_onnx(lm: LoadedModel) -> OnnxGraph:
             users = ix.consumers.get(node.output[0], [])
             if any(u.name not in layer_by_name for u in users):
                 del result.fused[name]
+    for node, name in zip(g.node, names):
+        if name in layer_by_name:
+            result.macs[name] = layer_by_name[name].macs
+        elif node.op_type in MAC_OPS and (n := _node_macs(ix, node)) is not None:
+            result.macs[name] = n
     for node, name in zip(g.node, names):
         if name in layer_by_name:
             graph.add(layer_by_name[name])

@@ -2,6 +2,7 @@
 
 - `ClipToRelax`: TVM's ONNX importer lowers Clip to `call_tir(maximum)` / `call_tir(minimum)` at import
   time; this turns them back into `R.nn.relu` / `R.clip` so Relu6 and Clip can be fused as epilogues.
+- `CanonicalizeLayout` (codax.passes.layout): conv1d and N-D x 2-D matmuls become conv2d / 2-D matmul.
 - `LowerQDQ` (codax.passes.qdq): dequantize -> conv2d/matmul -> quantize chains become integer layers.
 It must run before FoldConstant, which would otherwise fold the int8 weights into float constants.
 """
@@ -15,6 +16,7 @@ import tvm
 from tvm import relax
 from tvm.relax import PyExprMutator, expr_functor
 
+from codax.passes.layout import CanonicalizeLayout
 from codax.passes.qdq import LowerQDQ
 from codax.passes.relax_util import const_value, is_constant, op_name, relax_functions, scalar_const, shape
 
@@ -101,6 +103,7 @@ def canonicalize() -> tvm.transform.Pass:
     return tvm.transform.Sequential(
         [
             ClipToRelax(),
+            CanonicalizeLayout(),
             LowerQDQ(),
             relax.transform.DeadCodeElimination(),
             FoldLayoutConstants(),

@@ -34,7 +34,7 @@ def _var_name(v) -> str:
 
 def _weight(core: relax.Call, w=None):
     w = core.args[1] if w is None else w
-    if op_name(w) == "relax.permute_dims":  # shape-only Gemm: transposed weight parameter
+    if op_name(w) in ("relax.permute_dims", "relax.expand_dims"):  # shape-only Gemm / Conv1d parameter
         w = w.args[0]
     return w
 

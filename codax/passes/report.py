@@ -14,6 +14,7 @@ import tvm
 
 from codax.frontend.graph_json import from_json
 from codax.frontend.onnx_graph import VECTOR_KINDS
+from codax.frontend.precision import precision_label
 from codax.ir import Accelerator, Layer
 from codax.passes import attrs as A
 from codax.passes.relax_util import attr
@@ -48,6 +49,8 @@ class CompileReport:
     accelerator: str
     nodes: list[NodeRow] = field(default_factory=list)
     layers: list[LayerRow] = field(default_factory=list)
+    model_macs: int = 0  # MACs of every Conv/ConvTranspose/Gemm/MatMul node, offloaded or not
+    notes: list[str] = field(default_factory=list)
 
     @property
     def totals(self) -> dict:
@@ -57,11 +60,14 @@ class CompileReport:
             p: sum(1 for n in self.nodes if n.placement == p)
             for p in ("accelerator", "fused", "vector", "host")
         }
+        offloaded = sum(r.macs for r in self.layers)
         return {
             "onnx_nodes": len(self.nodes),
             **{f"nodes_{k}": v for k, v in count.items()},
             "offloaded_layers": len(self.layers),
-            "offloaded_macs": sum(r.macs for r in self.layers),
+            "offloaded_macs": offloaded,
+            "model_macs": self.model_macs,
+            "offloaded_mac_share": offloaded / self.model_macs if self.model_macs else 0.0,
             "cycles": sum(cyc) if cyc else None,
             "energy_pj": sum(en) if en else None,
         }
@@ -71,6 +77,7 @@ class CompileReport:
             "model": self.model,
             "accelerator": self.accelerator,
             "totals": self.totals,
+            "notes": self.notes,
             "nodes": [n.__dict__ for n in self.nodes],
             "layers": [r.__dict__ for r in self.layers],
         }
@@ -95,8 +102,10 @@ class CompileReport:
             "",
             f"totals: {t['onnx_nodes']} ONNX nodes ({t['nodes_accelerator']} layers offloaded, "
             f"{t['nodes_fused']} fused, {t['nodes_vector']} vector unit, {t['nodes_host']} host); "
-            f"{t['offloaded_macs']:,} MACs offloaded; {cyc} cycles; {en}",
+            f"{t['offloaded_macs']:,} of {t['model_macs']:,} MACs offloaded "
+            f"({t['offloaded_mac_share']:.1%}); {cyc} cycles; {en}",
         ]
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -118,7 +127,7 @@ def build_report(mod: tvm.IRModule, accel: Accelerator) -> CompileReport:
     hosts = json.loads(str(attr(main, A.HOST_LAYERS) or "{}"))
     offl = A.offloaded_layers(mod)
     offloaded_names = {str(attr(f, A.LAYER)) for _, f in A.offloaded_functions(mod)}
-    rep = CompileReport(model=og.graph.name, accelerator=accel.name)
+    rep = CompileReport(model=og.graph.name, accelerator=accel.name, model_macs=sum(og.macs.values()))
     for name in og.node_order:
         op = og.op_types[name]
         node = og.graph.nodes.get(name)
@@ -152,7 +161,7 @@ def build_report(mod: tvm.IRModule, accel: Accelerator) -> CompileReport:
                     kind=o.layer.kind,
                     dims=o.layer.dims,
                     macs=o.layer.macs,
-                    precision="fp32" if p.kind == "float" else f"w{p.weight}a{p.act}acc{p.acc}",
+                    precision=precision_label(p),
                     epilogue=_epilogue_str(o.layer),
                     mapping=o.mapping.summary() if o.mapping else None,
                     mapping_source=o.mapping_source,
@@ -160,6 +169,21 @@ def build_report(mod: tvm.IRModule, accel: Accelerator) -> CompileReport:
                     energy_pj=o.energy_pj,
                 )
             )
+    analysed = sorted(
+        {
+            r.precision
+            for r in rep.layers
+            if isinstance(og.graph.nodes.get(r.layer), Layer)
+            and og.graph.nodes[r.layer].precision.kind == "float"
+            and r.precision != "fp32"
+        }
+    )
+    if analysed:
+        rep.notes.append(
+            f"fp32 layers analysed at {accel.name}'s precision ({', '.join(analysed)}; it has no float "
+            "datapath): the figures are those of the model quantized, as `codax compile --calibrate "
+            "SAMPLES` builds it"
+        )
     return rep
 
 
