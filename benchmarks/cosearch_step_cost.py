@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT.parent))
 
 from codax.search.config import load_config  # noqa: E402
 from codax.search.cosearch import CoSearch  # noqa: E402
-from codax.search.data import batches  # noqa: E402
 
 
 def main() -> int:
@@ -39,12 +38,12 @@ def main() -> int:
     cs = CoSearch(load_config(cfg))
     table_before = cs.hw.table_seconds
     step_t, hw_t = [], []
-    s = cs.cfg["search"]
+    s = cs.cfg.search
     for e in range(args.epochs):
         tau = cs.tau(e)
         gen = torch.Generator().manual_seed(e)
-        tb = batches(cs.data.train, s["batch_size"], gen)
-        vb = batches(cs.data.val, s["batch_size"], gen)
+        tb = cs.data.loader("train", s.batch_size, gen)
+        vb = cs.data.loader("val", s.batch_size, gen)
         for (x, y), (xv, yv) in zip(tb, vb):
             t0 = time.perf_counter()
             cs.weight_step(x, y, tau)

@@ -75,7 +75,7 @@ ZC706 = {
 def search(cfg: dict) -> tuple[CoSearch, float]:
     cs = CoSearch(load_config(cfg))
     t0 = time.perf_counter()
-    for _ in range(cs.cfg["search"]["epochs"]):
+    for _ in range(cs.cfg.search.epochs):
         cs.run_epoch(progress=False)
     return cs, time.perf_counter() - t0
 

@@ -26,7 +26,7 @@ def _held_out_digits(config: dict | None) -> tuple[np.ndarray, np.ndarray]:
     from codax.search.data import load_data
 
     cfg = load_config(config)
-    x, y = load_data(cfg, seed=cfg["seed"]).test
+    x, y = load_data(cfg, seed=cfg.seed).test
     return x.numpy(), y.numpy()
 
 

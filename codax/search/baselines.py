@@ -75,12 +75,12 @@ def _feasible(cs) -> list[tuple]:
 
 def _widths(cs) -> list[int]:
     """The widths a searchable layer may take: all choices, or the widest when bits are not searched."""
-    return list(cs.bits) if cs.cfg["bits"]["search"] else [max(cs.bits)]
+    return list(cs.bits) if cs.cfg.bits.search else [max(cs.bits)]
 
 
 def random_design(cs, rng: random.Random) -> Design:
     ops = [rng.randrange(len(u.ops)) for u in cs.net.units]
-    fixed, widths = cs.cfg["bits"]["first_last"], _widths(cs)
+    fixed, widths = cs.cfg.bits.first_last, _widths(cs)
     bits = [
         (rng.choice(widths), rng.choice(widths)) if u.searchable else (fixed, fixed) for u in cs.net.units
     ]

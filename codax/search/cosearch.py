@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from codax.errors import ConfigError
 from codax.search import ddp
 from codax.search.arch import ArchParams
-from codax.search.config import load_config
-from codax.search.data import Splits, batches, load_data
+from codax.search.config import SearchConfig, load_config
+from codax.search.data import Splits, load_data
 from codax.search.derive import Design, build_graph, exact_cost
 from codax.search.hwcost import LayerTable, onehot_probs
 from codax.search.objective import HardwareObjective, HwEstimate, budget_of
@@ -37,6 +37,7 @@ from codax.search.space import build_accel_space, build_accelerator, build_netwo
 from codax.search.supernet import Supernet
 
 PREFIX_CACHE_ENTRIES = 512  # unit outputs kept by supernet_logits' prefix cache (tens of MB on digits)
+EVAL_BATCH = 256  # images per batch-statistics forward when a split is read lazily
 DERIVE_SEED = 10_000  # first training seed of the derivation's ranking (disjoint from 0, 1, ...)
 
 
@@ -85,57 +86,58 @@ def frozen(model: torch.nn.Module):
 class CoSearch:
     """State of one search: data, spaces, supernet, logits, optimisers, lambda, history."""
 
-    def __init__(self, cfg: dict, device: torch.device | None = None):
+    def __init__(self, cfg: SearchConfig | dict, device: torch.device | None = None):
+        cfg = cfg if isinstance(cfg, SearchConfig) else load_config(cfg)
         self.cfg = cfg
-        s = cfg["search"]
-        self.seed = int(cfg["seed"])
+        s = cfg.search
+        self.seed = int(cfg.seed)
         _seed_all(self.seed)
         self.device = device or ddp.pick_device()
         self.rank, self.world = ddp.rank_world()
         self.data: Splits = load_data(cfg, self.seed)
         self.net = build_network_space(cfg, self.data.shape, self.data.num_classes)
         self.space = build_accel_space(cfg)
-        self.bits = list(cfg["bits"]["choices"])
+        self.bits = list(cfg.bits.choices)
         self.lt = LayerTable(self.net, self.bits)
         self.budget = budget_of(cfg, self.space)
-        self.chunks = int(cfg["accelerator"]["chunks"])
-        self.objective = s["objective"]
-        self.hard_ops = s["op_sampling"] == "hard"
+        self.chunks = int(cfg.accelerator.chunks)
+        self.objective = s.objective
+        self.hard_ops = s.op_sampling == "hard"
         self.hw = HardwareObjective(
             self.net,
             self.space,
             self.lt,
             self.chunks,
             self.budget,
-            s["mapping_candidates"],
-            s["relaxed"],
-            s["penalty"],
+            s.mapping_candidates,
+            s.relaxed,
+            s.penalty,
         )
         self.hw.check_feasible()
-        fl = cfg["bits"]["first_last"]
+        fl = cfg.bits.first_last
         fixed_idx = self.bits.index(fl) if fl in self.bits else len(self.bits) - 1
         fixed_bits = [None if u.searchable else fixed_idx for u in self.net.units]
-        self.supernet = Supernet(
-            self.net, self.bits, bool(cfg["network"]["share_weights"]), bool(s["recompute"])
-        ).to(self.device)
+        self.supernet = Supernet(self.net, self.bits, bool(cfg.network.share_weights), bool(s.recompute)).to(
+            self.device
+        )
         self.arch = ArchParams(
             self.net,
             self.space,
             len(self.bits),
             self.chunks,
-            s["mapping_candidates"],
+            s.mapping_candidates,
             fixed_bits,
-            bool(cfg["bits"]["search"]),
+            bool(cfg.bits.search),
         ).to(self.device)
         self.w_opt = torch.optim.SGD(
             self.supernet.parameters(),
-            lr=s["w_lr"],
-            momentum=s["w_momentum"],
-            weight_decay=s["w_weight_decay"],
+            lr=s.w_lr,
+            momentum=s.w_momentum,
+            weight_decay=s.w_weight_decay,
         )
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, T_max=s["epochs"])
-        self.a_opt = torch.optim.Adam(self.arch.parameters(), lr=s["a_lr"], betas=(0.5, 0.999))
-        self.lam = float(s["lambda"])
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, T_max=s.epochs)
+        self.a_opt = torch.optim.Adam(self.arch.parameters(), lr=s.a_lr, betas=(0.5, 0.999))
+        self.lam = float(s.lambda_)
         # exact / relaxed cycles of the latest exactly evaluated derived design: the lambda controller
         # divides the relaxed FPS by this before comparing it with the target (an exact-model FPS)
         self.cycle_calib = 1.0
@@ -145,7 +147,7 @@ class CoSearch:
         self.step = 0
         self._exact_cache: dict = {}
         self.surrogate_report: dict | None = None
-        if s["cost"] == "surrogate":
+        if s.cost == "surrogate":
             from codax.search.surrogate import attach_surrogate
 
             self.surrogate_report = attach_surrogate(self)
@@ -202,14 +204,14 @@ class CoSearch:
         significantly below the best one (paired by seed), the fastest. `supernet`: the highest
         supernet `val` accuracy, ties: the faster."""
         d = self.design()
-        s = self.cfg["search"]
-        if not s["target_fps"] or not s["fit_target"]:
+        s = self.cfg.search
+        if not s.target_fps or not s.fit_target:
             return d, None
         from codax.search.refine import fit_to_target
 
         tried, fitted_keys = [], set()
         for epoch, c in self.argmax_candidates():
-            fitted, log = fit_to_target(self, c, float(s["target_fps"]))
+            fitted, log = fit_to_target(self, c, float(s.target_fps))
             key = self._network_key(fitted)
             if key in fitted_keys:
                 continue  # two starts fitted to the same design: rank it once
@@ -217,7 +219,7 @@ class CoSearch:
             tried.append({"design": fitted, "log": log, "sn": self.supernet_accuracy(fitted), "epoch": epoch})
         ok = [t for t in tried if t["log"]["meets_target"]]
         t0, ranked = time.perf_counter(), len(ok) > 1
-        if s["derive_rank"] == "trained" and ranked:
+        if s.derive_rank == "trained" and ranked:
             for t in ok:
                 t["accs"] = self.trained_val_accs(t["design"])
                 t["trained"] = sum(t["accs"]) / len(t["accs"])
@@ -228,7 +230,7 @@ class CoSearch:
             best = max(tried, key=lambda t: t["log"]["exact_fps"])
         log = dict(best["log"])
         log["from_epoch"] = best["epoch"]
-        log["rank"] = s["derive_rank"] if ranked else "single candidate"
+        log["rank"] = s.derive_rank if ranked else "single candidate"
         log["rank_seconds"] = time.perf_counter() - t0
         log["candidates"] = [
             {
@@ -252,7 +254,7 @@ class CoSearch:
         first)."""
         d = self.design()
         cands = {_design_key(d): ("final", d)}
-        for h in self.history[-int(self.cfg["search"]["derive_candidates"]) :]:
+        for h in self.history[-int(self.cfg.search.derive_candidates) :]:
             if h["arch_steps"]:
                 c = _design_of(h["design_index"], d.maps)
                 cands.setdefault(_design_key(c), (h["epoch"], c))
@@ -264,9 +266,9 @@ class CoSearch:
         (`search.derive_train_seeds` of them, the same for every design: paired evidence)."""
         from codax.search.baselines import brief_accuracy
 
-        s = self.cfg["search"]
-        ep = int(s["derive_train_epochs"] or self.cfg["retrain"]["epochs"])
-        seeds = range(DERIVE_SEED, DERIVE_SEED + int(s["derive_train_seeds"]))
+        s = self.cfg.search
+        ep = int(s.derive_train_epochs or self.cfg.retrain.epochs)
+        seeds = range(DERIVE_SEED, DERIVE_SEED + int(s.derive_train_seeds))
         return [brief_accuracy(self, d, ep, i) for i in seeds]
 
     def _network_key(self, d: Design) -> tuple:
@@ -314,8 +316,8 @@ class CoSearch:
 
     # --- steps -------------------------------------------------------------------------------------
     def tau(self, epoch: int) -> float:
-        s = self.cfg["search"]
-        return float(s["tau0"]) * float(s["tau_decay"]) ** epoch
+        s = self.cfg.search
+        return float(s.tau0) * float(s.tau_decay) ** epoch
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor, tau: float) -> tuple[float, float]:
         a = self.arch
@@ -346,7 +348,7 @@ class CoSearch:
         loss.backward()
         ddp.average_grads(self.arch.parameters())
         self.a_opt.step()
-        target = self.cfg["search"]["target_fps"]
+        target = self.cfg.search.target_fps
         derived_fps = None
         if target:
             # steer by the design the search would derive now (argmax), not by the mixture's expected
@@ -358,8 +360,8 @@ class CoSearch:
                 self.lam,
                 derived_fps,
                 float(target),
-                float(self.cfg["search"]["lambda_step"]),
-                float(self.cfg["search"]["target_band"]),
+                float(self.cfg.search.lambda_step),
+                float(self.cfg.search.target_band),
             )
         return {
             "val_ce": float(ce.detach()),
@@ -371,12 +373,21 @@ class CoSearch:
         }
 
     def evaluate_supernet(self, split: str = "val") -> float:
-        """Accuracy of the argmax network inside the supernet (argmax bits), batch statistics."""
-        x, y = getattr(self.data, split)
+        """Accuracy of the argmax network inside the supernet (argmax bits), batch statistics: of the
+        whole split in memory, per batch of EVAL_BATCH images for a lazily read one."""
         a = self.arch
+        ops, bw, ba = (t.to(self.device) for t in (a.onehot("op"), a.onehot("w"), a.onehot("a")))
+        if self.data.lazy:
+            batches = self.data.loader(split, EVAL_BATCH)
+        else:
+            batches = [getattr(self.data, split)]
+        correct = total = 0
         with batch_stats(self.supernet):
-            out = self.supernet(x.to(self.device), a.onehot("op"), a.onehot("w"), a.onehot("a"))
-        return float((out.argmax(1).cpu() == y).float().mean())
+            for x, y in batches:
+                out = self.supernet(x.to(self.device), ops, bw, ba)
+                correct += int((out.argmax(1).cpu() == y).sum())
+                total += len(y)
+        return correct / total
 
     def supernet_accuracy(self, d: Design, split: str = "val") -> float:
         """Accuracy of design `d`'s network inside the supernet, at its widths (batch statistics)."""
@@ -421,35 +432,36 @@ class CoSearch:
     def run_epoch(self, progress: bool = True) -> dict:
         from tqdm import tqdm
 
-        s, e = self.cfg["search"], self.epoch
+        s, e = self.cfg.search, self.epoch
         tau = self.tau(e)
         gen = torch.Generator().manual_seed(self.seed * 1000 + e)
-        tb = batches(self.data.train, s["batch_size"], gen, self.rank, self.world)
-        vb = batches(self.data.val, s["batch_size"], gen, self.rank, self.world)
+        tb = self.data.loader("train", s.batch_size, gen, self.rank, self.world)
+        vb = self.data.loader("val", s.batch_size, gen, self.rank, self.world)
         n = min(len(tb), len(vb))
-        if s["max_steps_per_epoch"]:
-            n = min(n, int(s["max_steps_per_epoch"]))
-        search_arch = e >= s["warmup_epochs"]
+        if s.max_steps_per_epoch:
+            n = min(n, int(s.max_steps_per_epoch))
+        search_arch = e >= s.warmup_epochs
         t0 = time.perf_counter()
         self.supernet.train()
         agg: dict[str, list[float]] = {}
         bar = tqdm(
             range(n),
-            desc=f"epoch {e + 1}/{s['epochs']}",
+            desc=f"epoch {e + 1}/{s.epochs}",
             leave=False,
             disable=None if progress and not self.rank else True,  # bars only on a terminal
         )
-        for i in bar:
-            x, y = (t.to(self.device) for t in tb[i])
+        train_it, val_it = iter(tb), iter(vb)
+        for _ in bar:
+            x, y = (t.to(self.device, non_blocking=True) for t in next(train_it))
             tl, ta = self.weight_step(x, y, tau)
             agg.setdefault("train_loss", []).append(tl)
             agg.setdefault("train_acc", []).append(ta)
             if search_arch:
-                xv, yv = (t.to(self.device) for t in vb[i])
+                xv, yv = (t.to(self.device, non_blocking=True) for t in next(val_it))
                 for k, v in self.arch_step(xv, yv, tau).items():
                     agg.setdefault(k, []).append(v)
                 self.step += 1
-                every = int(s["exact_every"] or 0)
+                every = int(s.exact_every or 0)
                 if every and self.step % every == 0:
                     ex = self.exact(self.design())
                     self._calibrate(ex)
@@ -609,7 +621,7 @@ def write_metrics(out: Path, history: list[dict]) -> None:
 
 
 def run_search(
-    config: dict | str | Path | None = None,
+    config: SearchConfig | dict | str | Path | None = None,
     out_dir: str | Path = "out/search",
     resume: bool = False,
     progress: bool = True,
@@ -625,8 +637,8 @@ def run_search(
     export at the end (see derive.py / finalize.py)."""
     cfg = load_config(config)
     threads = torch.get_num_threads()
-    if cfg["search"]["threads"]:
-        torch.set_num_threads(int(cfg["search"]["threads"]))
+    if cfg.search.threads:
+        torch.set_num_threads(int(cfg.search.threads))
     try:
         return _run(cfg, Path(out_dir), resume, progress, stop_after, finalize)
     finally:
@@ -634,7 +646,7 @@ def run_search(
 
 
 def _run(
-    cfg: dict, out: Path, resume: bool, progress: bool, stop_after: int | None, finalize: bool
+    cfg: SearchConfig, out: Path, resume: bool, progress: bool, stop_after: int | None, finalize: bool
 ) -> SearchResult:
     ddp.init_if_launched()
     cs = CoSearch(cfg)
@@ -646,9 +658,9 @@ def _run(
         out.mkdir(parents=True, exist_ok=True)
         from codax.ir import dump_yaml
 
-        _atomic_write(out / "config.yaml", dump_yaml(cfg))
+        _atomic_write(out / "config.yaml", dump_yaml(cfg.to_dict()))
     t_start = time.perf_counter()
-    total = cfg["search"]["epochs"] if stop_after is None else min(stop_after, cfg["search"]["epochs"])
+    total = cfg.search.epochs if stop_after is None else min(stop_after, cfg.search.epochs)
     while cs.epoch < total:
         row = cs.run_epoch(progress)
         if main:
@@ -662,7 +674,7 @@ def _run(
                     f"exact FPS {row['exact_fps']:,.0f}  gap {row['relaxed_vs_exact_cycles']:+.1%}  "
                     f"lambda {row['lambda']:.3g}  tau {row['temperature']:.2f}"
                 )
-    d, fit = cs.derive() if cs.epoch >= cfg["search"]["epochs"] else (cs.design(), None)
+    d, fit = cs.derive() if cs.epoch >= cfg.search.epochs else (cs.design(), None)
     search_seconds = time.perf_counter() - t_start
     summary: dict = {
         "epochs": cs.epoch,
@@ -673,7 +685,7 @@ def _run(
         "cost_table_seconds": cs.hw.table_seconds,
         **_public(cs.exact(d)),
     }
-    if finalize and cs.epoch >= cfg["search"]["epochs"] and main:
+    if finalize and cs.epoch >= cfg.search.epochs and main:
         from codax.search.finalize import finalize_design
 
         summary.update(finalize_design(cs, d, out, progress))

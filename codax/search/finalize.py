@@ -84,29 +84,31 @@ def finalize_design(cs, d: Design, out: Path, progress: bool = True) -> dict:
         out / "mappings.yaml",
         extra={"network": "cosearch", "accelerator": accel.name, "naming": NAMING},
     )
-    r = cfg["retrain"]
+    r = cfg.retrain
     torch.manual_seed(cs.seed + 1000)  # the initialisation too (see train_from_scratch)
     model = derived_module(cs.net, d)
     retrain(
         model,
         cs.data,
-        int(r["epochs"]),
-        float(r["lr"]),
-        int(r["batch_size"]),
-        bool(r["quantize"]),
+        int(r.epochs),
+        float(r.lr),
+        int(r.batch_size),
+        bool(r.quantize),
         cs.seed + 1000,
         progress,
     )
     xt, yt = cs.data.test
-    model.quantize = bool(r["quantize"])
+    model.quantize = bool(r.quantize)
     acc_q = accuracy(model, xt, yt)
     model.quantize = False
     model.fuse().eval()
     acc_f = accuracy(model, xt, yt)
-    torch.save({"state_dict": model.state_dict(), "design": d.__dict__, "config": cfg}, out / "net.pt")
-    e = cfg["export"]
+    torch.save(
+        {"state_dict": model.state_dict(), "design": d.__dict__, "config": cfg.to_dict()}, out / "net.pt"
+    )
+    e = cfg.export
     float_path = out / "net_float.onnx"
-    export_onnx(model, str(float_path), cs.data.shape, int(e["opset"]))
+    export_onnx(model, str(float_path), cs.data.shape, int(e.opset))
     with torch.no_grad():
         ref = model(xt).numpy()
     got = onnx_outputs(str(float_path), xt.numpy())
@@ -118,8 +120,8 @@ def finalize_design(cs, d: Design, out: Path, progress: bool = True) -> dict:
     bits = {
         name: b for name, b in ((la.name, (la.precision.weight, la.precision.act)) for la in graph.layers)
     }
-    if e["qdq"]:
-        calib = cs.data.train[0][: 16 * int(e["calib_batches"])]
+    if e.qdq:
+        calib = cs.data.train[0][: 16 * int(e.calib_batches)]
         quantize_qdq(str(float_path), str(out / "net.onnx"), calib, bits)
         q = onnx_outputs(str(out / "net.onnx"), xt.numpy())
         res.update(

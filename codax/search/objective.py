@@ -10,6 +10,7 @@ import torch
 
 from codax.errors import InfeasibleError
 from codax.hw.library import load_device
+from codax.search.config import SearchConfig
 from codax.search.hwcost import LayerTable, configs_costs, expected_resources, onehot_probs
 from codax.search.space import AccelSpace, NetworkSpace
 
@@ -37,9 +38,9 @@ class HwEstimate:
         }[objective]
 
 
-def budget_of(cfg: dict, space: AccelSpace) -> dict[str, float]:
+def budget_of(cfg: SearchConfig, space: AccelSpace) -> dict[str, float]:
     """The resource budget: the config's values, else the FPGA device's DSP and BRAM18."""
-    b = {k: v for k, v in cfg["budget"].items() if v is not None}
+    b = {k: v for k, v in cfg.budget.__dict__.items() if v is not None}
     if space.base.target == "fpga":
         dev = load_device(space.base.device)
         b.setdefault("dsp", float(dev.dsp))

@@ -63,9 +63,9 @@ class TargetFit:
 
     def __init__(self, cs, design: Design):
         self.cs = cs
-        self.widths = sorted(cs.bits) if cs.cfg["bits"]["search"] else [max(cs.bits)]
+        self.widths = sorted(cs.bits) if cs.cfg.bits.search else [max(cs.bits)]
         self.one_image = 1.0 / len(cs.data.val[1])
-        self.spend_widths = cs.cfg["search"]["spend_widths"]
+        self.spend_widths = cs.cfg.search.spend_widths
         self._logits: dict[tuple, torch.Tensor] = {}
         self._prefix: dict = {}  # supernet unit outputs by design prefix (weights frozen while fitting)
         self.calibrate(design)

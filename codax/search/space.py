@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from codax.errors import ConfigError
 from codax.hw.library import load_accelerator, load_device, load_technology
 from codax.ir import Accelerator, Dram, Engine, Layer, MemoryLevel, PEArray, Precision, conv2d, dense
-from codax.search.config import network_layout
+from codax.search.config import SearchConfig, network_layout
 
 SUBS = ("expand", "dw", "project")  # sub-layer slots of an inverted-residual op
 
@@ -148,42 +148,30 @@ class NetworkSpace:
         return [i for i, u in enumerate(self.units) if u.searchable]
 
 
-def build_network_space(cfg: dict, in_shape: tuple[int, int, int], num_classes: int) -> NetworkSpace:
+def build_network_space(cfg: SearchConfig, in_shape: tuple[int, int, int], num_classes: int) -> NetworkSpace:
     """Units of the supernet for the config's layout and the data's input shape."""
     lay = network_layout(cfg)
-    net = cfg["network"]
+    net = cfg.network
     c, h, w = in_shape
     if h != w:
         raise ConfigError(f"data: inputs must be square for the supernet, got {h}x{w}; set data.image_size")
     units: list[Unit] = []
-    stem = lay["stem"]
-    units.append(Unit("stem", c, stem["width"], h, stem["stride"], [OpSpec("conv")], False, kernel=3))
-    cin, hw = stem["width"], units[-1].hw_out
+    units.append(Unit("stem", c, lay.stem.width, h, lay.stem.stride, [OpSpec("conv")], False, kernel=3))
+    cin, hw = lay.stem.width, units[-1].hw_out
     bi = 0
-    for si, st in enumerate(lay["stages"]):
-        for d in range(st["depth"]):
-            stride = st["stride"] if d == 0 else 1
-            ops = [OpSpec("ir", k, e) for k in net["kernels"] for e in net["expansions"]]
-            if net["skip"] and stride == 1 and cin == st["width"]:
+    last = len(lay.stages) - 1
+    for si, st in enumerate(lay.stages):
+        for d in range(st.depth):
+            stride = st.stride if d == 0 else 1
+            ops = [OpSpec("ir", k, e) for k in net.kernels for e in net.expansions]
+            if net.skip and stride == 1 and cin == st.width:
                 ops.append(OpSpec("skip"))
-            units.append(Unit(f"b{bi}", cin, st["width"], hw, stride, ops, True, stage=si))
-            cin, hw, bi = st["width"], units[-1].hw_out, bi + 1
-    if lay.get("head"):
-        units.append(
-            Unit(
-                "head",
-                cin,
-                int(lay["head"]),
-                hw,
-                1,
-                [OpSpec("conv")],
-                False,
-                kernel=1,
-                stage=len(lay["stages"]) - 1,
-            )
-        )
-        cin = int(lay["head"])
-    units.append(Unit("fc", cin, num_classes, 1, 1, [OpSpec("fc")], False, stage=len(lay["stages"]) - 1))
+            units.append(Unit(f"b{bi}", cin, st.width, hw, stride, ops, True, stage=si))
+            cin, hw, bi = st.width, units[-1].hw_out, bi + 1
+    if lay.head:
+        units.append(Unit("head", cin, lay.head, hw, 1, [OpSpec("conv")], False, kernel=1, stage=last))
+        cin = lay.head
+    units.append(Unit("fc", cin, num_classes, 1, 1, [OpSpec("fc")], False, stage=last))
     return NetworkSpace(units, c, h, num_classes)
 
 
@@ -238,38 +226,31 @@ class AccelSpace:
         return bool(self.value(cfg, "double_buffer"))
 
 
-def build_accel_space(cfg: dict) -> AccelSpace:
-    a = cfg["accelerator"]
-    base = load_accelerator(a["base"])
+def build_accel_space(cfg: SearchConfig) -> AccelSpace:
+    a = cfg.accelerator
+    base = load_accelerator(a.base)
     names = ["rows", "cols", "buf_W", "buf_I", "buf_O", "dataflow", "double_buffer"]
     options = [
-        list(a["rows"]),
-        list(a["cols"]),
-        list(a["buffer_kb"]["W"]),
-        list(a["buffer_kb"]["I"]),
-        list(a["buffer_kb"]["O"]),
-        list(a["dataflow"]),
-        [bool(x) for x in a["double_buffer"]],
+        list(a.rows),
+        list(a.cols),
+        list(a.buffer_kb.W),
+        list(a.buffer_kb.I),
+        list(a.buffer_kb.O),
+        list(a.dataflow),
+        [bool(x) for x in a.double_buffer],
     ]
     fixed = None
-    if a.get("fixed"):
-        f = dict(a["fixed"])
-        bk = f.pop("buffer_kb", {})
-        for op in "WIO":
-            if op in bk:
-                f[f"buf_{op}"] = bk[op]
+    if a.fixed is not None:  # its value is added to the options when they do not hold it
+        f = a.fixed
+        values = [f.rows, f.cols, f.buffer_kb.W, f.buffer_kb.I, f.buffer_kb.O, f.dataflow, f.double_buffer]
         fixed_idx = []
-        for n, opts in zip(names, options):
-            if n not in f:
-                raise ConfigError(
-                    f"config: accelerator.fixed needs a value for {n.replace('buf_', 'buffer_kb.')}"
-                )
-            if f[n] not in opts:
-                opts.append(f[n])
-            fixed_idx.append(opts.index(f[n]))
+        for v, opts in zip(values, options):
+            if v not in opts:
+                opts.append(v)
+            fixed_idx.append(opts.index(v))
         fixed = tuple(fixed_idx)
     dsp_kind = load_device(base.device).dsp_kind if base.target == "fpga" else None
-    return AccelSpace(names, options, base, int(a["banks"]), float(a["buffer_bandwidth"]), dsp_kind, fixed)
+    return AccelSpace(names, options, base, int(a.banks), float(a.buffer_bandwidth), dsp_kind, fixed)
 
 
 def build_accelerator(space: AccelSpace, cfgs: list[tuple[int, ...]], name: str = "cosearch") -> Accelerator:

@@ -178,11 +178,11 @@ def train_mlp(
 
 def attach_surrogate(cs) -> dict:
     """Sample the oracle, train the MLP, and make the search's hardware term use it."""
-    s = cs.cfg["surrogate"]
+    s = cs.cfg.surrogate
     rng = random.Random(cs.seed)
     t0 = time.perf_counter()
-    spec = str(s["oracle"])
-    n = int(s["samples"])
+    spec = str(s.oracle)
+    n = int(s.samples)
     if spec == "codax":
         per_cfg = len(cs.lt.layers) * cs.lt.wb.shape[0]
         f, y = _codax_samples(cs, max(4, math.ceil(n / per_cfg)), rng)
@@ -193,7 +193,7 @@ def attach_surrogate(cs) -> dict:
     else:
         raise ConfigError(f"surrogate.oracle {spec!r} must be codax, csv:<path> or <module>:<function>")
     sample_s = time.perf_counter() - t0
-    model, rep = train_mlp(f, y, int(s["hidden"]), int(s["epochs"]), float(s["lr"]), cs.seed)
+    model, rep = train_mlp(f, y, int(s.hidden), int(s.epochs), float(s.lr), cs.seed)
     for p in model.parameters():
         p.requires_grad_(False)
     lt = cs.lt

@@ -104,7 +104,7 @@ def test_spend_raises_widths_on_supernet_evidence_by_default(tiny):
     correct `val` image inside the supernet, whether it widens a layer or changes an op, and keeps
     the target."""
     cs = CoSearch(load_config(tiny))
-    assert cs.cfg["search"]["spend_widths"] == "supernet"
+    assert cs.cfg.search.spend_widths == "supernet"
     d = _design(cs, (4, 4))
     fit = TargetFit(cs, d)
     target = 0.5 * fit.fps(d)

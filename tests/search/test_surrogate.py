@@ -26,7 +26,7 @@ def test_surrogate_search_lowers_oracle_cost(tiny):
         bits = [(8, 8)] * len(ops)
         cfg = tuple(rng.randrange(k) for k in cs.space.sizes)
         before.append(cs.exact(Design(ops, bits, [cfg]))["exact_cycles"])
-    for _ in range(cs.cfg["search"]["epochs"]):
+    for _ in range(cs.cfg.search.epochs):
         cs.run_epoch(progress=False)
     after = cs.exact(cs.design())["exact_cycles"]
     assert after < sum(before) / len(before)
