@@ -51,13 +51,13 @@ def main() -> int:
             t1 = time.perf_counter()
             a = cs.arch
             h0 = time.perf_counter()
-            est = cs._estimate(
+            est = cs.estimate(
                 a.op_probs(tau), a.bit_probs("w", tau, hard=True), a.bit_probs("a", tau, hard=True)
             )
             (cs.lam * cs.hw_value(est) + est.penalty).backward()
             a.zero_grad(set_to_none=True)
             with torch.no_grad():  # the lambda controller's look at the derived design
-                cs._estimate(None, onehot_design=cs.design())
+                cs.estimate(None, onehot_design=cs.design())
             h1 = time.perf_counter()
             step_t.append(t1 - t0)
             hw_t.append(h1 - h0)

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import random
 import time
+from typing import TYPE_CHECKING
 
 from codax.search.derive import Design, build_graph
-from codax.search.finalize import accuracy, train_from_scratch
 from codax.search.hwcost import LayerTable, configs_costs
+from codax.search.ranking import one_se_pick
+from codax.search.scoring import brief_accuracy
+
+if TYPE_CHECKING:
+    from codax.search.cosearch import CoSearch
 
 
-def derive_by_training(cs, speed) -> tuple[Design, list[dict]]:
+def derive_by_training(cs: CoSearch, speed) -> tuple[Design, list[dict]]:
     """A baseline's derivation at the co-search's budget: its argmax designs of the last
     `search.derive_candidates` epochs (CoSearch.argmax_candidates), each trained from scratch with
     the same seeds and recipe the co-search ranks its candidates with (CoSearch.trained_val_accs),
     picked by the same one-standard-error rule with `speed(design)` (higher is better) as the
     parsimony. Returns the pick and one log row per candidate."""
-    from codax.search.cosearch import one_se_pick
-
     designs = [d for _, d in cs.argmax_candidates()]
     speeds = [speed(d) for d in designs]
     if len(designs) == 1:  # nothing to rank: no training
@@ -38,7 +41,7 @@ def derive_by_training(cs, speed) -> tuple[Design, list[dict]]:
     return designs[i], log
 
 
-def best_accelerator_for(cs, d: Design, chunk: int = 64) -> Design:
+def best_accelerator_for(cs: CoSearch, d: Design, chunk: int = 64) -> Design:
     """Stage 2 of the two-stage baseline: the fastest feasible accelerator point for the design's
     network, exhaustively (each layer at its best mapping template, in cost_core batches)."""
     graph, _ = build_graph(cs.net, d)
@@ -52,42 +55,27 @@ def best_accelerator_for(cs, d: Design, chunk: int = 64) -> Design:
     return Design(d.ops, d.bits, [best] * cs.chunks, d.maps)
 
 
-def brief_accuracy(cs, d: Design, epochs: int, seed: int) -> float:
-    """Train the design's network from scratch for a few epochs on `train`; accuracy on `val`.
-    The same recipe scores co-search results and samples."""
-    data = type("D", (), {"train": cs.data.train, "val": (cs.data.train[0][:0], cs.data.train[1][:0])})()
-    model = train_from_scratch(cs.net, d, data, epochs, 0.05, 64, True, seed)
-    model.quantize = True
-    return accuracy(model, *cs.data.val)
-
-
-def brief_reward(cs, d: Design, epochs: int, seeds: int, first_seed: int = 0) -> float:
+def brief_reward(cs: CoSearch, d: Design, epochs: int, seeds: int, first_seed: int = 0) -> float:
     """Mean brief accuracy over `seeds` trainings (seeds first_seed, first_seed + 1, ...): one
     brief training differs from the next by a point or two, too much for a threshold."""
-    return sum(brief_accuracy(cs, d, epochs, first_seed + i) for i in range(seeds)) / seeds
+    return sum(brief_accuracy(cs.net, cs.data, d, epochs, first_seed + i) for i in range(seeds)) / seeds
 
 
-def _feasible(cs) -> list[tuple]:
-    if not hasattr(cs, "_feasible_points"):
-        cs._feasible_points = [c for c in cs.space.all_configs() if cs.hw.fits(c)]
-    return cs._feasible_points
-
-
-def _widths(cs) -> list[int]:
+def _widths(cs: CoSearch) -> list[int]:
     """The widths a searchable layer may take: all choices, or the widest when bits are not searched."""
     return list(cs.bits) if cs.cfg.bits.search else [max(cs.bits)]
 
 
-def random_design(cs, rng: random.Random) -> Design:
+def random_design(cs: CoSearch, rng: random.Random) -> Design:
     ops = [rng.randrange(len(u.ops)) for u in cs.net.units]
     fixed, widths = cs.cfg.bits.first_last, _widths(cs)
     bits = [
         (rng.choice(widths), rng.choice(widths)) if u.searchable else (fixed, fixed) for u in cs.net.units
     ]
-    return Design(ops, bits, [rng.choice(_feasible(cs)) for _ in range(cs.chunks)])
+    return Design(ops, bits, [rng.choice(cs.feasible_points()) for _ in range(cs.chunks)])
 
 
-def mutate(cs, d: Design, rng: random.Random) -> Design:
+def mutate(cs: CoSearch, d: Design, rng: random.Random) -> Design:
     """One gene changed: a searchable unit's op, weight or activation width, or one accelerator
     choice of one engine (kept within the budget)."""
     units = [u for u, unit in enumerate(cs.net.units) if unit.searchable]
@@ -119,7 +107,7 @@ def _key(d: Design) -> tuple:
 
 
 def coexploration(
-    cs,
+    cs: CoSearch,
     strategy: str,
     target_acc: float,
     target_fps: float,

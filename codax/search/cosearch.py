@@ -33,6 +33,8 @@ from codax.search.data import Splits, load_data
 from codax.search.derive import Design, build_graph, exact_cost
 from codax.search.hwcost import LayerTable, onehot_probs
 from codax.search.objective import HardwareObjective, HwEstimate, budget_of
+from codax.search.ranking import one_se_pick, standard_error
+from codax.search.scoring import brief_accuracy
 from codax.search.space import build_accel_space, build_accelerator, build_network_space
 from codax.search.supernet import Supernet
 
@@ -154,15 +156,17 @@ class CoSearch:
         with torch.no_grad():
             self.ref = {
                 k: float(v)
-                for k, v in self._estimate(None).__dict__.items()
+                for k, v in self.estimate(None).__dict__.items()
                 if k in ("period_cycles", "energy_pj", "macs")
             }
-            self.ref["cycles"] = float(self._estimate(None).cycles)
+            self.ref["cycles"] = float(self.estimate(None).cycles)
 
     # --- hardware ---------------------------------------------------------------------------------
-    def _estimate(
-        self, op_w: torch.Tensor | None, bw=None, ba=None, onehot_design: Design | None = None
+    def estimate(
+        self, op_w: torch.Tensor | None = None, bw=None, ba=None, onehot_design: Design | None = None
     ) -> HwEstimate:
+        """The relaxed hardware cost: of the given op / bit probabilities (None: the logits'
+        softmax), or of one design (`onehot_design`: its ops, widths and accelerator points)."""
         a = self.arch
         if onehot_design is not None:
             d = onehot_design
@@ -183,6 +187,16 @@ class CoSearch:
             return est.energy_pj * est.cycles / (self.ref["energy_pj"] * self.ref["cycles"])
         key = {"latency": "period_cycles", "energy": "energy_pj", "flops": "macs"}[self.objective]
         return est.value(self.objective) / self.ref[key]
+
+    def relaxed_cycles(self, d: Design) -> float:
+        """Cycles of the slowest engine of design `d` under the relaxed cost (a contraction of the
+        cached tables; see hwcost.py)."""
+        with torch.no_grad():
+            return float(self.estimate(onehot_design=d).period_cycles)
+
+    def feasible_points(self) -> list[tuple]:
+        """Every accelerator point of the space that fits the budget (per engine when chunked)."""
+        return [tuple(int(i) for i in c) for c in self.hw.feasible_points()]
 
     def design(self) -> Design:
         """The argmax design (accelerator projected onto the budget)."""
@@ -240,7 +254,7 @@ class CoSearch:
                 "meets_target": t["log"]["meets_target"],
                 "supernet_val_acc": t["sn"],
                 "trained_val_acc": t.get("trained"),
-                "trained_val_se": _se(t["accs"]) if "accs" in t else None,
+                "trained_val_se": standard_error(t["accs"]) if "accs" in t else None,
                 "trained_val_accs": t.get("accs"),
                 "design": t["log"]["design"],
             }
@@ -264,12 +278,10 @@ class CoSearch:
         """`val` accuracies of the design's network trained from scratch on `train` with the retrain
         recipe for `search.derive_train_epochs` epochs, one per seed DERIVE_SEED, DERIVE_SEED + 1, ...
         (`search.derive_train_seeds` of them, the same for every design: paired evidence)."""
-        from codax.search.baselines import brief_accuracy
-
         s = self.cfg.search
         ep = int(s.derive_train_epochs or self.cfg.retrain.epochs)
         seeds = range(DERIVE_SEED, DERIVE_SEED + int(s.derive_train_seeds))
-        return [brief_accuracy(self, d, ep, i) for i in seeds]
+        return [brief_accuracy(self.net, self.data, d, ep, i) for i in seeds]
 
     def _network_key(self, d: Design) -> tuple:
         """What the design runs: ops, the widths of units with layers (a skip unit's are moot), accel."""
@@ -291,7 +303,7 @@ class CoSearch:
             mappings, cost, used = exact_cost(
                 graph, accel, engines, self.objective, self.lt, self.space, d.accel
             )
-            rel = self._estimate(None, onehot_design=d)
+            rel = self.estimate(None, onehot_design=d)
             r = cost.resources
             self._exact_cache[key] = {
                 "exact_fps": cost.fps,
@@ -340,7 +352,7 @@ class CoSearch:
             out = self.supernet(x, op_w, bw, ba)
         ce = F.cross_entropy(out, y)
         t0 = time.perf_counter()
-        est = self._estimate(op_w, bw, ba)
+        est = self.estimate(op_w, bw, ba)
         hw = self.hw_value(est)
         loss = ce + (self.lam * hw + est.penalty).to(ce.device)  # the cost model runs on the CPU
         self.hw_seconds = time.perf_counter() - t0
@@ -355,7 +367,7 @@ class CoSearch:
             # cost: E[cycles] under soft op probabilities is dominated by the large ops and stays far
             # below the argmax design's FPS
             with torch.no_grad():
-                derived_fps = self._estimate(None, onehot_design=self.design()).fps / self.cycle_calib
+                derived_fps = self.estimate(None, onehot_design=self.design()).fps / self.cycle_calib
             self.lam = lambda_update(
                 self.lam,
                 derived_fps,
@@ -479,7 +491,7 @@ class CoSearch:
         }
         row["val_acc"] = self.evaluate_supernet("val")
         with torch.no_grad():
-            est = self._estimate(None)
+            est = self.estimate(None)
         row.update(
             expected_fps=est.fps,
             expected_energy_uj=float(est.energy_pj) / 1e6,
@@ -557,30 +569,6 @@ def lambda_update(lam: float, fps: float, target: float, step: float, band: floa
     `band` faster than asked, and the derivation could not buy the accuracy back."""
     err = max(-1.0, min(1.0, (target - fps) / (band * target)))
     return min(100.0, max(1e-4, lam * step**err))
-
-
-def _se(xs: list[float]) -> float:
-    """Standard error of the mean of xs."""
-    n = len(xs)
-    m = sum(xs) / n
-    return (sum((x - m) ** 2 for x in xs) / max(1, n - 1) / n) ** 0.5
-
-
-def _not_worse(a: list[float], b: list[float]) -> bool:
-    """Accuracies `a` not significantly below `b` (paired by seed): mean(b - a) <= its standard error."""
-    diff = [y - x for x, y in zip(a, b)]
-    return sum(diff) / len(diff) <= _se(diff)
-
-
-def one_se_pick(cands: list, accs, fps):
-    """The one-standard-error rule (Breiman et al. 1984; Hastie et al., ESL 7.10) with throughput as
-    the parsimony: among the candidates whose accuracies (`accs(c)`, paired by seed) are not
-    significantly below the most accurate one's (_not_worse), the fastest (`fps(c)`), then the more
-    accurate. Accuracy differences inside the noise decide nothing; the throughput, exact and
-    deterministic, is the objective the evidence can still separate."""
-    mean = lambda c: sum(accs(c)) / len(accs(c))  # noqa: E731
-    top = max(cands, key=mean)
-    return max((c for c in cands if _not_worse(accs(c), accs(top))), key=lambda c: (fps(c), mean(c)))
 
 
 def _design_key(d: Design) -> tuple:

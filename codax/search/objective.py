@@ -82,7 +82,7 @@ class HardwareObjective:
         self.surrogate = None  # set by the surrogate mode: callable(units, p_w, p_a, probs) -> [U_e, O, S, 2]
 
     # --- analytic tables ---------------------------------------------------------------------------
-    def _tables(self, cfgs: list[tuple]) -> torch.Tensor:
+    def tables(self, cfgs: list[tuple]) -> torch.Tensor:
         import time
 
         missing = [c for c in dict.fromkeys(cfgs) if c not in self.cache]
@@ -117,7 +117,7 @@ class HardwareObjective:
         if self.surrogate is not None:
             return self.surrogate(units, p_w, p_a, probs)
         cfgs, w = self.variants(probs)
-        T = self._tables(cfgs)  # [V, n, B, M, 2]
+        T = self.tables(cfgs)  # [V, n, B, M, 2]
         idx = self.lt.index[units]  # [u, O, S]
         g = T[:, idx.clamp(min=0)] * (idx >= 0).view(1, *idx.shape, 1, 1, 1).float()  # [V, u, O, S, B, M, 2]
         pb = (p_w[units].unsqueeze(2) * p_a[units].unsqueeze(1)).flatten(1)  # [u, B]

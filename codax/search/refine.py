@@ -44,10 +44,14 @@ are checked with the exact mapper and cost model (by bisection, a few evaluation
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import torch
 
 from codax.search.derive import Design
+
+if TYPE_CHECKING:
+    from codax.search.cosearch import CoSearch
 
 
 def _key(d: Design) -> tuple:
@@ -61,7 +65,7 @@ def _noise(bits: tuple[int, int]) -> float:
 class TargetFit:
     """Moves of one design's ops and widths, priced by the calibrated relaxed cost (see module doc)."""
 
-    def __init__(self, cs, design: Design):
+    def __init__(self, cs: CoSearch, design: Design):
         self.cs = cs
         self.widths = sorted(cs.bits) if cs.cfg.bits.search else [max(cs.bits)]
         self.one_image = 1.0 / len(cs.data.val[1])
@@ -109,7 +113,7 @@ class TargetFit:
         return float(sum(self.cs.lt.macs[u, o] for u, o in enumerate(d.ops)))
 
     def relaxed_cycles(self, d: Design) -> float:
-        return float(self.cs._estimate(None, onehot_design=d).period_cycles)
+        return self.cs.relaxed_cycles(d)
 
     def calibrate(self, d: Design) -> float:
         """Exact FPS of `d`; the relaxed model is rescaled to agree with it at `d`."""
@@ -271,7 +275,7 @@ def _first(path: list[Design], ok) -> int | None:
     return lo
 
 
-def fit_to_target(cs, design: Design, target_fps: float, rounds: int = 3) -> tuple[Design, dict]:
+def fit_to_target(cs: CoSearch, design: Design, target_fps: float, rounds: int = 3) -> tuple[Design, dict]:
     """`design` moved to just meet `target_fps` in the exact model.
 
     Close (when it misses the target): follow the close path, recalibrating at its end until the

@@ -63,7 +63,7 @@ def _codax_samples(cs, n_configs: int, rng: random.Random) -> tuple[torch.Tensor
     space: AccelSpace = cs.space
     cfgs = space.all_configs()
     pick = cfgs if len(cfgs) <= n_configs else rng.sample(cfgs, n_configs)
-    T = cs.hw._tables(pick)  # [V, n, B, M, 2]
+    T = cs.hw.tables(pick)  # [V, n, B, M, 2]
     best = T[..., 0].argmin(-1, keepdim=True)  # the fastest template
     y = torch.gather(T, 3, best.unsqueeze(-1).expand(*best.shape, 2)).squeeze(3)  # [V, n, B, 2]
     V, n, B = y.shape[:3]

@@ -51,7 +51,7 @@ def test_reward_reached_stops_sampling(tiny):
 
 def test_baseline_derivation_picks_the_fastest_candidate_not_significantly_worse(tiny, monkeypatch):
     from codax.search.baselines import derive_by_training
-    from codax.search.cosearch import _not_worse
+    from codax.search.ranking import not_worse
 
     tiny["search"].update(derive_train_seeds=2, derive_train_epochs=1)
     cs = CoSearch(load_config(tiny))
@@ -66,7 +66,7 @@ def test_baseline_derivation_picks_the_fastest_candidate_not_significantly_worse
     accs = [cs.trained_val_accs(c) for c in designs]  # the same seeds: the same accuracies
     assert [c["trained_val_acc"] for c in log] == [sum(a) / len(a) for a in accs]
     top = max(accs, key=sum)
-    assert speed(d) == max(speed(c) for c, a in zip(designs, accs) if _not_worse(a, top))
+    assert speed(d) == max(speed(c) for c, a in zip(designs, accs) if not_worse(a, top))
 
 
 def test_baseline_derivation_of_a_single_candidate_trains_nothing(tiny, monkeypatch):

@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from codax.search.config import load_config
-from codax.search.cosearch import CoSearch, _not_worse, _se, one_se_pick
+from codax.search.cosearch import CoSearch
 from codax.search.derive import derived_module
 from codax.search.finalize import train_from_scratch
+from codax.search.ranking import not_worse, one_se_pick, standard_error
 from codax.search.refine import TargetFit, fit_to_target
 
 
@@ -176,10 +177,10 @@ def test_capacity_steps_are_not_worse_and_change_the_function(tiny):
 
 
 def test_not_worse_is_one_standard_error_of_the_paired_difference():
-    assert _not_worse([0.90, 0.91, 0.92], [0.90, 0.91, 0.92])
-    assert not _not_worse([0.90, 0.90, 0.90], [0.92, 0.93, 0.92]), "consistently 2 points below"
-    assert _not_worse([0.90, 0.95, 0.88], [0.91, 0.93, 0.90]), "within the noise"
-    assert abs(_se([1.0, 3.0]) - 1.0) < 1e-12
+    assert not_worse([0.90, 0.91, 0.92], [0.90, 0.91, 0.92])
+    assert not not_worse([0.90, 0.90, 0.90], [0.92, 0.93, 0.92]), "consistently 2 points below"
+    assert not_worse([0.90, 0.95, 0.88], [0.91, 0.93, 0.90]), "within the noise"
+    assert abs(standard_error([1.0, 3.0]) - 1.0) < 1e-12
 
 
 def test_one_se_pick_takes_the_fastest_candidate_inside_the_noise_of_the_best():

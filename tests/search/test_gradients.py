@@ -11,7 +11,7 @@ from codax.search.cosearch import CoSearch
 def test_hw_loss_gradients_reach_all_logits(tiny):
     cs = CoSearch(load_config(tiny))
     a = cs.arch
-    est = cs._estimate(a.op_probs(1.0), a.bit_probs("w", 1.0, hard=True), a.bit_probs("a", 1.0, hard=True))
+    est = cs.estimate(a.op_probs(1.0), a.bit_probs("w", 1.0, hard=True), a.bit_probs("a", 1.0, hard=True))
     loss = cs.hw_value(est) + est.penalty
     loss.backward()
     searchable = cs.net.searchable
@@ -27,7 +27,7 @@ def test_expected_cost_is_exact_when_one_hot(tiny):
     """At one-hot probabilities the mixed cost equals the cost table of that single design."""
     cs = CoSearch(load_config(tiny))
     d = cs.design()
-    rel = cs._estimate(None, onehot_design=d)
+    rel = cs.estimate(None, onehot_design=d)
     ex = cs.exact(d)
     # same design, template mappings vs the exact mapper: same order of magnitude, and never zero
     assert float(rel.period_cycles) > 0
