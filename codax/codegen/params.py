@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from codax.errors import ModelError, UnsupportedError
+from codax.frontend.conv_transpose import channel_scale, conv_weight
+from codax.frontend.onnx_graph import LAYER_OPS
 from codax.ir import Layer
 
 
@@ -162,18 +164,18 @@ class _Model:
 def _find_node(m: _Model, layer: Layer):
     if layer.onnx_node and layer.onnx_node in m.nodes:
         n = m.nodes[layer.onnx_node]
-        if n.op_type in ("Conv", "Gemm", "MatMul"):
+        if n.op_type in LAYER_OPS:
             return n
         # the frontend may name the QuantizeLinear that closes a QDQ span: walk back to the MAC op
         seen = 0
-        while n is not None and n.op_type not in ("Conv", "Gemm", "MatMul") and seen < 6:
+        while n is not None and n.op_type not in LAYER_OPS and seen < 6:
             n = m.producer.get(n.input[0])
             seen += 1
-        if n is not None and n.op_type in ("Conv", "Gemm", "MatMul"):
+        if n is not None and n.op_type in LAYER_OPS:
             return n
     for out in layer.outputs:
         n = m.producer.get(out)
-        while n is not None and n.op_type not in ("Conv", "Gemm", "MatMul"):
+        while n is not None and n.op_type not in LAYER_OPS:
             n = m.producer.get(n.input[0]) if n.input else None
         if n is not None:
             return n
@@ -234,6 +236,8 @@ def from_onnx(model, layer: Layer) -> LayerParams:
             "(quantize_static(..., extra_options={'WeightSymmetric': True}))"
         )
     ws = np.asarray(ws, np.float32).reshape(-1)
+    if node.op_type == "ConvTranspose":  # per-channel scales of C_out/g, repeated per group
+        ws = channel_scale(ws, int(m.attr(node, "group", 1)))
     xs, xzp = _dq_activation(m, node.input[0], layer, "input")
     w, _ = _canonical_weight(node, m, wq, None, layer)
     bias = None
@@ -295,7 +299,9 @@ def from_onnx(model, layer: Layer) -> LayerParams:
 
 def _canonical_weight(node, m: _Model, w: np.ndarray, b, layer: Layer):
     """Weights as [G*K, C, R, S]: Conv already is; Gemm B is [K, C] (transB=1) or [C, K]; MatMul [C, K]."""
-    if node.op_type == "Conv":
+    if node.op_type == "ConvTranspose":  # the conv over the zero-inserted input (frontend.conv_transpose)
+        w4 = conv_weight(w, int(m.attr(node, "group", 1)))
+    elif node.op_type == "Conv":
         w4 = w.reshape(w.shape[0], w.shape[1], *(w.shape[2:] or (1, 1)))
         if w4.ndim == 3:  # Conv1d: a 2-D convolution with H = 1, the kernel along W
             w4 = w4[:, :, None, :]

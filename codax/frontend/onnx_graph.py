@@ -17,10 +17,11 @@ import onnx
 from onnx import numpy_helper
 
 from codax.errors import ConfigError
+from codax.frontend.conv_transpose import conv_weight, geometry
 from codax.frontend.onnx_io import LoadedModel
 from codax.ir import Epilogue, Graph, HostOp, Layer, Precision
 
-LAYER_OPS = ("Conv", "Gemm", "MatMul")
+LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 # ONNX op type -> the accelerator's post-processing-unit kind (Accelerator.host_ops)
 VECTOR_KINDS = {
     "Add": "add",
@@ -164,7 +165,7 @@ def _clip_activation(ix: _Index, node: onnx.NodeProto) -> Epilogue | None:
 
 
 def _core(ix: _Index, node: onnx.NodeProto, name: str) -> _Core | str:
-    """A Layer for a Conv/Gemm/MatMul node, or the reason it cannot be one."""
+    """A Layer for a Conv/ConvTranspose/Gemm/MatMul node, or the reason it cannot be one."""
     a = _attrs(node)
     x, w = node.input[0], node.input[1]
     fused: list[str] = []
@@ -207,7 +208,15 @@ def _core(ix: _Index, node: onnx.NodeProto, name: str) -> _Core | str:
             # Conv1d: a 2-D convolution with H = 1 (codax.passes.layout does the same in Relax)
             a = _conv1d_as_2d(a)
             xshape, wshape, yshape = _h1(xshape), _h1(wshape), _h1(yshape)
-        if node.op_type == "Conv":
+        if node.op_type == "ConvTranspose":
+            layer = _conv_transpose(name, a, xshape, wshape, yshape)
+            if isinstance(layer, str):
+                return layer
+            layer = layer.with_(
+                precision=prec, epilogue=Epilogue(bias=bias), inputs=tuple(inputs), onnx_node=node.name
+            )
+            op = "conv"
+        elif node.op_type == "Conv":
             if len(xshape) != 4:
                 return f"Conv on a rank-{len(xshape)} input (only 1-D and 2-D convolutions are layers)"
             k = int(a.get("group", 1))
@@ -281,8 +290,46 @@ def _core(ix: _Index, node: onnx.NodeProto, name: str) -> _Core | str:
             arr = arr.T
         if op == "conv" and arr.ndim == 3:
             arr = arr[:, :, None, :]
+        if node.op_type == "ConvTranspose":
+            arr = conv_weight(arr, int(a.get("group", 1)))
         key = weight_key(arr, op)
     return _Core(layer, key, fused, quantized, wsrc)
+
+
+def _conv_transpose(name: str, a: dict, xshape, wshape, yshape) -> Layer | str:
+    """The ordinary convolution a ConvTranspose computes over its zero-inserted input, or why not."""
+    if len(xshape) != 4:
+        return f"ConvTranspose on a rank-{len(xshape)} input (only 2-D transposed convolutions are layers)"
+    auto = a.get("auto_pad", b"NOTSET")
+    if "output_shape" in a or (auto.decode() if isinstance(auto, bytes) else auto) != "NOTSET":
+        return "ConvTranspose with output_shape / auto_pad (give explicit pads and output_padding)"
+    g_ = int(a.get("group", 1))
+    geo = geometry(
+        (xshape[2], xshape[3]),
+        (wshape[2], wshape[3]),
+        tuple(a.get("strides", [1, 1])),
+        tuple(a.get("dilations", [1, 1])),
+        tuple(a.get("pads", [0, 0, 0, 0])),
+        tuple(a.get("output_padding", [0, 0])),
+    )
+    if geo.out_hw != tuple(yshape[2:]):
+        return f"ConvTranspose whose output {list(yshape)} is not the one its attributes give ({geo.out_hw})"
+    return Layer(
+        name,
+        N=xshape[0],
+        G=g_,
+        K=wshape[1],
+        C=wshape[0] // g_,
+        P=yshape[2],
+        Q=yshape[3],
+        R=wshape[2],
+        S=wshape[3],
+        stride=(1, 1),
+        dilation=geo.dilation,
+        pads=geo.pads,
+        in_hw=geo.in_hw,
+        op="conv",
+    )
 
 
 def _h1(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -345,9 +392,6 @@ def _epilogue(ix: _Index, node: onnx.NodeProto, core: _Core, claimed: set[str]) 
         out = nxt.output[0]
         layer = layer.with_(precision=replace(layer.precision, out=_bits(ix.dtypes.get(out, 3))))
     return layer.with_(epilogue=ep, inputs=tuple(inputs), outputs=(out,)), fused
-
-
-MAC_OPS = (*LAYER_OPS, "ConvTranspose")
 
 
 def _node_macs(ix: _Index, node: onnx.NodeProto) -> int | None:
@@ -417,7 +461,7 @@ def graph_from_onnx(lm: LoadedModel) -> OnnxGraph:
     for node, name in zip(g.node, names):
         if name in layer_by_name:
             result.macs[name] = layer_by_name[name].macs
-        elif node.op_type in MAC_OPS and (n := _node_macs(ix, node)) is not None:
+        elif node.op_type in LAYER_OPS and (n := _node_macs(ix, node)) is not None:
             result.macs[name] = n
     for node, name in zip(g.node, names):
         if name in layer_by_name:

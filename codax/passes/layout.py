@@ -2,6 +2,8 @@
 
 - `conv1d(x, w)` (NCW/OIW) is `squeeze(conv2d(expand_dims(x, 2), w[:, :, None, :]), 2)`: a 2-D
   convolution with H = 1 (stride, dilation and pads on the W axis only).
+- `conv2d_transpose(x, w)` with a constant(-like) weight is a conv2d of the flipped, transposed
+  weight over x with zeros inserted (codax.frontend.conv_transpose); the zero insertion is host work.
 - `matmul(x, w)` with x of rank >= 3 and a 2-D constant(-like) weight (a transformer's Linear on
   [B, T, D] tokens) is `reshape(matmul(reshape(x, [B*T, D]), w), [B, T, K])`: a dense layer with
   N = B*T.
@@ -23,6 +25,7 @@ import tvm
 from tvm import relax
 from tvm.relax import PyExprMutator, expr_functor
 
+from codax.frontend.conv_transpose import channel_scale, conv_weight, geometry
 from codax.passes.relax_util import const_value, is_constant, op_name, relax_functions, shape
 
 _UNARY = ("relax.nn.relu", "relax.clip", "relax.astype", "relax.quantize", "relax.dequantize")
@@ -118,6 +121,8 @@ class _LayoutRewriter(PyExprMutator):
             new = self._conv1d(call)
         elif name == "relax.matmul":
             new = self._matmul(call)
+        elif name == "relax.nn.conv2d_transpose":
+            new = self._conv_transpose(call)
         elif name in _UNARY or name in _BINARY:
             new = self._sink(call)
         return call if new is None else new
@@ -168,6 +173,76 @@ class _LayoutRewriter(PyExprMutator):
         x2 = self._into(x, "flat", (m, xs[-1]), lambda e: relax.op.reshape(e, [m, xs[-1]]))
         core = relax.op.matmul(x2, w, out_dtype=call.attrs.out_dtype)
         return self._wrap(core, (m, out[-1]), out, "flat", lambda e: relax.op.reshape(e, list(out)))
+
+    def _conv_transpose(self, call):
+        a = call.attrs
+        if (a.data_layout, a.kernel_layout, a.out_layout) != ("NCHW", "IOHW", "NCHW"):
+            return None
+        groups = int(a.groups)
+        w = self._transposed_weight(call.args[1], groups)
+        if w is None:
+            return None
+        n, c, h, w_in = shape(call.args[0])
+        kh, kw = shape(call.args[1])[2:]
+        g = geometry(
+            (h, w_in),
+            (kh, kw),
+            tuple(int(v) for v in a.strides),
+            tuple(int(v) for v in a.dilation),
+            tuple(int(v) for v in a.padding),
+            tuple(int(v) for v in a.output_padding),
+        )
+        if g.out_hw != tuple(shape(call)[2:]):
+            return None
+        x = call.args[0]
+        dq = self._val(x)
+        if op_name(dq) == "relax.dequantize" and _per_tensor(dq):
+            # insert the zero point (the integer for a real 0), then dequantize as before
+            zp = float(const_value(dq.args[2]).reshape(()))
+            xi = self._zero_insert(dq.args[0], (n, c, h, w_in), g, zp)
+            x = self.builder_.emit(relax.Call(dq.op, [xi, *dq.args[1:]], dq.attrs, dq.ty_args))
+        else:
+            x = self._zero_insert(x, (n, c, h, w_in), g, 0.0)
+        return relax.op.nn.conv2d(
+            x,
+            w,
+            strides=[1, 1],
+            padding=list(g.pads),
+            dilation=list(g.dilation),
+            groups=groups,
+            data_layout="NCHW",
+            kernel_layout="OIHW",
+            out_dtype=a.out_dtype,
+        )
+
+    def _transposed_weight(self, w, groups: int):
+        """The equivalent conv's weight of a constant or dequantize(constant) transposed weight."""
+        v = w if is_constant(w) else self._val(w)
+        if is_constant(v):
+            return relax.const(conv_weight(const_value(v), groups))
+        if op_name(v) != "relax.dequantize" or not all(is_constant(e) for e in v.args):
+            return None
+        scale, zp = const_value(v.args[1]), const_value(v.args[2])
+        if scale.size != 1 and int(v.attrs.axis) != 1:
+            return None  # per-channel along an axis other than the output channels
+        q = relax.const(conv_weight(const_value(v.args[0]), groups))
+        s = relax.const(channel_scale(scale, groups).astype(scale.dtype))
+        z = relax.const(channel_scale(zp, groups).astype(zp.dtype))
+        return self.builder_.emit(relax.op.dequantize(q, s, z, axis=0, out_dtype=str(v.attrs.out_dtype)))
+
+    def _zero_insert(self, x, xs: tuple[int, ...], g, fill: float):
+        """x with stride - 1 `fill` values between neighbours, cropped as the geometry says."""
+        n, c, h, w = xs
+        sh, sw = g.stride
+        bb = self.builder_
+        if (sh, sw) != (1, 1):
+            x = bb.emit(relax.op.reshape(x, [n, c, h, 1, w, 1]))
+            x = bb.emit(relax.op.nn.pad(x, [0, 0, 0, 0, 0, 0, 0, sh - 1, 0, 0, 0, sw - 1], pad_value=fill))
+            x = bb.emit(relax.op.reshape(x, [n, c, h * sh, w * sw]))
+        (hi, wi), (ct, cl, cb, cr) = g.inserted_hw, g.crop
+        if (hi, wi) != (h * sh, w * sw) or any(g.crop):
+            x = bb.emit(relax.op.strided_slice(x, [2, 3], [ct, cl], [hi - cb, wi - cr]))
+        return x
 
     def _constant_like(self, w) -> bool:
         """A constant, dequantize(constant), or a transposed constant / weight parameter."""

@@ -133,7 +133,12 @@ def build_report(mod: tvm.IRModule, accel: Accelerator) -> CompileReport:
         node = og.graph.nodes.get(name)
         if isinstance(node, Layer):
             if name in offloaded_names:
-                rep.nodes.append(NodeRow(name, op, "accelerator", f"{node.kind} layer", name))
+                what = f"{node.kind} layer" + (
+                    " over the zero-inserted input (the insertion runs on the host)"
+                    if op == "ConvTranspose"
+                    else ""
+                )
+                rep.nodes.append(NodeRow(name, op, "accelerator", what, name))
             else:
                 reason = hosts.get(name, "not partitioned (no Relax op found for it)")
                 rep.nodes.append(NodeRow(name, op, "host", reason, name))
