@@ -72,7 +72,25 @@ class Decoder(nn.Module):
         return self.c2(torch.relu(self.up2(y)))
 
 
+class SmallCNN(nn.Module):
+    """A float CNN: regular, strided and depthwise convolutions, a residual, pooling and a dense head."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.c2 = nn.Conv2d(16, 16, 3, stride=2, padding=1)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.pw = nn.Conv2d(16, 16, 1)
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x):
+        y = torch.relu(self.c2(torch.relu(self.c1(x))))
+        y = torch.relu(self.pw(torch.relu(self.dw(y))) + y)
+        return self.fc(y.mean((2, 3)))
+
+
 MODELS = {
+    "cnn": (SmallCNN, (1, 3, 16, 16)),
     "encoder": (EncoderBlock, (1, 3, 8, 8)),
     "keyword": (KeywordNet, (1, 8, 32)),
     "decoder": (Decoder, (1, 8, 4, 4)),
