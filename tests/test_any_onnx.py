@@ -15,8 +15,9 @@ import pytest
 
 from codax.flow import compile_model, reference_outputs, run_compiled
 from tests.frontend.any_models import export, quantize, samples
+from tests.passes.helpers import float_accel
 
-FLOAT_ACCEL, INT_ACCEL = "zcu102-int8", "zc706-int8"  # fp32 MACs / integer only
+INT_ACCEL = "zc706-int8"  # integer only
 
 
 @cache
@@ -97,7 +98,7 @@ def share(res, path, expected_const_only: bool = True) -> float:
 @pytest.mark.parametrize("quantized", [False, True], ids=["float", "qdq"])
 def test_transformer_encoder_block(models, tmp_path, quantized):
     path = models["encoder_qdq" if quantized else "encoder"]
-    res = compile_model(path, INT_ACCEL if quantized else FLOAT_ACCEL, tmp_path / "out")
+    res = compile_model(path, INT_ACCEL if quantized else float_accel(), tmp_path / "out")
     check(res, samples("encoder", 1, seed=7), path if quantized else None)
     rows = {r.node: r for r in res.report.nodes}
     # the Linear layers on [1, T, D] tokens are dense layers; attention's QK^T and AV stay on the
@@ -114,7 +115,7 @@ def test_transformer_encoder_block(models, tmp_path, quantized):
 @pytest.mark.parametrize("quantized", [False, True], ids=["float", "qdq"])
 def test_conv1d_network(models, tmp_path, quantized):
     path = models["keyword_qdq" if quantized else "keyword"]
-    res = compile_model(path, INT_ACCEL if quantized else FLOAT_ACCEL, tmp_path / "out")
+    res = compile_model(path, INT_ACCEL if quantized else float_accel(), tmp_path / "out")
     check(res, samples("keyword", 1, seed=7), path if quantized else None)
     layers = {r.layer: r for r in res.report.layers}
     assert {"/c1/Conv", "/c2/Conv", "/dw/Conv", "/pw/Conv"} <= set(layers)
@@ -125,7 +126,7 @@ def test_conv1d_network(models, tmp_path, quantized):
 @pytest.mark.parametrize("quantized", [False, True], ids=["float", "qdq"])
 def test_conv_transpose_decoder(models, tmp_path, quantized):
     path = models["decoder_qdq" if quantized else "decoder"]
-    res = compile_model(path, INT_ACCEL if quantized else FLOAT_ACCEL, tmp_path / "out")
+    res = compile_model(path, INT_ACCEL if quantized else float_accel(), tmp_path / "out")
     check(res, samples("decoder", 1, seed=7), path if quantized else None)
     rows = {r.node: r for r in res.report.nodes}
     assert rows["/up1/ConvTranspose"].placement == rows["/up2/ConvTranspose"].placement == "accelerator"
