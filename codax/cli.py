@@ -100,7 +100,11 @@ def _compile(args: argparse.Namespace) -> int:
         print(res.report.table())
         print(
             f"\nwrote {res.out_dir}/ (report.json, mappings.yaml"
-            + (", kernels/, top.cpp, schedule.yaml, weights.bin, model.so)" if res.executable else ")")
+            + (
+                ", engine.cpp, top.cpp, program.bin, weights.bin, schedule.yaml, model.so)"
+                if res.executable
+                else ")"
+            )
         )
     return 0
 

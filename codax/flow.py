@@ -74,7 +74,6 @@ def compile_model(
     offl = offloaded_layers(mod)
     maps = {name: o.mapping for name, o in offl.items() if o.mapping is not None}
     files: dict[str, bytes] = {
-        "report.json": json.dumps(report.to_dict(), indent=1).encode(),
         "mappings.yaml": save_mappings(maps, extra={"accelerator": acc.name}).encode(),
         "accel.yaml": dump_yaml(acc.to_dict()).encode(),
     }
@@ -84,9 +83,12 @@ def compile_model(
     if analyze_only:
         from codax.codegen.project import write_atomic
 
+        files["report.json"] = json.dumps(report.to_dict(), indent=1).encode()
         write_atomic(out, files)
         return CompileResult(out, report, maps, None)
 
+    from codax.codegen.byoc import build_executable
+    from codax.codegen.golden_net import golden_network
     from codax.codegen.params import from_onnx
     from codax.codegen.project import write_project
     from codax.frontend import extract_graph
@@ -98,29 +100,40 @@ def compile_model(
     files[MANIFEST] = json.dumps(
         {"inputs": {k: list(v) for k, v in lm.input_shapes.items()}, "accelerator": acc.name}
     ).encode()
+    tb_values = golden_network(lm.model, graph, params, testbench_inputs(lm))
     with tempfile.TemporaryDirectory() as td:
         if executable:
-            ex = build_executable(mod, acc)
+            ex = build_executable(mod, acc, params=params)
             so = Path(td) / EXECUTABLE
             ex.export_library(str(so))
             files[EXECUTABLE] = so.read_bytes()
-        write_project(graph, acc, maps, params, out, force=force, shapes=tensor_bytes(lm.model), extra=files)
+        write_project(
+            graph, acc, maps, params, out, force=force, shapes=tensor_bytes(lm.model), extra=files,
+            tb_values=tb_values, compile_report=report.to_dict(),
+        )  # fmt: skip
     if executable:
         exe_path = out / EXECUTABLE
     return CompileResult(out, report, maps, exe_path)
 
 
-def build_executable(mod, accel: Accelerator):
-    """tvm.compile the pipeline's output: offloaded functions through relax.ext.codax, the rest LLVM."""
-    try:
-        from codax.codegen.byoc_hls import build_hls_executable
-    except ImportError:
-        build_hls_executable = None
-    if build_hls_executable is not None:
-        return build_hls_executable(mod, accel)
-    from codax.codegen.byoc import build
+def testbench_inputs(lm) -> dict[str, np.ndarray]:
+    """The project testbench's inputs: one deterministic random sample per graph input."""
+    from onnx import helper
 
-    return build(mod)
+    rng = np.random.default_rng(0)
+    init = {t.name for t in lm.model.graph.initializer}
+    out = {}
+    for i in lm.model.graph.input:
+        if i.name in init:
+            continue
+        dt = np.dtype(helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
+        shape = lm.input_shapes[i.name]
+        if dt.kind == "f":
+            out[i.name] = rng.standard_normal(shape).astype(dt)
+        else:
+            info = np.iinfo(dt)
+            out[i.name] = rng.integers(max(info.min, -128), min(info.max, 127) + 1, shape).astype(dt)
+    return out
 
 
 def run_compiled(out_dir: str | Path, inputs: dict[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:

@@ -62,9 +62,9 @@ def test_help_and_library():
 
 def test_compile_run_check(model, tmp_path):
     out = tmp_path / "out"
-    rc, stdout, err = codax("compile", model, "--accel", "zcu102-int8", "-o", out)
+    rc, stdout, err = codax("compile", model, "--accel", "zcu102-mixed", "-o", out)
     assert rc == 0, err
-    assert "conv" in stdout and (out / "model.so").exists() and (out / "kernels").is_dir()
+    assert "conv" in stdout and (out / "model.so").exists() and (out / "engine.cpp").is_file()
     np.save(tmp_path / "x.npy", np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32))
     rc, stdout, err = codax(
         "run", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--check", "--json"
@@ -78,7 +78,7 @@ def test_compile_run_check(model, tmp_path):
     # an existing output directory is refused, and left as it was
     before = sorted(p.name for p in out.iterdir())
     assert_clean_error(
-        *codax("compile", model, "--accel", "zcu102-int8", "-o", out)[::2], "exists", "--force"
+        *codax("compile", model, "--accel", "zcu102-mixed", "-o", out)[::2], "exists", "--force"
     )
     assert sorted(p.name for p in out.iterdir()) == before
 
@@ -103,7 +103,7 @@ def test_bad_inputs(model, tmp_path):
         "  tiles: {BUF: {P: 8, Q: 8, R: 3, S: 3}, REG: {R: 3, S: 3}}\n"
     )
     assert_clean_error(
-        *codax("compile", model, "--accel", "zcu102-int8", "--mappings", maps, "-o", tmp_path / "d")[::2],
+        *codax("compile", model, "--accel", "zcu102-mixed", "--mappings", maps, "-o", tmp_path / "d")[::2],
         "conv",
     )
     for d in "abcd":
@@ -129,10 +129,10 @@ def test_compile_analyze_only_shape_only_model(tmp_path):
     path = workload_onnx_path("alexnet")
     # a float model: analysed on an accelerator with fp32 MACs
     assert_clean_error(
-        *codax("compile", path, "--accel", "zcu102-int8", "-o", tmp_path / "x")[::2], "weights"
+        *codax("compile", path, "--accel", "zcu102-mixed", "-o", tmp_path / "x")[::2], "weights"
     )
     rc, out, err = codax(
-        "compile", path, "--accel", "zcu102-int8", "--analyze-only", "-o", tmp_path / "y", "--json"
+        "compile", path, "--accel", "zcu102-mixed", "--analyze-only", "-o", tmp_path / "y", "--json"
     )
     assert rc == 0, err
     assert json.loads(out)["offloaded_layers"] == 8

@@ -13,7 +13,7 @@ from codax.flow import compile_model, reference_outputs, run_compiled
 from codax.frontend import export_torch
 from codax.frontend.zoo import mobilenet_v2, resnet18
 
-ACCEL = "zcu102-int8"  # supports fp32 and int8 layers
+ACCEL = "zcu102-mixed"  # supports fp32 and int8 layers
 
 
 def _digits_images(n: int, shape) -> list[np.ndarray]:

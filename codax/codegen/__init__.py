@@ -1,17 +1,20 @@
-"""Code generation: HLS C++ kernels that execute each layer's mapping exactly, the runtime schedule,
-the Vitis HLS project, C-simulation (g++ + ap_types) with transfer counters, and the numpy golden model.
+"""Code generation: the accelerator's HLS engine (one per engine of accel.yaml, sized from it and the
+same for every network), the network as a program of layer descriptors, the runtime schedule, the
+Vitis HLS project, C-simulation of the engine (g++ + ap_types) with transfer counters, and the numpy
+golden model.
 
 `codax.codegen.byoc` (TVM BYOC registration) is separate and imports TVM; nothing here does.
 """
 
 from codax.codegen.counts import CountCheck, compare_counts
-from codax.codegen.csim import Counts, CsimError, LayerKernel, build_library, run_layer
+from codax.codegen.csim import Counts, CsimError, EngineSim, LayerKernel, compile_cached, run_layer
+from codax.codegen.engine import EngineSource, engine_sources
 from codax.codegen.golden import golden_layer
-from codax.codegen.hls.emit import KernelSource, emit_kernel
 from codax.codegen.hls.types import KernelTypes
 from codax.codegen.names import Namer, c_ident
 from codax.codegen.nest import NestPlan, plan
 from codax.codegen.params import LayerParams, from_onnx, random_params
+from codax.codegen.program import Widths, descriptor
 from codax.codegen.project import generate, write_project
 from codax.codegen.runtime import run_graph
 from codax.codegen.schedule import RuntimeSchedule, build_schedule
@@ -21,12 +24,13 @@ __all__ = [
     "compare_counts",
     "Counts",
     "CsimError",
+    "EngineSim",
     "LayerKernel",
-    "build_library",
+    "compile_cached",
     "run_layer",
+    "EngineSource",
+    "engine_sources",
     "golden_layer",
-    "KernelSource",
-    "emit_kernel",
     "KernelTypes",
     "Namer",
     "c_ident",
@@ -35,6 +39,8 @@ __all__ = [
     "LayerParams",
     "from_onnx",
     "random_params",
+    "Widths",
+    "descriptor",
     "generate",
     "write_project",
     "run_graph",

@@ -1,9 +1,10 @@
-"""C-simulation: compile generated kernels with g++ against Xilinx's ap_types headers, run them on numpy.
+"""C-simulation: the accelerator's engine compiled with g++ against Xilinx's ap_types headers, run on
+numpy data from a program of descriptors.
 
-Build products are cached by a content hash of the sources, headers, flags and compiler, under
-$CODAX_CACHE (default ~/.cache/codax)/csim, so running a layer again does not recompile. The
-library is loaded with ctypes; each kernel is exported as `extern "C" <ident>_c` with the kernel ABI
-(codax.codegen.hls.emit). Instrumented builds (-DCODAX_COUNT) also export the transfer counters.
+One toolchain for every C++ codax builds (`compile_cached`): the csim shared libraries here and the
+objects the TVM BYOC codegen links (`codax.codegen.byoc`), cached by a content hash of the sources,
+flags and compiler under $CODAX_CACHE (default ~/.cache/codax). The engine is compiled once per
+accelerator, never per layer. Instrumented builds (-DCODAX_COUNT) export the transfer counters.
 """
 
 from __future__ import annotations
@@ -15,25 +16,44 @@ import importlib.util
 import os
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from codax.codegen.engine import engine_sources
 from codax.codegen.golden import as_nchw
-from codax.codegen.hls.emit import KernelSource, emit_kernel
 from codax.codegen.hls.types import KernelTypes
+from codax.codegen.nest import plan
+from codax.codegen.packing import pack, packed_bytes, unpack
 from codax.codegen.params import LayerParams
+from codax.codegen.program import DramOffsets, Widths, call_descriptor, weight_parts
 from codax.errors import CodaxError
 from codax.ir import OPERANDS, Accelerator, Layer, Mapping, validate_mapping
 
-INCLUDE_DIR = Path(__file__).parent / "include"
-CXXFLAGS = ("-O2", "-std=c++14", "-fPIC", "-shared", "-ffp-contract=off", "-w")
+CXXFLAGS = ("-O2", "-std=c++14", "-fPIC", "-ffp-contract=off", "-w")
 MAX_LEVELS = 8
+
+COUNTERS_CPP = """// csim only: the engine's transfer and MAC counters for ctypes.
+#include "codax_engine.h"
+extern "C" {
+void codax_counts_reset(void) { codax::counts_reset(); }
+void codax_counts_get(unsigned long long *dst) {
+  const codax::Counts &c = codax::counts();
+  for (int h = 0; h < CODAX_MAX_LEVELS; ++h)
+    for (int x = 0; x < 3; ++x) {
+      dst[h * 3 + x] = c.in[h][x];
+      dst[CODAX_MAX_LEVELS * 3 + h * 3 + x] = c.out[h][x];
+    }
+  dst[CODAX_MAX_LEVELS * 6] = c.macs;
+}
+}
+"""
 
 
 class CsimError(CodaxError):
-    """The generated C++ did not compile (a codegen bug or a missing compiler)."""
+    """Generated C++ did not compile (a codegen bug or a missing compiler)."""
 
 
 @functools.cache
@@ -48,7 +68,7 @@ def ap_types_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("CODAX_CACHE", Path.home() / ".cache" / "codax")) / "csim"
+    return Path(os.environ.get("CODAX_CACHE", Path.home() / ".cache" / "codax"))
 
 
 @functools.cache
@@ -59,75 +79,64 @@ def _compiler_id(cxx: str) -> str:
         raise CsimError(f"C-simulation needs a C++ compiler ({cxx}): {e}") from None
 
 
-def build_library(sources: dict[str, str], count: bool = False, cxx: str = "g++") -> Path:
-    """Compile {file name: text} (the .cpp files are compiled, .h files made includable) into a cached
-    shared library and return its path."""
-    flags = list(CXXFLAGS) + (["-DCODAX_COUNT"] if count else []) + [f"-DCODAX_MAX_LEVELS={MAX_LEVELS}"]
+def compile_cached(
+    sources: dict[str, str],
+    *,
+    kind: str = "shared",
+    flags: tuple[str, ...] = (),
+    include_dirs: tuple[str, ...] = (),
+    objects: tuple[Path, ...] = (),
+    cxx: str | None = None,
+    cache: str | Path | None = None,
+) -> Path:
+    """Compile {relative path: text} (every .cpp/.cc is a translation unit, compiled in parallel;
+    headers are includable from the source root and its include/) plus prebuilt `objects` into a
+    cached shared library (kind="shared") or one relocatable object (kind="object"); returns its
+    path. `cache` overrides the cache directory ($CODAX_CACHE, default ~/.cache/codax)."""
+    cxx = cxx or os.environ.get("CXX") or "g++"
+    all_flags = [*CXXFLAGS, f"-DCODAX_MAX_LEVELS={MAX_LEVELS}", *flags]
     h = hashlib.sha256()
-    for part in [_compiler_id(cxx), " ".join(flags), (INCLUDE_DIR / "codax_hls.h").read_text()]:
-        h.update(part.encode())
+    for part in [_compiler_id(cxx), kind, " ".join(all_flags), " ".join(include_dirs)]:
+        h.update(part.encode() + b"\0")
     for name in sorted(sources):
         h.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
-    key = h.hexdigest()[:24]
-    out = cache_dir() / f"{key}.so"
+    for o in objects:
+        h.update(Path(o).read_bytes())
+    root_cache = Path(cache) if cache else cache_dir()
+    out = root_cache / "build" / f"{h.hexdigest()[:24]}.{'so' if kind == 'shared' else 'o'}"
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="codax-csim-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="codax-build-") as tmp:
+        root = Path(tmp)
         for name, text in sources.items():
-            (Path(tmp) / name).write_text(text)
-        cpps = [str(Path(tmp) / n) for n in sorted(sources) if n.endswith(".cpp")]
-        so_tmp = Path(tmp) / "lib.so"
-        cmd = [
-            cxx,
-            *flags,
-            "-I",
-            tmp,
-            "-I",
-            str(INCLUDE_DIR),
-            "-I",
-            str(ap_types_dir()),
-            *cpps,
-            "-o",
-            str(so_tmp),
-        ]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise CsimError(f"g++ failed on generated code ({' '.join(cmd)}):\n{r.stderr[-4000:]}")
-        fd, staged = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+        units = [str(root / n) for n in sorted(sources) if n.endswith((".cpp", ".cc"))]
+        inc = ["-I", str(root), "-I", str(root / "include"), "-I", str(ap_types_dir())]
+        for d in include_dirs:
+            inc += ["-I", d]
+        objs = [u + ".o" for u in units]
+        with ThreadPoolExecutor(max_workers=max(1, min(len(units), os.cpu_count() or 1))) as pool:
+            list(
+                pool.map(lambda uo: _run([cxx, *all_flags, *inc, "-c", uo[0], "-o", uo[1]]), zip(units, objs))
+            )
+        product = root / "product"
+        if kind == "shared":
+            _run([cxx, *all_flags, "-shared", *objs, *map(str, objects), "-o", str(product)])
+        else:
+            _run([cxx, "-r", "-nostdlib", "-o", str(product), *objs, *map(str, objects)])
+        fd, staged = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
         os.close(fd)
-        Path(staged).write_bytes(so_tmp.read_bytes())
+        Path(staged).write_bytes(product.read_bytes())
         os.replace(staged, out)  # atomic: concurrent builds of the same key are harmless
     return out
 
 
-def csim_wrapper(kernels: list[KernelSource]) -> str:
-    """extern "C" entry points for ctypes: one per kernel, plus the counters."""
-    lines = ['#include "codax_hls.h"']
-    for k in kernels:
-        lines.append(f'#include "{k.ident}.h"')
-    lines.append('extern "C" {')
-    for k in kernels:
-        proto = next(ln for ln in k.header.splitlines() if ln.startswith("void ")).rstrip(";")
-        args = proto[proto.index("(") + 1 : -1]
-        names = [a.strip().split()[-1].lstrip("*") for a in args.split(",")]
-        lines.append(
-            f"{proto.replace(k.ident + '(', k.ident + '_c(', 1)} {{ {k.ident}({', '.join(names)}); }}"
-        )
-    lines += [
-        "void codax_counts_reset(void) { codax::counts_reset(); }",
-        "void codax_counts_get(unsigned long long *dst) {",
-        "  const codax::Counts &c = codax::counts();",
-        "  for (int h = 0; h < CODAX_MAX_LEVELS; ++h)",
-        "    for (int x = 0; x < 3; ++x) {",
-        "      dst[h * 3 + x] = c.in[h][x];",
-        "      dst[CODAX_MAX_LEVELS * 3 + h * 3 + x] = c.out[h][x];",
-        "    }",
-        "  dst[CODAX_MAX_LEVELS * 6] = c.macs;",
-        "}",
-        "}",
-    ]
-    return "\n".join(lines) + "\n"
+def _run(cmd: list[str]) -> None:
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise CsimError(f"g++ failed on generated code ({' '.join(cmd)}):\n{r.stderr[-4000:]}")
 
 
 @dataclass
@@ -139,12 +148,75 @@ class Counts:
     macs: int
 
 
-def _ptr(a: np.ndarray | None):
-    return None if a is None else a.ctypes.data_as(ctypes.c_void_p)
+def _ptr(b) -> ctypes.c_void_p | None:
+    if b is None:
+        return None
+    return (
+        ctypes.c_void_p(ctypes.addressof(b))
+        if isinstance(b, ctypes.Array)
+        else b.ctypes.data_as(ctypes.c_void_p)
+    )
+
+
+class EngineSim:
+    """The accelerator's engine(s) compiled once for C-simulation; runs descriptors on byte buffers."""
+
+    def __init__(self, accel: Accelerator, count: bool = False) -> None:
+        self.accel, self.count = accel, count
+        self.source = engine_sources(accel)
+        files = {k: v for k, v in self.source.files.items() if k != "top.cpp"}
+        files["csim_counters.cpp"] = COUNTERS_CPP
+        self.path = compile_cached(files, flags=("-DCODAX_COUNT",) if count else ())
+        self.lib = ctypes.CDLL(str(self.path))
+        self.entries = {}
+        for name, sym in self.source.entries.items():
+            fn = getattr(self.lib, sym)
+            fn.argtypes = [ctypes.c_void_p] * 6
+            fn.restype = None
+            self.entries[name] = fn
+
+    def run(self, engine: str, desc: np.ndarray, wblob, x, y, r=None, ps=None) -> None:
+        d = np.ascontiguousarray(desc, dtype=np.int32)
+        self.entries[engine](_ptr(d), _ptr(wblob), _ptr(x), _ptr(y), _ptr(r), _ptr(ps))
+
+    def counts_reset(self) -> None:
+        self.lib.codax_counts_reset()
+
+    def counts(self, engine: str) -> Counts:
+        raw = (ctypes.c_ulonglong * (MAX_LEVELS * 6 + 1))()
+        self.lib.codax_counts_get(raw)
+        names = self.accel.engine(engine).level_names
+        w_in = {lv: {op: int(raw[h * 3 + x]) for x, op in enumerate(OPERANDS)} for h, lv in enumerate(names)}
+        w_out = {
+            lv: {op: int(raw[MAX_LEVELS * 3 + h * 3 + x]) for x, op in enumerate(OPERANDS)}
+            for h, lv in enumerate(names)
+        }
+        return Counts(w_in, w_out, int(raw[MAX_LEVELS * 6]))
+
+
+_SIMS: dict[tuple[str, bool], EngineSim] = {}
+
+
+def engine_sim(accel: Accelerator, count: bool = False) -> EngineSim:
+    """One EngineSim per (engine sources, instrumentation): the library is loaded once per process."""
+    key = (engine_sources(accel).key, count)
+    if key not in _SIMS:
+        _SIMS[key] = EngineSim(accel, count)
+    return _SIMS[key]
+
+
+def _buf(data: bytes | int) -> np.ndarray:
+    """A writable byte buffer (with 8 bytes of slack for the bit-packed accessors)."""
+    if isinstance(data, int):
+        return np.zeros(data + 8, np.uint8)
+    b = np.zeros(len(data) + 8, np.uint8)
+    b[: len(data)] = np.frombuffer(data, np.uint8)
+    return b
 
 
 class LayerKernel:
-    """One layer's kernel, compiled (or fetched from the cache) and callable on numpy arrays."""
+    """One layer on the accelerator's engine in C-simulation, callable on numpy arrays: the layer's
+    descriptor and weights are built once, the engine is compiled once per accelerator."""
 
     def __init__(
         self,
@@ -153,66 +225,45 @@ class LayerKernel:
         mapping: Mapping,
         types: KernelTypes | None = None,
         count: bool = False,
-        ident: str = "codax_kernel",
     ) -> None:
         validate_mapping(layer, accel, mapping)
+        plan(layer, accel, mapping)  # refuses nests the engine and the cost model do not share
         self.layer, self.accel, self.mapping, self.count = layer, accel, mapping, count
-        self.src = emit_kernel(layer, accel, mapping, ident, types)
-        self.types = self.src.types
-        sources = {
-            f"{ident}.h": self.src.header,
-            f"{ident}.cpp": self.src.source,
-            "csim_entry.cpp": csim_wrapper([self.src]),
-        }
-        self.path = build_library(sources, count=count)
-        self.lib = ctypes.CDLL(str(self.path))
-        self.fn = getattr(self.lib, f"{ident}_c")
-        vp, f32, i32 = ctypes.c_void_p, ctypes.c_float, ctypes.c_int
-        self.fn.argtypes = [vp] * 7 + [f32, i32, i32, i32, i32, f32, f32]
-        self.fn.restype = None
+        self.types = types or KernelTypes.for_layer(layer)
+        self.engine = engine_sim(accel, count)
 
     def __call__(self, params: LayerParams, x: np.ndarray, residual: np.ndarray | None = None):
         """Run the layer: returns (y [N, G*K, P, Q] or [N, K], Counts or None)."""
         lay, t = self.layer, self.types
-        xw = np.ascontiguousarray(as_nchw(lay, x), dtype=t.dtype("I"))
-        w = np.ascontiguousarray(params.weight, dtype=t.dtype("W"))
-        out_shape = (lay.N, lay.G * lay.K, lay.P, lay.Q)
-        y = np.zeros(out_shape, dtype=t.dtype("Y"))
-        psum = np.zeros(out_shape, dtype=t.dtype("ACC"))
-        bias = None
-        if lay.epilogue.bias:
-            b = params.bias if params.bias is not None else np.zeros(lay.G * lay.K)
-            bias = np.ascontiguousarray(b, dtype=t.dtype("ACC"))
-        res = None
+        wd = Widths.of(lay, params)
+        parts = weight_parts(lay, params, wd)
+        blob, offs = bytearray(), {}
+        for part, raw in parts.items():
+            offs[part] = len(blob)
+            blob += raw + b"\0" * (-len(raw) % 64)
+        dram = DramOffsets(w=offs["weights"], b=offs.get("bias", -1), m=offs.get("multiplier", -1))
+        desc = call_descriptor(lay, self.accel, self.mapping, params, wd, dram)
+        xs = np.asarray(as_nchw(lay, x))
+        xb = _buf(pack(xs.astype(np.float32) if wd.is_float else xs.astype(np.int64), wd.x))
+        n_out = lay.N * lay.G * lay.K * lay.P * lay.Q
+        y = _buf(packed_bytes(n_out, wd.y))
+        ps = _buf(4 * n_out)
+        rb = None
         if lay.epilogue.residual:
             if residual is None:
                 raise ValueError(f"layer {lay.name} fuses a residual add: pass `residual`")
-            res = np.ascontiguousarray(np.asarray(residual).reshape(out_shape), dtype=t.dtype("R"))
-        m = np.ascontiguousarray(params.multiplier if t.kind == "int" else np.ones(1), dtype=np.float32)
-        lo, hi = params.clamp
+            rv = np.asarray(residual).reshape(-1)
+            rb = _buf(pack(rv.astype(np.float32) if wd.is_float else rv.astype(np.int64), wd.r))
         if self.count:
-            self.lib.codax_counts_reset()
-        self.fn(
-            _ptr(w), _ptr(xw), _ptr(y), _ptr(psum), _ptr(bias), _ptr(res), _ptr(m),
-            float(params.r_multiplier) if t.kind == "int" else 1.0,
-            int(params.w_zero_point), int(params.x_zero_point), int(params.r_zero_point),
-            int(params.y_zero_point), float(lo), float(hi),
-        )  # fmt: skip
-        counts = self._counts() if self.count else None
+            self.engine.counts_reset()
+        self.engine.run(self.mapping.engine, desc, _buf(bytes(blob)), xb, y, rb, ps)
+        counts = self.engine.counts(self.mapping.engine) if self.count else None
+        out = unpack(y, n_out, wd.y, wd.y_signed, dtype=t.dtype("Y")).reshape(
+            lay.N, lay.G * lay.K, lay.P, lay.Q
+        )
         if lay.op == "matmul":
-            y = y.reshape(lay.N, lay.K)
-        return y, counts
-
-    def _counts(self) -> Counts:
-        raw = (ctypes.c_ulonglong * (MAX_LEVELS * 6 + 1))()
-        self.lib.codax_counts_get(raw)
-        names = self.accel.engine(self.mapping.engine).level_names
-        w_in = {lv: {op: int(raw[h * 3 + x]) for x, op in enumerate(OPERANDS)} for h, lv in enumerate(names)}
-        w_out = {
-            lv: {op: int(raw[MAX_LEVELS * 3 + h * 3 + x]) for x, op in enumerate(OPERANDS)}
-            for h, lv in enumerate(names)
-        }
-        return Counts(w_in, w_out, int(raw[MAX_LEVELS * 6]))
+            out = out.reshape(lay.N, lay.K)
+        return out, counts
 
 
 def run_layer(
@@ -224,6 +275,6 @@ def run_layer(
     residual: np.ndarray | None = None,
     count: bool = False,
 ):
-    """Compile (cached) and run one layer in C-simulation: (y, Counts or None)."""
+    """Run one layer on the engine in C-simulation: (y, Counts or None)."""
     k = LayerKernel(layer, accel, mapping, KernelTypes.for_layer(layer, params), count=count)
     return k(params, x, residual)

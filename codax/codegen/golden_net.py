@@ -22,7 +22,6 @@ from codax.codegen.runtime import run_graph
 from codax.errors import ModelError
 from codax.ir import Graph
 
-
 # onnx.reference implements QuantizeLinear/DequantizeLinear from opset 19 only; their 8-bit semantics
 # (per tensor or per axis, round half to even, saturate) are the same since opset 13
 _QDQ_OPSET = 21

@@ -72,21 +72,26 @@ class NestPlan:
         return sorted((t for t in self.transfers if t.pos == pos and t.operand == "O"), key=lambda t: -t.h)
 
     def buffer_shape(self, operand: str, h: int) -> tuple[int, int, int, int, int]:
-        """The C array shape of X's buffer at level h (one copy): the tile's extents clipped to the
-        bounds, the input as its dense window."""
+        """The shape of X's buffer at level h (one copy): the tile's extents clipped to the bounds, the
+        input as its window without the rows/cols no output touches (a strided window has gaps)."""
         e = self.held[(operand, h)]
         lay = self.layer
         if operand == "W":
             return (e["G"], e["K"], e["C"], e["R"], e["S"])
         if operand == "O":
             return (e["N"], e["G"], e["K"], e["P"], e["Q"])
-        rows = (e["P"] - 1) * lay.stride[0] + (e["R"] - 1) * lay.dilation[0] + 1
-        cols = (e["Q"] - 1) * lay.stride[1] + (e["S"] - 1) * lay.dilation[1] + 1
+        rows = touched_count(e["P"], e["R"], lay.stride[0], lay.dilation[0])
+        cols = touched_count(e["Q"], e["S"], lay.stride[1], lay.dilation[1])
         return (e["N"], e["G"], e["C"], rows, cols)
 
     def first_visit_loops(self, t: Transfer) -> list[Loop]:
         """Reduction loops enclosing a transfer point: an output visit is the first when all are 0."""
         return [lp for lp in self.loops[: t.pos + 1] if lp.dim in REDUCTION_DIMS]
+
+
+def touched_count(p: int, r: int, stride: int, dil: int) -> int:
+    """Distinct offsets i * stride + j * dil (i < p, j < r): the window rows a (p x r) tile touches."""
+    return len({i * stride + j * dil for i in range(p) for j in range(r)})
 
 
 def plan(layer: Layer, accel: Accelerator, mapping: Mapping) -> NestPlan:

@@ -1,14 +1,16 @@
 """The runtime schedule: ordered accelerator calls and host ops, the weights blob, DRAM allocation.
 
 DRAM holds two regions:
-- the weights blob (`weights.bin`): per layer its weights, bias (accumulator width) and requantization
-  multipliers (float32), each 64-byte aligned, in execution order;
+- the weights blob (`weights.bin`): per layer its weights (bit-packed at the layer's weight width), bias
+  (accumulator width) and requantization multipliers (float32), each 64-byte aligned, in execution
+  order;
 - the activation region: every tensor the network passes between nodes, allocated first-fit with
   reuse once its last reader has run (liveness), followed by one partial-sum scratch area shared by
   all layers (they run one after another) sized for the largest layer that spills partial sums.
-Each entry carries the DRAM offsets its kernel is called with, how many tiles each level loads, and
-the cost model's predicted cycles/energy, so the host runtime and the hardware engineer read the
-same facts the generated top function hard-codes.
+Tensors a layer reads or writes are bit-packed at the layer's widths (codax.codegen.packing).
+Each accelerator call is one descriptor of the program (`program.bin`, codax.codegen.program); the
+readable entry beside it carries the same DRAM offsets, how many tiles each level loads, and the
+cost model's predicted cycles/energy.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codax.codegen.hls.types import KernelTypes
 from codax.codegen.names import Namer
 from codax.codegen.nest import NestPlan, plan
+from codax.codegen.packing import packed_bytes
 from codax.codegen.params import LayerParams
+from codax.codegen.program import WORDS, DramOffsets, Widths, call_descriptor, weight_parts
 from codax.errors import ConfigError
 from codax.hw import LayerCost
 from codax.ir import Accelerator, Graph, HostOp, Layer, Mapping
@@ -47,10 +50,10 @@ class WeightsBlob:
     data: bytearray = field(default_factory=bytearray)
     entries: dict[str, dict[str, Region]] = field(default_factory=dict)  # layer -> part -> region
 
-    def add(self, layer: str, part: str, arr: np.ndarray) -> Region:
+    def add(self, layer: str, part: str, arr: np.ndarray | bytes) -> Region:
         off = _align(len(self.data))
         self.data.extend(b"\0" * (off - len(self.data)))
-        raw = np.ascontiguousarray(arr).tobytes()
+        raw = arr if isinstance(arr, bytes) else np.ascontiguousarray(arr).tobytes()
         self.data.extend(raw)
         r = Region(off, len(raw))
         self.entries.setdefault(layer, {})[part] = r
@@ -69,18 +72,19 @@ def tile_counts(p: NestPlan) -> dict[str, dict[str, int]]:
     return out
 
 
-def tensor_bytes(graph: Graph, types: dict[str, KernelTypes], shapes: dict[str, int] | None = None):
-    """Bytes of every tensor passed between nodes: from the layers that produce or read it, else from
-    `shapes` (elements x bytes given by the caller), else inferred through shape-preserving host ops."""
+def tensor_bytes(graph: Graph, widths: dict[str, Widths], shapes: dict[str, int] | None = None):
+    """Bytes of every tensor passed between nodes: packed at the widths of the layers that produce or
+    read it, else from `shapes` (bytes given by the caller), else inferred through shape-preserving
+    host ops."""
     size: dict[str, int] = dict(shapes or {})
     for layer in graph.layers:
-        t = types[layer.name]
+        w = widths[layer.name]
         for name in layer.outputs[:1]:
-            size.setdefault(name, layer.operand_size("O") * t.dtype("Y").itemsize)
+            size[name] = packed_bytes(layer.operand_size("O"), w.y)
         for name in layer.inputs[:1]:
-            size.setdefault(name, layer.operand_size("I") * t.dtype("I").itemsize)
+            size[name] = packed_bytes(layer.N * layer.G * layer.C * math.prod(layer.in_hw), w.x)
         if layer.epilogue.residual:
-            size.setdefault(layer.epilogue.residual, layer.operand_size("O") * t.dtype("R").itemsize)
+            size[layer.epilogue.residual] = packed_bytes(layer.operand_size("O"), w.r)
     for _ in range(len(graph.nodes)):
         for op in graph.host_ops:
             known = [size[i] for i in op.inputs if i in size]
@@ -158,21 +162,25 @@ class RuntimeSchedule:
     activation_bytes: int
     scratch: Region
     idents: dict[str, str]
+    program: np.ndarray  # [calls, DESC_WORDS] int32: the descriptors, in call order
+    widths: dict[str, Widths]
 
     @property
     def peak_dram_bytes(self) -> int:
-        return len(self.blob.data) + self.scratch.offset + self.scratch.bytes
+        return len(self.blob.data) + self.scratch.offset + self.scratch.bytes + self.program.nbytes
 
     def to_dict(self) -> dict:
         return {
-            "version": 1,
+            "version": 2,
             "dram": {
+                "program_bin": {"calls": int(self.program.shape[0]), "bytes": int(self.program.nbytes)},
                 "weights_bin": {"bytes": len(self.blob.data), "align": ALIGN},
                 "activations": {"bytes": self.activation_bytes, "reused_by_liveness": True},
                 "scratch": self.scratch.to_dict(),
                 "peak_bytes": self.peak_dram_bytes,
                 "note": "offsets of weights/bias/multipliers are into weights.bin; tensor and scratch "
-                "offsets are into the activation region",
+                "offsets are into the activation region; tensors a layer touches are bit-packed at its "
+                "widths",
             },
             "weights": {
                 layer: {part: r.to_dict() for part, r in parts.items()}
@@ -195,12 +203,18 @@ def build_schedule(
     """The runtime schedule of a mapped graph (mappings already validated, costs from hw.evaluate)."""
     namer = idents or Namer()
     order = [graph.nodes[n] for n in graph.topological_order()]
-    types = {lay.name: KernelTypes.for_layer(lay, params.get(lay.name)) for lay in graph.layers}
-    size = tensor_bytes(graph, types, shapes)
+    widths = {lay.name: Widths.of(lay, params.get(lay.name)) for lay in graph.layers}
+    size = tensor_bytes(graph, widths, shapes)
     tensors, act_bytes = allocate(order, graph, size)
-    blob = WeightsBlob()
     scratch_need = 0
+    for layer in graph.layers:
+        p = plan(layer, accel, mappings[layer.name])
+        if any(tr.operand == "O" and tr.parent == 0 and p.first_visit_loops(tr) for tr in p.transfers):
+            scratch_need = max(scratch_need, packed_bytes(layer.operand_size("O"), widths[layer.name].acc))
+    scratch = Region(_align(act_bytes), scratch_need)
+    blob = WeightsBlob()
     entries: list[dict] = []
+    program: list[np.ndarray] = []
     for node in order:
         if isinstance(node, HostOp):
             entries.append(
@@ -215,49 +229,49 @@ def build_schedule(
                 }
             )
             continue
-        layer, t, prm = node, types[node.name], params[node.name]
-        w = blob.add(layer.name, "weight", prm.weight.astype(t.dtype("W")))
-        b = (
-            blob.add(layer.name, "bias", np.asarray(prm.bias).astype(t.dtype("ACC")))
-            if layer.epilogue.bias and prm.bias is not None
-            else None
-        )
-        mult = blob.add(layer.name, "multiplier", prm.multiplier) if t.kind == "int" else None
+        layer, wd, prm = node, widths[node.name], params[node.name]
+        parts = {part: blob.add(layer.name, part, raw) for part, raw in weight_parts(layer, prm, wd).items()}
         p = plan(layer, accel, mappings[layer.name])
-        counts = tile_counts(p)
         spills = any(tr.operand == "O" and tr.parent == 0 and p.first_visit_loops(tr) for tr in p.transfers)
-        if spills:
-            scratch_need = max(scratch_need, layer.operand_size("O") * t.dtype("ACC").itemsize)
+        res = layer.epilogue.residual
+        dram = DramOffsets(
+            w=parts["weights"].offset,
+            b=parts["bias"].offset if "bias" in parts else -1,
+            m=parts["multiplier"].offset if "multiplier" in parts else -1,
+            x=tensors[layer.inputs[0]].offset,
+            y=tensors[layer.outputs[0]].offset,
+            r=tensors[res].offset if res else -1,
+            ps=scratch.offset if spills else -1,
+        )
+        program.append(call_descriptor(layer, accel, mappings[layer.name], prm, wd, dram))
         c = costs[layer.name]
+
+        def region(t: str, bits: int) -> dict:
+            return {"tensor": t, **tensors[t].to_dict(), "bits": bits}
+
         entries.append(
             {
                 "kind": "accel",
                 "node": layer.name,
-                "kernel": namer(layer.name),
+                "call": len(program) - 1,
                 "engine": mappings[layer.name].engine,
                 "onnx_node": layer.onnx_node,
-                "weights": w.to_dict(),
-                "bias": b.to_dict() if b else None,
-                "multiplier": mult.to_dict() if mult else None,
-                "input": {"tensor": layer.inputs[0], **tensors[layer.inputs[0]].to_dict()}
-                if layer.inputs
-                else None,
-                "residual": (
-                    {"tensor": layer.epilogue.residual, **tensors[layer.epilogue.residual].to_dict()}
-                    if layer.epilogue.residual
-                    else None
-                ),
-                "output": {"tensor": layer.outputs[0], **tensors[layer.outputs[0]].to_dict()}
-                if layer.outputs
-                else None,
+                "widths": {"weight": wd.w, "input": wd.x, "output": wd.y, "accumulator": wd.acc},
+                "weights": parts["weights"].to_dict(),
+                "bias": parts["bias"].to_dict() if "bias" in parts else None,
+                "multiplier": parts["multiplier"].to_dict() if "multiplier" in parts else None,
+                "input": region(layer.inputs[0], wd.x),
+                "residual": region(res, wd.r) if res else None,
+                "output": region(layer.outputs[0], wd.y),
                 "scratch": spills,
-                "tile_loads": counts,
+                "tile_loads": tile_counts(p),
                 "predicted_cycles": c.cycles,
                 "predicted_energy_pj": c.energy_pj,
                 "macs": c.macs,
             }
         )
-    scratch = Region(_align(act_bytes), scratch_need)
+    prog = np.stack(program) if program else np.zeros((0, WORDS), np.int32)
     return RuntimeSchedule(
-        entries, blob, tensors, act_bytes, scratch, {lay.name: namer(lay.name) for lay in graph.layers}
-    )
+        entries, blob, tensors, act_bytes, scratch, {lay.name: namer(lay.name) for lay in graph.layers},
+        prog, widths,
+    )  # fmt: skip

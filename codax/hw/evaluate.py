@@ -12,7 +12,7 @@ from codax.hw.cost import CostOutputs, cost_core
 from codax.hw.encode import CostInputs, batch_of_one, encode, stack
 from codax.hw.library import load_device, load_technology
 from codax.hw.resources import asic_area_um2, bram18, dsp_per_mac, lut, lutram_bits
-from codax.ir import OPERANDS, RELEVANT, Accelerator, Graph, Layer, Mapping, validate_mapping
+from codax.ir import OPERANDS, Accelerator, Graph, Layer, Mapping, validate_mapping
 from codax.ir.mapping import input_window
 
 
@@ -118,53 +118,56 @@ def compulsory_words(layer: Layer) -> dict[str, float]:
     }
 
 
-def mapping_resources(
-    layer: Layer, accel: Accelerator, mapping: Mapping, out: CostOutputs, i: int = 0
-) -> Resources:
-    """Resources one layer's mapping needs: the PE array, and on-chip buffers sized by its tiles."""
-    engine = accel.engine(mapping.engine)
-    p = layer.precision
-    isf = batch_of_one(1.0 if p.kind == "float" else 0.0)
+def engine_resources(accel: Accelerator, engine_name: str | None = None) -> Resources:
+    """Resources of one engine as the generated hardware builds it: the PE array (one MAC per PE at
+    the accelerator's widest weight x activation, plus an fp32 MAC when it runs float layers) and
+    every on-chip array at its declared size (`ir.Engine.arrays`), whatever the network. A
+    double-buffered mapping splits a buffer into two copies; it never enlarges it."""
+    engine = accel.engine(engine_name)
     pes = engine.pe_array.pes
+    wb, ab = float(max(accel.weight_bits)), float(max(accel.act_bits))
     res = Resources()
     sram_bytes = 0.0
-    for li, lv in enumerate(engine.levels, start=1):
-        db = batch_of_one(1.0 if mapping.double_buffer.get(lv.name) else 0.0)
-        for xi, op in enumerate(OPERANDS):
-            if op not in lv.operands:
-                continue
-            b = batch_of_one(float(out.tile_bytes[i, li, xi]))
-            if lv.per_pe:
-                sram_bytes += float(b) * pes * (1 + float(db))
-                res.lut += float(lutram_bits(b * pes, batch_of_one(1e9), db)) / 64.0
-                continue
-            banks = lv.banks
-            if li == engine.spatial_level:  # partitioned along the dims the PE array unrolls
-                banks = max(banks, math.prod(k for d, k in mapping.spatial.values() if d in RELEVANT[op]))
-            sram_bytes += float(b) * (1 + float(db))
-            res.bram18 += float(bram18(b, batch_of_one(banks), db))
-            res.lut += float(lutram_bits(b, batch_of_one(banks), db)) / 64.0
+    lutram = 0.0
+    zero = batch_of_one(0.0)
+    for arr in engine.arrays():
+        b = batch_of_one(float(arr.bytes))
+        sram_bytes += arr.bytes
+        if arr.per_pe:  # registers: one bank per PE
+            lutram += float(lutram_bits(b, batch_of_one(float(pes)), zero))
+            continue
+        res.bram18 += float(bram18(b, batch_of_one(float(arr.banks)), zero))
+        lutram += float(lutram_bits(b, batch_of_one(float(arr.banks)), zero))
     if accel.target == "fpga":
         dev = load_device(accel.device)
-        res.dsp = pes * float(dsp_per_mac(batch_of_one(p.weight), batch_of_one(p.act), isf, dev.dsp_kind))
-        res.lut += float(lut(batch_of_one(pes), isf, batch_of_one(0.0)))
+        per = float(dsp_per_mac(batch_of_one(wb), batch_of_one(ab), zero, dev.dsp_kind))
+        if accel.float_ok:
+            per += float(dsp_per_mac(batch_of_one(32.0), batch_of_one(32.0), batch_of_one(1.0), dev.dsp_kind))
+        res.dsp = pes * per
+        res.lut = float(lut(batch_of_one(float(pes)), batch_of_one(1.0 if accel.float_ok else 0.0), zero))
+        res.lut += lutram / 64.0
     else:
         tech = load_technology(accel.technology)
-        res.area_mm2 = (
-            float(
-                asic_area_um2(
-                    batch_of_one(pes),
-                    batch_of_one(p.weight),
-                    batch_of_one(p.act),
-                    isf,
-                    batch_of_one(sram_bytes),
-                    tech,
-                )
-            )
-            / 1e6
+        area = asic_area_um2(
+            batch_of_one(float(pes)), batch_of_one(wb), batch_of_one(ab), zero, batch_of_one(sram_bytes), tech
         )
-        res.lut = 0.0  # LUTs are an FPGA resource
+        if accel.float_ok:
+            area = area + pes * tech.fp32_mac_um2
+        res.area_mm2 = float(area) / 1e6
+        res.bram18 = 0.0  # BRAM is an FPGA resource
     return res
+
+
+def accelerator_resources(accel: Accelerator) -> Resources:
+    """Every engine of the accelerator, summed: the hardware exists whichever layers use it."""
+    total = Resources()
+    for e in accel.engines:
+        r = engine_resources(accel, e.name)
+        total.dsp += r.dsp
+        total.bram18 += r.bram18
+        total.lut += r.lut
+        total.area_mm2 += r.area_mm2
+    return total
 
 
 def layer_cost(layer: Layer, accel: Accelerator, mapping: Mapping, out: CostOutputs, i: int = 0) -> LayerCost:
@@ -201,7 +204,7 @@ def layer_cost(layer: Layer, accel: Accelerator, mapping: Mapping, out: CostOutp
         roofline_cycles=roof,
         utilization=float(out.utilization[i]),
         spatial_utilization=float(out.spatial_utilization[i]),
-        resources=mapping_resources(layer, accel, mapping, out, i),
+        resources=engine_resources(accel, mapping.engine),
         latency_s=cycles / (accel.clock_mhz * 1e6),
     )
 
@@ -246,16 +249,7 @@ def evaluate_network(graph: Graph, accel: Accelerator, mappings: dict[str, Mappi
     engine_cycles: dict[str, float] = {e.name: 0.0 for e in accel.engines}
     for c in costs:
         engine_cycles[c.engine] += c.cycles
-    res = Resources()
-    # buffers are allocated once per engine, at the largest size any of its layers needs
-    for e in accel.engines:
-        mine = [c.resources for c in costs if c.engine == e.name]
-        if not mine:
-            continue
-        res.dsp += max(r.dsp for r in mine)
-        res.bram18 += max(r.bram18 for r in mine)
-        res.lut += max(r.lut for r in mine)
-        res.area_mm2 += max(r.area_mm2 for r in mine)
+    res = accelerator_resources(accel)
     return NetworkCost(
         layers=costs,
         cycles=sum(c.cycles for c in costs),

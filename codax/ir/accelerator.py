@@ -109,6 +109,18 @@ class Dram:
 
 
 @dataclass(frozen=True)
+class OnChipArray:
+    """One physical on-chip array of an engine (see Engine.arrays)."""
+
+    name: str
+    level: int  # level index, DRAM = 0
+    operands: tuple[str, ...]
+    bytes: int
+    per_pe: bool
+    banks: int
+
+
+@dataclass(frozen=True)
 class Engine:
     """One sub-accelerator: a PE array and its on-chip hierarchy."""
 
@@ -152,6 +164,20 @@ class Engine:
             if lv.per_pe:
                 return i  # levels[i] is index i+1 overall; the one above it is index i
         return len(self.levels)
+
+    def arrays(self) -> list[OnChipArray]:
+        """The engine's on-chip arrays as built: one per operand of a level with per-operand sizes,
+        one shared by the operands of a level with one size; a per-PE level's array holds every PE's
+        registers (size x PEs). The generated engine declares exactly these; the cost model charges
+        exactly these."""
+        out = []
+        for h, lv in enumerate(self.levels, start=1):
+            mult = self.pe_array.pes if lv.per_pe else 1
+            groups = [(op,) for op in lv.operands] if lv.sizes is not None else [tuple(lv.operands)]
+            for ops in groups:
+                size = lv.sizes[ops[0]] if lv.sizes is not None else lv.size
+                out.append(OnChipArray(f"{lv.name}_{''.join(ops)}", h, ops, size * mult, lv.per_pe, lv.banks))
+        return out
 
     def level(self, name: str) -> MemoryLevel:
         for lv in self.levels:

@@ -18,6 +18,7 @@ from tvm import relax
 from codax.errors import MappingError, ModelError
 from codax.frontend.graph_json import from_json
 from codax.frontend.precision import layer_at
+from codax.hw.mapper import map_layer
 from codax.ir import DIMS, Accelerator, Epilogue, Layer, Mapping, load_mappings, validate_mapping
 from codax.passes import attrs as A
 from codax.passes.relax_layer import core_info, layer_from_relax
@@ -74,7 +75,12 @@ def layer_of_function(func: relax.Function, onnx_layers: dict[str, Layer]) -> La
                 f"layer {name}: the Relax function has {f}={getattr(layer, f)} but the ONNX node has "
                 f"{getattr(onnx, f)}; the model changed between import and partition — re-import it"
             )
-    return onnx.with_(precision=layer.precision, epilogue=epilogue)
+    precision = layer.precision
+    if precision.kind == "int" and onnx.precision.kind == "int":  # widths the model states (frontend.widths)
+        precision = replace(
+            precision, weight=onnx.precision.weight, act=onnx.precision.act, out=onnx.precision.out
+        )
+    return onnx.with_(precision=precision, epilogue=epilogue)
 
 
 def check_fits(layer: Layer, m: Mapping) -> None:
@@ -92,14 +98,19 @@ def check_fits(layer: Layer, m: Mapping) -> None:
             )
 
 
-def _mapper():
-    try:
-        from codax.hw.mapper import map_layer
-    except ImportError as e:
-        raise MappingError(
-            f"no mapper available ({e}); give mappings.yaml entries for every offloaded layer"
-        ) from None
-    return map_layer
+def check_widths(layer: Layer, m: Mapping) -> None:
+    """A file mapping that states widths (a search's hand-off) must be made for the widths the model
+    states: the mapping and its cost were chosen for them (docs/bitwidths.md)."""
+    want, have = m.precision, layer.precision
+    if want is None or have.kind != "int":
+        return
+    for f in ("weight", "act", "out"):
+        if getattr(want, f) != getattr(have, f):
+            raise MappingError(
+                f"mappings.yaml: layer {layer.name} has precision.{f} = {getattr(want, f)} bits but the "
+                f"model quantizes it to {getattr(have, f)} bits; export the model and mappings.yaml "
+                "from the same search, or remove the entry's precision"
+            )
 
 
 @tvm.transform.module_pass(opt_level=0, name="codax.MapLayers")
@@ -139,6 +150,7 @@ class MapLayers:
             if layer.name in self.mappings:
                 m = self.mappings[layer.name]
                 check_fits(layer, m)
+                check_widths(layer, m)
                 try:
                     validate_mapping(layer, self.accel, m)
                 except MappingError as e:
@@ -147,7 +159,7 @@ class MapLayers:
             else:
                 key = layer.shape_key()
                 if key not in memo:
-                    res = _mapper()(layer, self.accel, objective=self.objective)
+                    res = map_layer(layer, self.accel, objective=self.objective)
                     memo[key] = (res.mapping, float(res.cost.cycles), float(res.cost.energy_pj))
                 m0, cyc, en = memo[key]
                 m = replace(m0, layer=layer.name)

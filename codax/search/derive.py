@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
+import onnx.version_converter
 import torch
 
+from codax.errors import CodaxError
 from codax.hw.evaluate import NetworkCost, evaluate, evaluate_network
 from codax.ir import Accelerator, Graph, Layer, Mapping, Precision
 from codax.search.hwcost import LayerTable, template_mapping
+from codax.search.quantized import LOGIT_BITS, QuantizedNet
 from codax.search.space import AccelSpace, NetworkSpace
 from codax.search.supernet import DerivedNet
 
@@ -50,34 +53,34 @@ class Design:
 
 def build_graph(net: NetworkSpace, design: Design, engine_of: list[int] | None = None) -> tuple[Graph, dict]:
     """The derived network's MAC layers as an ir.Graph (names per the convention), and each layer's
-    engine name."""
+    engine name. A layer's output is stored at the width of what reads it (QuantizedNet): the next
+    layer's activation width, its own unit's for a residual block's project (the add's operands),
+    LOGIT_BITS for the last layer."""
     g = Graph("cosearch")
     engines: dict[str, str] = {}
     prev = "input"
     n_eng = 1 + max(engine_of or [0])
+    layers: list[tuple[Layer, int, int, bool]] = []  # layer, weight bits, act bits, feeds a residual add
     for ui, (unit, o, (wb, ab)) in enumerate(zip(net.units, design.ops, design.bits)):
-        for _, layer in unit.op_layers(unit.ops[o], wb, ab):
-            out = f"{layer.name}_out"
-            g.add(
-                layer.with_(
-                    inputs=(prev,),
-                    outputs=(out,),
-                    onnx_node=layer.name,
-                    precision=Precision(weight=wb, act=ab, acc=32, out=ab),
-                )
-            )
+        op = unit.ops[o]
+        nest = unit.op_layers(op, wb, ab)
+        residual = op.kind == "ir" and unit.stride == 1 and unit.c_in == unit.c_out
+        for i, (_, layer) in enumerate(nest):
+            layers.append((layer, wb, ab, residual and i == len(nest) - 1))
             engines[layer.name] = "main" if n_eng == 1 else f"e{(engine_of or [0] * len(net.units))[ui]}"
-            prev = out
+    for i, (layer, wb, ab, to_add) in enumerate(layers):
+        out_bits = ab if to_add else layers[i + 1][2] if i + 1 < len(layers) else LOGIT_BITS
+        out = f"{layer.name}_out"
+        g.add(
+            layer.with_(
+                inputs=(prev,),
+                outputs=(out,),
+                onnx_node=layer.name,
+                precision=Precision(weight=wb, act=ab, acc=32, out=out_bits),
+            )
+        )
+        prev = out
     return g, engines
-
-
-def _mapper():
-    try:
-        from codax.hw.mapper import map_layer  # type: ignore[attr-defined]
-
-        return map_layer
-    except ImportError:
-        return None
 
 
 def template_fallback(
@@ -106,30 +109,27 @@ def exact_cost(
     space: AccelSpace | None = None,
     cfgs: list[tuple] | None = None,
 ) -> tuple[dict[str, Mapping], NetworkCost, str]:
-    """Map every layer with the exact mapper (or the fallback) and evaluate the network exactly."""
-    map_layer = _mapper()
-    obj = objective if objective in ("latency", "energy", "edp") else "latency"
-    if map_layer is not None:
-        try:  # one search per distinct layer shape
-            from codax.hw.mapper import map_graph
+    """Map every layer with the exact mapper and evaluate the network exactly. A layer the mapper finds
+    no legal mapping for (a CodaxError) keeps the search's own template mapping."""
+    from codax.hw.mapper import map_graph, map_layer
 
-            gm = map_graph(graph, accel, objective=obj, engine_of=dict(engines))
-            return dict(gm.mappings), gm.cost, "codax.hw.mapper.map_graph"
-        except Exception as e:  # per layer below, with the template fallback
-            log.warning("map_graph failed (%s); mapping layer by layer", e)
+    obj = objective if objective in ("latency", "energy", "edp") else "latency"
+    try:  # one search per distinct layer shape
+        gm = map_graph(graph, accel, objective=obj, engine_of=dict(engines))
+        return dict(gm.mappings), gm.cost, "codax.hw.mapper.map_graph"
+    except CodaxError as e:  # per layer below, with the template mapping where the mapper has none
+        log.warning("map_graph found no mapping for every layer (%s); mapping layer by layer", e)
     mappings: dict[str, Mapping] = {}
-    used = "codax.hw.mapper.map_layer" if map_layer else "search templates (mapper not available)"
+    used = "codax.hw.mapper.map_layer"
     for layer in graph.layers:
         eng = engines.get(layer.name, "main")
-        m = None
-        if map_layer is not None:
-            try:
-                m = map_layer(layer, accel, objective=obj, engine=eng, seed=0).mapping
-            except Exception as e:  # infeasible for the mapper or a mapper bug: keep the search result
-                log.warning("mapper failed on %s (%s); using the template mapping", layer.name, e)
-        if m is None:
+        try:
+            m = map_layer(layer, accel, objective=obj, engine=eng, seed=0).mapping
+        except CodaxError as e:
+            log.warning("no mapper mapping for %s (%s); using the template mapping", layer.name, e)
             ei = 0 if eng == "main" else int(eng[1:])
             m = template_fallback(layer, accel, lt, space, cfgs[ei], eng)
+            used = "codax.hw.mapper.map_layer + search templates"
         mappings[layer.name] = m
     return mappings, evaluate_network(graph, accel, mappings), used
 
@@ -182,41 +182,145 @@ def export_onnx(
     return m
 
 
-def quantize_qdq(
-    float_path: str, out_path: str, calib: torch.Tensor, bits: dict[str, tuple[int, int]]
-) -> None:
-    """Static int8 QDQ quantisation (per-channel weights) calibrated on training images.
+QDQ_OPSET = 21  # the first opset with INT4 / UINT4 QuantizeLinear and DequantizeLinear
 
-    Layers searched at 4 or 6 bits are exported with int8 QDQ too (opset 17 has no narrower
-    integer types); their searched widths are recorded in the model's metadata (`codax.bits`) and
-    in mappings.yaml / architecture.json, so the compiler can narrow them."""
+
+def _point_tensors(m: onnx.ModelProto, qnet: QuantizedNet) -> dict[str, str]:
+    """{ONNX tensor: QuantizedNet point} of the float export: each layer's input, a residual block's
+    project output, the classifier's pooled input (back through Flatten/Reshape to the pooling's
+    input), the logits."""
+    nodes = {n.name: n for n in m.graph.node}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    out: dict[str, str] = {}
+    for layer in qnet.model.layer_names():
+        x = nodes[layer].input[0]
+        out[x] = f"{layer}.in"
+        p = producer.get(x)
+        while p is not None and p.op_type in ("Flatten", "Reshape", "GlobalAveragePool"):
+            out[p.input[0]] = f"{layer}.pool" if p.op_type == "GlobalAveragePool" else f"{layer}.in"
+            p = producer.get(p.input[0]) if p.op_type != "GlobalAveragePool" else None
+    for point in qnet.points:
+        if point.endswith(".res"):
+            out[nodes[point[: -len(".res")] + ".project"].output[0]] = point
+    out[m.graph.output[0].name] = "logits"
+    missing = set(qnet.points) - set(out.values())
+    if missing:  # a codax bug: the export and QuantizedNet disagree on the network's structure
+        raise RuntimeError(f"quantization points without an ONNX tensor: {sorted(missing)}")
+    return out
+
+
+def _range_clips(m: onnx.ModelProto, narrow: dict[str, int]) -> None:
+    """Restrict the int8 QuantizeLinear of each tensor in `narrow` ({tensor: bits}) to the bits-bit
+    range with a Clip on the integer tensor (Q -> Clip -> DQ): ONNX has no 6-bit type."""
+    rebuilt = []
+    for n in list(m.graph.node):
+        rebuilt.append(n)
+        if n.op_type != "QuantizeLinear" or n.input[0] not in narrow:
+            continue
+        bits = narrow[n.input[0]]
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1  # fake_quant's grid
+        name, q_out = n.name + "_range", n.output[0]
+        n.output[0] = q_out + "_int8"
+        m.graph.initializer.extend(
+            [
+                onnx.numpy_helper.from_array(np.array(lo, np.int8), name + "_min"),
+                onnx.numpy_helper.from_array(np.array(hi, np.int8), name + "_max"),
+            ]
+        )
+        rebuilt.append(
+            onnx.helper.make_node("Clip", [n.output[0], name + "_min", name + "_max"], [q_out], name=name)
+        )
+    del m.graph.node[:]
+    m.graph.node.extend(rebuilt)
+
+
+def quantize_qdq(float_path: str, out_path: str, qnet: QuantizedNet, calib: torch.Tensor) -> onnx.ModelProto:
+    """The QDQ model of `qnet` (docs/bitwidths.md): ONNX Runtime's quantize_static on the float
+    export with every scale, zero point and type given (TensorQuantOverrides), so the model computes
+    what `qnet` computes. Weights: INT4 at 4 bits (opset 21), else INT8 whose values lie in the
+    narrower range. Activations: INT8, restricted below 8 bits by a Clip on the integer tensor (ONNX
+    Runtime's QDQ fusion turns INT4 activations into QLinearConv, which rejects them)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    class Reader(CalibrationDataReader):
+    def override(scale: float, qtype=QuantType.QInt8) -> list[dict]:
+        zp = np.array(0, np.int8)
+        return [{"scale": np.array(scale, np.float32), "zero_point": zp, "quant_type": qtype}]
+
+    if any(b[0] > 8 or b[1] > 8 for b in qnet.bits.values()):
+        raise ValueError("QDQ export supports widths up to 8 bits")  # the search space's widths are <= 8
+    # INT4 needs opset 21; the float model's ops are converted there first (torch exports <= 20)
+    fm = onnx.version_converter.convert_version(onnx.load(float_path), QDQ_OPSET)
+    points = _point_tensors(fm, qnet)
+    overrides = {t: override(qnet.points[p].scale) for t, p in points.items()}
+    nodes = {n.name: n for n in fm.graph.node}
+    for layer in qnet.model.layer_names():
+        wq = qnet.weight_quant(layer)
+        overrides[nodes[layer].input[1]] = override(
+            wq.scale, QuantType.QInt4 if wq.bits == 4 else QuantType.QInt8
+        )
+
+    class Reader(CalibrationDataReader):  # every range is given: calibration only has to run
         def __init__(self):
-            self.it = iter([{"input": calib[i : i + 16].numpy()} for i in range(0, len(calib), 16)])
+            self.it = iter([{"input": calib[:16].numpy()}])
 
         def get_next(self):
             return next(self.it, None)
 
-    quantize_static(
-        float_path,
-        out_path,
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-    )
-    m = onnx.load(out_path)
-    import json
+    import warnings
 
-    entry = m.metadata_props.add()
-    entry.key, entry.value = (
-        "codax.bits",
-        json.dumps({k: {"weight": w, "act": a} for k, (w, a) in bits.items()}),
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_static(
+            fm,
+            out_path,
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["Conv", "Gemm", "Add", "GlobalAveragePool"],
+            per_channel=False,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            extra_options={
+                "TensorQuantOverrides": overrides,
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                # a ReLU after a Conv is quantized after the ReLU only, where the network quantizes
+                "OpTypesToExcludeOutputQuantization": ["Conv"],
+                "QDQDisableWeightAdjustForInt32Bias": True,
+            },
+        )
+    m = onnx.load(out_path)
+    # ORT renames a quantized graph output's producer tensor to <output>_QuantizeLinear_Input
+    quantized = {
+        n.input[0].removesuffix("_QuantizeLinear_Input")
+        for n in m.graph.node
+        if n.op_type == "QuantizeLinear"
+    }
+    extra = quantized - set(overrides)
+    if extra:  # a codax bug: ORT quantized a tensor the network does not
+        raise RuntimeError(f"the QDQ model quantizes tensors the network does not: {sorted(extra)}")
+    _range_clips(m, {t: qnet.points[p].bits for t, p in points.items() if qnet.points[p].bits < 8})
+    onnx.checker.check_model(m)
     onnx.save(m, out_path)
+    return m
+
+
+def export_qdq(model: DerivedNet, float_path: str, out_path: str, calib: torch.Tensor, test) -> dict:
+    """Calibrate the fused `model` at its widths (QuantizedNet), write its QDQ model and compare
+    ONNX Runtime on it with the PyTorch network on the test images."""
+    qnet = QuantizedNet(model, calib)
+    quantize_qdq(float_path, out_path, qnet, calib)
+    x, y = test
+    with torch.no_grad():
+        ref = qnet(x).numpy()
+    got = onnx_outputs(out_path, x.numpy())
+    step = qnet.points["logits"].scale
+    return {
+        "test_acc_quantized": float((ref.argmax(1) == y.numpy()).mean()),
+        "onnx_qdq_acc": float((got.argmax(1) == y.numpy()).mean()),
+        "onnx_qdq_top1_agreement": float((got.argmax(1) == ref.argmax(1)).mean()),
+        "onnx_qdq_max_abs_diff": float(np.abs(got - ref).max()),
+        "onnx_qdq_max_diff_steps": float(np.round(np.abs(got - ref).max() / step)),
+    }
 
 
 def onnx_outputs(path: str, x: np.ndarray) -> np.ndarray:

@@ -20,6 +20,15 @@ from tvm.script import relax as R
 
 from codax.codegen import byoc
 from codax.errors import UnsupportedError
+from tests.codegen.byoc_reference import partition_for_codax_minimal, reference_kernel
+
+
+@pytest.fixture(autouse=True, scope="module")
+def reference_kernels():
+    """These tests exercise the BYOC glue on its own: layers get the plain reference kernel."""
+    byoc.register(reference_kernel)
+    yield
+    byoc.unregister(reference_kernel)
 
 
 class SmallCNN(nn.Module):
@@ -70,7 +79,7 @@ def run(ex, x: np.ndarray) -> np.ndarray:
 )
 def test_offloaded_cnn_matches_onnxruntime_and_host(cnn, cache, partition, n_calls):
     mod, x, ref, host = cnn
-    lowered = byoc.run_codegen(byoc.partition_for_codax_minimal(mod, **partition), cache)
+    lowered = byoc.run_codegen(partition_for_codax_minimal(mod, **partition), cache)
     calls = byoc.offloaded_calls(lowered)
     assert len(calls) == n_calls and all(c.endswith("_codax") for c in calls)
     assert len(lowered.attrs["external_mods"]) == n_calls
@@ -83,7 +92,7 @@ def test_offloaded_cnn_matches_onnxruntime_and_host(cnn, cache, partition, n_cal
 
 def test_export_library_loads_in_fresh_process(cnn, cache, tmp_path):
     mod, x, ref, _ = cnn
-    ex = byoc.build(byoc.partition_for_codax_minimal(mod), options=cache)
+    ex = byoc.build(partition_for_codax_minimal(mod), options=cache)
     expected = run(ex, x)
     lib = tmp_path / "cnn.so"
     ex.export_library(str(lib))
@@ -122,7 +131,7 @@ def test_registered_factory_replaces_reference_kernel(cnn, cache):
 
     byoc.register(fill_dense)
     try:
-        out = run(byoc.build(byoc.partition_for_codax_minimal(mod), options=cache), x)
+        out = run(byoc.build(partition_for_codax_minimal(mod), options=cache), x)
     finally:
         byoc.unregister(fill_dense)
     assert sorted(s.composite for s in seen) == [
@@ -152,7 +161,7 @@ def test_int8_conv_is_bit_exact(cache):
                 R.output(z)
             return z
 
-    lowered = byoc.run_codegen(byoc.partition_for_codax_minimal(Quant), cache)
+    lowered = byoc.run_codegen(partition_for_codax_minimal(Quant), cache)
     assert len(byoc.offloaded_calls(lowered)) == 1
     x = rng.integers(-128, 128, (1, 4, 7, 7), dtype=np.int8)
     out = run(tvm.compile(lowered, target="llvm"), x)
@@ -175,12 +184,12 @@ def test_unsupported_layer_names_the_problem():
             return y
 
     with pytest.raises(UnsupportedError, match="conv2d layouts .*NHWC.*ConvertLayout"):
-        byoc.run_codegen(byoc.partition_for_codax_minimal(Nhwc))
+        byoc.run_codegen(partition_for_codax_minimal(Nhwc))
 
 
 def test_kernel_checks_its_arguments(cnn, cache):
     mod, *_ = cnn
-    ex = byoc.build(byoc.partition_for_codax_minimal(mod), options=cache)
+    ex = byoc.build(partition_for_codax_minimal(mod), options=cache)
     fn = ex.jit().get_function("fused_relax_matmul_relax_add_codax", query_imports=True)
     out = tvm.runtime.tensor(np.zeros((1, 10), "float32"))
     with pytest.raises(ValueError, match=r"argument 0 has shape \(1,127\), expected \(1,128\)"):

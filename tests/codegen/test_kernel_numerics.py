@@ -109,15 +109,19 @@ def test_float_close(layer):
     np.testing.assert_allclose(y, g, rtol=1e-4, atol=1e-4)
 
 
-def test_build_is_cached(tmp_path, monkeypatch):
+def test_engine_is_built_once_per_accelerator(tmp_path, monkeypatch):
+    from codax.codegen.csim import EngineSim
+
     monkeypatch.setenv("CODAX_CACHE", str(tmp_path))
-    layer = INT_LAYERS[3]
-    acc, m = tiled(layer)
-    k1 = LayerKernel(layer, acc, m)
-    mtime = k1.path.stat().st_mtime_ns
-    k2 = LayerKernel(layer, acc, m)
-    assert k2.path == k1.path and k2.path.stat().st_mtime_ns == mtime
-    assert len(list((tmp_path / "csim").glob("*.so"))) == 1
+    acc, _ = tiled(INT_LAYERS[3])
+    e1 = EngineSim(acc)
+    mtime = e1.path.stat().st_mtime_ns
+    e2 = EngineSim(acc)
+    assert e2.path == e1.path and e2.path.stat().st_mtime_ns == mtime
+    assert len(list((tmp_path / "build").glob("*.so"))) == 1
+    # every layer and mapping on the accelerator runs on the same engine
+    kernels = [LayerKernel(layer, *tiled(layer, acc)) for layer in INT_LAYERS]
+    assert len({id(k.engine) for k in kernels}) == 1
 
 
 def test_strided_per_pe_tiles_are_refused():

@@ -1,7 +1,10 @@
-"""The generated Vitis HLS project: a ResNet-18-sized network passes g++ -fsyntax-only with its pragmas,
-report.json agrees with the cost model, the testbench runs, and bad inputs fail cleanly."""
+"""The generated Vitis HLS project: one engine per accelerator engine (sized from accel.yaml, the same
+sources for every network), the network as a program; the sources pass g++ -fsyntax-only with their
+pragmas, the resources instantiated in the sources equal report.json's and the cost model's, the
+testbench runs the network through the engine, and bad inputs fail cleanly."""
 
 import json
+import re
 import subprocess
 
 import numpy as np
@@ -13,10 +16,19 @@ from codax.codegen.csim import ap_types_dir
 from codax.codegen.examples import random_graph_params, resnet18_graph
 from codax.errors import CapacityError, CodaxError, ConfigError
 from codax.hw import evaluate, load_accelerator
+from codax.hw.evaluate import accelerator_resources, engine_resources
 from codax.hw.mapper.naive import naive_mapping
 from codax.ir import Epilogue, Graph, HostOp, Mapping, conv2d
 
+
+def t(v):
+    import torch
+
+    return torch.tensor([float(v)], dtype=torch.float64)
+
+
 ACC = load_accelerator("zc706-int8")
+HARDWARE = ("engine.cpp", "top.cpp", "include/codax_engine.h", "include/codax_program.h", "tb.cpp")
 
 
 def mapped(graph, accel=ACC):
@@ -33,16 +45,103 @@ def r18(tmp_path_factory):
 
 def test_resnet18_sources_pass_syntax_check(r18):
     _, _, out = r18
-    sources = ["top.cpp", "tb.cpp"] + sorted(str(p.relative_to(out)) for p in (out / "kernels").glob("*.cpp"))
-    assert len(sources) == 2 + 21
+    assert not (out / "kernels").exists()  # no kernel per layer: one engine runs the program
     r = subprocess.run(
         ["g++", "-std=c++14", "-fsyntax-only", "-Wall", "-Wno-unused-label", "-Wno-unknown-pragmas",
-         "-Iinclude", "-I.", "-isystem", str(ap_types_dir()), *sources],
+         "-Iinclude", "-isystem", str(ap_types_dir()), "top.cpp", "engine.cpp", "tb.cpp"],
         cwd=out, capture_output=True, text=True,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "#pragma HLS PIPELINE" in (out / "kernels" / "conv1.cpp").read_text()
+    engine = (out / "include" / "codax_engine.h").read_text()
+    assert "#pragma HLS PIPELINE" in engine and "#pragma HLS UNROLL" in engine
     assert "#pragma HLS INTERFACE m_axi" in (out / "top.cpp").read_text()
+    assert (out / "program.bin").stat().st_size == 21 * 4 * _desc_words(out)
+
+
+def _desc_words(out) -> int:
+    return int(re.search(r"DESC_WORDS = (\d+);", (out / "include" / "codax_program.h").read_text()).group(1))
+
+
+def sources_hardware(out) -> dict[str, dict]:
+    """Per engine, read from the generated sources alone: multipliers instantiated (PE array size times
+    the MAC sites of the unrolled PE step) and the on-chip arrays declared (bytes, banks)."""
+    engine_cpp = (out / "engine.cpp").read_text()
+    header = (out / "include" / "codax_engine.h").read_text()
+    step = header[header.index("void pe_array_step(") : header.index("void run_layer(")]
+    int_sites = len(re.findall(r"// MAC site: integer", step))
+    float_sites = len(re.findall(r"// MAC site: fp32", step))
+    hw = {}
+    for block in engine_cpp.split("// ---- engine ")[1:]:
+        name = block.split(":")[0]
+        rows, cols, wbits, abits, float_ok = re.search(
+            r"run_layer<(\d+), (\d+), (\d+), (\d+), (true|false)>", block
+        ).groups()
+        pes = int(rows) * int(cols)
+        arrays = {m[0]: int(m[1]) for m in re.findall(r"static uint8_t (\w+)\[(\d+)\];", block)}
+        banks = {m[0]: int(m[1]) for m in re.findall(r"variable=\w+::(\w+) cyclic factor=(\d+)", block)}
+        hw[name] = {
+            "multipliers": pes * (int_sites + (float_sites if float_ok == "true" else 0)),
+            "int_mac_bits": (int(wbits) + 1, int(abits) + 1),
+            "buffer_bytes": sum(arrays.values()),
+            "arrays": {a: (b, banks.get(a, 1)) for a, b in arrays.items()},
+        }
+    return hw
+
+
+@pytest.mark.parametrize("accel_name", ["zc706-int8", "zcu102-int8", "zcu102-mixed", "eyeriss-like"])
+def test_resources_by_construction(tmp_path, accel_name):
+    """The multipliers and buffer bytes instantiated in the sources equal report.json's resources
+    entry, which equals the cost model's."""
+    from codax.hw.library import load_device
+    from codax.hw.resources import bram18, dsp_per_mac
+
+    acc = load_accelerator(accel_name)
+    g = _two_layer_graph()
+    out = write_project(g, acc, mapped(g, acc), random_graph_params(g), tmp_path / "p")
+    rep = json.loads((out / "report.json").read_text())["resources"]
+    found = sources_hardware(out)
+    assert set(found) == {e.name for e in acc.engines}
+    for e in acc.engines:
+        src, entry, model = found[e.name], rep["engines"][e.name], engine_resources(acc, e.name)
+        assert src["multipliers"] == entry["multipliers"] * (2 if acc.float_ok else 1)
+        assert src["buffer_bytes"] == entry["buffer_bytes"]
+        for k in ("dsp", "bram18", "lut", "area_mm2"):
+            assert entry[k] == getattr(model, k), k
+        if acc.target == "fpga":  # DSP and BRAM18 recomputed from the sources by the device's rules
+            kind = load_device(acc.device).dsp_kind
+            per_int = float(
+                dsp_per_mac(t(src["int_mac_bits"][0] - 1), t(src["int_mac_bits"][1] - 1), t(0), kind)
+            )
+            per_fp = float(dsp_per_mac(t(32), t(32), t(1), kind)) if acc.float_ok else 0.0
+            assert e.pe_array.pes * (per_int + per_fp) == entry["dsp"]
+            per_pe = {a.name for a in e.arrays() if a.per_pe}
+            brams = sum(
+                float(bram18(t(b), t(k), t(0))) for a, (b, k) in src["arrays"].items() if a not in per_pe
+            )
+            assert brams == entry["bram18"]
+    total = accelerator_resources(acc)
+    assert rep["dsp"] == total.dsp and rep["bram18"] == total.bram18
+
+
+@pytest.mark.parametrize("accel_name", ["zc706-int8", "zcu102-int8"])
+def test_qdq_cnns_fit_their_devices(accel_name):
+    from codax.hw.library import load_device
+
+    acc = load_accelerator(accel_name)
+    r, dev = accelerator_resources(acc), load_device(acc.device)
+    assert r.dsp <= dev.dsp and r.bram18 <= dev.bram18 and r.lut <= dev.lut, (r, dev)
+
+
+def test_same_hardware_for_any_network(tmp_path):
+    """Two unrelated networks compiled for one accelerator: byte-identical hardware sources; the
+    networks differ only in the program, the weights and the testbench data."""
+    a = resnet18_graph(hw=16, width=4, classes=10)
+    b = _two_layer_graph()
+    pa = write_project(a, ACC, mapped(a), random_graph_params(a), tmp_path / "a")
+    pb = write_project(b, ACC, mapped(b), random_graph_params(b), tmp_path / "b")
+    for f in HARDWARE:
+        assert (pa / f).read_bytes() == (pb / f).read_bytes(), f
+    assert (pa / "program.bin").read_bytes() != (pb / "program.bin").read_bytes()
 
 
 def test_resnet18_report_matches_cost_model(r18):
@@ -52,16 +151,19 @@ def test_resnet18_report_matches_cost_model(r18):
     for entry in rep["layers"]:
         layer = g.nodes[entry["layer"]]
         cost = evaluate(layer, ACC, maps[layer.name])
-        assert entry["resources"] == cost.resources.to_dict()
-        assert entry["predicted_cycles"] == cost.cycles
+        assert entry["predicted_cycles"] == cost.cycles and entry["macs"] == cost.macs
         for b in entry["buffers"]:
-            assert b["bytes_per_copy"] == cost.tile_bytes[b["level"]][b["operand"]]
+            assert b["tile_bytes"] == cost.tile_bytes[b["level"]][b["operand"]]
+    assert rep["total_cycles"] == sum(evaluate(la, ACC, maps[la.name]).cycles for la in g.layers)
     sched = yaml.safe_load((out / "schedule.yaml").read_text())
     calls = sched["calls"]
     assert [c["node"] for c in calls] == list(g.nodes)
+    assert [c["call"] for c in calls if c["kind"] == "accel"] == list(range(21))
     assert (out / "weights.bin").stat().st_size == sched["dram"]["weights_bin"]["bytes"]
     # liveness reuse: the activation region is smaller than all tensors side by side
     assert sched["dram"]["activations"]["bytes"] < sum(t["bytes"] for t in sched["tensors"].values())
+    readme = (out / "README.md").read_text()
+    assert "DSP" in readme and "BRAM18" in readme and "program.bin" in readme
 
 
 def _overlap(a, b):
@@ -94,6 +196,8 @@ def _gap(x):
 
 
 def test_testbench_runs_small_resnet(tmp_path):
+    """The project's testbench, built with g++ as its README says, runs the network from the program
+    on the engine and every call matches its golden output."""
     g = resnet18_graph(hw=16, width=4, classes=10)
     maps, prm = mapped(g), random_graph_params(g, seed=1)
     rng = np.random.default_rng(0)
@@ -101,18 +205,16 @@ def test_testbench_runs_small_resnet(tmp_path):
     env = run_graph(
         g, prm, {"input": x}, host_fns={"MaxPool": _maxpool, "GlobalAveragePool": _gap}, csim=False
     )
-    # csim of one layer inside the graph agrees with the golden model used for tb_data
-    out = write_project(g, ACC, maps, prm, tmp_path / "p", tb_data=env)
+    out = write_project(g, ACC, maps, prm, tmp_path / "p", tb_values=env)
     exe = tmp_path / "tb"
-    srcs = ["top.cpp", "tb.cpp"] + [str(p) for p in sorted((out / "kernels").glob("*.cpp"))]
     r = subprocess.run(
-        ["g++", "-O1", "-std=c++14", "-w", "-ffp-contract=off", "-Iinclude", "-I.", "-isystem",
-         str(ap_types_dir()), *srcs, "-o", str(exe)], cwd=out, capture_output=True, text=True,
+        ["g++", "-O2", "-std=c++14", "-w", "-ffp-contract=off", "-Iinclude", "-I" + str(ap_types_dir()),
+         "top.cpp", "engine.cpp", "tb.cpp", "-o", str(exe)], cwd=out, capture_output=True, text=True,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     r = subprocess.run([str(exe)], cwd=out, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "21 layer outputs checked, 0 mismatching" in r.stdout
+    assert "21 accelerator calls checked, 0 mismatching" in r.stdout
 
 
 def _two_layer_graph(names=("a", "b")):
@@ -162,23 +264,22 @@ def test_existing_directory_refused_unless_force(tmp_path):
         write_project(g, ACC, maps_bad, prm, out, force=True)
     assert (out / "keep.txt").read_text() == "old"
     write_project(g, ACC, maps, prm, out, force=True)
-    assert not (out / "keep.txt").exists() and (out / "top.cpp").exists()
+    assert not (out / "keep.txt").exists() and (out / "engine.cpp").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["proj"]  # no temp dirs left behind
 
 
-def test_hostile_names_are_sanitized_and_distinct(tmp_path):
+def test_hostile_names_stay_out_of_the_sources(tmp_path):
     names = ('x"; system("rm -rf /"); //', "x__system_rm_rf")
     g = _two_layer_graph(names)
     g.add(HostOp("int", "Relu", (f"{names[1]}_out",), ("r",)))
     out = write_project(g, ACC, mapped(g), random_graph_params(g), tmp_path / "p")
-    kernels = sorted(p.stem for p in (out / "kernels").glob("*.cpp"))
-    assert len(kernels) == 2 and len(set(kernels)) == 2
-    assert all(k.isidentifier() for k in kernels)
-    for f in [out / "top.cpp", out / "tb.cpp", *(out / "kernels").glob("*")]:
-        code = "\n".join(line.split("//")[0] for line in f.read_text().splitlines())  # names only in comments
+    for f in HARDWARE:
+        code = (out / f).read_text()
         assert "system(" not in code and "rm -rf" not in code, f
+    sched = yaml.safe_load((out / "schedule.yaml").read_text())
+    assert [c["node"] for c in sched["calls"]][:2] == list(names)  # names survive as data
     r = subprocess.run(
-        ["g++", "-std=c++14", "-fsyntax-only", "-Iinclude", "-I.", "-isystem", str(ap_types_dir()), "top.cpp",
-         "tb.cpp", *[f"kernels/{k}.cpp" for k in kernels]], cwd=out, capture_output=True, text=True,
+        ["g++", "-std=c++14", "-fsyntax-only", "-Iinclude", "-isystem", str(ap_types_dir()), "top.cpp",
+         "engine.cpp", "tb.cpp"], cwd=out, capture_output=True, text=True,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]

@@ -24,15 +24,8 @@ def int8_accel() -> Accelerator:
 
 @cache
 def float_accel() -> Accelerator:
-    """zcu102-int8 with float enabled and a PE register wide enough for an fp32 weight."""
-    d = load_accelerator("zcu102-int8").to_dict()
-    d["name"] = "zcu102-fp32"
-    d["precision"]["float"] = True
-    for eng in d["engines"]:
-        for lv in eng["levels"]:
-            if lv.get("per_pe"):
-                lv["sizes"] = {op: max(4, v) for op, v in lv["sizes"].items()}
-    return Accelerator.from_dict(d)
+    """zcu102-mixed: int8 and fp32 MACs in every PE, a per-PE register that holds an fp32 weight."""
+    return load_accelerator("zcu102-mixed")
 
 
 def ort_session(path) -> ort.InferenceSession:

@@ -36,9 +36,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,8 +46,8 @@ import numpy as np
 import tvm
 import tvm_ffi
 from tvm import relax
-from tvm.relax.dpl import is_const, is_op, wildcard
 
+from codax.codegen.csim import compile_cached
 from codax.errors import CodaxError, UnsupportedError
 
 CODEGEN = "codax"
@@ -124,6 +121,7 @@ class KernelSource:
     code: str
     include_dirs: list[str] = field(default_factory=list)
     cflags: list[str] = field(default_factory=list)
+    objects: list[Path] = field(default_factory=list)  # prebuilt objects to link in (e.g. the engine)
 
 
 KernelFactory = Callable[[LayerSpec], "KernelSource | str | None"]
@@ -132,7 +130,7 @@ _FACTORIES: list[KernelFactory] = []
 
 def register(factory: KernelFactory) -> KernelFactory:
     """Register a kernel factory (usable as a decorator). Later registrations are asked first; a
-    factory returns ``None`` to decline a layer, and :func:`reference_kernel` is the last resort."""
+    factory returns ``None`` to decline a layer; a layer no factory takes is an UnsupportedError."""
     _FACTORIES.insert(0, factory)
     return factory
 
@@ -168,6 +166,26 @@ def c_array(name: str, value: np.ndarray, dtype: str | None = None) -> str:
     return f"static const {C_TYPES[dtype]} {name}[{max(len(items), 1)}] = {{\n  {rows}\n}};\n"
 
 
+def embed_bytes(name: str, data: bytes) -> str:
+    """``extern "C" const uint8_t <name>[]`` holding `data`, embedded by the assembler (``.incbin`` of a
+    content-addressed file in the build cache): megabytes of weights cost no C++ parsing, and the
+    file's hash in the source keeps the object cache exact."""
+    from codax.codegen.csim import cache_dir
+
+    key = hashlib.sha256(data).hexdigest()[:32]
+    path = cache_dir() / "blobs" / f"{key}.bin"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return (
+        f'__asm__(".section .rodata\\n.balign 64\\n.globl {name}\\n.hidden {name}\\n{name}:\\n'
+        f'.incbin \\"{path}\\"\\n.byte 0\\n.previous");  // {len(data)} B, sha256 {key}\n'
+        f'extern "C" const uint8_t {name}[];\n'
+    )
+
+
 def _ints(values) -> list[int]:
     return [int(v) for v in values]
 
@@ -196,134 +214,6 @@ def _bindings(func: relax.Function) -> list:
 
 
 # ----------------------------------------------------------------------------------------------
-# default factory: a plain C++ reference kernel read off the Relax composite
-
-
-def reference_kernel(spec: LayerSpec) -> KernelSource:
-    """Reference C++ for conv2d (NCHW/OIHW, any stride/pad/dilation/groups) or matmul with a 2-D
-    weight, followed by elementwise epilogues: add (per-channel bias, full-shape residual or scalar),
-    relu and clip. Accumulates in float for float outputs and in the output type for integer ones."""
-    func, out = spec.func, spec.output
-    names: dict = {p: f"p{i}" for i, p in enumerate(func.params)}
-    infos: dict = {p: spec.params[i] for i, p in enumerate(func.params)}
-    for const, (cname, value) in spec.constants.items():
-        names[const] = cname
-        infos[const] = TensorInfo(cname, tuple(value.shape), str(value.dtype))
-
-    def operand(expr, what: str) -> tuple[str, TensorInfo]:
-        for key in names:  # relax nodes compare by identity
-            if key.same_as(expr):
-                return names[key], infos[key]
-        raise UnsupportedError(f"{spec.composite}: the {what} must be a parameter or a constant, got {expr}")
-
-    binds = _bindings(func)
-    if not binds or not isinstance(binds[0].value, relax.Call):
-        raise UnsupportedError(f"{spec.composite}: empty composite function")
-    core = binds[0].value
-    op = core.op.name
-    data, d_info = operand(core.args[0], "data")
-    weight, w_info = operand(core.args[1], "weight")
-    acc = "float" if out.dtype == "float32" else ("double" if out.dtype.startswith("float") else out.ctype)
-    lines = [f"{spec.prototype()} {{"]
-    if op == "relax.nn.conv2d":
-        a = core.attrs
-        layouts = (str(a.data_layout), str(a.kernel_layout), str(a.out_layout))
-        if layouts != ("NCHW", "OIHW", "NCHW"):
-            raise UnsupportedError(
-                f"{spec.composite}: conv2d layouts {layouts}; the reference kernel needs "
-                "NCHW/OIHW/NCHW (run ConvertLayout first)"
-            )
-        n_, ci, h, w = d_info.shape
-        o_, c, kh, kw = w_info.shape
-        _, _, oh, ow = out.shape
-        g = int(a.groups)
-        sh, sw = _ints(a.strides)
-        dh, dw = _ints(a.dilation)
-        pad = _ints(a.padding)  # (top, left, bottom, right), or 2 / 1 values
-        pt, pl = (pad[0], pad[0]) if len(pad) == 1 else (pad[0], pad[1])
-        k = o_ // g
-        channels = o_
-        lines += [
-            f"  for (long n = 0; n < {n_}; ++n) for (long g = 0; g < {g}; ++g)",
-            f"  for (long k = 0; k < {k}; ++k) {{",
-            f"    const long ch = g * {k} + k;",
-            f"    for (long oh = 0; oh < {oh}; ++oh) for (long ow = 0; ow < {ow}; ++ow) {{",
-            f"      {acc} v = 0;",
-            f"      for (long c = 0; c < {c}; ++c) for (long r = 0; r < {kh}; ++r) {{",
-            f"        const long ih = oh * {sh} + r * {dh} - {pt};",
-            f"        if (ih < 0 || ih >= {h}) continue;",
-            f"        for (long s = 0; s < {kw}; ++s) {{",
-            f"          const long iw = ow * {sw} + s * {dw} - {pl};",
-            f"          if (iw < 0 || iw >= {w}) continue;",
-            f"          v += ({acc}){data}[((n * {ci} + g * {c} + c) * {h} + ih) * {w} + iw]"
-            f" * ({acc}){weight}[((ch * {c} + c) * {kh} + r) * {kw} + s];",
-            "        }",
-            "      }",
-            f"      const long idx = ((n * {o_} + ch) * {oh} + oh) * {ow} + ow;",
-        ]
-        closing = ["    }", "  }"]
-    elif op == "relax.matmul":
-        if len(w_info.shape) != 2:
-            raise UnsupportedError(
-                f"{spec.composite}: matmul weight of shape {w_info.shape}; the reference "
-                "kernel needs a 2-D [K, N] weight"
-            )
-        kdim, channels = w_info.shape
-        rows = d_info.size // kdim
-        lines += [
-            f"  for (long m = 0; m < {rows}; ++m) for (long ch = 0; ch < {channels}; ++ch) {{",
-            f"    {acc} v = 0;",
-            f"    for (long c = 0; c < {kdim}; ++c)"
-            f" v += ({acc}){data}[m * {kdim} + c] * ({acc}){weight}[c * {channels} + ch];",
-            f"    const long idx = m * {channels} + ch;",
-            "    {",
-        ]
-        closing = ["    }", "  }"]
-    else:
-        raise UnsupportedError(f"{spec.composite}: the reference kernel supports conv2d and matmul, not {op}")
-
-    prev = binds[0].var
-    for b in binds[1:]:
-        call = b.value
-        name = call.op.name if isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.Op) else str(call)
-        consumed = call.args[: 2 if name == "relax.add" else 1] if isinstance(call, relax.Call) else []
-        if not any(a.same_as(prev) for a in consumed):
-            raise UnsupportedError(f"{spec.composite}: epilogue {name} must consume the previous result")
-        if name == "relax.add":
-            other = call.args[1] if call.args[0].same_as(prev) else call.args[0]
-            ref, info = operand(other, "add operand")
-            aligned = (1,) * (len(out.shape) - len(info.shape)) + info.shape
-            axis = 1 if op == "relax.nn.conv2d" else len(out.shape) - 1
-            per_channel = len(aligned) == len(out.shape) and all(
-                d == (channels if i == axis else 1) for i, d in enumerate(aligned)
-            )
-            if info.shape == out.shape:
-                lines.append(f"      v += ({acc}){ref}[idx];")
-            elif info.size == 1:
-                lines.append(f"      v += ({acc}){ref}[0];")
-            elif per_channel:
-                lines.append(f"      v += ({acc}){ref}[ch];")
-            else:
-                raise UnsupportedError(
-                    f"{spec.composite}: add operand of shape {info.shape} is neither a "
-                    f"per-channel bias, a scalar nor of the output shape {out.shape}"
-                )
-        elif name == "relax.nn.relu":
-            lines.append(f"      v = v > ({acc})0 ? v : ({acc})0;")
-        elif name == "relax.clip":
-            lo, hi = (float(x.value) for x in call.args[1:3])
-            lines.append(
-                f"      v = v < ({acc}){lo!r} ? ({acc}){lo!r} : (v > ({acc}){hi!r} ? ({acc}){hi!r} : v);"
-            )
-        else:
-            raise UnsupportedError(f"{spec.composite}: the reference kernel has no epilogue for {name}")
-        prev = b.var
-    lines += [f"      out[idx] = ({out.ctype})v;", *closing, "  return 0;", "}"]
-    consts = "".join(c_array(cname, value) for cname, value in spec.constants.values())
-    return KernelSource("#include <cstdint>\n\n" + consts + "\n".join(lines) + "\n")
-
-
-# ----------------------------------------------------------------------------------------------
 # codegen: offloaded function -> glue + layer sources -> object -> static-library module
 
 
@@ -341,11 +231,14 @@ def _attrs(func: relax.Function) -> dict[str, object]:
 
 
 def _layer_source(spec: LayerSpec) -> KernelSource:
-    for factory in [*_FACTORIES, reference_kernel]:
+    for factory in _FACTORIES:
         src = factory(spec)
         if src is not None:
             return KernelSource(src) if isinstance(src, str) else src
-    raise AssertionError("unreachable: the reference kernel never declines")
+    raise UnsupportedError(
+        f"{spec.composite} (layer {spec.layer}): no kernel factory produced code for this layer; build with "
+        "codax.codegen.byoc.build_executable(mod, accel), which runs every layer on the accelerator's engine"
+    )
 
 
 _GLUE_HEAD = r"""#include <tvm/ffi/c_api.h>
@@ -493,7 +386,10 @@ def generate(func: relax.Function) -> GeneratedFunction:
             (
                 f"{spec.c_name}.cc",
                 KernelSource(
-                    f"#include <cstdint>\n{spec.prototype()};\n\n{src.code}", src.include_dirs, src.cflags
+                    f"#include <cstdint>\n{spec.prototype()};\n\n{src.code}",
+                    src.include_dirs,
+                    src.cflags,
+                    src.objects,
                 ),
             )
         )
@@ -534,59 +430,29 @@ def generate(func: relax.Function) -> GeneratedFunction:
     return GeneratedFunction(symbol, [(f"{symbol}_glue.cc", KernelSource(glue)), *units], layers)
 
 
-def _cache_dir(options: dict) -> Path:
-    path = options.get("cache_dir") or os.environ.get("CODAX_BYOC_CACHE")
-    return Path(path) if path else Path.home() / ".cache" / "codax" / "byoc"
-
-
-def _run(cmd: list[str], what: str) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise CodaxError(
-            f"compiling {what} failed (fix the kernel factory's C++):\n{proc.stderr[-4000:]}"
-            f"\ncommand: {' '.join(cmd)}"
-        )
-
-
 def compile_function(gen: GeneratedFunction, options: dict | None = None) -> Path:
-    """Compile a generated function to one relocatable object; returns its path in the cache."""
+    """Compile a generated function (its units and the prebuilt objects they name) to one relocatable
+    object with codax's one toolchain and cache (codax.codegen.csim.compile_cached)."""
     options = options or {}
-    cxx = str(options.get("cxx") or os.environ.get("CXX") or "g++")
-    base = [
-        "-std=c++17",
-        "-fPIC",
-        *[str(f) for f in options.get("cflags", ["-O2"])],
-        f"-I{tvm_ffi.libinfo.find_include_path()}",
-        f"-I{tvm_ffi.libinfo.find_dlpack_include_path()}",
-    ]
-    cmds = [[*base, *src.cflags, *[f"-I{d}" for d in src.include_dirs]] for _, src in gen.units]
-    key = hashlib.sha256(repr([cxx, cmds, [(n, s.code) for n, s in gen.units]]).encode()).hexdigest()[:24]
-    cache = _cache_dir(options)
-    obj = cache / f"{gen.symbol[:80]}-{key}.o"
-    if obj.exists():
-        return obj
-    cache.mkdir(parents=True, exist_ok=True)
-    keep = options.get("source_dir")
-    with tempfile.TemporaryDirectory(prefix="codax-byoc-") as tmp:
-        objs = []
-        jobs = []
-        for (name, src), flags in zip(gen.units, cmds):
-            path = Path(tmp) / name
-            path.write_text(src.code)
-            objs.append(str(path.with_suffix(".o")))
-            jobs.append(([cxx, *flags, "-c", str(path), "-o", objs[-1]], f"{gen.symbol}/{name}"))
-        if keep:
-            Path(keep).mkdir(parents=True, exist_ok=True)
-            for name, src in gen.units:
-                (Path(keep) / name).write_text(src.code)
-        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
-            list(pool.map(lambda job: _run(*job), jobs))
-        partial = Path(tmp) / "combined.o"
-        _run([cxx, "-r", "-nostdlib", "-o", str(partial), *objs], f"{gen.symbol} (relocatable link)")
-        tmp_obj = obj.with_suffix(f".{os.getpid()}.tmp")
-        shutil.copyfile(partial, tmp_obj)
-        os.replace(tmp_obj, obj)
-    return obj
+    units = [src for _, src in gen.units]
+    include_dirs = [tvm_ffi.libinfo.find_include_path(), tvm_ffi.libinfo.find_dlpack_include_path()]
+    include_dirs += [d for src in units for d in src.include_dirs]
+    flags = ["-std=c++17", *[str(f) for f in options.get("cflags", ["-O2"])]]
+    flags += [f for src in units for f in src.cflags]
+    if options.get("source_dir"):
+        keep = Path(options["source_dir"])
+        keep.mkdir(parents=True, exist_ok=True)
+        for name, src in gen.units:
+            (keep / name).write_text(src.code)
+    return compile_cached(
+        {name: src.code for name, src in gen.units},
+        kind="object",
+        flags=tuple(dict.fromkeys(flags)),
+        include_dirs=tuple(dict.fromkeys(str(d) for d in include_dirs)),
+        objects=tuple(dict.fromkeys(o for src in units for o in src.objects)),
+        cxx=options.get("cxx"),
+        cache=options.get("cache_dir"),
+    )
 
 
 def _plain(options) -> dict:
@@ -613,10 +479,12 @@ def _codegen(funcs, options, constant_names):
     _last_error.clear()
     _last_symbols.clear()
     try:
-        for func in funcs:
-            gen = generate(func)
-            _last_symbols.append(gen.symbol)
-            obj = compile_function(gen, options)
+        gens = [generate(func) for func in funcs]
+        _last_symbols.extend(g.symbol for g in gens)
+        # functions compile independently: in parallel (each one's units in parallel too)
+        with ThreadPoolExecutor(max_workers=max(1, min(len(gens), os.cpu_count() or 1))) as pool:
+            objs = list(pool.map(lambda g: compile_function(g, options), gens))
+        for gen, obj in zip(gens, objs):
             mods.append(tvm.runtime.load_static_library(str(obj), [gen.symbol]))
     except CodaxError as err:  # the FFI turns it into a RuntimeError: keep it for run_codegen
         _last_error.append(err)
@@ -672,27 +540,3 @@ def run_codegen(mod: tvm.IRModule, options: dict | None = None) -> tvm.IRModule:
 def build(mod: tvm.IRModule, target="llvm", options: dict | None = None, **compile_kwargs):
     """Partitioned IRModule -> ``tvm.runtime.Executable`` with codax functions running in csim."""
     return tvm.compile(run_codegen(mod, options), target=target, **compile_kwargs)
-
-
-def partition_for_codax_minimal(mod: tvm.IRModule, bind_constants: bool = True, merge: bool = False):
-    """Tiny stand-in for codax.passes' partitioner (tests only): FoldConstant, then conv2d(+bias)(+relu)
-    and matmul(+bias)(+relu) with constant weights and biases become ``Codegen="codax"`` functions
-    (one per layer, or grouped by ``MergeCompositeFunctions`` when ``merge``)."""
-    conv = is_op("relax.nn.conv2d")(wildcard(), is_const())
-    dense = is_op("relax.matmul")(wildcard(), is_const())
-    patterns = []
-    for kind, core in (("conv2d", conv), ("dense", dense)):
-        biased = is_op("relax.add")(core, is_const())
-        patterns += [
-            (f"{CODEGEN}.{kind}_bias_relu", is_op("relax.nn.relu")(biased)),
-            (f"{CODEGEN}.{kind}_bias", biased),
-            (f"{CODEGEN}.{kind}_relu", is_op("relax.nn.relu")(core)),
-            (f"{CODEGEN}.{kind}", core),
-        ]
-    mod = relax.transform.FoldConstant()(mod)
-    mod = relax.transform.FuseOpsByPattern(
-        patterns, bind_constants=bind_constants, annotate_codegen=not merge
-    )(mod)
-    if merge:
-        mod = relax.transform.MergeCompositeFunctions()(mod)
-    return mod

@@ -11,11 +11,11 @@ from torch import nn
 from tvm import relax
 
 from codax.codegen import byoc
-from codax.codegen.byoc_hls import MARKER, HLSKernelFactory, build_hls_executable, use_hls_kernels
+from codax.codegen.byoc import MARKER, EngineKernelFactory, build_executable
+from codax.codegen.engine import engine_sources
 from codax.errors import CodaxError
 from codax.frontend import export_torch, import_onnx
-from codax.hw.library import LIBRARY
-from codax.ir import load_accelerator_yaml
+from codax.hw import load_accelerator
 from codax.passes import pipeline
 from codax.passes.attrs import offloaded_layers
 
@@ -41,10 +41,7 @@ class SmallCNN(nn.Module):
 
 @pytest.fixture(scope="module")
 def accel():
-    # zcu102-int8: the library accelerator with float support. Its per-PE REG must hold a float32
-    # weight (4 B) for float layers to have a legal mapping; older library files had 1 B.
-    text = (LIBRARY / "accelerators" / "zcu102-int8.yaml").read_text()
-    a = load_accelerator_yaml(text.replace("sizes: {W: 1}", "sizes: {W: 4}"))
+    a = load_accelerator("zcu102-mixed")  # int8 and fp32 MACs in every PE
     assert a.float_ok
     return a
 
@@ -72,29 +69,31 @@ def run_vm(ex, x: np.ndarray) -> np.ndarray:
     return relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
 
 
-def check_hls_sources(factory: HLSKernelFactory, mod) -> None:
-    """Every offloaded layer got the emitter's kernel for its mapping, not byoc's reference kernel."""
+def check_engine_calls(factory: EngineKernelFactory, mod, accel) -> None:
+    """Every offloaded layer became one call of the accelerator's engine with its mapping's descriptor."""
+    from codax.codegen.program import OFFSET
+
     layers = offloaded_layers(mod)
-    made = {k.layer.name: k for k in factory.kernels.values()}
+    made = {k.layer.name: k for k in factory.calls.values()}
     assert set(made) == set(layers)
+    sym = engine_sources(accel).entries[accel.engines[0].name]
     for name, k in made.items():
         assert k.mapping == layers[name].mapping
-        code = k.source.code  # the unit handed to byoc (source_dir is only written on a cache miss)
-        assert code.startswith(MARKER)
-        assert f"// mapping : {k.mapping.summary()}" in code  # the emitter's mapping comment block
-        assert "#pragma HLS PIPELINE II=1" in code and "#pragma HLS UNROLL" in code
-        assert f"{k.c_name}_hls(" in code and '#include "codax_hls.h"' in code
+        code = k.source.code
+        assert code.startswith(MARKER) and f"codax_byoc::call({sym}, " in code
+        assert factory.engine_object in k.source.objects  # the engine compiled once, linked in
+        assert k.descriptor[OFFSET["NLOOPS"]] >= 0 and k.descriptor[OFFSET["DIM"] + 2] == layers[name].layer.K
 
 
-def test_float_cnn_runs_hls_kernels(accel, float_onnx):
+def test_float_cnn_runs_on_the_engine(accel, float_onnx):
     mod = pipeline(accel)(import_onnx(str(float_onnx)))
     assert len(offloaded_layers(mod)) == 5  # c1 (bn folded), strided c2, depthwise, pw + residual, fc
-    factory = HLSKernelFactory(accel)
-    ex = build_hls_executable(mod, accel, factory=factory)
-    check_hls_sources(factory, mod)
-    dw = next(k for k in factory.kernels.values() if k.layer.name == "/dw/dw.0/Conv")
+    factory = EngineKernelFactory(accel)
+    ex = build_executable(mod, accel, factory=factory)
+    check_engine_calls(factory, mod, accel)
+    dw = next(k for k in factory.calls.values() if k.layer.name == "/dw/dw.0/Conv")
     assert dw.layer.G == 16 and dw.layer.K == 1
-    pw = next(k for k in factory.kernels.values() if k.layer.name == "/pw/Conv")
+    pw = next(k for k in factory.calls.values() if k.layer.name == "/pw/Conv")
     assert pw.layer.epilogue.residual
 
     host = tvm.compile(pipeline(accel, offload=False, map_layers=False)(import_onnx(str(float_onnx))), "llvm")
@@ -109,16 +108,21 @@ def test_float_cnn_runs_hls_kernels(accel, float_onnx):
 
 
 def test_factory_registration_and_missing_mapping(accel, float_onnx):
-    before = list(byoc._FACTORIES)
-    with use_hls_kernels(accel) as f:
-        assert byoc._FACTORIES[0] is f
-    assert byoc._FACTORIES == before
+    from codax.codegen.byoc import glue
+
+    before = list(glue._FACTORIES)
+    with EngineKernelFactory(accel) as f:
+        assert glue._FACTORIES[0] is f
+    assert glue._FACTORIES == before
     partitioned = pipeline(accel, map_layers=False)(import_onnx(str(float_onnx)))
-    with use_hls_kernels(accel), pytest.raises(CodaxError, match="codax.layer_json"):
+    with EngineKernelFactory(accel), pytest.raises(CodaxError, match="codax.layer_json"):
         byoc.run_codegen(partitioned)
+    # without a factory a layer is an error naming the way to build, never a silent fallback
+    with pytest.raises(CodaxError, match="build_executable"):
+        byoc.run_codegen(pipeline(accel)(import_onnx(str(float_onnx))))
     # a mapped module supplies layers and mappings for the same partition
     mapped = pipeline(accel)(import_onnx(str(float_onnx)))
-    f = HLSKernelFactory(accel, mapped)
+    f = EngineKernelFactory(accel, mapped)
     assert set(f.mappings) == set(offloaded_layers(mapped))
 
 
@@ -146,12 +150,10 @@ def test_qdq_cnn_within_one_lsb(accel, float_onnx, tmp_path):
     mod = pipeline(accel)(import_onnx(str(qpath)))
     layers = offloaded_layers(mod)
     assert len(layers) == 5 and all(o.layer.precision.kind == "int" for o in layers.values())
-    factory = HLSKernelFactory(accel)
-    # byoc's reference kernel rejects the requantization epilogue (astype/multiply/quantize): this
-    # build only succeeds because every layer got its HLS kernel
-    ex = build_hls_executable(mod, accel, factory=factory)
-    check_hls_sources(factory, mod)
-    assert all(k.types.kind == "int" and not k.types.x_signed for k in factory.kernels.values())
+    factory = EngineKernelFactory(accel)
+    ex = build_executable(mod, accel, factory=factory)
+    check_engine_calls(factory, mod, accel)
+    assert all(k.params.kind == "int" and not k.params.x_signed for k in factory.calls.values())
 
     # the output is DequantizeLinear(q): one LSB is its scale
     q = onnx_load(str(qpath))
@@ -167,5 +169,5 @@ def test_qdq_cnn_within_one_lsb(accel, float_onnx, tmp_path):
         x = imgs[i : i + 1]
         diffs.append(np.rint(np.abs(run_vm(ex, x) - sess.run(None, {"input": x})[0]) / lsb))
     d = np.concatenate([a.reshape(-1) for a in diffs])
-    print(f"QDQ HLS vs ORT: {np.mean(d > 0):.2%} of {d.size} outputs differ, max {int(d.max())} LSB")
+    print(f"QDQ engine vs ORT: {np.mean(d > 0):.2%} of {d.size} outputs differ, max {int(d.max())} LSB")
     assert d.max() <= 1

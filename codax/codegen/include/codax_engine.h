@@ -1,0 +1,549 @@
+// codax_engine.h -- the codax overlay engine: one PE array and one set of on-chip buffers that run
+// any layer from its descriptor (codax_program.h). Nothing here depends on a network; the PE array
+// size and the buffers come from the engine's configuration (engine.cpp, generated from accel.yaml).
+//
+// How a descriptor runs (the cost model's rules, docs/cost_model.md):
+// - the mapping's temporal loops, level by level, DRAM outermost, are an odometer whose digit order is
+//   the descriptor's loop list; a digit's trip count skips tiles past the layer's bound;
+// - operand X held at level h is (re)loaded from its parent right after the loop it is placed after
+//   (the innermost loop above h relevant to X), i.e. exactly when an index relevant to X changes;
+//   outputs are written back at the same point, partial sums at accumulator width until their last
+//   visit, then through the fused epilogue (bias, residual, requantization, clamp) at output width;
+// - one odometer step is one step of the whole PE array: ROWS x COLS MACs, fully unrolled, each PE
+//   taking the dims the spatial mode unrolls along its row and column.
+// Buffers store elements bit-packed at the layer's widths (weights, inputs) or at accumulator width
+// (outputs), input windows without the rows/cols no output touches. DRAM tensors are bit-packed at
+// their widths too: weights [G*K][C][R][S], activations [N][G*C][H][W], outputs [N][G*K][P][Q].
+//
+// Build with -DCODAX_COUNT to count the words moved into and out of each level per operand and the
+// valid MACs: they equal codax.hw.evaluate's words_in / words_out / macs exactly.
+#ifndef CODAX_ENGINE_H
+#define CODAX_ENGINE_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "ap_int.h"
+#include "codax_program.h"
+
+#ifndef CODAX_MAX_LEVELS
+#define CODAX_MAX_LEVELS 8
+#endif
+
+namespace codax {
+
+enum Operand { OP_W = 0, OP_I = 1, OP_O = 2 };
+enum Dim { DN = 0, DG, DK, DC, DP, DQ, DR, DS, NDIMS };
+
+// ---- instrumentation -----------------------------------------------------------------------------
+struct Counts {
+  unsigned long long in[CODAX_MAX_LEVELS][3];
+  unsigned long long out[CODAX_MAX_LEVELS][3];
+  unsigned long long macs;
+};
+
+inline Counts &counts() {
+  static Counts c;
+  return c;
+}
+
+inline void counts_reset() { memset(&counts(), 0, sizeof(Counts)); }
+
+#ifdef CODAX_COUNT
+#define CODAX_COUNT_IN(h, x, n) (::codax::counts().in[(h)][(x)] += (unsigned long long)(n))
+#define CODAX_COUNT_OUT(h, x, n) (::codax::counts().out[(h)][(x)] += (unsigned long long)(n))
+#define CODAX_COUNT_MAC(n) (::codax::counts().macs += (unsigned long long)(n))
+#else
+#define CODAX_COUNT_IN(h, x, n) ((void)(n))
+#define CODAX_COUNT_OUT(h, x, n) ((void)(n))
+#define CODAX_COUNT_MAC(n) ((void)(n))
+#endif
+
+typedef long long i64;
+
+inline int imin(int a, int b) { return a < b ? a : b; }
+inline int trips(int f, int remaining, int blk) { return imin(f, (remaining + blk - 1) / blk); }
+inline int window(int pe, int re, int stride, int dil) { return (pe - 1) * stride + (re - 1) * dil + 1; }
+
+// Whether offset y of a dense input window is touched by some output/kernel pair i*stride + j*dil
+// (i < pe, j < re): only those rows/cols are moved and counted.
+inline bool touched(int y, int pe, int re, int stride, int dil) {
+  for (int j = 0; j < re; ++j) {
+    const int t = y - j * dil;
+    if (t < 0) break;
+    if (t % stride == 0 && t / stride < pe) return true;
+  }
+  return false;
+}
+
+inline float f32(i64 bits) {
+  const uint32_t b = (uint32_t)bits;
+  float f;
+  memcpy(&f, &b, 4);
+  return f;
+}
+inline i64 bits32(float f) {
+  uint32_t b;
+  memcpy(&b, &f, 4);
+  return (i64)b;
+}
+
+// ---- bit-packed storage: element i of `bits` bits starts at bit i * bits (little-endian) ----------
+inline i64 rd(const uint8_t *m, i64 i, int bits, bool sgn) {
+  uint64_t v;
+  if (bits == 8) {
+    v = m[i];
+  } else if (bits == 16) {
+    uint16_t t;
+    memcpy(&t, m + 2 * i, 2);
+    v = t;
+  } else if (bits == 32) {
+    uint32_t t;
+    memcpy(&t, m + 4 * i, 4);
+    v = t;
+  } else {
+    v = 0;
+    const i64 b0 = i * bits;
+    for (int k = 0; k < bits; ++k) v |= (uint64_t)((m[(b0 + k) >> 3] >> ((b0 + k) & 7)) & 1) << k;
+  }
+  if (sgn && bits < 64 && ((v >> (bits - 1)) & 1)) return (i64)v - ((i64)1 << bits);
+  return (i64)v;
+}
+
+inline void wr(uint8_t *m, i64 i, int bits, i64 value) {
+  const uint64_t v = (uint64_t)value;
+  if (bits == 8) {
+    m[i] = (uint8_t)v;
+  } else if (bits == 16) {
+    const uint16_t t = (uint16_t)v;
+    memcpy(m + 2 * i, &t, 2);
+  } else if (bits == 32) {
+    const uint32_t t = (uint32_t)v;
+    memcpy(m + 4 * i, &t, 4);
+  } else {
+    const i64 b0 = i * bits;
+    for (int k = 0; k < bits; ++k) {
+      const i64 b = b0 + k;
+      const uint8_t bit = (uint8_t)((v >> k) & 1);
+      m[b >> 3] = (uint8_t)((m[b >> 3] & ~(1u << (b & 7))) | (bit << (b & 7)));
+    }
+  }
+}
+
+// Integer epilogue (float32 requantization, defined by codax/codegen/golden.py):
+//   v = float32(acc + bias) * M[ch]  (+ float32(res - zr) * MR when a residual is fused)
+//   q = clamp(rint(v) + zy, lo, hi)    rint = round half to even (the default FP rounding mode)
+inline int requant(int32_t acc, float m, bool has_res, int res, int zr, float mr, int zy, int lo, int hi) {
+  float v = (float)acc * m;
+  if (has_res) v = v + (float)(res - zr) * mr;
+  float r = rintf(v);
+  if (r > 1073741824.0f) r = 1073741824.0f;
+  if (r < -1073741824.0f) r = -1073741824.0f;
+  long q = (long)r + zy;
+  if (q < lo) q = lo;
+  if (q > hi) q = hi;
+  return (int)q;
+}
+
+inline i64 wrap(i64 v, int bits) {  // two's complement wrap to `bits` (the accumulator's width)
+  if (bits >= 64) return v;
+  const uint64_t mask = (bits == 64) ? ~0ULL : ((1ULL << bits) - 1);
+  uint64_t u = (uint64_t)v & mask;
+  if ((u >> (bits - 1)) & 1) return (i64)u - ((i64)1 << bits);
+  return (i64)u;
+}
+
+// The engine's on-chip memory: one byte array per (level, operand), shared where a level has one size.
+struct Memory {
+  uint8_t *arr[MAX_LEVELS][3];
+};
+
+// DRAM as the engine sees it during one call.
+struct Dram {
+  const uint8_t *wblob;  // weights, bias (int32 / float32), requantization multipliers (float32)
+  const uint8_t *x;
+  uint8_t *y;
+  const uint8_t *r;
+  uint8_t *ps;  // partial-sum scratch at accumulator width, [N][G*K][P][Q]
+};
+
+// One layer in flight: the descriptor decoded, plus each buffer's current origin and extent.
+struct Ctx {
+  const int32_t *d;
+  Memory mem;
+  Dram dram;
+  int bound[NDIMS];
+  int H, W, sh, sw, dh, dw, pt, pl;
+  int bits[3];  // on-chip element widths: W, I, O
+  bool sgn[3];
+  int ybits, rbits;
+  bool ysgn, rsgn, is_float;
+  int zw, zx, zr, zy;
+  int o[3][MAX_LEVELS][NDIMS];  // origin of the tile held by (operand, level)
+  int e[3][MAX_LEVELS][NDIMS];  // its clipped extent
+  int orow[MAX_LEVELS], ocol[MAX_LEVELS];  // input windows: origin in padded coordinates
+  // Input windows are stored compacted: only the rows/cols some output/kernel pair touches (a strided
+  // window has gaps). rank[h][y] is the stored position of window row (col) y of level h's tile.
+  int rank_row[MAX_LEVELS][MAX_WINDOW], rank_col[MAX_LEVELS][MAX_WINDOW];
+  int pp[3][MAX_LEVELS];  // ping-pong: the copy in use
+  int cur[NDIMS];  // the current tile base of every dim
+  int idx[MAX_LOOPS], n[MAX_LOOPS];
+
+  int shape(int X, int h, int a) const { return d[D_BUF_SHAPE + (X * MAX_LEVELS + h) * BUF_RANK + a]; }
+  uint8_t *buf(int X, int h) const {
+    const int k = X * MAX_LEVELS + h;
+    return mem.arr[h][X] + d[D_BUF_BASE + k] + pp[X][h] * d[D_BUF_COPY + k];
+  }
+  i64 at(int X, int h, int a, int b, int c, int e4, int f) const {
+    return ((((i64)a * shape(X, h, 1) + b) * shape(X, h, 2) + c) * shape(X, h, 3) + e4) * shape(X, h, 4) + f;
+  }
+};
+
+inline bool relevant(int X, int dim) {
+  static const bool R[3][NDIMS] = {
+      {false, true, true, true, false, false, true, true},  // W: G K C R S
+      {true, true, false, true, true, true, true, true},    // I: N G C P Q R S
+      {true, true, true, false, true, true, false, false},  // O: N G K P Q
+  };
+  return R[X][dim];
+}
+
+inline bool is_reduction(int dim) { return dim == DC || dim == DR || dim == DS; }
+
+// ---- transfers --------------------------------------------------------------------------------------
+inline void load_w(Ctx &c, int h, int par) {
+  const int *o = c.o[OP_W][h], *e = c.e[OP_W][h];
+  uint8_t *dst = c.buf(OP_W, h);
+  const int bits = c.bits[OP_W];
+  const int K = c.bound[DK], C = c.bound[DC], R = c.bound[DR], S = c.bound[DS];
+  const uint8_t *src = par ? c.buf(OP_W, par) : c.dram.wblob + c.d[D_W_OFF];
+  const int *op = c.o[OP_W][par];
+  i64 n = 0;
+LOAD_W:
+  for (int g = 0; g < e[DG]; ++g)
+    for (int k = 0; k < e[DK]; ++k)
+      for (int ch = 0; ch < e[DC]; ++ch)
+        for (int r = 0; r < e[DR]; ++r)
+          for (int s = 0; s < e[DS]; ++s) {
+#pragma HLS PIPELINE II = 1
+            i64 a;
+            if (par == 0)
+              a = ((((i64)(o[DG] + g) * K + o[DK] + k) * C + o[DC] + ch) * R + o[DR] + r) * S + o[DS] + s;
+            else
+              a = c.at(OP_W, par, o[DG] - op[DG] + g, o[DK] - op[DK] + k, o[DC] - op[DC] + ch, o[DR] - op[DR] + r,
+                       o[DS] - op[DS] + s);
+            wr(dst, c.at(OP_W, h, g, k, ch, r, s), bits, rd(src, a, bits, c.sgn[OP_W]));
+            ++n;
+          }
+  CODAX_COUNT_IN(h, OP_W, n);
+}
+
+inline void rank_window(int *rank, int pe, int re, int stride, int dil) {
+  int k = 0;
+  for (int y = 0; y < window(pe, re, stride, dil); ++y) rank[y] = touched(y, pe, re, stride, dil) ? k++ : -1;
+}
+
+inline void load_i(Ctx &c, int h, int par) {
+  const int *o = c.o[OP_I][h], *e = c.e[OP_I][h];
+  uint8_t *dst = c.buf(OP_I, h);
+  const int bits = c.bits[OP_I];
+  const int wh = window(e[DP], e[DR], c.sh, c.dh), ww = window(e[DQ], e[DS], c.sw, c.dw);
+  rank_window(c.rank_row[h], e[DP], e[DR], c.sh, c.dh);
+  rank_window(c.rank_col[h], e[DQ], e[DS], c.sw, c.dw);
+  const int G = c.bound[DG], C = c.bound[DC];
+  const int *op = c.o[OP_I][par];
+  const uint8_t *src = par ? c.buf(OP_I, par) : c.dram.x;
+  i64 n = 0;
+LOAD_I:
+  for (int b = 0; b < e[DN]; ++b)
+    for (int g = 0; g < e[DG]; ++g)
+      for (int ch = 0; ch < e[DC]; ++ch)
+        for (int y = 0; y < wh; ++y) {
+          if (!touched(y, e[DP], e[DR], c.sh, c.dh)) continue;
+          for (int x = 0; x < ww; ++x) {
+#pragma HLS PIPELINE II = 1
+            if (!touched(x, e[DQ], e[DS], c.sw, c.dw)) continue;
+            i64 v;
+            if (par == 0) {
+              const int iy = c.orow[h] + y - c.pt, ix = c.ocol[h] + x - c.pl;
+              const bool inside = iy >= 0 && iy < c.H && ix >= 0 && ix < c.W;
+              const i64 a = ((((i64)(o[DN] + b) * G + o[DG] + g) * C + o[DC] + ch) * c.H + iy) * c.W + ix;
+              v = inside ? rd(src, a, bits, c.sgn[OP_I]) : (c.is_float ? 0 : c.zx);
+            } else {
+              v = rd(src,
+                     c.at(OP_I, par, o[DN] - op[DN] + b, o[DG] - op[DG] + g, o[DC] - op[DC] + ch,
+                          c.rank_row[par][c.orow[h] - c.orow[par] + y], c.rank_col[par][c.ocol[h] - c.ocol[par] + x]),
+                     bits, c.sgn[OP_I]);
+            }
+            wr(dst, c.at(OP_I, h, b, g, ch, c.rank_row[h][y], c.rank_col[h][x]), bits, v);
+            ++n;
+          }
+        }
+  CODAX_COUNT_IN(h, OP_I, n);
+}
+
+inline i64 o_addr(const Ctx &c, int n, int g, int k, int p, int q) {
+  return ((((i64)n * c.bound[DG] + g) * c.bound[DK] + k) * c.bound[DP] + p) * c.bound[DQ] + q;
+}
+
+// Output tile in: zero on its first visit (every enclosing reduction loop at 0), else the partial sums
+// come back from the parent (read-modify-write at accumulator width).
+inline void load_o(Ctx &c, int h, int par, bool first) {
+  const int *o = c.o[OP_O][h], *e = c.e[OP_O][h];
+  uint8_t *dst = c.buf(OP_O, h);
+  const int bits = c.bits[OP_O];
+  const int *op = c.o[OP_O][par];
+  const uint8_t *src = par ? c.buf(OP_O, par) : c.dram.ps;
+  i64 n = 0;
+LOAD_O:
+  for (int a = 0; a < e[DN]; ++a)
+    for (int b = 0; b < e[DG]; ++b)
+      for (int k = 0; k < e[DK]; ++k)
+        for (int p = 0; p < e[DP]; ++p)
+          for (int q = 0; q < e[DQ]; ++q) {
+#pragma HLS PIPELINE II = 1
+            i64 v = 0;
+            if (!first) {
+              const i64 s = par ? c.at(OP_O, par, o[DN] - op[DN] + a, o[DG] - op[DG] + b, o[DK] - op[DK] + k,
+                                       o[DP] - op[DP] + p, o[DQ] - op[DQ] + q)
+                                : o_addr(c, o[DN] + a, o[DG] + b, o[DK] + k, o[DP] + p, o[DQ] + q);
+              v = rd(src, s, bits, true);
+              ++n;
+            }
+            wr(dst, c.at(OP_O, h, a, b, k, p, q), bits, v);
+          }
+  CODAX_COUNT_IN(h, OP_O, n);
+}
+
+// The fused epilogue of one final output element (accumulator `acc` of channel `ch`).
+inline i64 epilogue(const Ctx &c, i64 acc, int ch, i64 addr) {
+  const int32_t *d = c.d;
+  const float lo = f32(d[D_CLAMP]), hi = f32(d[D_CLAMP + 1]);
+  if (c.is_float) {
+    float v = f32(acc);
+    if (d[D_HAS_BIAS]) v = v + f32(rd(c.dram.wblob + d[D_B_OFF], ch, 32, false));
+    if (d[D_HAS_RES]) v = v + f32(rd(c.dram.r, addr, 32, false));
+    v = v < lo ? lo : (v > hi ? hi : v);
+    return bits32(v);
+  }
+  i64 a = acc;
+  if (d[D_HAS_BIAS]) a = wrap(a + rd(c.dram.wblob + d[D_B_OFF], ch, 32, true), c.bits[OP_O]);
+  const int res = d[D_HAS_RES] ? (int)rd(c.dram.r, addr, c.rbits, c.rsgn) : 0;
+  if (d[D_REQUANT]) {
+    const float m = f32(rd(c.dram.wblob + d[D_M_OFF], ch, 32, false));
+    return requant((int32_t)a, m, d[D_HAS_RES] != 0, res, c.zr, f32(d[D_M_RES]), c.zy, (int)lo, (int)hi);
+  }
+  i64 v = a + (d[D_HAS_RES] ? (i64)(res - c.zr) : 0);
+  return v < (i64)lo ? (i64)lo : (v > (i64)hi ? (i64)hi : v);
+}
+
+// Output tile out: to its on-chip parent, or to DRAM -- partial sums until its last visit, then the
+// final values through the epilogue at output width.
+inline void store_o(Ctx &c, int h, int par, bool last) {
+  const int *o = c.o[OP_O][h], *e = c.e[OP_O][h];
+  const uint8_t *src = c.buf(OP_O, h);
+  const int bits = c.bits[OP_O];
+  const int *op = c.o[OP_O][par];
+  uint8_t *dst = par ? c.buf(OP_O, par) : (last ? c.dram.y : c.dram.ps);
+  i64 n = 0;
+STORE_O:
+  for (int a = 0; a < e[DN]; ++a)
+    for (int b = 0; b < e[DG]; ++b)
+      for (int k = 0; k < e[DK]; ++k)
+        for (int p = 0; p < e[DP]; ++p)
+          for (int q = 0; q < e[DQ]; ++q) {
+#pragma HLS PIPELINE II = 1
+            const i64 v = rd(src, c.at(OP_O, h, a, b, k, p, q), bits, true);
+            if (par) {
+              wr(dst,
+                 c.at(OP_O, par, o[DN] - op[DN] + a, o[DG] - op[DG] + b, o[DK] - op[DK] + k, o[DP] - op[DP] + p,
+                      o[DQ] - op[DQ] + q),
+                 bits, v);
+            } else {
+              const i64 addr = o_addr(c, o[DN] + a, o[DG] + b, o[DK] + k, o[DP] + p, o[DQ] + q);
+              if (last)
+                wr(dst, addr, c.ybits, epilogue(c, v, (o[DG] + b) * c.bound[DK] + o[DK] + k, addr));
+              else
+                wr(dst, addr, bits, v);
+            }
+            ++n;
+          }
+  CODAX_COUNT_OUT(h, OP_O, n);
+}
+
+// Visit of the tile loops enclosing position `pos` (-1: none): first when every enclosing reduction
+// loop is at 0, last when every one is at its end.
+inline bool visit_is(const Ctx &c, int pos, bool last) {
+  for (int j = 0; j <= pos; ++j) {
+    if (!is_reduction(c.d[D_LOOP_DIM + j])) continue;
+    if (last ? c.idx[j] != c.n[j] - 1 : c.idx[j] != 0) return false;
+  }
+  return true;
+}
+
+inline void loads_at(Ctx &c, int pos) {
+  const int32_t *d = c.d;
+  for (int t = 0; t < d[D_NTR]; ++t) {
+    if (d[D_TR_POS + t] != pos) continue;
+    const int X = d[D_TR_OP + t], h = d[D_TR_H + t], par = d[D_TR_PARENT + t];
+    for (int dim = 0; dim < NDIMS; ++dim) {
+      c.o[X][h][dim] = relevant(X, dim) ? c.cur[dim] : 0;
+      const int tile = d[D_TR_TILE + t * NDIMS + dim];
+      c.e[X][h][dim] = relevant(X, dim) ? imin(tile, c.bound[dim] - c.cur[dim]) : 1;
+    }
+    if (X == OP_I) {
+      c.orow[h] = c.o[X][h][DP] * c.sh + c.o[X][h][DR] * c.dh;
+      c.ocol[h] = c.o[X][h][DQ] * c.sw + c.o[X][h][DS] * c.dw;
+    }
+    if (d[D_DB + h]) c.pp[X][h] ^= 1;  // loads fill one copy while compute reads the other
+    if (X == OP_W)
+      load_w(c, h, par);
+    else if (X == OP_I)
+      load_i(c, h, par);
+    else
+      load_o(c, h, par, visit_is(c, pos, false));
+  }
+}
+
+inline void stores_at(Ctx &c, int pos) {
+  const int32_t *d = c.d;
+  for (int t = d[D_NTR] - 1; t >= 0; --t) {  // inner levels first
+    if (d[D_TR_POS + t] != pos || d[D_TR_OP + t] != OP_O) continue;
+    store_o(c, d[D_TR_H + t], d[D_TR_PARENT + t], visit_is(c, pos, true));
+  }
+}
+
+// ---- the PE array ---------------------------------------------------------------------------------
+// One step of every PE. The loops are fully unrolled: ROWS x COLS PEs, each with one integer multiplier
+// of (WBITS + 1) x (ABITS + 1) bits (operands minus their zero points) and, when FLOAT_OK, one fp32
+// multiply-add. These are the engine's only multipliers.
+template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
+void pe_array_step(Ctx &c) {
+  const int32_t *d = c.d;
+  int inner[3] = {0, 0, 0};  // the innermost level holding each operand: the one the PEs read
+  for (int t = 0; t < d[D_NTR]; ++t) {
+    const int X = d[D_TR_OP + t], h = d[D_TR_H + t];
+    if (h > inner[X]) inner[X] = h;
+  }
+  const int rdim = d[D_SP_DIM], cdim = d[D_SP_DIM + 1], rk = d[D_SP_K], ck = d[D_SP_K + 1];
+  const uint8_t *wb = c.buf(OP_W, inner[OP_W]);
+  const uint8_t *ib = c.buf(OP_I, inner[OP_I]);
+  uint8_t *ob = c.buf(OP_O, inner[OP_O]);
+  const int *ow = c.o[OP_W][inner[OP_W]], *oi = c.o[OP_I][inner[OP_I]], *oo = c.o[OP_O][inner[OP_O]];
+  const int hi = inner[OP_I];
+  i64 macs = 0;
+PE_ROWS:
+  for (int r = 0; r < ROWS; ++r) {
+#pragma HLS UNROLL
+  PE_COLS:
+    for (int col = 0; col < COLS; ++col) {
+#pragma HLS UNROLL
+      if (r >= rk || col >= ck) continue;  // PEs the spatial mode leaves idle
+      int ix[NDIMS];
+      bool valid = true;
+      for (int dim = 0; dim < NDIMS; ++dim) {
+        int v = c.cur[dim];
+        if (dim == rdim && dim == cdim)
+          v += (r * ck + col) * d[D_SP_BLK + dim];
+        else if (dim == rdim)
+          v += r * d[D_SP_BLK + dim];
+        else if (dim == cdim)
+          v += col * d[D_SP_BLK + dim];
+        ix[dim] = v;
+        valid = valid && v < c.bound[dim];
+      }
+      if (!valid) continue;  // idle PE on a clipped tile
+      const i64 wv = rd(wb,
+                        c.at(OP_W, inner[OP_W], ix[DG] - ow[DG], ix[DK] - ow[DK], ix[DC] - ow[DC], ix[DR] - ow[DR],
+                             ix[DS] - ow[DS]),
+                        c.bits[OP_W], c.sgn[OP_W]);
+      const i64 xv = rd(ib,
+                        c.at(OP_I, hi, ix[DN] - oi[DN], ix[DG] - oi[DG], ix[DC] - oi[DC],
+                             c.rank_row[hi][ix[DP] * c.sh + ix[DR] * c.dh - c.orow[hi]],
+                             c.rank_col[hi][ix[DQ] * c.sw + ix[DS] * c.dw - c.ocol[hi]]),
+                        c.bits[OP_I], c.sgn[OP_I]);
+      const i64 oa = c.at(OP_O, inner[OP_O], ix[DN] - oo[DN], ix[DG] - oo[DG], ix[DK] - oo[DK], ix[DP] - oo[DP],
+                          ix[DQ] - oo[DQ]);
+      const i64 acc = rd(ob, oa, c.bits[OP_O], true);
+      i64 next;
+      if (FLOAT_OK && c.is_float) {
+        next = bits32(f32(acc) + f32(wv) * f32(xv));  // MAC site: fp32
+      } else {  // MAC site: integer, (w - zw) * (x - zx) into the accumulator, wrapping at its width
+        const ap_int<WBITS + 1> dw = (ap_int<WBITS + 1>)(wv - c.zw);
+        const ap_int<ABITS + 1> dx = (ap_int<ABITS + 1>)(xv - c.zx);
+        const ap_int<WBITS + ABITS + 2> prod = dw * dx;
+        next = wrap(acc + (i64)prod.to_int64(), c.bits[OP_O]);
+      }
+      wr(ob, oa, c.bits[OP_O], next);
+      ++macs;
+    }
+  }
+  CODAX_COUNT_MAC(macs);
+}
+
+// ---- one layer --------------------------------------------------------------------------------------
+template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
+void run_layer(const int32_t *d, const Memory &mem, const Dram &dram) {
+  Ctx c;
+  memset(&c, 0, sizeof(c));
+  c.d = d;
+  c.mem = mem;
+  c.dram = dram;
+  for (int dim = 0; dim < NDIMS; ++dim) c.bound[dim] = d[D_DIM + dim];
+  c.H = d[D_IN_HW];
+  c.W = d[D_IN_HW + 1];
+  c.sh = d[D_STRIDE];
+  c.sw = d[D_STRIDE + 1];
+  c.dh = d[D_DILATION];
+  c.dw = d[D_DILATION + 1];
+  c.pt = d[D_PAD];
+  c.pl = d[D_PAD + 1];
+  c.is_float = d[D_IS_FLOAT] != 0;
+  c.bits[OP_W] = d[D_BITS];
+  c.bits[OP_I] = d[D_BITS + 1];
+  c.ybits = d[D_BITS + 2];
+  c.bits[OP_O] = d[D_BITS + 3];
+  c.rbits = d[D_BITS + 4];
+  c.sgn[OP_W] = d[D_SIGNED] != 0 && !c.is_float;
+  c.sgn[OP_I] = d[D_SIGNED + 1] != 0 && !c.is_float;
+  c.sgn[OP_O] = !c.is_float;
+  c.ysgn = d[D_SIGNED + 2] != 0;
+  c.rsgn = d[D_SIGNED + 3] != 0 && !c.is_float;
+  c.zw = d[D_ZERO];
+  c.zx = d[D_ZERO + 1];
+  c.zr = d[D_ZERO + 2];
+  c.zy = d[D_ZERO + 3];
+  const int nl = d[D_NLOOPS];
+  loads_at(c, -1);
+  for (int j = 0; j < nl; ++j) {
+    const int dim = d[D_LOOP_DIM + j];
+    c.idx[j] = 0;
+    c.n[j] = trips(d[D_LOOP_FACTOR + j], c.bound[dim] - c.cur[dim], d[D_LOOP_BLK + j]);
+    loads_at(c, j);
+  }
+STEPS:
+  for (;;) {
+    pe_array_step<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c);
+    int j = nl - 1;  // the innermost digit that can still advance
+    while (j >= 0 && c.idx[j] + 1 >= c.n[j]) --j;
+    for (int p = nl - 1; p >= j; --p) stores_at(c, p);
+    if (j < 0) break;
+    for (int k = j + 1; k < nl; ++k) {  // inner digits wrap to 0
+      c.cur[d[D_LOOP_DIM + k]] -= c.idx[k] * d[D_LOOP_BLK + k];
+      c.idx[k] = 0;
+    }
+    c.idx[j] += 1;
+    c.cur[d[D_LOOP_DIM + j]] += d[D_LOOP_BLK + j];
+    loads_at(c, j);
+    for (int k = j + 1; k < nl; ++k) {
+      const int dim = d[D_LOOP_DIM + k];
+      c.n[k] = trips(d[D_LOOP_FACTOR + k], c.bound[dim] - c.cur[dim], d[D_LOOP_BLK + k]);
+      loads_at(c, k);
+    }
+  }
+}
+
+}  // namespace codax
+
+#endif  // CODAX_ENGINE_H
