@@ -278,7 +278,11 @@ class _LayoutRewriter(PyExprMutator):
         name = op_name(call)
         if name in _UNARY:
             v = self._view(call.args[0])
-            if v is None or (name in ("relax.quantize", "relax.dequantize") and not _per_tensor(call)):
+            if v is None:
+                return None
+            if name in ("relax.quantize", "relax.dequantize") and (
+                not _per_tensor(call) or int(call.attrs.axis) >= len(v.inner_shape)
+            ):
                 return None
             new = relax.Call(call.op, [v.inner, *call.args[1:]], call.attrs, call.ty_args)
             return self._wrap(new, v.inner_shape, v.outer, v.kind, self._outer_op(v))
