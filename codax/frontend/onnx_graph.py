@@ -78,6 +78,7 @@ class _Index:
     def __init__(self, lm: LoadedModel):
         g = lm.model.graph
         self.missing = set(lm.missing_weights)
+        self.widths = lm.widths
         self.inits = {t.name: t for t in g.initializer}
         self.consts: dict[str, onnx.TensorProto] = dict(self.inits)
         for n in g.node:
@@ -107,6 +108,10 @@ class _Index:
         if t is None or name in self.missing:
             return None
         return numpy_helper.to_array(t)
+
+    def bits(self, tensor: str) -> int:
+        """An integer tensor's width: read from the model (codax.frontend.widths), else its type's."""
+        return self.widths.get(tensor) or _bits(self.dtypes.get(tensor, 3))
 
     def is_const(self, name: str) -> bool:
         return name in self.consts
@@ -187,8 +192,8 @@ def _core(ix: _Index, node: onnx.NodeProto, name: str) -> _Core | str:
         return f"{node.op_type} with unknown input/output shape (run shape inference or give input shapes)"
     if quantized:
         prec = Precision(
-            weight=_bits(ix.dtypes[wsrc]),
-            act=_bits(ix.dtypes[dq_x.input[0]]),
+            weight=ix.bits(wsrc),
+            act=ix.bits(dq_x.input[0]),
             acc=32,
             out=8,
             kind="int",
@@ -390,7 +395,7 @@ def _epilogue(ix: _Index, node: onnx.NodeProto, core: _Core, claimed: set[str]) 
         ep = Epilogue(ep.bias, ep.activation, ep.clip_min, ep.clip_max, None, requant=True)
         fused.append(nxt.name)
         out = nxt.output[0]
-        layer = layer.with_(precision=replace(layer.precision, out=_bits(ix.dtypes.get(out, 3))))
+        layer = layer.with_(precision=replace(layer.precision, out=ix.bits(out)))
     return layer.with_(epilogue=ep, inputs=tuple(inputs), outputs=(out,)), fused
 
 

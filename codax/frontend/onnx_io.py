@@ -16,6 +16,7 @@ import onnx
 from onnx import external_data_helper
 
 from codax.errors import ModelError
+from codax.frontend.widths import read_widths
 
 ModelSource = str | Path | bytes | onnx.ModelProto
 
@@ -32,6 +33,7 @@ class LoadedModel:
     name: str
     missing_weights: tuple[str, ...] = ()  # initializers whose external data file is absent
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    widths: dict[str, int] = field(default_factory=dict)  # integer tensor -> bits (frontend.widths)
 
     @property
     def shape_only(self) -> bool:
@@ -154,9 +156,12 @@ def load_onnx(source: ModelSource, shapes: dict[str, list[int]] | None = None) -
         else tuple(t.name for t in model.graph.initializer if external_data_helper.uses_external_data(t))
     )
     input_shapes = _fix_shapes(model, shapes)
+    model, widths = read_widths(model)  # 4-bit types as 8-bit ones, integer clips folded
     try:
         # shape inference reads only dims, so it works on shape-only models as well
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as e:
         raise ModelError(f"ONNX shape inference failed on {name!r}: {e}") from None
-    return LoadedModel(model=model, name=name, missing_weights=missing, input_shapes=input_shapes)
+    return LoadedModel(
+        model=model, name=name, missing_weights=missing, input_shapes=input_shapes, widths=widths
+    )

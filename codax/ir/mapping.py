@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from codax.errors import CapacityError, ConfigError, MappingError
 from codax.ir.accelerator import Accelerator, Engine
-from codax.ir.layer import DIMS, Layer
+from codax.ir.layer import DIMS, Layer, Precision
 from codax.ir.yaml_io import check_keys, positive_int
 
 AXES = ("rows", "cols")
@@ -34,6 +34,9 @@ class Mapping:
     tiles: dict[str, dict[str, int]] = field(default_factory=dict)
     order: dict[str, list[str]] = field(default_factory=dict)
     double_buffer: dict[str, bool] = field(default_factory=dict)
+    # the integer widths the layer runs at (weight / act / acc / out bits), as the search chose and
+    # costed them; None: the model's own. A compile checks them against the model (docs/bitwidths.md)
+    precision: Precision | None = None
 
     # --- derived views ---------------------------------------------------------------------------
     def spatial_factor(self, dim: str) -> int:
@@ -83,6 +86,7 @@ class Mapping:
             tiles,
             {k: list(v) for k, v in self.order.items()},
             dict(self.double_buffer),
+            self.precision,
         )
 
     def to_dict(self) -> dict:
@@ -93,13 +97,16 @@ class Mapping:
             "tiles": {lv: {d: f for d, f in t.items() if f != 1} for lv, t in self.tiles.items()},
             "order": {lv: list(o) for lv, o in self.order.items()},
             "double_buffer": dict(self.double_buffer),
-        }
+        } | ({"precision": _precision_dict(self.precision)} if self.precision is not None else {})
 
     @staticmethod
     def from_dict(d: dict) -> Mapping:
         where = f"mapping for layer {d.get('layer', '?') if isinstance(d, dict) else '?'}"
         check_keys(
-            d, {"layer", "engine", "spatial", "tiles", "order", "double_buffer"}, where, required={"layer"}
+            d,
+            {"layer", "engine", "spatial", "tiles", "order", "double_buffer", "precision"},
+            where,
+            required={"layer"},
         )
         spatial = {}
         for axis, v in (d.get("spatial") or {}).items():
@@ -115,6 +122,7 @@ class Mapping:
             tiles=tiles,
             order=order,
             double_buffer={str(k): bool(v) for k, v in (d.get("double_buffer") or {}).items()},
+            precision=_precision_from(d["precision"], where) if d.get("precision") is not None else None,
         )
 
     def summary(self) -> str:
@@ -124,6 +132,21 @@ class Mapping:
             f"{d}{self.factor('DRAM', d)}" for d in self.full_order("DRAM") if self.factor("DRAM", d) > 1
         )
         return f"spatial[{sp}] dram[{dram or '-'}]"
+
+
+def _precision_dict(p: Precision) -> dict:
+    return {"weight": p.weight, "act": p.act, "acc": p.acc, "out": p.out}
+
+
+def _precision_from(d, where: str) -> Precision:
+    """An integer layer's widths: {weight, act, out, acc} bits (weight and act required)."""
+    check_keys(d, {"weight", "act", "acc", "out"}, f"{where}: precision", required={"weight", "act"})
+    try:
+        return Precision(
+            weight=d["weight"], act=d["act"], acc=d.get("acc", 32), out=d.get("out", d["act"]), kind="int"
+        )
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 # --- legality ----------------------------------------------------------------------------------

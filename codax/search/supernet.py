@@ -23,13 +23,17 @@ from codax.search.space import NetworkSpace, OpSpec, Unit
 
 
 def fake_quant(x: torch.Tensor, bits: int, amax: torch.Tensor | None = None) -> torch.Tensor:
-    """Round to a symmetric `bits`-bit grid scaled by max |x|; gradients pass straight through."""
+    """Round half to even onto the `bits`-bit grid [-2^(b-1), 2^(b-1) - 1] x scale, scale = amax /
+    (2^(b-1) - 1) (zero point 0): ONNX QuantizeLinear's arithmetic, so a QDQ export with the same
+    scales computes the same values (docs/bitwidths.md). amax defaults to max |x|, which never reaches
+    the lowest grid point; a static amax saturates there as QuantizeLinear does. Gradients pass
+    straight through."""
     qmax = 2.0 ** (bits - 1) - 1.0
     if amax is None:
         amax = x.detach().abs().amax()
     scale = amax.clamp(min=1e-8) / qmax
-    q = torch.clamp(torch.round(x.detach() / scale), -qmax, qmax) * scale
-    return x + (q - x.detach())
+    q = torch.clamp(torch.round(x.detach() / scale), -qmax - 1.0, qmax) * scale
+    return q + (x - x.detach())  # the value is q exactly (x + (q - x) would round), d/dx = 1
 
 
 def active(probs: torch.Tensor) -> list[int]:

@@ -8,7 +8,10 @@ import numpy as np
 import onnx
 import torch
 
+from codax.frontend import extract_graph, import_onnx
+from codax.hw.library import load_accelerator
 from codax.ir import load_mappings
+from codax.passes import offloaded_layers, pipeline
 from codax.search import run_search
 from codax.search.derive import onnx_outputs
 
@@ -30,7 +33,8 @@ def test_export_float_and_qdq(tiny, tmp_path):
     ):
         assert (tmp_path / f).exists(), f
     assert s["onnx_float_max_abs_diff"] < 1e-4
-    assert s["onnx_qdq_top1_agreement"] >= 0.9
+    assert s["onnx_qdq_top1_agreement"] == 1.0
+    assert s["onnx_qdq_max_diff_steps"] <= 1
     # QDQ really is quantized
     qm = onnx.load(tmp_path / "net.onnx")
     assert any(n.op_type == "QuantizeLinear" for n in qm.graph.node)
@@ -40,8 +44,24 @@ def test_export_float_and_qdq(tiny, tmp_path):
         m = onnx.load(tmp_path / path)
         names = {n.name for n in m.graph.node if n.op_type in ("Conv", "Gemm")}
         assert names == set(maps), (path, names ^ set(maps))
-    bits = json.loads({p.key: p.value for p in qm.metadata_props}["codax.bits"])
-    assert set(bits) == set(maps)
+    # the widths the search chose are the model's own (read back from its types and ranges)
+    layers = {la.name: la.precision for la in extract_graph(tmp_path / "net.onnx").layers}
+    arch = {
+        la["name"]: (la["weight_bits"], la["act_bits"])
+        for la in json.loads((tmp_path / "architecture.json").read_text())["layers"]
+    }
+    for name, m in maps.items():
+        assert m.precision is not None and layers[name] == m.precision, name
+        assert (m.precision.weight, m.precision.act) == arch[name]
+    # the hand-off compiles with nothing else: every layer offloaded with the file's mapping and widths
+    accel = load_accelerator(tmp_path / "accel.yaml")
+    mod = pipeline(accel, tmp_path / "mappings.yaml")(
+        import_onnx(tmp_path / "net.onnx", {"input": [1, 1, 8, 8]})
+    )
+    offl = offloaded_layers(mod)
+    assert set(offl) == set(maps)
+    for name, o in offl.items():
+        assert o.mapping_source == "mappings.yaml" and o.layer.precision == maps[name].precision
 
 
 def test_onnx_matches_derived_module(tiny, tmp_path):
