@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from codax.frontend.precision import graph_at, precision_label
 from codax.hw import LayerCost, load_accelerator
 from codax.hw.mapper import map_graph
+from codax.hw.precision import graph_at, precision_label
 from codax.ir import Accelerator, Graph
 
 DEFAULT_ACCELS: tuple[str, ...] = ("eyeriss-like", "shidiannao-like", "nvdla-small", "tpu-like", "zc706-int8")
@@ -67,7 +67,7 @@ def bench_network(
 ) -> list[NetworkBench]:
     """Map `graph` on every accelerator and return one NetworkBench (rows + totals) per accelerator.
     Float layers on an accelerator without a float datapath are analysed at its precision
-    (codax.frontend.precision), and the row says so."""
+    (codax.hw.precision), and the row says so."""
     out = []
     kinds = {layer.name: layer.kind for layer in graph.layers}
     for a in accels:

@@ -17,8 +17,8 @@ from tvm import relax
 
 from codax.errors import MappingError, ModelError
 from codax.frontend.graph_json import from_json
-from codax.frontend.precision import layer_at
 from codax.hw.mapper import map_layer
+from codax.hw.precision import layer_at
 from codax.ir import DIMS, Accelerator, Epilogue, Layer, Mapping, load_mappings, validate_mapping
 from codax.passes import attrs as A
 from codax.passes.relax_layer import core_info, layer_from_relax

@@ -24,7 +24,7 @@ def pipeline(
     """All codax passes for `accel`. `offload=False` keeps the composites host-compilable (reference);
     `map_layers=False` stops after partitioning (analysis without a mapper). `analysis=True` (for
     reports and mappings, never for building) offloads float layers to an integer accelerator and
-    costs them at its precision (codax.frontend.precision)."""
+    costs them at its precision (codax.hw.precision)."""
     passes = [canonicalize(), Partition(accel, offload=offload, analysis=analysis)]
     if map_layers:
         passes += [MapLayers(accel, mappings, objective=objective, analysis=analysis), Annotate(accel)]

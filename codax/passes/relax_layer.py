@@ -72,7 +72,7 @@ def core_info(core: relax.Call, act_dtype: str | None = None, weight=None) -> Co
 def offload_reason(info: CoreInfo, accel: Accelerator, analysis: bool = False) -> str | None:
     """None if `accel` can execute the layer, else a sentence saying why not and what would help.
     With `analysis`, a float layer on an integer accelerator is accepted: it is costed at the
-    accelerator's precision (codax.frontend.precision), not compiled."""
+    accelerator's precision (codax.hw.precision), not compiled."""
     if info.problem:
         return info.problem
     p = info.precision

@@ -14,7 +14,7 @@ import tvm
 
 from codax.frontend.graph_json import from_json
 from codax.frontend.onnx_graph import VECTOR_KINDS
-from codax.frontend.precision import precision_label
+from codax.hw.precision import precision_label
 from codax.ir import Accelerator, Layer
 from codax.passes import attrs as A
 from codax.passes.relax_util import attr

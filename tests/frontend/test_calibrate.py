@@ -11,9 +11,9 @@ from codax.errors import ConfigError, ModelError
 from codax.flow import compile_model
 from codax.frontend import load_onnx
 from codax.frontend.calibrate import load_samples, quantize, require_integer_model
-from codax.frontend.precision import analysis_precision, graph_at
 from codax.frontend.tensor_sizes import tensor_bytes
 from codax.hw import load_accelerator
+from codax.hw.precision import analysis_precision, graph_at
 from codax.ir import Graph, Precision, conv2d
 from tests.passes.helpers import float_accel
 

@@ -18,6 +18,7 @@ from codax.hw.mapper.exhaustive import search_exhaustive
 from codax.hw.mapper.fast import search_fast
 from codax.hw.mapper.space import spatial_options
 from codax.hw.mapper.tiling import LevelModel, reduced_spatial, smallest_fits, smallest_overflow
+from codax.hw.precision import graph_at, layer_at
 from codax.ir import DIMS, Accelerator, Graph, Layer, Mapping, save_mappings, validate_mapping
 
 METHODS: tuple[str, ...] = ("fast", "exhaustive")
@@ -141,6 +142,8 @@ def map_layer(
     With `oracle` (another cost model: a peer's, measured or synthesized results), the `oracle_top`
     best distinct mappings the search scored are re-ranked by `oracle(layer, mappings)` and its best
     is returned (codax's order breaks ties); `cost` is still codax's cost of that mapping.
+    A float layer on an accelerator without a float datapath is mapped and costed at the
+    accelerator's precision (codax.hw.precision), as it would run there once quantized.
     Raises InfeasibleError naming the buffer too small for the smallest tile."""
     with single_thread():
         return _map_layer(
@@ -166,6 +169,7 @@ def _map_layer(
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective {objective!r} is not one of {OBJECTIVES}")
     constraints = Constraints.of(constraints)
+    layer = layer_at(layer, accel)  # a float layer on an integer accelerator: at its precision
     model = LevelModel(layer, accel, engine)
     model.exact_tiles = constraints.divisors_only
     model.double_buffering = constraints.double_buffer
@@ -266,6 +270,7 @@ def map_graph(
 
 def _map_graph(graph, accel, objective, seed, method, engine_of, budget, oracle, oracle_top) -> GraphMapping:
     t0 = time.perf_counter()
+    graph = graph_at(graph, accel)  # float layers on an integer accelerator: at its precision
     cache: dict[tuple, MapResult] = {}
     mappings: dict[str, Mapping] = {}
     results: dict[str, MapResult] = {}

@@ -10,7 +10,7 @@ import pytest
 
 from codax.errors import ConfigError, InfeasibleError
 from codax.hw import evaluate, load_accelerator
-from codax.hw.mapper import map_layer
+from codax.hw.mapper import map_graph, map_layer
 from codax.hw.mapper.api import _options
 from codax.hw.mapper.batch import Evaluator, Points
 from codax.hw.mapper.constraints import Constraints
@@ -19,7 +19,7 @@ from codax.hw.mapper.fast import stationary_rank
 from codax.hw.mapper.memo import ScoreMemo
 from codax.hw.mapper.neighbours import Neighbourhood
 from codax.hw.mapper.tiling import LevelModel, sample_tilings
-from codax.ir import DIMS, Accelerator, conv2d, dense, validate_mapping
+from codax.ir import DIMS, Accelerator, Graph, Precision, conv2d, dense, validate_mapping
 from tests.hw.accels import split_buffers, two_level
 
 CONV = conv2d("conv", c_in=4, c_out=8, hw=(6, 6), kernel=(3, 3), pads=(1, 1, 1, 1))
@@ -132,6 +132,19 @@ def test_typed_constraints_equal_their_dict():
     assert typed.mapping == plain.mapping
     assert temporal_products(ODD, typed.mapping) == remaining(ODD, typed.mapping)
     assert not any(typed.mapping.double_buffer.values())
+
+
+def test_float_layer_on_integer_accelerator_mapped_at_its_precision():
+    # tpu-like's per-PE weight register holds one int8 weight: an fp32 weight tile does not fit, yet
+    # a float model is costed as it would run there, quantized to the accelerator's int8
+    accel = load_accelerator("tpu-like")
+    fp32 = conv2d("c", c_in=16, c_out=16, hw=(8, 8), pads=(1, 1, 1, 1), precision=Precision.float32())
+    int8 = fp32.with_(precision=Precision())
+    got, want = map_layer(fp32, accel), map_layer(int8, accel)
+    assert got.mapping == want.mapping and got.cost.cycles == want.cost.cycles
+    g = Graph(name="g")
+    g.add(fp32)
+    assert map_graph(g, accel).cost.cycles == want.cost.cycles
 
 
 def _search_parts(layer, accel):

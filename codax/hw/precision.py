@@ -1,4 +1,4 @@
-"""The precision a float model is analysed at on an accelerator without a float datapath.
+"""The precision a float layer is analysed at on an accelerator without a float datapath.
 
 An integer accelerator cannot run fp32 layers, so costing them at 32-bit words describes hardware
 that does not exist. Analysis (`codax bench`, `compile --analyze-only`, the mapper) therefore costs
