@@ -220,6 +220,9 @@ class SearchSettings:
     derive_train_seeds: int = 5
     penalty: float = 10.0
     cost: Literal["analytic", "surrogate"] = "analytic"
+    # analytic cost tables: mapper: each layer under the exact mapper's mapping on each accelerator
+    # point (mappertable.py; the cost of what is derived) | templates: fixed tilings (hwcost.py)
+    relaxed_cost: Literal["mapper", "templates"] = "mapper"
     relaxed: bool = True
     mapping_candidates: int = 3
     exact_every: int = 0  # steps between exact-mapper evaluations of the derived design (0: per epoch)

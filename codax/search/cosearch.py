@@ -114,6 +114,7 @@ class CoSearch:
             s.mapping_candidates,
             s.relaxed,
             s.penalty,
+            s.objective if s.relaxed_cost == "mapper" else None,
         )
         self.hw.check_feasible()
         fl = cfg.bits.first_last
@@ -149,10 +150,11 @@ class CoSearch:
         self.step = 0
         self._exact_cache: dict = {}
         self.surrogate_report: dict | None = None
-        if s.cost == "surrogate":
-            from codax.search.surrogate import attach_surrogate
+        self.surrogate_model = None
+        if s.cost == "surrogate":  # DANCE: the hardware term through an MLP trained on the cost oracle
+            from codax.search.surrogate import fit_surrogate
 
-            self.surrogate_report = attach_surrogate(self)
+            self.hw.surrogate, self.surrogate_model, self.surrogate_report = fit_surrogate(self)
         with torch.no_grad():
             self.ref = {
                 k: float(v)

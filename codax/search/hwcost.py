@@ -275,13 +275,15 @@ def template_mapping(
 
 # --- resources -----------------------------------------------------------------------------------
 def expected_resources(space: AccelSpace, probs: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Expected DSP, BRAM18 (buffers at their declared sizes) and ASIC area of one engine under
-    independent categorical probabilities; exact for one-hot probabilities."""
+    """Expected DSP, BRAM18 and ASIC area of one engine under independent categorical
+    probabilities; exact for one-hot probabilities. Resources are the accelerator's, as the exact
+    model counts them (hw.evaluate.engine_resources): one MAC per PE at the widest precision and
+    each buffer at its declared size and banks. Double buffering splits a buffer into two copies
+    (a double-buffered mapping must fit both in the declared size); it never enlarges it."""
     t = lambda v: torch.tensor(v, dtype=torch.float32)  # noqa: E731
     p = dict(zip(space.names, probs))
     rows = (p["rows"] * t(space.options[0])).sum()
     cols = (p["cols"] * t(space.options[1])).sum()
-    db_vals = t([1.0 if v else 0.0 for v in space.options[6]])
     out: dict[str, torch.Tensor] = {}
     if space.base.target == "fpga":
         per = float(dsp_per_mac(t([8.0]), t([8.0]), t([0.0]), space.device_dsp_kind)[0])
@@ -289,15 +291,14 @@ def expected_resources(space: AccelSpace, probs: list[torch.Tensor]) -> dict[str
         bram = torch.zeros(())
         for op in "WIO":
             opts = space.options[space.names.index(f"buf_{op}")]
-            b = bram18(t(opts).view(-1, 1) * 1024.0, t([float(space.banks)]), db_vals.view(1, -1))  # [S, D]
-            bram = bram + (p[f"buf_{op}"].view(-1, 1) * p["double_buffer"].view(1, -1) * b).sum()
+            b = bram18(t(opts) * 1024.0, t([float(space.banks)]), t([0.0]))  # [S]
+            bram = bram + (p[f"buf_{op}"] * b).sum()
         out["bram18"] = bram
     else:
         tech = technology_of(space)
         sram = sum((p[f"buf_{op}"] * t(space.options[space.names.index(f"buf_{op}")])).sum() for op in "WIO")
-        sram = sram * 1024.0 * (1.0 + (p["double_buffer"] * db_vals).sum())
         pes = rows * cols
-        out["area_mm2"] = asic_area_um2(pes, t(8.0), t(8.0), t(0.0), sram, tech) / 1e6
+        out["area_mm2"] = asic_area_um2(pes, t(8.0), t(8.0), t(0.0), sram * 1024.0, tech) / 1e6
     return out
 
 

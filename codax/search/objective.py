@@ -12,6 +12,7 @@ from codax.errors import InfeasibleError
 from codax.hw.library import load_device
 from codax.search.config import SearchConfig
 from codax.search.hwcost import LayerTable, configs_costs, expected_resources, onehot_probs
+from codax.search.mappertable import mapper_costs
 from codax.search.space import AccelSpace, NetworkSpace
 
 
@@ -65,8 +66,13 @@ class HardwareObjective:
         m_count: int,
         relaxed: bool = True,
         penalty: float = 10.0,
+        mapper_objective: str | None = None,
     ):
+        """`mapper_objective`: the cost tables hold the exact mapper's mapping of every layer on each
+        accelerator point, searched for this objective (mappertable.py); None: the mapping
+        templates (hwcost.py)."""
         self.net, self.space, self.lt = net, space, lt
+        self.mapper_objective = mapper_objective
         self.chunks, self.budget, self.m_count, self.relaxed, self.penalty_w = (
             chunks,
             budget,
@@ -88,10 +94,25 @@ class HardwareObjective:
         missing = [c for c in dict.fromkeys(cfgs) if c not in self.cache]
         if missing:
             t0 = time.perf_counter()
-            for c, v in zip(missing, configs_costs(self.lt, self.space, missing, self.m_count, self.relaxed)):
+            if self.mapper_objective is not None:
+                new = mapper_costs(self.lt, self.space, missing, self.m_count, self.mapper_objective)
+            else:
+                new = configs_costs(self.lt, self.space, missing, self.m_count, self.relaxed)
+            for c, v in zip(missing, new):
                 self.cache[c] = v
             self.table_seconds += time.perf_counter() - t0
         return torch.stack([self.cache[c] for c in cfgs])
+
+    def point_costs(self, cfg: tuple, rows: list[int]) -> torch.Tensor:
+        """[len(rows), n_bit_combos, 2] (cycles, energy pJ) of some layers of the table on one
+        accelerator point, under the mapping the tables use (the mapper's, or the fastest template);
+        the oracle of the DANCE surrogate. Computed afresh (not cached: a sample of rows)."""
+        if self.mapper_objective is not None:
+            t = mapper_costs(self.lt, self.space, [cfg], 1, self.mapper_objective, rows=rows)[0]
+            return t[rows, :, 0]
+        t = configs_costs(self.lt, self.space, [cfg], self.m_count, self.relaxed)[0][rows]  # [r, B, M, 2]
+        best = t[..., 0].argmin(-1)  # the fastest template
+        return torch.gather(t, 2, best[..., None, None].expand(*best.shape, 1, 2)).squeeze(2)
 
     def variants(self, probs: list[torch.Tensor]) -> tuple[list[tuple], torch.Tensor]:
         """Accelerator points around the mode and their (differentiable) mixing weights."""

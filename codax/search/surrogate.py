@@ -1,16 +1,22 @@
 """DANCE mode: a small MLP learns the cost oracle, and the search differentiates through it.
 
-The oracle maps (layer, bitwidths, accelerator point) to (cycles, energy pJ) under the best mapping
-template. Oracles:
-- `codax`: codax's exact cost model (cost_core on the mapping templates);
+The oracle maps (layer, bitwidths, accelerator point) to (cycles, energy pJ). Oracles:
+- `codax`: the search's own cost tables (the exact mapper's mapping of the layer on the point,
+  `search.relaxed_cost: mapper`, or the fastest template), sampled over the accelerator space:
+  `surrogate.samples` (layer, bits, point) rows, a few layers per point, so a few hundred of the
+  accelerator points are seen;
 - `csv:<path>`: a user table with columns N,G,K,C,P,Q,R,S,stride,w_bits,a_bits,rows,cols,buf_W,
   buf_I,buf_O,dataflow,double_buffer,cycles,energy_pj (buffer sizes in KB, e.g. measured or from
   another tool);
 - `<module>:<function>`: a callable taking a list of samples ({"layer": ir.Layer, "accel": dict of
   the accelerator choices, "cfg": option indices}) and returning [[cycles, energy_pj], ...] --
   how a ZigZag or Timeloop bridge plugs in.
-Accelerator choices enter the MLP as (soft) one-hot vectors and bitwidths as expected widths, so
-gradients reach accelerator, bit and (through the op mixing) network logits.
+The error reported is on accelerator points the MLP never saw (20% of the points held out, all of
+their samples), per sample and, for the `codax` oracle, per network (a random network's summed
+cycles on a held-out point): the designs the search will meet are mostly unseen ones. Accelerator
+choices enter the MLP as (soft) one-hot vectors plus the expected log2 of the numeric choices
+(array rows and columns, buffer sizes: an unseen point is an interpolation in them), bitwidths as
+expected widths, so gradients reach accelerator, bit and (through the op mixing) network logits.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import importlib
 import math
 import random
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,8 +35,10 @@ from torch import nn
 
 from codax.errors import ConfigError
 from codax.ir import DIMS
-from codax.search.hwcost import LayerTable
 from codax.search.space import AccelSpace
+
+if TYPE_CHECKING:
+    from codax.search.cosearch import CoSearch
 
 _D = {d: i for i, d in enumerate(DIMS)}
 
@@ -38,9 +48,25 @@ def layer_features(bound: torch.Tensor, stride: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.log2(bound), stride.unsqueeze(-1)], -1)
 
 
+NUMERIC = ("rows", "cols", "buf_W", "buf_I", "buf_O")  # choices whose values the MLP sees as log2
+
+
+def accel_features(space: AccelSpace, probs: list[torch.Tensor]) -> torch.Tensor:
+    """The accelerator as the MLP sees it: each choice's (soft) one-hot probabilities, then the
+    expected log2 of the numeric choices. Differentiable in the probabilities."""
+    onehot = torch.cat(list(probs))
+    logs = [
+        (p * torch.log2(torch.tensor([float(v) for v in opts]))).sum()
+        for name, opts, p in zip(space.names, space.options, probs)
+        if name in NUMERIC
+    ]
+    return torch.cat([onehot, torch.stack(logs)])
+
+
 def accel_onehot(space: AccelSpace, cfg: tuple[int, ...]) -> torch.Tensor:
-    return torch.cat(
-        [torch.nn.functional.one_hot(torch.tensor(c), k).float() for c, k in zip(cfg, space.sizes)]
+    """accel_features of one accelerator point."""
+    return accel_features(
+        space, [torch.nn.functional.one_hot(torch.tensor(c), k).float() for c, k in zip(cfg, space.sizes)]
     )
 
 
@@ -58,31 +84,34 @@ class CostMLP(nn.Module):
         return torch.exp(self.net(f) * self.sd + self.mu)
 
 
-def _codax_samples(cs, n_configs: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
-    lt: LayerTable = cs.lt
-    space: AccelSpace = cs.space
+LAYERS_PER_POINT = 2  # oracle samples per accelerator point: layers (each at every bit combination)
+DESIGN_CHECKS = 12  # random networks on held-out points whose summed cycles the report compares
+
+
+def _codax_samples(cs: CoSearch, n: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """About n (layer, bits, point) samples of the search's cost tables: LAYERS_PER_POINT random
+    layers per random accelerator point, each at every bit combination."""
+    lt, space = cs.lt, cs.space
+    B = lt.wb.shape[-1]
     cfgs = space.all_configs()
-    pick = cfgs if len(cfgs) <= n_configs else rng.sample(cfgs, n_configs)
-    T = cs.hw.tables(pick)  # [V, n, B, M, 2]
-    best = T[..., 0].argmin(-1, keepdim=True)  # the fastest template
-    y = torch.gather(T, 3, best.unsqueeze(-1).expand(*best.shape, 2)).squeeze(3)  # [V, n, B, 2]
-    V, n, B = y.shape[:3]
+    per_point = min(LAYERS_PER_POINT, len(lt.layers))
+    points = rng.sample(cfgs, min(len(cfgs), math.ceil(n / (per_point * B))))
     lf = layer_features(lt.bound.float(), lt.stride[:, 0].float())  # [n, 9]
     bits = torch.stack([lt.wb, lt.ab], -1).float() / 8.0  # [B, 2]
-    af = torch.stack([accel_onehot(space, c) for c in pick])  # [V, A]
-    f = torch.cat(
-        [
-            lf.view(1, n, 1, -1).expand(V, n, B, -1),
-            bits.view(1, 1, B, 2).expand(V, n, B, 2),
-            af.view(V, 1, 1, -1).expand(V, n, B, -1),
-        ],
-        -1,
-    )
-    return f.reshape(V * n * B, -1), y.reshape(V * n * B, 2)
+    feats, ys, groups = [], [], []
+    for cfg in points:
+        rows = rng.sample(range(len(lt.layers)), per_point)
+        y = cs.hw.point_costs(cfg, rows)  # [r, B, 2]
+        af = accel_onehot(space, cfg)
+        for j, i in enumerate(rows):
+            feats.append(torch.cat([lf[i].expand(B, -1), bits, af.expand(B, -1)], -1))
+            ys.append(y[j])
+            groups += [cfg] * B
+    return torch.cat(feats), torch.cat(ys).float(), groups
 
 
-def _csv_samples(path: str, space: AccelSpace) -> tuple[torch.Tensor, torch.Tensor]:
-    feats, ys = [], []
+def _csv_samples(path: str, space: AccelSpace) -> tuple[torch.Tensor, torch.Tensor, list]:
+    feats, ys, groups = [], [], []
     with open(path) as fh:
         for i, row in enumerate(csv.DictReader(fh)):
             try:
@@ -103,6 +132,7 @@ def _csv_samples(path: str, space: AccelSpace) -> tuple[torch.Tensor, torch.Tens
                 )
                 feats.append(f)
                 ys.append([float(row["cycles"]), float(row["energy_pj"])])
+                groups.append(tuple(cfg))
             except (KeyError, ValueError) as e:
                 raise ConfigError(
                     f"surrogate.oracle csv {path} row {i + 2}: {e!r}; see codax/search/surrogate.py "
@@ -110,10 +140,12 @@ def _csv_samples(path: str, space: AccelSpace) -> tuple[torch.Tensor, torch.Tens
                 ) from None
     if not feats:
         raise ConfigError(f"surrogate.oracle csv {path}: no rows")
-    return torch.stack(feats), torch.tensor(ys)
+    return torch.stack(feats), torch.tensor(ys), groups
 
 
-def _callable_samples(spec: str, cs, n: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+def _callable_samples(
+    spec: str, cs: CoSearch, n: int, rng: random.Random
+) -> tuple[torch.Tensor, torch.Tensor, list]:
     mod, _, fn = spec.partition(":")
     try:
         oracle = getattr(importlib.import_module(mod), fn)
@@ -122,7 +154,7 @@ def _callable_samples(spec: str, cs, n: int, rng: random.Random) -> tuple[torch.
             f"surrogate.oracle {spec!r}: cannot import ({e}); use codax, csv:<path> or <module>:<function>"
         ) from None
     lt, space = cs.lt, cs.space
-    samples, feats = [], []
+    samples, feats, groups = [], [], []
     cfgs = space.all_configs()
     for _ in range(n):
         li, b, cfg = rng.randrange(len(lt.layers)), rng.randrange(lt.wb.shape[0]), rng.choice(cfgs)
@@ -131,6 +163,7 @@ def _callable_samples(spec: str, cs, n: int, rng: random.Random) -> tuple[torch.
         wb, ab = int(lt.wb[b]), int(lt.ab[b])
         layer = lt.layers[li].with_(precision=Precision(weight=wb, act=ab, acc=32, out=ab))
         samples.append({"layer": layer, "accel": space.describe(cfg), "cfg": cfg})
+        groups.append(cfg)
         feats.append(
             torch.cat(
                 [
@@ -141,62 +174,82 @@ def _callable_samples(spec: str, cs, n: int, rng: random.Random) -> tuple[torch.
             )
         )
     y = torch.tensor(np.asarray(oracle(samples), dtype=np.float64), dtype=torch.float32)
-    return torch.stack(feats), y
+    return torch.stack(feats), y, groups
+
+
+def _ape(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (pred - y).abs() / y.clamp(min=1e-6)
 
 
 def train_mlp(
-    f: torch.Tensor, y: torch.Tensor, hidden: int, epochs: int, lr: float, seed: int
-) -> tuple[CostMLP, dict]:
-    """Fit log-costs; report the held-out (20%) mean absolute percentage error."""
+    f: torch.Tensor, y: torch.Tensor, groups: list, hidden: int, epochs: int, lr: float, seed: int
+) -> tuple[CostMLP, dict, set]:
+    """Fit log-costs on 80% of the accelerator points (`groups`: each sample's point); report the
+    absolute percentage error on the samples of the other 20%, which the MLP never saw. Returns
+    the model, the report and the held-out points."""
     g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(f), generator=g)
-    n_te = max(1, len(f) // 5)
-    te, tr = perm[:n_te], perm[n_te:]
+    points = list(dict.fromkeys(groups))
+    order = torch.randperm(len(points), generator=g).tolist()
+    held = {points[i] for i in order[: max(1, len(points) // 5)]} if len(points) > 1 else set()
+    is_te = torch.tensor([gr in held for gr in groups])
+    te, tr = torch.nonzero(is_te).flatten(), torch.nonzero(~is_te).flatten()
+    if len(te) == 0:  # one point only: hold out samples instead
+        perm = torch.randperm(len(f), generator=g)
+        te, tr = perm[: max(1, len(f) // 5)], perm[max(1, len(f) // 5) :]
     ly = torch.log(y.clamp(min=1e-6))
     m = CostMLP(f.shape[1], hidden)
     m.mu.copy_(ly[tr].mean(0))
     m.sd.copy_(ly[tr].std(0).clamp(min=1e-3))
     target = (ly - m.mu) / m.sd
     opt = torch.optim.Adam(m.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
     torch.manual_seed(seed)
     for _ in range(epochs):
-        for idx in tr[torch.randperm(len(tr), generator=g)].split(512):
+        for idx in tr[torch.randperm(len(tr), generator=g)].split(256):
             loss = nn.functional.mse_loss(m.net(f[idx]), target[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
+        sched.step()
     with torch.no_grad():
-        pred = m(f[te])
-        mape = ((pred - y[te]).abs() / y[te].clamp(min=1e-6)).mean(0)
-    return m.eval(), {
-        "heldout_mape_cycles": float(mape[0]),
-        "heldout_mape_energy": float(mape[1]),
-        "train_samples": len(tr),
-        "heldout_samples": len(te),
-    }
+        err = _ape(m(f[te]), y[te])
+    return (
+        m.eval(),
+        {
+            "heldout_median_ape_cycles": float(err[:, 0].median()),
+            "heldout_median_ape_energy": float(err[:, 1].median()),
+            "heldout_mape_cycles": float(err[:, 0].mean()),
+            "heldout_mape_energy": float(err[:, 1].mean()),
+            "train_samples": len(tr),
+            "heldout_samples": len(te),
+            "train_points": len(points) - len(held),
+            "heldout_points": len(held),
+        },
+        held,
+    )
 
 
-def attach_surrogate(cs) -> dict:
-    """Sample the oracle, train the MLP, and make the search's hardware term use it."""
+def fit_surrogate(cs: CoSearch) -> tuple[Callable, CostMLP, dict]:
+    """Sample the oracle and train the MLP. Returns the hardware term's replacement (`predict`, for
+    HardwareObjective.surrogate), the model and the report (held-out errors)."""
     s = cs.cfg.surrogate
     rng = random.Random(cs.seed)
     t0 = time.perf_counter()
     spec = str(s.oracle)
     n = int(s.samples)
     if spec == "codax":
-        per_cfg = len(cs.lt.layers) * cs.lt.wb.shape[0]
-        f, y = _codax_samples(cs, max(4, math.ceil(n / per_cfg)), rng)
+        f, y, groups = _codax_samples(cs, n, rng)
     elif spec.startswith("csv:"):
-        f, y = _csv_samples(spec[4:], cs.space)
+        f, y, groups = _csv_samples(spec[4:], cs.space)
     elif ":" in spec:
-        f, y = _callable_samples(spec, cs, n, rng)
+        f, y, groups = _callable_samples(spec, cs, n, rng)
     else:
         raise ConfigError(f"surrogate.oracle {spec!r} must be codax, csv:<path> or <module>:<function>")
     sample_s = time.perf_counter() - t0
-    model, rep = train_mlp(f, y, int(s.hidden), int(s.epochs), float(s.lr), cs.seed)
+    model, rep, held = train_mlp(f, y, groups, int(s.hidden), int(s.epochs), float(s.lr), cs.seed)
     for p in model.parameters():
         p.requires_grad_(False)
-    lt = cs.lt
+    lt, space = cs.lt, cs.space
     lf = layer_features(lt.bound.float(), lt.stride[:, 0].float())
     choices = torch.tensor(lt.bits, dtype=torch.float32)
 
@@ -205,18 +258,46 @@ def attach_surrogate(cs) -> dict:
         u, O, S = idx.shape
         feats = lf[idx.clamp(min=0)]  # [u, O, S, 9]
         bits = torch.stack([(p_w[units] * choices).sum(-1), (p_a[units] * choices).sum(-1)], -1) / 8.0
-        acc = torch.cat(list(probs))
+        acc = accel_features(space, list(probs))
         f = torch.cat(
             [feats, bits.view(u, 1, 1, 2).expand(u, O, S, 2), acc.view(1, 1, 1, -1).expand(u, O, S, -1)], -1
         )
         return model(f) * (idx >= 0).unsqueeze(-1).float()
 
-    cs.hw.surrogate = predict
-    cs.surrogate_model = model
-    return {
-        "oracle": spec,
-        "samples": len(f),
-        "sample_seconds": sample_s,
-        "train_seconds": time.perf_counter() - t0 - sample_s,
-        **rep,
-    }
+    train_s = time.perf_counter() - t0 - sample_s
+    if spec == "codax" and held:
+        rep.update(_design_check(cs, predict, sorted(held), rng))
+    return (
+        predict,
+        model,
+        {"oracle": spec, "samples": len(f), "sample_seconds": sample_s, "train_seconds": train_s, **rep},
+    )
+
+
+def _design_check(cs: CoSearch, predict, held: list[tuple], rng: random.Random) -> dict:
+    """Summed cycles of random networks on held-out points: surrogate against the oracle."""
+    lt, net = cs.lt, cs.net
+    nb = len(lt.bits)
+    errs = []
+    for k in range(DESIGN_CHECKS):
+        cfg = held[k % len(held)]
+        ops = [rng.randrange(len(u.ops)) for u in net.units]
+        bi = [(rng.randrange(nb), rng.randrange(nb)) if u.searchable else (nb - 1, nb - 1) for u in net.units]
+        rows = [
+            (int(lt.index[u, o, sl]), w * nb + a)
+            for u, (o, (w, a)) in enumerate(zip(ops, bi))
+            for sl in range(3)
+        ]
+        rows = [(i, b) for i, b in rows if i >= 0]
+        layers = sorted({i for i, _ in rows})
+        y = cs.hw.point_costs(cfg, layers)  # [r, B, 2]
+        oracle = sum(float(y[layers.index(i), b, 0]) for i, b in rows)
+        U = len(net.units)
+        onehot = lambda idx, k: torch.nn.functional.one_hot(torch.tensor(idx), k).float()  # noqa: E731
+        p_w, p_a = onehot([w for w, _ in bi], nb), onehot([a for _, a in bi], nb)
+        probs = [torch.nn.functional.one_hot(torch.tensor(c), k).float() for c, k in zip(cfg, cs.space.sizes)]
+        with torch.no_grad():
+            C = predict(list(range(U)), p_w, p_a, probs).sum(2)  # [U, O, 2]
+        pred = float(sum(C[u, o, 0] for u, o in enumerate(ops)))
+        errs.append(abs(pred / oracle - 1.0))
+    return {"heldout_designs": len(errs), "heldout_design_median_ape_cycles": float(np.median(errs))}

@@ -1,0 +1,221 @@
+"""Co-search at the scale the papers work at: step time and peak memory of the weight and the
+architecture step.
+
+Settings (random images written in the layouts codax reads, so the data path is the real one):
+- `cifar22_32x32_b64`: the 22-block FBNet supernet (`cifar22` preset: Auto-NBA's CIFAR strides) on
+  32x32 CIFAR-layout batches, batch 64 (target: peak RSS within 3 GB);
+- `imagenet_224_b32`: the `imagenet` preset on a 224x224 ImageFolder tree, batch 32 (target: within
+  20 GB).
+Each (setting, step) runs in its own process, so a step's peak resident memory is its own (the
+architecture step's peak does not include the weight step's and the reverse). Step times are the
+median of `--steps` steps on sampled paths; the peak includes one last step with every block on its
+largest op (the most memory any sample can take). Both steps run one
+sampled path per block; the rows are measured with `search.recompute: true` (each unit's
+activations recomputed in backward) and report the same steps without it (`*_no_recompute`).
+The device is picked as the search picks it (CUDA when present); on CUDA the peak allocated GPU
+memory is reported too.
+
+    .venv/bin/python benchmarks/cosearch_scale.py [--steps 3] [--threads 1] [--settings cifar22_32x32_b64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))
+
+SETTINGS = {
+    "cifar22_32x32_b64": {"preset": "cifar22", "data": "cifar10", "size": 32, "batch": 64, "limit_gb": 3.0},
+    "imagenet_224_b32": {
+        "preset": "imagenet",
+        "data": "imagefolder",
+        "size": 224,
+        "batch": 32,
+        "limit_gb": 20.0,
+    },
+}
+
+
+def write_cifar(root: Path, n: int) -> None:
+    """A CIFAR-10 python-pickle folder of `n` random training images (and n // 4 test images)."""
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(0)
+    per = -(-n // 5)
+    for name, k in [(f"data_batch_{i}", per) for i in range(1, 6)] + [("test_batch", max(1, n // 4))]:
+        with open(d / name, "wb") as f:
+            data = rng.randint(0, 256, (k, 3072), dtype=np.uint8)
+            pickle.dump({"data": data, "labels": rng.randint(0, 10, k).tolist()}, f)
+
+
+def write_image_folder(root: Path, n: int, size: int, classes: int = 10) -> None:
+    """An ImageFolder tree of `n` random JPEG images, a little larger than `size` (resized on load)."""
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    for i in range(n):
+        c = root / f"class{i % classes}"
+        c.mkdir(parents=True, exist_ok=True)
+        img = rng.randint(0, 256, (size + size // 7, size + size // 7, 3), dtype=np.uint8)
+        Image.fromarray(img).save(c / f"{i}.jpg", quality=90)
+
+
+def config(setting: dict, root: Path, recompute: bool) -> dict:
+    data = {"name": setting["data"], "root": str(root)}
+    if setting["data"] == "imagefolder":
+        data["image_size"] = setting["size"]
+    return {
+        "data": data,
+        "network": {"preset": setting["preset"]},
+        "search": {"batch_size": setting["batch"], "warmup_epochs": 0, "recompute": recompute},
+    }
+
+
+def largest_ops(cs):
+    """op_probs replaced by a straight-through sample of each block's op with the most MACs."""
+    import torch
+    import torch.nn.functional as F
+
+    a = cs.arch
+    big = [max(range(len(u.ops)), key=lambda o: float(cs.lt.macs[i, o])) for i, u in enumerate(cs.net.units)]
+    onehot = F.one_hot(torch.tensor(big), a.alpha.shape[1]).float().to(a.alpha.device)
+
+    def probs(tau=None, hard=False):
+        soft = F.softmax((a.alpha + a.op_mask) / (tau or 1.0), -1)
+        return onehot - soft.detach() + soft
+
+    return probs
+
+
+def child(name: str, step: str, root: str, steps: int, threads: int, recompute: bool) -> None:
+    """One (setting, step) in this process: times `steps` steps after a warm-up one; prints JSON."""
+    import torch
+
+    from codax.search.config import load_config
+    from codax.search.cosearch import CoSearch
+
+    torch.set_num_threads(threads)
+    cs = CoSearch(load_config(config(SETTINGS[name], Path(root), recompute)))
+    it = iter(cs.data.loader("train" if step == "weight" else "val", cs.cfg.search.batch_size, seed=0))
+    tau = cs.tau(0)
+    times, hw = [], []
+    for i in range(steps + 2):
+        x, y = (t.to(cs.device) for t in next(it))
+        if i == steps + 1:  # last: every block on its largest op (the most memory any sample takes)
+            cs.arch.op_probs = largest_ops(cs)
+        if cs.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        if step == "weight":
+            cs.weight_step(x, y, tau)
+        else:
+            cs.arch_step(x, y, tau)
+        if cs.device.type == "cuda":
+            torch.cuda.synchronize()
+        if 0 < i <= steps:  # the first step warms up allocators and caches
+            times.append(time.perf_counter() - t0)
+            if step == "arch":
+                hw.append(cs.hw_seconds)
+    out = {
+        "step_s": statistics.median(times),
+        "hw_s": statistics.median(hw) if hw else None,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,  # KB on Linux
+        "device": str(cs.device),
+        "candidate_ops": cs.net.max_ops,
+        "searchable_blocks": len(cs.net.searchable),
+    }
+    if cs.device.type == "cuda":
+        out["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1e9
+    print(json.dumps(out))
+
+
+def run(name: str, steps: int, threads: int) -> dict:
+    s = SETTINGS[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        if s["data"] == "cifar10":
+            write_cifar(root, s["batch"] * (steps + 1) * 4)
+        else:
+            write_image_folder(root, s["batch"] * (steps + 1) * 4, s["size"])
+        res = {}
+        for recompute in (True, False):
+            for step in ("weight", "arch"):
+                cmd = [sys.executable, __file__, "--child", name, step, str(root), str(steps), str(threads)]
+                p = subprocess.run(cmd + [str(int(recompute))], capture_output=True, text=True, check=False)
+                if p.returncode:
+                    raise RuntimeError(f"{name} {step} step failed:\n{p.stderr[-3000:]}")
+                res[step, recompute] = json.loads(p.stdout.strip().splitlines()[-1])
+    w, a = res["weight", True], res["arch", True]
+    w0, a0 = res["weight", False], res["arch", False]
+    row = {
+        "setting": name,
+        "weight_step_s": w["step_s"],
+        "arch_step_s": a["step_s"],
+        "weight_peak_rss_gb": w["peak_rss_gb"],
+        "arch_peak_rss_gb": a["peak_rss_gb"],
+        "hw_fraction": a["hw_s"] / a["step_s"],
+        "device": a["device"],
+        "batch": s["batch"],
+        "image_size": s["size"],
+        "preset": s["preset"],
+        "searchable_blocks": a["searchable_blocks"],
+        "candidate_ops": a["candidate_ops"],
+        "peak_rss_target_gb": s["limit_gb"],
+        "meets_target": max(w["peak_rss_gb"], a["peak_rss_gb"]) <= s["limit_gb"],
+        "recompute": True,
+        # the same steps keeping every activation (search.recompute: false): the sampled paths alone
+        "weight_step_s_no_recompute": w0["step_s"],
+        "arch_step_s_no_recompute": a0["step_s"],
+        "weight_peak_rss_gb_no_recompute": w0["peak_rss_gb"],
+        "arch_peak_rss_gb_no_recompute": a0["peak_rss_gb"],
+    }
+    for k in ("peak_gpu_gb",):
+        if k in a:
+            row[f"weight_{k}"], row[f"arch_{k}"] = w[k], a[k]
+    return row
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), sys.argv[7] == "1")
+        return 0
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--settings", nargs="*", default=list(SETTINGS))
+    ap.add_argument("--out", default=str(ROOT / "results" / "cosearch_scale.json"))
+    args = ap.parse_args()
+    rows = []
+    for name in args.settings:
+        row = run(name, args.steps, args.threads)
+        rows.append(row)
+        print(
+            f"{name:20s} weight {row['weight_step_s']:6.2f} s {row['weight_peak_rss_gb']:5.2f} GB   "
+            f"arch {row['arch_step_s']:6.2f} s {row['arch_peak_rss_gb']:5.2f} GB   "
+            f"hw {row['hw_fraction']:.1%}   {row['device']}   without recompute: weight "
+            f"{row['weight_peak_rss_gb_no_recompute']:.2f} GB, "
+            f"arch {row['arch_peak_rss_gb_no_recompute']:.2f} GB   "
+            f"target {row['peak_rss_target_gb']} GB: {'met' if row['meets_target'] else 'MISSED'}",
+            flush=True,
+        )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(
+        json.dumps({"threads": args.threads, "steps": args.steps, "rows": rows}, indent=2)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
