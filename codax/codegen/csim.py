@@ -48,6 +48,7 @@ void codax_counts_get(unsigned long long *dst) {
     }
   dst[CODAX_MAX_LEVELS * 6] = c.macs;
 }
+double codax_cycles_get(void) { return codax::cycles_total(); }
 }
 """
 
@@ -146,6 +147,7 @@ class Counts:
     words_in: dict[str, dict[str, int]]
     words_out: dict[str, dict[str, int]]
     macs: int
+    cycles: float = 0.0  # the engine's accounted cycles (codax_engine.h, "cycle accounting")
 
 
 def _ptr(b) -> ctypes.c_void_p | None:
@@ -191,7 +193,8 @@ class EngineSim:
             lv: {op: int(raw[MAX_LEVELS * 3 + h * 3 + x]) for x, op in enumerate(OPERANDS)}
             for h, lv in enumerate(names)
         }
-        return Counts(w_in, w_out, int(raw[MAX_LEVELS * 6]))
+        self.lib.codax_cycles_get.restype = ctypes.c_double
+        return Counts(w_in, w_out, int(raw[MAX_LEVELS * 6]), float(self.lib.codax_cycles_get()))
 
 
 _SIMS: dict[tuple[str, bool], EngineSim] = {}

@@ -79,6 +79,14 @@ def _engine_block(accel: Accelerator, index: int) -> tuple[list[str], str]:
             lines.append(f"#pragma HLS ARRAY_PARTITION variable={ns}::{name} cyclic factor={lv.banks} dim=1")
     lines.append("  codax::Memory mem;")
     lines.append("  memset(&mem, 0, sizeof(mem));")
+    ports = [accel.dram.bandwidth] + [lv.bandwidth for lv in eng.levels]
+    for h, bw in enumerate(ports):
+        lines.append(f"  mem.port_bytes[{h}] = {float(bw)!r};  // {eng.level_names[h]} port, bytes/cycle")
+    for h, lv in enumerate(eng.levels, start=1):
+        if lv.per_pe:
+            lines.append(f"  mem.per_pe[{h}] = true;")
+    lines.append(f"  mem.pipeline_depth = {pa.pipeline_depth};")
+    lines.append(f"  mem.stream_weights = {'true' if accel.dram.stream_weights else 'false'};")
     for (h, op), (name, _) in sorted(arrays.items()):
         lines.append(f"  mem.arr[{h}][{OPERANDS.index(op)}] = {ns}::{name};")
     lines += [

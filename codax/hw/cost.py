@@ -348,7 +348,14 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
         own = sum(into) / pes_used / 8.0 / bandwidth[h]
         overlapped = torch.where(db[h] > 0, torch.maximum(overlapped, own), overlapped)
         serial = serial + torch.where(db[h] > 0, 0.0, torch.relu(own - sum(over_parent)))
-    stall = torch.relu(overlapped - compute) + serial
+    # serial transfers stall the compute task; the overlapped ports run beside it (each port is its
+    # own DMA: a single-buffered child's port does not hold up the traffic of another port). When the
+    # ports are the bottleneck, the last outer tile's compute follows its load: nothing is left to
+    # overlap it with (the ping-pong handshake of the engine's load and compute tasks); streamed
+    # weights enter the array as they arrive, so their last tile computes while it loads.
+    n_outer = ceil(bound / agg[1]).prod(dim=0) if L > 1 else torch.ones_like(compute)
+    tail = torch.where(overlapped > 0, compute / n_outer, torch.zeros_like(compute)) * (1.0 - x.w_stream)
+    stall = torch.relu(overlapped + tail - compute - serial) + serial
     cycles = compute + stall + fill_cycles + drain_cycles + x.pipeline_depth
 
     level_energy = reads * T(x.e_read) + writes * T(x.e_write)

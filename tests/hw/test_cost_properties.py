@@ -54,14 +54,17 @@ def test_dram_traffic_and_cycles_respect_lower_bounds(p):
 @given(points())
 def test_streamed_weights_only_shorten_the_fill(p):
     """Streaming weights moves their first tiles' load from the fill phase into the overlapped
-    traffic: never slower, never under the compute or DRAM bounds, and the same traffic and energy."""
+    traffic, and lets the last tile compute while it loads: never slower, never shorter by more than
+    the fill and one outer tile's compute, never under the compute or DRAM bounds, and the same
+    traffic and energy."""
     layer, accel, mapping = p
     d = accel.to_dict()
     d["dram"]["stream_weights"] = True
     streamed = Accelerator.from_dict(d)
     base, out = run(*p), run(layer, streamed, mapping)
     assert out.cycles.item() <= base.cycles.item() + 1e-9
-    assert out.cycles.item() >= base.cycles.item() - base.fill_cycles.item() - 1e-9
+    tail_max = base.compute_cycles.item()  # one outer tile's compute is at most all of it
+    assert out.cycles.item() >= base.cycles.item() - base.fill_cycles.item() - tail_max - 1e-9
     assert torch.equal(out.energy_pj, base.energy_pj) and torch.equal(out.words_in, base.words_in)
     comp = compulsory_words(layer)
     prec = layer.precision

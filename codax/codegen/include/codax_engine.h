@@ -48,7 +48,12 @@ inline Counts &counts() {
   return c;
 }
 
-inline void counts_reset() { memset(&counts(), 0, sizeof(Counts)); }
+inline double &cycles_total();
+
+inline void counts_reset() {
+  memset(&counts(), 0, sizeof(Counts));
+  cycles_total() = 0;
+}
 
 #ifdef CODAX_COUNT
 #define CODAX_COUNT_IN(h, x, n) (::codax::counts().in[(h)][(x)] += (unsigned long long)(n))
@@ -154,10 +159,50 @@ inline i64 wrap(i64 v, int bits) {  // two's complement wrap to `bits` (the accu
   return (i64)u;
 }
 
-// The engine's on-chip memory: one byte array per (level, operand), shared where a level has one size.
+// The engine's on-chip memory: one byte array per (level, operand), shared where a level has one size;
+// and what the cycle accounting needs to know of the hardware: each level's port width (bytes per
+// cycle it delivers to the levels inside it; level 0 is the DRAM port), which levels are per-PE
+// register files, the MAC pipeline depth and whether weights stream from DRAM into the array.
 struct Memory {
   uint8_t *arr[MAX_LEVELS][3];
+  double port_bytes[MAX_LEVELS];
+  bool per_pe[MAX_LEVELS];
+  int pipeline_depth;
+  bool stream_weights;
 };
+
+// ---- cycle accounting (csim builds with -DCODAX_COUNT) ---------------------------------------------
+// The engine's load, compute and store are concurrent tasks that meet only at ping-pong handshakes.
+// The clock follows the code as it runs:
+// - a tile transfer takes its bits at its parent level's port width, and a per-PE register file's own
+//   port width for its share per PE; the load task and the store task each issue their transfers in
+//   program order, and share the port's bandwidth (no more bits cross a port than its width allows
+//   since the layer began);
+// - it starts when the port is free, its source tile is complete, and the copy it overwrites has been
+//   read for the last time (a single-buffered level has one copy: the next tile waits for the last
+//   use of this one; a double-buffered level has two: the next tile loads while this one computes);
+// - a PE-array step takes one cycle (the flattened PIPELINE II=1 loop) once the tiles it reads are
+//   complete; an output tile is stored once its last step is done, and its copy is free once stored;
+// - the first visit of an output tile needs no load: its first MAC writes instead of accumulating;
+// - the layer ends when every task has, plus the MAC pipeline's depth once.
+struct Clock {
+  double queue_free[2][MAX_LEVELS];  // the load task's and the store task's next issue, per port
+  double port_work[MAX_LEVELS];  // cycles of traffic the port has carried
+  double ready[3][MAX_LEVELS][2];  // when the tile held in (operand, level, copy) is complete
+  double last_use[3][MAX_LEVELS][2];  // when its last reader (or its store) finished
+  double t;  // the compute task: end of the last PE-array step
+  double end;
+};
+
+inline Clock &clock() {
+  static Clock k;
+  return k;
+}
+
+inline double &cycles_total() {
+  static double c = 0;
+  return c;
+}
 
 // DRAM as the engine sees it during one call.
 struct Dram {
@@ -189,6 +234,7 @@ struct Ctx {
   int pp[3][MAX_LEVELS];  // ping-pong: the copy in use
   int cur[NDIMS];  // the current tile base of every dim
   int idx[MAX_LOOPS], n[MAX_LOOPS];
+  int pes_used;
 
   int shape(int X, int h, int a) const { return d[D_BUF_SHAPE + (X * MAX_LEVELS + h) * BUF_RANK + a]; }
   uint8_t *buf(int X, int h) const {
@@ -199,6 +245,48 @@ struct Ctx {
     return ((((i64)a * shape(X, h, 1) + b) * shape(X, h, 2) + c) * shape(X, h, 3) + e4) * shape(X, h, 4) + f;
   }
 };
+
+#ifdef CODAX_COUNT
+inline double maxd(double a, double b) { return a > b ? a : b; }
+
+// A transfer of `bits` into (X, h) from `par` (loads), or out of (X, h) to `par` (stores).
+inline void clock_transfer(const Ctx &c, int X, int h, int par, double bits, bool store) {
+  Clock &k = clock();
+  const int ch = c.pp[X][h], cp = c.pp[X][par];
+  double start = k.queue_free[store][par];
+  if (store) {
+    start = maxd(start, k.last_use[X][h][ch]);
+  } else {
+    start = maxd(start, k.last_use[X][h][ch]);
+    if (par) start = maxd(start, k.ready[X][par][cp]);
+  }
+  double dur = bits / 8.0 / c.mem.port_bytes[par];
+  const int child = store ? par : h;  // the level written
+  if (child && c.mem.per_pe[child]) dur = maxd(dur, bits / c.pes_used / 8.0 / c.mem.port_bytes[child]);
+  k.port_work[par] += bits / 8.0 / c.mem.port_bytes[par];
+  const double end = maxd(start + dur, k.port_work[par]);
+  k.queue_free[store][par] = end;
+  if (store) {
+    k.last_use[X][h][ch] = end;
+    if (par) k.ready[X][par][cp] = maxd(k.ready[X][par][cp], end);
+  } else {
+    // streamed weights enter the array as they arrive: compute may start with the first ones
+    k.ready[X][h][ch] = (X == OP_W && par == 0 && c.mem.stream_weights) ? start : end;
+    if (par) k.last_use[X][par][cp] = maxd(k.last_use[X][par][cp], end);
+  }
+  k.end = maxd(k.end, end);
+}
+
+// The first visit of an output tile: no transfer, but its copy must have been stored.
+inline void clock_first_visit(const Ctx &c, int h) {
+  Clock &k = clock();
+  const int ch = c.pp[OP_O][h];
+  k.ready[OP_O][h][ch] = k.last_use[OP_O][h][ch];
+}
+#define CODAX_CLOCK(stmt) stmt
+#else
+#define CODAX_CLOCK(stmt) ((void)0)
+#endif
 
 inline bool relevant(int X, int dim) {
   static const bool R[3][NDIMS] = {
@@ -237,6 +325,7 @@ LOAD_W:
             ++n;
           }
   CODAX_COUNT_IN(h, OP_W, n);
+  CODAX_CLOCK(clock_transfer(c, OP_W, h, par, (double)n * bits, false));
 }
 
 inline void rank_window(int *rank, int pe, int re, int stride, int dil) {
@@ -281,6 +370,7 @@ LOAD_I:
           }
         }
   CODAX_COUNT_IN(h, OP_I, n);
+  CODAX_CLOCK(clock_transfer(c, OP_I, h, par, (double)n * bits, false));
 }
 
 inline i64 o_addr(const Ctx &c, int n, int g, int k, int p, int q) {
@@ -314,6 +404,7 @@ LOAD_O:
             wr(dst, c.at(OP_O, h, a, b, k, p, q), bits, v);
           }
   CODAX_COUNT_IN(h, OP_O, n);
+  CODAX_CLOCK(first ? clock_first_visit(c, h) : clock_transfer(c, OP_O, h, par, (double)n * bits, false));
 }
 
 // The fused epilogue of one final output element (accumulator `acc` of channel `ch`).
@@ -370,6 +461,7 @@ STORE_O:
             ++n;
           }
   CODAX_COUNT_OUT(h, OP_O, n);
+  CODAX_CLOCK(clock_transfer(c, OP_O, h, par, (double)n * ((par == 0 && last) ? c.ybits : bits), true));
 }
 
 // Visit of the tile loops enclosing position `pos` (-1: none): first when every enclosing reduction
@@ -480,6 +572,17 @@ PE_ROWS:
     }
   }
   CODAX_COUNT_MAC(macs);
+#ifdef CODAX_COUNT
+  Clock &k = clock();
+  double start = k.t;
+  for (int X = 0; X < 3; ++X) start = maxd(start, k.ready[X][inner[X]][c.pp[X][inner[X]]]);
+  k.t = start + 1;  // one step of the whole array per cycle
+  for (int X = 0; X < 3; ++X) {
+    double &u = k.last_use[X][inner[X]][c.pp[X][inner[X]]];
+    u = maxd(u, k.t);
+  }
+  k.end = maxd(k.end, k.t);
+#endif
 }
 
 // ---- one layer --------------------------------------------------------------------------------------
@@ -514,6 +617,10 @@ void run_layer(const int32_t *d, const Memory &mem, const Dram &dram) {
   c.zx = d[D_ZERO + 1];
   c.zr = d[D_ZERO + 2];
   c.zy = d[D_ZERO + 3];
+  c.pes_used = d[D_SP_K] * d[D_SP_K + 1];
+#ifdef CODAX_COUNT
+  memset(&clock(), 0, sizeof(Clock));
+#endif
   const int nl = d[D_NLOOPS];
   loads_at(c, -1);
   for (int j = 0; j < nl; ++j) {
@@ -528,7 +635,12 @@ STEPS:
     int j = nl - 1;  // the innermost digit that can still advance
     while (j >= 0 && c.idx[j] + 1 >= c.n[j]) --j;
     for (int p = nl - 1; p >= j; --p) stores_at(c, p);
-    if (j < 0) break;
+    if (j < 0) {
+#ifdef CODAX_COUNT
+      cycles_total() += clock().end + mem.pipeline_depth;
+#endif
+      break;
+    }
     for (int k = j + 1; k < nl; ++k) {  // inner digits wrap to 0
       c.cur[d[D_LOOP_DIM + k]] -= c.idx[k] * d[D_LOOP_BLK + k];
       c.idx[k] = 0;

@@ -1,0 +1,172 @@
+"""The engine's time is the model's time: per layer, the cost model's cycles against the cycles the
+engine's C-simulation accounts as it runs (codax_engine.h, "cycle accounting": load, compute and store
+tasks meeting at ping-pong handshakes, transfers at the port widths, one PE-array step per cycle).
+
+Networks: QDQ ResNet-18 and MobileNetV2 (32x32, per-channel int8, ORT quantize_static) on zc706-int8
+and zcu102-int8, each layer mapped by codax's mapper; and a co-search result (net.onnx, accel.yaml and
+mappings.yaml of `codax search`, given with --search, else a quick search run here). Per network the
+accounted GOPS against the device's peak (PEs x 2 ops x clock: DSPs x clock x ops per DSP with the
+accelerator's MAC packing); for ResNet-18 also its 3x3 convolutions alone.
+
+Writes benchmarks/results/engine_cycles.json with a `summary`: geomean_ratio (code / model) and
+max_abs_dev (largest per-layer |code/model - 1|). Targets: geomean within 3%, every layer within 10%.
+
+    .venv/bin/python benchmarks/engine_cycles.py [--search out/search]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codax.codegen import KernelTypes, LayerKernel, random_params
+from codax.frontend import export_torch, extract_graph, import_onnx
+from codax.frontend.zoo import mobilenet_v2, resnet18
+from codax.hw import evaluate, load_accelerator
+from codax.ir import load_mappings
+from codax.passes import offloaded_layers, pipeline
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def qdq(model, path: Path) -> Path:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    fp = export_torch(model, torch.randn(1, 3, 32, 32), path.with_suffix(".float.onnx"))
+    rng = np.random.default_rng(0)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(
+                {"input": rng.standard_normal((1, 3, 32, 32)).astype(np.float32)} for _ in range(8)
+            )
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(fp), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
+    return path
+
+
+def accounted(layer, accel, mapping) -> float:
+    p = random_params(layer, np.random.default_rng(0))
+    k = LayerKernel(layer, accel, mapping, KernelTypes.for_layer(layer, p), count=True)
+    h, w = layer.in_hw
+    x = np.zeros((layer.N, layer.G * layer.C, h, w), np.int8)
+    res = (
+        np.zeros((layer.N, layer.G * layer.K, layer.P, layer.Q), np.int8) if layer.epilogue.residual else None
+    )
+    return k(p, x, res)[1].cycles
+
+
+def run_network(name: str, graph, accel, mappings) -> dict:
+    rows = []
+    for layer in graph.layers:
+        m = mappings[layer.name]
+        cost = evaluate(layer, accel, m)
+        model = cost.cycles
+        code = accounted(layer, accel, m)
+        rows.append(
+            {
+                "layer": layer.name,
+                "kernel": f"{layer.R}x{layer.S}" + ("dw" if layer.G > 1 and layer.C == 1 else ""),
+                "macs": layer.macs,
+                "model_cycles": model,
+                "code_cycles": code,
+                "ratio": code / model,
+                "roofline_cycles": cost.roofline_cycles,  # max(MACs / PEs, compulsory DRAM bytes / bw)
+            }
+        )
+    peak_ops_per_cycle = 2 * accel.pe_array.pes
+    macs = sum(r["macs"] for r in rows)
+    code = sum(r["code_cycles"] for r in rows)
+    c33 = [r for r in rows if r["kernel"] == "3x3"]
+    out = {
+        "network": name,
+        "accelerator": accel.name,
+        "layers": rows,
+        "code_cycles": code,
+        "model_cycles": sum(r["model_cycles"] for r in rows),
+        "gops": 2 * macs * accel.clock_mhz * 1e6 / code / 1e9,
+        "peak_gops": peak_ops_per_cycle * accel.clock_mhz * 1e6 / 1e9,
+    }
+    out["fraction_of_peak"] = out["gops"] / out["peak_gops"]
+    if c33:
+        m33, cyc33 = sum(r["macs"] for r in c33), sum(r["code_cycles"] for r in c33)
+        out["conv3x3_fraction_of_peak"] = 2 * m33 / cyc33 / peak_ops_per_cycle
+        # the most any design could reach on these layers at this DRAM bandwidth (roofline)
+        roof33 = sum(r["roofline_cycles"] for r in c33)
+        out["conv3x3_roofline_fraction_of_peak"] = 2 * m33 / roof33 / peak_ops_per_cycle
+    return out
+
+
+def summary(nets: list[dict]) -> dict:
+    ratios = [r["ratio"] for n in nets for r in n["layers"]]
+    return {
+        "layers": len(ratios),
+        "geomean_ratio": math.exp(sum(math.log(r) for r in ratios) / len(ratios)),
+        "max_abs_dev": max(abs(r - 1) for r in ratios),
+        "layers_within_10pct": sum(abs(r - 1) <= 0.10 for r in ratios),
+        "targets": {"geomean_within": 0.03, "every_layer_within": 0.10},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--search", help="a codax search output directory (default: run a quick search)")
+    args = ap.parse_args()
+    nets = []
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        models = {
+            "resnet18_qdq_32": qdq(resnet18(num_classes=10), tmp / "r18.onnx"),
+            "mobilenet_v2_qdq_32": qdq(mobilenet_v2(10), tmp / "mbv2.onnx"),
+        }
+        for accel_name in ("zc706-int8", "zcu102-int8"):
+            accel = load_accelerator(accel_name)
+            for name, path in models.items():
+                mod = pipeline(accel)(import_onnx(str(path)))  # each layer mapped by codax's mapper
+                maps = {n: o.mapping for n, o in offloaded_layers(mod).items()}
+                nets.append(run_network(name, extract_graph(mod, accel=accel), accel, maps))
+        search = Path(args.search) if args.search else tmp / "search"
+        if not args.search:
+            from codax.demo import QUICK
+            from codax.search import run_search
+
+            run_search(QUICK, search, progress=False)
+        accel = load_accelerator(search / "accel.yaml")
+        mod = pipeline(accel, load_mappings(search / "mappings.yaml"))(import_onnx(str(search / "net.onnx")))
+        graph = extract_graph(mod, accel=accel)
+        nets.append(run_network("cosearch_result", graph, accel, load_mappings(search / "mappings.yaml")))
+    res = {"summary": summary(nets), "networks": nets}
+    head = ("network", "accelerator", "layers", "geomean", "max dev", "GOPS", "of peak")
+    print("{:<22}{:<14}{:>7}{:>9}{:>9}{:>9}{:>9}".format(*head))
+    for n in nets:
+        rs = [r["ratio"] for r in n["layers"]]
+        gm, dev = math.exp(sum(map(math.log, rs)) / len(rs)), max(abs(r - 1) for r in rs)
+        print(
+            f"{n['network']:<22}{n['accelerator']:<14}{len(rs):>7}{gm:>9.3f}{dev:>9.3f}"
+            f"{n['gops']:>9.1f}{n['fraction_of_peak']:>9.1%}"
+        )
+        if "conv3x3_fraction_of_peak" in n:
+            print(
+                f"{'':<22}3x3 convolutions alone: {n['conv3x3_fraction_of_peak']:.1%} of peak "
+                f"(the roofline allows {n['conv3x3_roofline_fraction_of_peak']:.1%})"
+            )
+    s = res["summary"]
+    print(
+        f"all {s['layers']} layers: geomean code/model {s['geomean_ratio']:.4f}, "
+        f"max |dev| {s['max_abs_dev']:.3f}, {s['layers_within_10pct']} within 10%"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "engine_cycles.json").write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
