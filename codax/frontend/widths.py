@@ -19,7 +19,8 @@ nothing between them. `read_widths` therefore also rewrites the model, keeping i
    because rounding is monotonic and the bounds are integers. A Relu or a Clip that feeds only the
    QuantizeLinear is merged into the new Clip, so the layer producing the tensor fuses the range as
    its activation and the integer engine stores values inside it.
-The widths are read between the two steps and keyed by the rewritten model's tensor names.
+Weight widths are read after step 1, activation widths as step 2 folds each clip; both are keyed
+by the rewritten model's tensor names.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def _widen_int4(m: onnx.ModelProto) -> None:
         lo, hi = integer_range(4, out_type in _SIGNED)
         q_out = n.output[0]
         n.output[0] = q_out + "_int8"
-        rebuilt.append(_int_clip(g, n.name + "_int4_range", n.output[0], q_out, lo, hi, _WIDE[out_type]))
+        rebuilt.append(_int_clip(g, q_out + "_int4_range", n.output[0], q_out, lo, hi, _WIDE[out_type]))
     del g.node[:]
     g.node.extend(rebuilt)
 
@@ -158,7 +159,7 @@ def _bounds(
         name = node.input[i] if len(node.input) > i else ""
         if not name:
             out.append(None)
-        elif name in inits:
+        elif name in inits and not onnx.external_data_helper.uses_external_data(inits[name]):
             out.append(float(numpy_helper.to_array(inits[name]).reshape(())))
         else:
             return None
@@ -169,7 +170,7 @@ def _scalar(inits: dict[str, onnx.TensorProto], name: str, default: float | None
     if not name:
         return default
     t = inits.get(name)
-    if t is None:
+    if t is None or onnx.external_data_helper.uses_external_data(t):
         return None
     v = numpy_helper.to_array(t)
     return float(v.reshape(())) if v.size == 1 else None
