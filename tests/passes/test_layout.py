@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -173,3 +174,31 @@ def test_token_matmul_is_a_dense_layer_with_bias_residual_and_relu(tmp_path):
     layer = _check(path, x, "fc", 2 * t * d * k)
     assert (layer.N, layer.C, layer.K, layer.op) == (2 * t, d, k, "matmul")
     assert layer.epilogue.bias and layer.epilogue.residual == "x" and layer.epilogue.activation == "relu"
+
+
+@pytest.mark.parametrize("name", ["keyword", "decoder", "encoder"])
+def test_quantized_models_lower_to_integer_layers_matching_ort(tmp_path, name):
+    """ONNX Runtime's QDQ versions: the same canonical layers, lowered to integer layers with
+    requantization, computing what ONNX Runtime computes within one output quantization step."""
+    from tests.frontend.any_models import export, quantize, samples
+    from tests.passes.helpers import int8_accel
+
+    path = quantize(export(name, tmp_path / "f.onnx"), tmp_path / "q.onnx", samples(name, 16))
+    accel = int8_accel()
+    part = pipeline(accel, map_layers=False)(import_onnx(path))
+    rows = {r.node: r for r in build_report(part, accel).nodes}
+    graph = extract_graph(part)
+    layers = [n for n, r in rows.items() if r.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")]
+    offloaded = [n for n in layers if rows[n].placement == "accelerator"]
+    assert all(graph.nodes[n].precision.kind == "int" and graph.nodes[n].epilogue.requant for n in offloaded)
+    if name == "encoder":  # attention's two activation x activation MatMuls stay on the host
+        assert sorted(set(layers) - set(offloaded)) == ["/MatMul", "/MatMul_1"]
+    else:
+        assert offloaded == layers
+    m = onnx.load(str(path))
+    last = next(n for n in m.graph.node if n.output[0] == m.graph.output[0].name)
+    step = float(numpy_helper.to_array(next(t for t in m.graph.initializer if t.name == last.input[1])))
+    ref = pipeline(accel, offload=False, map_layers=False)(import_onnx(path))
+    x = samples(name, 1, seed=9)
+    got, want = relax_run(ref, x), ort_run(path, {"input": x})[0]
+    assert np.abs(got - want).max() <= step * (1 + 1e-5)
