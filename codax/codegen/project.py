@@ -78,8 +78,13 @@ def _generate(
     files["schedule.yaml"] = dump_yaml(sched.to_dict()).encode()
     files["tb.cpp"] = (TEMPLATES / "tb.cpp").read_bytes()
     period = f"{1000.0 / accel.clock_mhz:.3f}"
-    files["run_hls.tcl"] = _template("run_hls.tcl", part=_part(accel), period_ns=period).encode()
-    files["hls_config.cfg"] = _template("hls_config.cfg", part=_part(accel), period_ns=period).encode()
+    act = sched.scratch.offset + sched.scratch.bytes
+    depths = (  # the m_axi depths: this network's real sizes
+        f"-DCODAX_PROGRAM_WORDS={max(1, sched.program.size)} "
+        f"-DCODAX_WEIGHT_BYTES={max(1, len(sched.blob.data))} -DCODAX_ACT_BYTES={max(1, act)}"
+    )
+    for name in ("run_hls.tcl", "hls_config.cfg"):
+        files[name] = _template(name, part=_part(accel), period_ns=period, depths=depths).encode()
     rep = report(graph, accel, mappings, costs, sched, compile_report)
     files["report.json"] = json.dumps(rep, indent=1).encode()
     files["README.md"] = readme(graph, accel, sched, rep).encode()

@@ -56,6 +56,11 @@ def test_resnet18_sources_pass_syntax_check(r18):
     assert "#pragma HLS PIPELINE" in engine and "#pragma HLS UNROLL" in engine
     assert "#pragma HLS INTERFACE m_axi" in (out / "top.cpp").read_text()
     assert (out / "program.bin").stat().st_size == 21 * 4 * _desc_words(out)
+    # the m_axi depths are this network's real sizes, given to synthesis by the project's scripts
+    for script in ("run_hls.tcl", "hls_config.cfg"):
+        text = (out / script).read_text()
+        assert f"-DCODAX_PROGRAM_WORDS={21 * _desc_words(out)}" in text
+        assert f"-DCODAX_WEIGHT_BYTES={(out / 'weights.bin').stat().st_size}" in text
 
 
 def _desc_words(out) -> int:

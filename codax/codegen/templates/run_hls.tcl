@@ -2,7 +2,7 @@
 # The unified flow reads hls_config.cfg instead: vitis-run --mode hls --csim --config hls_config.cfg
 open_project -reset codax_prj
 set_top codax_top
-add_files top.cpp -cflags "-Iinclude"
+add_files top.cpp -cflags "-Iinclude ${depths}"
 add_files engine.cpp -cflags "-Iinclude"
 add_files -tb tb.cpp
 add_files -tb program.bin

@@ -1,0 +1,52 @@
+"""Layers run on the engine at the widths the model declares: a user's ONNX Runtime INT4 model compiles
+with 4-bit storage (weights packed two per byte in weights.bin and on chip, 4-bit activations packed in
+DRAM), its DRAM bytes and cycles are the cost model's at 4 bits, and the compiled executable is
+bit-exact against the golden model and at most one quantization step from ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from codax.flow import References, check_compiled, compile_model, run_compiled
+from codax.hw import evaluate, load_accelerator
+from codax.ir import load_mappings
+from tests.frontend.test_widths import _ort_quantize, digits_float_opset21  # noqa: F401 (fixture)
+from tests.passes.models import digits
+
+
+@pytest.mark.parametrize("activation_type, act_bits", [("QUInt4", 4), ("QUInt8", 8)])
+def test_int4_model_compiles_and_runs_at_its_widths(
+    digits_float_opset21,  # noqa: F811 (the fixture imported above)
+    tmp_path,
+    activation_type,
+    act_bits,
+):
+    path = _ort_quantize(digits_float_opset21, tmp_path / "q4.onnx", "QInt4", activation_type)
+    accel = load_accelerator("zc706-int8")
+    res = compile_model(path, accel, tmp_path / "out")
+    sched = yaml.safe_load((res.out_dir / "schedule.yaml").read_text())
+    calls = [c for c in sched["calls"] if c["kind"] == "accel"]
+    assert len(calls) == 5
+    rep = {r["layer"]: r for r in json.loads((res.out_dir / "report.json").read_text())["layers"]}
+    maps = load_mappings(res.out_dir / "mappings.yaml")
+    from codax.frontend import extract_graph, import_onnx
+    from codax.passes import pipeline
+
+    graph = extract_graph(pipeline(accel, maps)(import_onnx(str(path))), accel=accel)
+    for c in calls:
+        layer = graph.nodes[c["node"]]
+        assert c["widths"]["weight"] == 4 and c["widths"]["input"] == act_bits
+        # weights packed at 4 bits: half a byte per weight
+        assert c["weights"]["bytes"] == -(-layer.operand_size("W") * 4 // 8)
+        cost = evaluate(layer, accel, maps[layer.name])
+        assert rep[layer.name]["dram_bytes"] == cost.dram_bytes
+        assert rep[layer.name]["predicted_cycles"] == cost.cycles
+    refs = References(res.out_dir)
+    for x in digits(24)[::3]:
+        got = run_compiled(res.out_dir, x[None])
+        ((vs_golden, vs_ort),) = check_compiled(res.out_dir, x[None], got, refs)
+        assert vs_golden.ok and vs_golden.mismatching == 0, vs_golden.line()
+        assert vs_ort.ok and vs_ort.max_steps <= 1, vs_ort.line()
