@@ -45,7 +45,7 @@ def mapper_costs(
     out = []
     for cfg in cfgs:
         accel = build_accelerator(space, [cfg])
-        points, rows, missing = [], [], []
+        points, where, missing = [], [], []
         for i in range(n) if rows is None else rows:
             layer = lt.layers[i]
             wmax, amax = int(wb[i].max()), int(ab[i].max())
@@ -59,9 +59,9 @@ def mapper_costs(
             for b in range(B):
                 w, a = int(wb[i, b]), int(ab[i, b])
                 points.append((layer.with_(precision=Precision(w, a, 32, a)), accel, m))
-                rows.append((i, b))
+                where.append((i, b))
         t = torch.zeros(n, B, 2)
-        for (i, b), c in zip(rows, evaluate_many(points, check=False)):
+        for (i, b), c in zip(where, evaluate_many(points, check=False)):
             t[i, b, 0], t[i, b, 1] = c.cycles, c.energy_pj
         if missing:  # no legal mapping: the templates' cost, already penalised as infeasible
             tmpl = configs_costs(lt, space, [cfg], m_count, True)[0].amin(2)  # [n, B, 2]
