@@ -8,7 +8,10 @@ fingerprint -> layer name, how a partitioned Relax function finds its ONNX layer
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import re
 import warnings
 
 import onnx
@@ -71,6 +74,17 @@ def _unsupported(model: onnx.ModelProto, err: Exception) -> UnsupportedError:
     )
 
 
+def _failed_nodes(model: onnx.ModelProto, printed: str) -> str:
+    """' at node(s) a, b (Op)' for the op type TVM's frontend reported failing on, else ''."""
+    m = re.search(r"Error converting operator (\w+)", printed)
+    if m is None:
+        return ""
+    op = m.group(1)
+    names = [n.name or op for n in model.graph.node if n.op_type == op]
+    shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+    return f" at {'node' if len(names) == 1 else 'one of the nodes'} {shown} ({op})"
+
+
 def import_onnx(
     source: ModelSource | LoadedModel, shapes: dict[str, list[int]] | None = None
 ) -> tvm.IRModule:
@@ -84,8 +98,9 @@ def import_onnx(
     og = graph_from_onnx(lm)
     model = _weights_as_inputs(lm) if lm.shape_only else lm.model
     shape_dict = {k: list(v) for k, v in lm.input_shapes.items()}
+    said = io.StringIO()  # TVM prints the op type it failed on; the ONNX node names come from it
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(said):
             warnings.simplefilter("ignore")
             mod = from_onnx(model, shape_dict=shape_dict, keep_params_in_input=False)
     except tvm.error.OpNotImplemented as e:
@@ -97,7 +112,11 @@ def import_onnx(
                 f"missing external data ({type(e).__name__}: {str(e)[:200]}); put the data file next to "
                 "the .onnx file, or use extract_graph() for shape analysis"
             ) from None
-        raise ModelError(f"TVM could not import {lm.name!r}: {type(e).__name__}: {str(e)[:300]}") from None
+        raise ModelError(
+            f"TVM could not import {lm.name!r}{_failed_nodes(model, said.getvalue())}: "
+            f"{type(e).__name__}: {str(e)[:300]}; change the node's attributes or replace it in the "
+            "exported model"
+        ) from None
     main = mod["main"].with_attrs(
         {
             ATTR_GRAPH: to_json(og),
