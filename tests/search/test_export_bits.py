@@ -164,3 +164,30 @@ def test_fake_quant_is_quantize_dequantize_linear(bits, amax, seed):
     )[0]
     got = fake_quant(torch.from_numpy(x), bits, torch.tensor(amax, dtype=torch.float32)).numpy()
     np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    bits=st.lists(st.tuples(st.sampled_from([4, 6, 8]), st.sampled_from([4, 6, 8])), min_size=4, max_size=4)
+)
+def test_any_widths_export_exactly(exported, tmp_path_factory, bits):
+    """For any per-unit widths (an untrained network with non-trivial batch-norm statistics), ONNX
+    Runtime on the export equals QuantizedNet within one logit step and reads back the widths."""
+    cs, d = exported["cs"], exported["design"]
+    design = Design(d.ops, bits, d.accel, d.maps)
+    torch.manual_seed(1)
+    model = derived_module(cs.net, design)
+    model.train()
+    with torch.no_grad():
+        model(cs.data.train[0][:64])
+    model.eval().fuse()
+    out = tmp_path_factory.mktemp("any")
+    export_onnx(model, str(out / "float.onnx"), cs.data.shape)
+    res = export_qdq(
+        model, str(out / "float.onnx"), str(out / "net.onnx"), cs.data.train[0][:64], cs.data.test
+    )
+    assert res["onnx_qdq_top1_agreement"] == 1.0 and res["onnx_qdq_max_diff_steps"] <= 1
+    graph, _ = build_graph(cs.net, design)
+    assert {la.name: la.precision for la in extract_graph(out / "net.onnx").layers} == {
+        la.name: la.precision for la in graph.layers
+    }
