@@ -11,6 +11,7 @@ model's float reference (ONNX Runtime) from its integer pipeline.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import onnx
@@ -20,7 +21,8 @@ from onnx.reference import ReferenceEvaluator
 from codax.codegen.params import LayerParams
 from codax.codegen.runtime import run_graph
 from codax.errors import ModelError
-from codax.ir import Graph
+from codax.frontend.conv_transpose import node_geometry, zero_insert
+from codax.ir import Graph, HostOp, Layer
 
 # onnx.reference implements QuantizeLinear/DequantizeLinear from opset 19 only; their 8-bit semantics
 # (per tensor or per axis, round half to even, saturate) are the same since opset 13
@@ -46,7 +48,8 @@ def _node_fn(node: onnx.NodeProto, opset: list) -> Callable:
     names = [i for i in node.input if i]
 
     def run(*xs):
-        return ev.run(None, dict(zip(names, xs)))[0]
+        outs = ev.run(None, dict(zip(names, xs)))
+        return outs[0] if len(outs) == 1 else tuple(outs)  # Split and the like: every output
 
     return run
 
@@ -69,4 +72,27 @@ def golden_network(
         if n.op_type == "Constant":
             env[n.output[0]] = _node_fn(n, opset)()
     env.update(inputs)
-    return run_graph(graph, params, env, host_fns=host_fns, csim=False)
+    shapes = {
+        vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
+        for vi in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output)
+        if all(d.dim_value > 0 for d in vi.type.tensor_type.shape.dim)
+    }
+    graph = _with_zero_insertion(graph, nodes, shapes, params, host_fns)
+    return run_graph(graph, params, env, host_fns=host_fns, csim=False, shapes=shapes)
+
+
+def _with_zero_insertion(graph: Graph, nodes: dict, shapes: dict, params: dict, host_fns: dict) -> Graph:
+    """A ConvTranspose layer convolves its zero-inserted input (codax.frontend.conv_transpose): the
+    host's insertion runs as a host op before it."""
+    out = Graph(name=graph.name, inputs=graph.inputs, outputs=graph.outputs)
+    for n in graph.nodes.values():
+        onnx_node = nodes.get(n.onnx_node) if isinstance(n, Layer) else None
+        if onnx_node is not None and onnx_node.op_type == "ConvTranspose":
+            x, inserted = n.inputs[0], f"{n.name}/zero_inserted"
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in onnx_node.attribute}
+            geo = node_geometry(attrs, shapes[x][2:], (n.R, n.S))
+            host_fns[f"{n.name}/zero_insert"] = partial(zero_insert, g=geo, fill=params[n.name].x_zero_point)
+            out.add(HostOp(f"{n.name}/zero_insert", "ZeroInsert", (x,), (inserted,)))
+            n = n.with_(inputs=(inserted, *n.inputs[1:]))
+        out.add(n)
+    return out

@@ -217,6 +217,8 @@ def from_onnx(model, layer: Layer) -> LayerParams:
     node = _find_node(m, layer)
     wname = node.input[1]
     bname = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    if bname is None and layer.epilogue.bias and len(layer.inputs) > 2:
+        bname = layer.inputs[2]  # a bias Add fused into the layer (a MatMul's, see frontend.onnx_graph)
     dq_w = _dq(m, wname)
     ep = layer.epilogue
     if dq_w is None:

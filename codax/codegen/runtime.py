@@ -35,9 +35,11 @@ def run_graph(
     mappings: dict[str, Mapping] | None = None,
     host_fns: dict[str, Callable] | None = None,
     csim: bool = True,
+    shapes: dict[str, tuple[int, ...]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Every tensor of the graph by name. With `csim` (needs accel and mappings) the layers run as
-    compiled kernels; otherwise through the golden model, which defines the same numbers."""
+    compiled kernels; otherwise through the golden model, which defines the same numbers. `shapes`
+    gives layer outputs their model shapes (a Conv1d's [N, K, W], a token matmul's [B, T, K])."""
     env = dict(inputs)
     fns = {**HOST_DEFAULTS, **(host_fns or {})}
     kernels = {}
@@ -57,7 +59,7 @@ def run_graph(
                 y, _ = kernels[node.name](params[node.name], x, res)
             else:
                 y = golden_layer(node, params[node.name], x, res)
-            env[node.outputs[0]] = y
+            env[node.outputs[0]] = y.reshape(shapes.get(node.outputs[0], y.shape)) if shapes else y
         else:
             assert isinstance(node, HostOp)
             fn = fns.get(node.name) or fns.get(node.op_type)
@@ -66,5 +68,6 @@ def run_graph(
                     f"host op {node.name} ({node.op_type}): no numpy implementation; pass host_fns="
                     f"{{{node.name!r}: fn}}"
                 )
-            env[node.outputs[0]] = fn(*[env[t] for t in node.inputs])
+            out = fn(*[env[t] for t in node.inputs])
+            env.update(zip(node.outputs, out if isinstance(out, tuple) else (out,)))
     return env

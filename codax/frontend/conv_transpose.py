@@ -50,6 +50,18 @@ def geometry(
     )
 
 
+def node_geometry(attrs: dict, x_hw: tuple[int, int], kernel: tuple[int, int]) -> Geometry:
+    """The geometry of a ConvTranspose node from its ONNX attributes (pads, output_padding, ...)."""
+    return geometry(
+        x_hw,
+        kernel,
+        tuple(attrs.get("strides", [1, 1])),
+        tuple(attrs.get("dilations", [1, 1])),
+        tuple(attrs.get("pads", [0, 0, 0, 0])),
+        tuple(attrs.get("output_padding", [0, 0])),
+    )
+
+
 def conv_weight(w: np.ndarray, groups: int) -> np.ndarray:
     """ConvTranspose weight [C_in, C_out/g, kh, kw] as the equivalent conv's [C_out, C_in/g, kh, kw]:
     per group, in and out channels swapped, the kernel flipped in both axes."""
@@ -63,3 +75,14 @@ def channel_scale(scale: np.ndarray, groups: int) -> np.ndarray:
     """A per-output-channel scale of the transposed weight (axis 1: C_out/g entries) for all C_out."""
     s = np.asarray(scale).reshape(-1)
     return s if s.size == 1 else np.ascontiguousarray(np.tile(s, groups))
+
+
+def zero_insert(x: np.ndarray, g: Geometry, fill=0) -> np.ndarray:
+    """The convolution's input: x [N, C, H, W] with stride - 1 `fill` values (a QDQ input's zero
+    point) between neighbours, cropped as the geometry says. What the host runs before the layer."""
+    n, c, h, w = x.shape
+    sh, sw = g.stride
+    z = np.full((n, c, *g.inserted_hw), fill, dtype=x.dtype)
+    z[:, :, ::sh, ::sw] = x
+    ct, cl, cb, cr = g.crop
+    return z[:, :, ct : g.inserted_hw[0] - cb, cl : g.inserted_hw[1] - cr]

@@ -17,7 +17,7 @@ import onnx
 from onnx import numpy_helper
 
 from codax.errors import ConfigError
-from codax.frontend.conv_transpose import conv_weight, geometry
+from codax.frontend.conv_transpose import conv_weight, node_geometry
 from codax.frontend.onnx_io import LoadedModel
 from codax.ir import Epilogue, Graph, HostOp, Layer, Precision
 
@@ -309,14 +309,7 @@ def _conv_transpose(name: str, a: dict, xshape, wshape, yshape) -> Layer | str:
     if "output_shape" in a or (auto.decode() if isinstance(auto, bytes) else auto) != "NOTSET":
         return "ConvTranspose with output_shape / auto_pad (give explicit pads and output_padding)"
     g_ = int(a.get("group", 1))
-    geo = geometry(
-        (xshape[2], xshape[3]),
-        (wshape[2], wshape[3]),
-        tuple(a.get("strides", [1, 1])),
-        tuple(a.get("dilations", [1, 1])),
-        tuple(a.get("pads", [0, 0, 0, 0])),
-        tuple(a.get("output_padding", [0, 0])),
-    )
+    geo = node_geometry(a, (xshape[2], xshape[3]), (wshape[2], wshape[3]))
     if geo.out_hw != tuple(yshape[2:]):
         return f"ConvTranspose whose output {list(yshape)} is not the one its attributes give ({geo.out_hw})"
     return Layer(

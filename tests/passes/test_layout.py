@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from onnx import helper, numpy_helper
 
 from codax.frontend import extract_graph, import_onnx
-from codax.frontend.conv_transpose import conv_weight, geometry
+from codax.frontend.conv_transpose import conv_weight, geometry, zero_insert
 from codax.passes import build_report, pipeline
 from codax.passes.canonicalize import canonicalize
 from codax.passes.relax_util import op_name
@@ -143,6 +143,42 @@ def test_conv_transpose_is_a_conv_over_the_zero_inserted_input(
     macs = int(np.prod(geo.out_hw)) * c_out * (c_in // groups) * k * k  # as the conv over the zeros runs
     layer = _check(path, x, "up", macs)
     assert (layer.P, layer.Q) == geo.out_hw and layer.stride == (1, 1) and layer.G == groups
+
+
+@example(k=2, stride=3, dilation=1, pads=(2, 0, 3, 1), out_pad=2, groups=2)
+@settings(max_examples=20, deadline=None)
+@given(
+    k=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    dilation=st.integers(1, 2),
+    pads=st.tuples(*[st.integers(0, 3)] * 4),
+    out_pad=st.integers(0, 2),
+    groups=st.sampled_from([1, 2]),
+)
+def test_zero_insert_and_conv_weight_equal_torch_conv_transpose(k, stride, dilation, pads, out_pad, groups):
+    """The host's zero insertion (frontend.conv_transpose.zero_insert) and the layer's convolution
+    compute torch's conv_transpose2d (asymmetric pads taken from its symmetric-pad output)."""
+    out_pad = min(out_pad, max(stride, dilation) - 1)
+    geo = geometry((3, 4), (k, k), (stride, stride), (dilation, dilation), pads, (out_pad, out_pad))
+    if min(geo.out_hw) < 1 or min(geo.in_hw) < 1:
+        return
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 4, 3, 4))
+    w = rng.standard_normal((4, 6 // groups, k, k))
+    full = torch.nn.functional.conv_transpose2d(
+        torch.tensor(x), torch.tensor(w), stride=stride, dilation=dilation, groups=groups
+    ).numpy()
+    full = np.pad(full, ((0, 0), (0, 0), (0, out_pad), (0, out_pad)))
+    want = full[:, :, pads[0] : full.shape[2] - pads[2], pads[1] : full.shape[3] - pads[3]]
+    z = torch.tensor(zero_insert(x, geo))
+    got = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(z, (geo.pads[1], geo.pads[3], geo.pads[0], geo.pads[2])),
+        torch.tensor(conv_weight(w, groups)),
+        dilation=dilation,
+        groups=groups,
+    ).numpy()
+    assert got.shape[2:] == geo.out_hw
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
 
 
 def test_conv_weight_against_torch():
