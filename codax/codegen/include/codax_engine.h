@@ -588,7 +588,7 @@ PE_ROWS:
 // ---- one layer --------------------------------------------------------------------------------------
 template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
 void run_layer(const int32_t *d, const Memory &mem, const Dram &dram) {
-  Ctx c;
+  static Ctx c;  // one engine, one layer in flight: its state is the engine's registers, not the stack
   memset(&c, 0, sizeof(c));
   c.d = d;
   c.mem = mem;
