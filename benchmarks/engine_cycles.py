@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codax.codegen import KernelTypes, LayerKernel, random_params
+from codax.codegen import LayerKernel, random_params
 from codax.frontend import export_torch, extract_graph, import_onnx
 from codax.frontend.zoo import mobilenet_v2, resnet18
 from codax.hw import evaluate, load_accelerator
@@ -56,7 +56,7 @@ def qdq(model, path: Path) -> Path:
 
 def accounted(layer, accel, mapping) -> float:
     p = random_params(layer, np.random.default_rng(0))
-    k = LayerKernel(layer, accel, mapping, KernelTypes.for_layer(layer, p), count=True)
+    k = LayerKernel(layer, accel, mapping, count=True)
     h, w = layer.in_hw
     x = np.zeros((layer.N, layer.G * layer.C, h, w), np.int8)
     res = (

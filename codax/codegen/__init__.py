@@ -10,7 +10,6 @@ from codax.codegen.counts import CountCheck, compare_counts
 from codax.codegen.csim import Counts, CsimError, EngineSim, LayerKernel, compile_cached, run_layer
 from codax.codegen.engine import EngineSource, engine_sources
 from codax.codegen.golden import golden_layer
-from codax.codegen.hls.types import KernelTypes
 from codax.codegen.names import Namer, c_ident
 from codax.codegen.nest import NestPlan, plan
 from codax.codegen.params import LayerParams, from_onnx, random_params
@@ -31,7 +30,6 @@ __all__ = [
     "EngineSource",
     "engine_sources",
     "golden_layer",
-    "KernelTypes",
     "Namer",
     "c_ident",
     "NestPlan",

@@ -24,12 +24,11 @@ import numpy as np
 
 from codax.codegen.engine import engine_sources
 from codax.codegen.golden import as_nchw
-from codax.codegen.hls.types import KernelTypes
 from codax.codegen.nest import plan
 from codax.codegen.packing import pack, packed_bytes, unpack
 from codax.codegen.params import LayerParams
 from codax.codegen.program import DramOffsets, Widths, call_descriptor, weight_parts
-from codax.errors import CodaxError
+from codax.errors import CodaxError, UnsupportedError
 from codax.ir import OPERANDS, Accelerator, Layer, Mapping, validate_mapping
 
 CXXFLAGS = ("-O2", "-std=c++14", "-fPIC", "-ffp-contract=off", "-w")
@@ -226,18 +225,21 @@ class LayerKernel:
         layer: Layer,
         accel: Accelerator,
         mapping: Mapping,
-        types: KernelTypes | None = None,
         count: bool = False,
     ) -> None:
         validate_mapping(layer, accel, mapping)
+        if layer.precision.kind == "float" and not accel.float_ok:
+            raise UnsupportedError(
+                f"layer {layer.name} is float but accelerator {accel.name} has no fp32 MAC; use one with "
+                "precision.float: true (e.g. zcu102-mixed) or quantize the layer"
+            )
         plan(layer, accel, mapping)  # refuses nests the engine and the cost model do not share
         self.layer, self.accel, self.mapping, self.count = layer, accel, mapping, count
-        self.types = types or KernelTypes.for_layer(layer)
         self.engine = engine_sim(accel, count)
 
     def __call__(self, params: LayerParams, x: np.ndarray, residual: np.ndarray | None = None):
         """Run the layer: returns (y [N, G*K, P, Q] or [N, K], Counts or None)."""
-        lay, t = self.layer, self.types
+        lay = self.layer
         wd = Widths.of(lay, params)
         parts = weight_parts(lay, params, wd)
         blob, offs = bytearray(), {}
@@ -261,7 +263,7 @@ class LayerKernel:
             self.engine.counts_reset()
         self.engine.run(self.mapping.engine, desc, _buf(bytes(blob)), xb, y, rb, ps)
         counts = self.engine.counts(self.mapping.engine) if self.count else None
-        out = unpack(y, n_out, wd.y, wd.y_signed, dtype=t.dtype("Y")).reshape(
+        out = unpack(y, n_out, wd.y, wd.y_signed, dtype=params.y_dtype).reshape(
             lay.N, lay.G * lay.K, lay.P, lay.Q
         )
         if lay.op == "matmul":
@@ -279,5 +281,5 @@ def run_layer(
     count: bool = False,
 ):
     """Run one layer on the engine in C-simulation: (y, Counts or None)."""
-    k = LayerKernel(layer, accel, mapping, KernelTypes.for_layer(layer, params), count=count)
+    k = LayerKernel(layer, accel, mapping, count=count)
     return k(params, x, residual)

@@ -50,12 +50,9 @@ def run_graph(
             res = env[node.epilogue.residual] if node.epilogue.residual else None
             if csim:
                 from codax.codegen.csim import LayerKernel
-                from codax.codegen.hls.types import KernelTypes
 
                 if node.name not in kernels:
-                    kernels[node.name] = LayerKernel(
-                        node, accel, mappings[node.name], KernelTypes.for_layer(node, params[node.name])
-                    )
+                    kernels[node.name] = LayerKernel(node, accel, mappings[node.name])
                 y, _ = kernels[node.name](params[node.name], x, res)
             else:
                 y = golden_layer(node, params[node.name], x, res)

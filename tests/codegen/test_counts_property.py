@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codax.codegen import KernelTypes, LayerKernel, compare_counts, golden_layer, random_params
+from codax.codegen import LayerKernel, compare_counts, golden_layer, random_params
 from tests.codegen.cases import random_case, random_input
 
 
@@ -18,7 +18,7 @@ def check_case(seed: int, kind: str = "int") -> bool:
     layer, accel, mapping = case
     rng = np.random.default_rng(seed)
     p = random_params(layer, rng, signed_x=bool(seed % 2))
-    k = LayerKernel(layer, accel, mapping, KernelTypes.for_layer(layer, p), count=True)
+    k = LayerKernel(layer, accel, mapping, count=True)
     x = random_input(layer, rng, p)
     y, counts = k(p, x)
     g = golden_layer(layer, p, x)

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codax.codegen import KernelTypes, LayerKernel, random_params
+from codax.codegen import LayerKernel, random_params
 from codax.errors import CodaxError
 from codax.hw import evaluate
 from codax.ir import validate_mapping
@@ -18,7 +18,7 @@ from tests.codegen.cases import random_case, random_input
 def accounted(layer, accel, mapping, seed):
     rng = np.random.default_rng(seed)
     p = random_params(layer, rng)
-    k = LayerKernel(layer, accel, mapping, KernelTypes.for_layer(layer, p), count=True)
+    k = LayerKernel(layer, accel, mapping, count=True)
     return k(p, random_input(layer, rng, p))[1]
 
 

@@ -4,7 +4,7 @@ and instrumented transfer counts equal to the cost model's."""
 import numpy as np
 import pytest
 
-from codax.codegen import KernelTypes, LayerKernel, compare_counts, golden_layer, random_params
+from codax.codegen import LayerKernel, compare_counts, golden_layer, random_params
 from codax.hw import load_accelerator
 from codax.hw.mapper.naive import naive_mapping
 from codax.ir import Epilogue, Mapping, Precision, conv2d, dense
@@ -17,7 +17,7 @@ EYERISS = load_accelerator("eyeriss-like")
 def run(layer, accel, mapping, seed=0, signed_x=True, residual=False):
     rng = np.random.default_rng(seed)
     p = random_params(layer, rng, signed_x=signed_x)
-    k = LayerKernel(layer, accel, mapping, KernelTypes.for_layer(layer, p), count=True)
+    k = LayerKernel(layer, accel, mapping, count=True)
     h, w = layer.in_hw
     shape = (layer.N, layer.G * layer.C, h, w)
     if p.kind == "float":
@@ -36,7 +36,7 @@ def run(layer, accel, mapping, seed=0, signed_x=True, residual=False):
 
 def tiled(layer, accel=None):
     """A mapping with on-chip tiles, partial tiles and psum spills: K x C x P at two levels."""
-    acc = accel or one_level(4, 4, ["K", "P", "G"], ["C", "Q"])
+    acc = accel or one_level(4, 4, ["K", "P", "G"], ["C", "Q"], float_ok=layer.precision.kind == "float")
     m = Mapping(
         layer.name,
         spatial={"rows": ("K", min(4, layer.K)), "cols": ("C", min(3, layer.C))},
@@ -83,7 +83,7 @@ def test_int_residual_and_4bit():
     acc, m = tiled(layer)
     rng = np.random.default_rng(3)
     p = random_params(layer, rng)
-    k = LayerKernel(layer, acc, m, KernelTypes.for_layer(layer, p))
+    k = LayerKernel(layer, acc, m)
     x = rng.integers(-8, 8, (1, 6, 6, 6)).astype(np.int8)
     res = rng.integers(-8, 8, (1, 5, 6, 6)).astype(np.int8)
     y, _ = k(p, x, res)
@@ -144,3 +144,12 @@ def test_strided_per_pe_tiles_are_refused():
     m.tiles = {"RF2": {"K": 2}, "DRAM": {"C": 3}}  # the same factor at the innermost per-PE level is fine
     y, g = run(layer, acc, m)
     assert np.array_equal(y, g)
+
+
+def test_float_layer_needs_an_fp32_mac():
+    from codax.errors import UnsupportedError
+
+    layer = FLOAT_LAYERS[0]
+    acc, m = tiled(layer, one_level(4, 4, ["K", "P", "G"], ["C", "Q"]))  # integer MACs only
+    with pytest.raises(UnsupportedError, match="no fp32 MAC.*precision.float"):
+        LayerKernel(layer, acc, m)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from codax.codegen import KernelTypes, LayerKernel, compare_counts, golden_layer
+from codax.codegen import LayerKernel, compare_counts, golden_layer
 from codax.codegen.params import from_onnx
 from codax.frontend import export_torch, extract_graph, import_onnx, load_onnx
 from codax.frontend.zoo import mobilenet_v2, resnet18
@@ -35,7 +35,7 @@ def test_every_layer_bit_exact_and_counted(tmp_path, net):
         mapping = offl[layer.name].mapping
         params = from_onnx(lm.model, layer)
         assert layer.precision.kind == "int"
-        kernel = LayerKernel(layer, accel, mapping, KernelTypes.for_layer(layer, params), count=True)
+        kernel = LayerKernel(layer, accel, mapping, count=True)
         c, (h, w) = layer.G * layer.C, layer.in_hw
         x_shape = (layer.N, c) if layer.op == "matmul" else (layer.N, c, h, w)
         lo, hi = (0, 255) if not params.x_signed else (-128, 127)

@@ -3,13 +3,16 @@
 from codax.ir import Accelerator
 
 
-def one_level(rows: int, cols: int, row_dims, col_dims, dram_bw: float = 4.0) -> Accelerator:
-    """DRAM -> one shared buffer feeding the PE array directly (no per-PE registers)."""
+def one_level(
+    rows: int, cols: int, row_dims, col_dims, dram_bw: float = 4.0, float_ok: bool = False
+) -> Accelerator:
+    """DRAM -> one shared buffer feeding the PE array directly (no per-PE registers); `float_ok`
+    gives every PE an fp32 MAC too."""
     return Accelerator.from_dict(
         {
             "name": "toy1",
             "target": "asic",
-            "precision": {"weight": 8, "act": 8, "acc": 32},
+            "precision": {"weight": 8, "act": 8, "acc": 32, "float": float_ok},
             "dram": {"bandwidth": dram_bw},
             "pe_array": {
                 "rows": rows,
