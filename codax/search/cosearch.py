@@ -173,16 +173,16 @@ class CoSearch:
         if onehot_design is not None:
             d = onehot_design
             U, O = a.alpha.shape
-            op_w = F.one_hot(torch.tensor(d.ops), O).float()
-            bw = F.one_hot(torch.tensor([self.bits.index(b[0]) for b in d.bits]), len(self.bits)).float()
-            ba = F.one_hot(torch.tensor([self.bits.index(b[1]) for b in d.bits]), len(self.bits)).float()
+            nb, dev = len(self.bits), self.device
+            op_w = F.one_hot(torch.tensor(d.ops), O).float().to(dev)
+            bw = F.one_hot(torch.tensor([self.bits.index(b[0]) for b in d.bits]), nb).float().to(dev)
+            ba = F.one_hot(torch.tensor([self.bits.index(b[1]) for b in d.bits]), nb).float().to(dev)
             pm = F.one_hot(a.map_logits.argmax(-1), a.map_logits.shape[-1]).float()
-            acc = [onehot_probs(self.space, c) for c in d.accel]
+            acc = [[p.to(dev) for p in onehot_probs(self.space, c)] for c in d.accel]
             return self.hw(op_w, bw, ba, pm, acc)
         if op_w is None:
             op_w, bw, ba = a.op_probs(), a.bit_probs("w"), a.bit_probs("a")
-        ap = [[p.cpu() for p in e] for e in a.accel_probs()]
-        return self.hw(op_w.cpu(), bw.cpu(), ba.cpu(), a.map_probs().cpu(), ap)
+        return self.hw(op_w, bw, ba, a.map_probs(), a.accel_probs())
 
     def hw_value(self, est: HwEstimate) -> torch.Tensor:
         if self.objective == "edp":
@@ -356,7 +356,7 @@ class CoSearch:
         t0 = time.perf_counter()
         est = self.estimate(op_w, bw, ba)
         hw = self.hw_value(est)
-        loss = ce + (self.lam * hw + est.penalty).to(ce.device)  # the cost model runs on the CPU
+        loss = ce + self.lam * hw + est.penalty
         self.hw_seconds = time.perf_counter() - t0
         self.a_opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -280,7 +280,8 @@ def expected_resources(space: AccelSpace, probs: list[torch.Tensor]) -> dict[str
     model counts them (hw.evaluate.engine_resources): one MAC per PE at the widest precision and
     each buffer at its declared size and banks. Double buffering splits a buffer into two copies
     (a double-buffered mapping must fit both in the declared size); it never enlarges it."""
-    t = lambda v: torch.tensor(v, dtype=torch.float32)  # noqa: E731
+    dev = probs[0].device
+    t = lambda v: torch.tensor(v, dtype=torch.float32, device=dev)  # noqa: E731
     p = dict(zip(space.names, probs))
     rows = (p["rows"] * t(space.options[0])).sum()
     cols = (p["cols"] * t(space.options[1])).sum()

@@ -83,12 +83,16 @@ class HardwareObjective:
         n_stages = max(u.stage for u in net.units) + 1
         self.engine_of = [min(chunks - 1, u.stage * chunks // n_stages) for u in net.units]
         self.cache: dict[tuple, torch.Tensor] = {}
+        self._stacked: tuple = (None, None)  # the latest stacked tables, on the device asked for
         self.table_seconds = 0.0
         self._res_cache: dict[tuple, dict[str, float]] = {}
         self.surrogate = None  # set by the surrogate mode: callable(units, p_w, p_a, probs) -> [U_e, O, S, 2]
 
     # --- analytic tables ---------------------------------------------------------------------------
-    def tables(self, cfgs: list[tuple]) -> torch.Tensor:
+    def tables(self, cfgs: list[tuple], device: torch.device | None = None) -> torch.Tensor:
+        """[V, n, B, M, 2] cost tables of the points (built and cached on the host, where the mapper
+        runs); on `device` (kept there while the same points are asked for: the mode's variants
+        change only when the mode moves)."""
         import time
 
         missing = [c for c in dict.fromkeys(cfgs) if c not in self.cache]
@@ -101,7 +105,11 @@ class HardwareObjective:
             for c, v in zip(missing, new):
                 self.cache[c] = v
             self.table_seconds += time.perf_counter() - t0
-        return torch.stack([self.cache[c] for c in cfgs])
+        key = (tuple(cfgs), device)
+        if self._stacked[0] != key:
+            t = torch.stack([self.cache[c] for c in cfgs])
+            self._stacked = (key, t if device is None else t.to(device))
+        return self._stacked[1]
 
     def point_costs(self, cfg: tuple, rows: list[int]) -> torch.Tensor:
         """[len(rows), n_bit_combos, 2] (cycles, energy pJ) of some layers of the table on one
@@ -117,7 +125,7 @@ class HardwareObjective:
     def variants(self, probs: list[torch.Tensor]) -> tuple[list[tuple], torch.Tensor]:
         """Accelerator points around the mode and their (differentiable) mixing weights."""
         if self.space.fixed is not None:
-            return [self.space.fixed], torch.ones(1)
+            return [self.space.fixed], torch.ones(1, device=probs[0].device)
         mode = tuple(int(p.argmax()) for p in probs)
         cfgs, ws = [], []
         n = len(probs)
@@ -129,8 +137,9 @@ class HardwareObjective:
                 cfgs.append(cfg)
                 ws.append(p[o] / n)
         uniq = list(dict.fromkeys(cfgs))
-        pos = torch.tensor([uniq.index(c) for c in cfgs])
-        w = torch.zeros(len(uniq)).index_add(0, pos, torch.stack(ws))
+        dev = probs[0].device
+        pos = torch.tensor([uniq.index(c) for c in cfgs], device=dev)
+        w = torch.zeros(len(uniq), device=dev).index_add(0, pos, torch.stack(ws))
         return uniq, w
 
     def layer_costs(self, units: list[int], p_w, p_a, p_map, probs) -> torch.Tensor:
@@ -138,15 +147,17 @@ class HardwareObjective:
         if self.surrogate is not None:
             return self.surrogate(units, p_w, p_a, probs)
         cfgs, w = self.variants(probs)
-        T = self.tables(cfgs)  # [V, n, B, M, 2]
-        idx = self.lt.index[units]  # [u, O, S]
+        dev = p_w.device
+        T = self.tables(cfgs, dev)  # [V, n, B, M, 2]
+        idx = self.lt.index[units].to(dev)  # [u, O, S]
         g = T[:, idx.clamp(min=0)] * (idx >= 0).view(1, *idx.shape, 1, 1, 1).float()  # [V, u, O, S, B, M, 2]
         pb = (p_w[units].unsqueeze(2) * p_a[units].unsqueeze(1)).flatten(1)  # [u, B]
         return torch.einsum("vuosbmk,v,ub,usm->uosk", g, w, pb, p_map[units])
 
     # --- the estimate ------------------------------------------------------------------------------
     def __call__(self, p_op, p_w, p_a, p_map, accel_probs: list[list[torch.Tensor]]) -> HwEstimate:
-        engines_cycles, energy = [], torch.zeros(())
+        dev = p_op.device  # the step's device: the hardware term runs beside the supernet
+        engines_cycles, energy = [], torch.zeros((), device=dev)
         res: dict[str, torch.Tensor] = {}
         for e in range(self.chunks):
             units = [u for u in range(len(self.net.units)) if self.engine_of[u] == e]
@@ -155,10 +166,10 @@ class HardwareObjective:
             engines_cycles.append(per_unit[:, 0].sum())
             energy = energy + per_unit[:, 1].sum()
             for k, v in expected_resources(self.space, accel_probs[e]).items():
-                res[k] = res.get(k, torch.zeros(())) + v
+                res[k] = res.get(k, torch.zeros((), device=dev)) + v
         cyc = torch.stack(engines_cycles)
-        macs = (p_op * self.lt.macs.float()).sum()
-        pen = torch.zeros(())
+        macs = (p_op * self.lt.macs.float().to(dev)).sum()
+        pen = torch.zeros((), device=dev)
         for k, limit in self.budget.items():
             if k in res:
                 pen = pen + torch.relu(res[k] / limit - 1.0)

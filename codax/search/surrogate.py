@@ -56,7 +56,7 @@ def accel_features(space: AccelSpace, probs: list[torch.Tensor]) -> torch.Tensor
     expected log2 of the numeric choices. Differentiable in the probabilities."""
     onehot = torch.cat(list(probs))
     logs = [
-        (p * torch.log2(torch.tensor([float(v) for v in opts]))).sum()
+        (p * torch.log2(torch.tensor([float(v) for v in opts], device=p.device))).sum()
         for name, opts, p in zip(space.names, space.options, probs)
         if name in NUMERIC
     ]
@@ -249,12 +249,14 @@ def fit_surrogate(cs: CoSearch) -> tuple[Callable, CostMLP, dict]:
     model, rep, held = train_mlp(f, y, groups, int(s.hidden), int(s.epochs), float(s.lr), cs.seed)
     for p in model.parameters():
         p.requires_grad_(False)
-    lt, space = cs.lt, cs.space
-    lf = layer_features(lt.bound.float(), lt.stride[:, 0].float())
-    choices = torch.tensor(lt.bits, dtype=torch.float32)
+    lt, space, dev = cs.lt, cs.space, cs.device  # predictions on the step's device
+    model.to(dev)
+    lf = layer_features(lt.bound.float(), lt.stride[:, 0].float()).to(dev)
+    choices = torch.tensor(lt.bits, dtype=torch.float32, device=dev)
+    index = lt.index.to(dev)
 
     def predict(units, p_w, p_a, probs):
-        idx = lt.index[units]  # [u, O, S]
+        idx = index[units]  # [u, O, S]
         u, O, S = idx.shape
         feats = lf[idx.clamp(min=0)]  # [u, O, S, 9]
         bits = torch.stack([(p_w[units] * choices).sum(-1), (p_a[units] * choices).sum(-1)], -1) / 8.0
@@ -293,9 +295,9 @@ def _design_check(cs: CoSearch, predict, held: list[tuple], rng: random.Random) 
         y = cs.hw.point_costs(cfg, layers)  # [r, B, 2]
         oracle = sum(float(y[layers.index(i), b, 0]) for i, b in rows)
         U = len(net.units)
-        onehot = lambda idx, k: torch.nn.functional.one_hot(torch.tensor(idx), k).float()  # noqa: E731
+        onehot = lambda idx, k: torch.nn.functional.one_hot(torch.tensor(idx), k).float().to(cs.device)  # noqa: E731
         p_w, p_a = onehot([w for w, _ in bi], nb), onehot([a for _, a in bi], nb)
-        probs = [torch.nn.functional.one_hot(torch.tensor(c), k).float() for c, k in zip(cfg, cs.space.sizes)]
+        probs = [onehot(c, k) for c, k in zip(cfg, cs.space.sizes)]
         with torch.no_grad():
             C = predict(list(range(U)), p_w, p_a, probs).sum(2)  # [U, O, 2]
         pred = float(sum(C[u, o, 0] for u, o in enumerate(ops)))
