@@ -44,7 +44,7 @@ def exported(tmp_path_factory):
     design = Design(ops, BITS, d0.accel, d0.maps)
     torch.manual_seed(0)
     model = derived_module(cs.net, design)
-    retrain(model, cs.data, 10, 0.05, 32, True, 0)
+    retrain(model, cs.data, 10, 0.05, 64, True, 0)
     model.quantize = False
     model.eval().fuse()
     out = tmp_path_factory.mktemp("bits")
