@@ -7,7 +7,12 @@ penalty, forward and backward, including any cost-table refresh the step trigger
 when the accelerator mode moves), plus the lambda controller's cost of the derived design. The
 one-off table building and the per-epoch exact-mapper evaluation are reported separately.
 
-    .venv/bin/python benchmarks/cosearch_step_cost.py [--epochs 6]
+With the default cost tables (`search.relaxed_cost: mapper`) a table refresh runs the exact mapper
+for every supernet layer on each new accelerator point (seconds per point), so the mean over steps
+that include refreshes is far above the median; `--relaxed-cost templates` measures the fixed
+mapping templates. The JSON holds one entry per mode run, under its name.
+
+    .venv/bin/python benchmarks/cosearch_step_cost.py [--epochs 6] [--relaxed-cost mapper templates]
 """
 
 from __future__ import annotations
@@ -32,9 +37,28 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--target-fps", type=float, default=120_000.0)
+    ap.add_argument("--relaxed-cost", nargs="*", default=["mapper", "templates"])
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = {"search": {"epochs": args.epochs, "warmup_epochs": 0, "target_fps": args.target_fps}}
+    results = {}
+    for mode in args.relaxed_cost:
+        print(f"== search.relaxed_cost: {mode}")
+        results[mode] = measure(args, mode)
+    out = ROOT / "results"
+    out.mkdir(exist_ok=True)
+    (out / "cosearch_step_cost.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def measure(args, mode: str) -> dict:
+    cfg = {
+        "search": {
+            "epochs": args.epochs,
+            "warmup_epochs": 0,
+            "target_fps": args.target_fps,
+            "relaxed_cost": mode,
+        }
+    }
     cs = CoSearch(load_config(cfg))
     table_before = cs.hw.table_seconds
     step_t, hw_t = [], []
@@ -93,11 +117,8 @@ def main() -> int:
         f"for {len(cs.hw.cache)} accelerator points; exact evaluation of a derived design "
         f"{exact_s:.2f} s (per epoch)"
     )
-    print("target <= 10%:", "met" if mean_hw / mean_step <= 0.10 else "NOT met")
-    out = ROOT / "results"
-    out.mkdir(exist_ok=True)
-    (out / "cosearch_step_cost.json").write_text(json.dumps(res, indent=2))
-    return 0
+    print("target <= 10% (mean):", "met" if mean_hw / mean_step <= 0.10 else "NOT met")
+    return res
 
 
 if __name__ == "__main__":
