@@ -24,7 +24,7 @@ def test_float_conv_vs_ort():
                    onnx_node="conv0")  # fmt: skip
     p = from_onnx(m, layer)
     x = rng.standard_normal((1, 4, 9, 9)).astype(np.float32)
-    facc = one_level(4, 4, ["K", "P", "G"], ["C", "Q"])  # zc706's 1-byte weight register cannot hold fp32
+    facc = one_level(4, 4, ["K", "P", "G"], ["C", "Q"], float_ok=True)  # every PE with an fp32 MAC
     y, _ = run_layer(layer, facc, naive_mapping(layer, facc), p, x)
     np.testing.assert_allclose(y, ort_run(m, {"x": x}), rtol=1e-4, atol=1e-5)
 
