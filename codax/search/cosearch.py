@@ -295,6 +295,10 @@ class CoSearch:
     def _calibrate(self, ex: dict) -> None:
         self.cycle_calib = 1.0 / (1.0 + ex["relaxed_vs_exact_cycles"])  # exact / relaxed cycles
 
+    def exact_artifacts(self, d: Design) -> tuple:
+        """(graph, accelerator, mappings, network cost) of design `d`'s exact evaluation."""
+        return self.exact(d)["_artifacts"]
+
     def exact(self, d: Design) -> dict:
         """The derived design mapped by the exact mapper and evaluated exactly (cached per design)."""
         key = _design_key(d)

@@ -76,7 +76,7 @@ def finalize_design(cs, d: Design, out: Path, progress: bool = True) -> dict:
     plots; returns the summary entries."""
     cfg = cs.cfg
     t0 = time.perf_counter()
-    graph, accel, mappings, cost = cs.exact(d)["_artifacts"]
+    graph, accel, mappings, cost = cs.exact_artifacts(d)
     accel_path = out / "accel.yaml"
     dump_yaml(accel.to_dict(), accel_path)
     load_accelerator(accel_path)  # the hand-off must load back
