@@ -78,7 +78,7 @@ def compile_model(
         "accel.yaml": dump_yaml(acc.to_dict()).encode(),
     }
     if calibrate is not None:
-        files[MODEL_COPY] = lm.model.SerializeToString()  # the quantized model, also when analysing
+        files[MODEL_COPY] = lm.given.SerializeToString()  # the quantized model, also when analysing
     exe_path = None
     if analyze_only:
         from codax.codegen.project import write_atomic
@@ -96,7 +96,7 @@ def compile_model(
 
     graph = extract_graph(mod, accel=acc)
     params = {layer.name: from_onnx(lm.model, layer) for layer in graph.layers}
-    files[MODEL_COPY] = lm.model.SerializeToString()
+    files[MODEL_COPY] = lm.given.SerializeToString()
     files[MANIFEST] = json.dumps(
         {"inputs": {k: list(v) for k, v in lm.input_shapes.items()}, "accelerator": acc.name}
     ).encode()
@@ -166,18 +166,17 @@ class References:
     reference evaluator) and ONNX Runtime on the compiled model (reference semantics, no fusions)."""
 
     def __init__(self, out_dir: str | Path) -> None:
-        import onnx
-
         from codax.codegen.params import from_onnx
-        from codax.frontend import extract_graph, import_onnx
+        from codax.frontend import extract_graph, import_onnx, load_onnx
         from codax.hw import load_accelerator
         from codax.passes import pipeline
         from codax.verify import output_steps
 
         out = Path(out_dir)
-        self.model = onnx.load(str(out / MODEL_COPY))
+        lm = load_onnx(out / MODEL_COPY)  # widths read back as the compile read them
+        self.model = lm.model
         acc = load_accelerator(out / "accel.yaml")
-        mod = pipeline(acc, load_mappings(out / "mappings.yaml"))(import_onnx(self.model))
+        mod = pipeline(acc, load_mappings(out / "mappings.yaml"))(import_onnx(lm))
         self.graph = extract_graph(mod, accel=acc)
         self.params = {layer.name: from_onnx(self.model, layer) for layer in self.graph.layers}
         self.steps = output_steps(self.model)

@@ -34,6 +34,9 @@ class LoadedModel:
     missing_weights: tuple[str, ...] = ()  # initializers whose external data file is absent
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     widths: dict[str, int] = field(default_factory=dict)  # integer tensor -> bits (frontend.widths)
+    # the model as given (its input shapes fixed), before the width rewrite: what ONNX Runtime runs as
+    # the reference and what a compiled output keeps as model.onnx
+    given: onnx.ModelProto | None = None
 
     @property
     def shape_only(self) -> bool:
@@ -156,6 +159,7 @@ def load_onnx(source: ModelSource, shapes: dict[str, list[int]] | None = None) -
         else tuple(t.name for t in model.graph.initializer if external_data_helper.uses_external_data(t))
     )
     input_shapes = _fix_shapes(model, shapes)
+    given = copy.deepcopy(model)
     model, widths = read_widths(model)  # 4-bit types as 8-bit ones, integer clips folded
     try:
         # shape inference reads only dims, so it works on shape-only models as well
@@ -163,5 +167,5 @@ def load_onnx(source: ModelSource, shapes: dict[str, list[int]] | None = None) -
     except Exception as e:
         raise ModelError(f"ONNX shape inference failed on {name!r}: {e}") from None
     return LoadedModel(
-        model=model, name=name, missing_weights=missing, input_shapes=input_shapes, widths=widths
+        model=model, name=name, missing_weights=missing, input_shapes=input_shapes, widths=widths, given=given
     )
