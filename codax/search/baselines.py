@@ -46,7 +46,7 @@ def best_accelerator_for(cs: CoSearch, d: Design, chunk: int = 64) -> Design:
     network, exhaustively (each layer at its best mapping template, in cost_core batches)."""
     graph, _ = build_graph(cs.net, d)
     lt = LayerTable(None, cs.bits, layers=graph.layers)
-    feasible = [c for c in cs.space.all_configs() if cs.hw.fits(c)]
+    feasible = cs.feasible_points()
     cycles = []
     for i in range(0, len(feasible), chunk):
         for t in configs_costs(lt, cs.space, feasible[i : i + chunk], 3, False):
