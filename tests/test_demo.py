@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from codax.demo import QUICK
+from codax.ir import load_mappings
 
 
 def _env() -> dict:
@@ -26,9 +28,14 @@ def _codax(*args, cwd):
     return subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
 
 
-def test_search_then_printed_handoff_then_checked_run(tmp_path):
+@pytest.mark.parametrize(
+    "config",
+    [QUICK, {**QUICK, "bits": {"choices": [4]}}],  # the default bit choices; every inner layer at 4 bits
+    ids=["quick", "quick-4bit"],
+)
+def test_search_then_printed_handoff_then_checked_run(tmp_path, config):
     cfg = tmp_path / "quick.yaml"
-    cfg.write_text(yaml.safe_dump(QUICK))
+    cfg.write_text(yaml.safe_dump(config))
     r = _codax("search", "--config", cfg, "-o", "out/search", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     handoff = next(ln for ln in r.stdout.splitlines() if ln.startswith("handoff: ")).removeprefix("handoff: ")
@@ -42,9 +49,25 @@ def test_search_then_printed_handoff_then_checked_run(tmp_path):
     assert "dynamic batch" in c.stderr  # compiled for the batch of one the accelerator runs, and said so
     out = tmp_path / "out" / "compile"  # codax compile's default output directory
     assert (out / "model.so").exists() and (out / "program.bin").exists()
+    # the compiled design is the searched design: the same widths, cycles, energy and resources
+    summary = json.loads((tmp_path / "out" / "search" / "summary.json").read_text())
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["total_cycles"] == pytest.approx(summary["exact_cycles"], rel=1e-9)
+    assert rep["total_energy_pj"] / 1e6 == pytest.approx(summary["exact_energy_uj"], rel=1e-9)
+    assert rep["resources"]["dsp"] == summary["exact_dsp"]
+    assert rep["resources"]["bram18"] == summary["exact_bram18"]
+    searched = load_mappings(tmp_path / "out" / "search" / "mappings.yaml")
+    sched = yaml.safe_load((out / "schedule.yaml").read_text())
+    widths = {c["node"]: c["widths"] for c in sched["calls"] if c["kind"] == "accel"}
+    assert set(widths) == set(searched)
+    for name, m in searched.items():
+        assert m.precision is not None, name
+        assert (widths[name]["weight"], widths[name]["input"]) == (m.precision.weight, m.precision.act), name
+    if config.get("bits", {}).get("choices") == [4]:  # all but the first and last layers at 4 bits
+        assert sum(w["weight"] == 4 for w in widths.values()) >= len(widths) - 2
     from codax.demo import _held_out_digits
 
-    xs, _ = _held_out_digits(QUICK)
+    xs, _ = _held_out_digits(config)
     np.save(tmp_path / "x.npy", xs[:1])
     run = _codax("run", out, "--input", tmp_path / "x.npy", "--check", "--json", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
