@@ -1,5 +1,6 @@
-"""Reading a codax composite function (one offloaded layer) off its Relax body: which parameter is
-the layer input and which the fused residual, and the layer's numeric parameters.
+"""Reading a codax composite function (one offloaded layer): which parameter is the layer input and
+which the fused residual (matching the codax pattern the composite was made from, by its
+annotations), and the layer's numeric parameters (read off its Relax body).
 
 The partitioner's canonical forms:
   float  ``conv2d|matmul(x, W) [+ b] [+ residual] [relu|clip]``: ``W`` OIHW is already
@@ -23,6 +24,7 @@ from codax.codegen.byoc.glue import LayerSpec
 from codax.codegen.params import LayerParams
 from codax.errors import ModelError, UnsupportedError
 from codax.ir import Layer
+from codax.passes.patterns import codax_patterns
 from codax.passes.relax_util import const_value, is_constant, op_name
 
 
@@ -45,10 +47,8 @@ def _param_index(spec: LayerSpec, e) -> int | None:
 @dataclass
 class _Body:
     core: relax.Call
-    data: int  # composite parameter index of the layer input (xq for integer layers)
     weight: np.ndarray  # as in Relax: OIHW or [C, K]
     bias: np.ndarray | None
-    residual: int | None
     integer: bool
     x_zero_point: int = 0
     scale: np.ndarray | None = None  # s_x * s_w (integer layers)
@@ -97,13 +97,10 @@ def _read_body(spec: LayerSpec) -> _Body:  # noqa: C901 - one linear walk over t
         integer = True
     if op_name(x) == "relax.astype":
         x, integer = x.args[0], True
-    data = _param_index(spec, x)
-    if data is None:
-        raise fail("the layer input is not a parameter of the composite")
     w = _const(spec, core.args[1])
     if w is None:
         raise fail("the weight is not a bound constant (partition with bind_constants=True)")
-    body = _Body(core, data, w, None, None, integer, x_zero_point=zx)
+    body = _Body(core, w, None, integer, x_zero_point=zx)
     prev = binds[core_i].var
     for b in binds[core_i + 1 :]:
         v, name = b.value, op_name(b.value)
@@ -115,9 +112,7 @@ def _read_body(spec: LayerSpec) -> _Body:  # noqa: C901 - one linear walk over t
             c = _const(spec, others[0])
             if c is not None:
                 body.bias = c.reshape(-1)
-            elif _param_index(spec, others[0]) is not None:
-                body.residual = _param_index(spec, others[0])
-            else:
+            elif _param_index(spec, others[0]) is None:  # a parameter: the residual (layer_operands)
                 raise fail("an add whose operand is neither a constant nor a parameter")
         elif name == "relax.multiply":
             s = _const(spec, others[0])
@@ -138,9 +133,8 @@ def _read_body(spec: LayerSpec) -> _Body:  # noqa: C901 - one linear walk over t
     return body
 
 
-def layer_params(spec: LayerSpec, layer: Layer) -> tuple[LayerParams, int, int | None]:
-    """(LayerParams, data parameter index, residual parameter index) of a composite, checked against
-    the layer's shape."""
+def layer_params(spec: LayerSpec, layer: Layer) -> LayerParams:
+    """The LayerParams of a composite, read off its body and checked against the layer's shape."""
     b = _read_body(spec)
     ch = layer.G * layer.K
     w = b.weight
@@ -158,8 +152,8 @@ def layer_params(spec: LayerSpec, layer: Layer) -> tuple[LayerParams, int, int |
     common = dict(activation=ep.activation, clip_min=ep.clip_min, clip_max=ep.clip_max)
     if not b.integer:
         bias = None if b.bias is None else np.broadcast_to(b.bias.astype(np.float32), (ch,)).copy()
-        return LayerParams("float", w.astype(np.float32), bias, **common), b.data, b.residual
-    x_dtype = spec.params[b.data].dtype
+        return LayerParams("float", w.astype(np.float32), bias, **common)
+    x_dtype = spec.params[layer_operands(spec)[0]].dtype
     bias = None if b.bias is None else np.broadcast_to(b.bias.astype(np.int32), (ch,)).copy()
     p = LayerParams(
         "int",
@@ -177,10 +171,39 @@ def layer_params(spec: LayerSpec, layer: Layer) -> tuple[LayerParams, int, int |
         y_bits=np.dtype(b.y_dtype).itemsize * 8,
         **common,
     )
-    return p, b.data, b.residual
+    return p
 
 
 def layer_operands(spec: LayerSpec) -> tuple[int, int | None]:
-    """(data parameter index, residual parameter index or None) of a composite."""
-    b = _read_body(spec)
-    return b.data, b.residual
+    """(data parameter index, residual parameter index or None) of a composite, found by matching the
+    codax pattern the composite was made from (codax.passes.patterns, by its Composite name) against
+    its body: the pattern's `data` (integer patterns: `xq`) and `residual` annotations name them."""
+    pat = next((p for p in codax_patterns() if p.name == spec.composite), None)
+    if pat is None:
+        raise UnsupportedError(
+            f"{spec.composite} (layer {spec.layer}): not a codax pattern's composite; partition with "
+            "codax.passes.pipeline(accel)"
+        )
+    body = spec.func.body
+    root = body.body if isinstance(body, relax.SeqExpr) else body
+    var2val = relax.analysis.get_var2val(spec.func)
+    matched = pat.pattern.extract_matched_expr(var2val.get(root, root), var2val)
+    if matched is None:
+        raise UnsupportedError(
+            f"{spec.composite} (layer {spec.layer}): its body no longer matches its pattern"
+        )
+
+    def param(role: str) -> int | None:
+        ann = pat.annotations.get(role)
+        e = matched.get(ann) if ann is not None else None
+        if e is None:
+            return None
+        idx = _param_index(spec, e)
+        if idx is None:
+            raise UnsupportedError(f"{spec.composite} (layer {spec.layer}): its {role} is not a parameter")
+        return idx
+
+    data = param("xq" if pat.integer else "data")
+    if data is None:
+        raise UnsupportedError(f"{spec.composite} (layer {spec.layer}): no layer input in the match")
+    return data, param("residual")

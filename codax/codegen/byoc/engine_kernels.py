@@ -117,7 +117,7 @@ class EngineKernelFactory:
         layer, mapping = self._layer_mapping(spec)
         validate_mapping(layer, self.accel, mapping)
         data, res = layer_operands(spec)
-        params = self.params.get(layer.name) or layer_params(spec, layer)[0]
+        params = self.params.get(layer.name) or layer_params(spec, layer)
         src, desc = self._unit(spec, layer, mapping, params, data, res)
         self.calls[spec.c_name] = EngineCall(spec.c_name, layer, mapping, params, desc, src)
         return src
