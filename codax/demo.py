@@ -76,7 +76,8 @@ def run_demo(out_dir: str = "out/demo", quick: bool = False, force: bool = False
         "images_failing_check": failing,
         "predicted_fps_searched_bits": res.summary.get("exact_fps"),
         "predicted_energy_uj_searched_bits": res.summary.get("exact_energy_uj"),
-        "predicted_cycles_compiled_int8": comp.report.totals["cycles"],
+        "predicted_cycles_searched": res.summary.get("exact_cycles"),
+        "predicted_cycles_compiled": comp.report.totals["cycles"],  # at the searched widths: the same
         "dsp": res.summary.get("exact_dsp"),
         "handoff": res.summary.get("handoff"),
         "outputs": str(out),
