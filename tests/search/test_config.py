@@ -137,3 +137,15 @@ def test_search_modules_import_no_cycle():
     for m in ("refine", "surrogate", "finalize", "scoring", "ranking"):
         assert "cosearch" not in graph[m], m
     graphlib.TopologicalSorter(graph).prepare()  # raises CycleError on any cycle
+
+
+def test_yaml_file_with_a_misspelled_nested_key(tmp_path):
+    path = tmp_path / "search.yaml"
+    path.write_text(
+        "search:\n  epochs: 2\n  warmup_epochs: 1\naccelerator:\n  buffer_kb:\n    W: [16]\n    Q: [8]\n"
+    )
+    with pytest.raises(ConfigError, match=r"accelerator\.buffer_kb\.Q.*Known: I, O, W"):
+        load_config(str(path))
+    path.write_text("search:\n  epochs: 2\n  warmup_epochs: 1\naccelerator:\n  buffer_kb:\n    W: [16]\n")
+    cfg = load_config(path)
+    assert cfg.accelerator.buffer_kb.W == [16] and cfg.accelerator.buffer_kb.I == [32, 128, 512]

@@ -8,10 +8,19 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from codax.errors import ConfigError
 from codax.search.config import load_config
-from codax.search.data import CifarImages, ImageFiles, centre_crop, load_data, random_resized_crop
+from codax.search.data import (
+    CifarImages,
+    ImageFiles,
+    ShuffledBatches,
+    centre_crop,
+    load_data,
+    random_resized_crop,
+)
 
 
 def test_digits_splits_deterministic():
@@ -150,3 +159,18 @@ def test_search_steps_on_a_cifar_folder_with_workers(tiny, tmp_path):
     cs = CoSearch(load_config(tiny))
     row = cs.run_epoch(progress=False)
     assert cs.step == 2 and np.isfinite(row["train_loss"]) and 0.0 <= row["val_acc"] <= 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 200), batch=st.integers(1, 64), world=st.integers(1, 4), seed=st.integers(0, 1000))
+def test_ranks_partition_each_epoch(n, batch, world, seed):
+    """Under DDP the ranks' batches cover every index of the split exactly once per epoch, each
+    batch at most `batch` long, and the same seed gives the same order."""
+    seen = []
+    for rank in range(world):
+        got = list(ShuffledBatches(n, batch, torch.Generator().manual_seed(seed), rank, world))
+        assert all(0 < len(b) <= batch for b in got)
+        again = list(ShuffledBatches(n, batch, torch.Generator().manual_seed(seed), rank, world))
+        assert all(torch.equal(a, b) for a, b in zip(got, again))
+        seen += [int(i) for b in got for i in b]
+    assert sorted(seen) == list(range(n))
