@@ -3,7 +3,7 @@
 The oracle maps (layer, bitwidths, accelerator point) to (cycles, energy pJ). Oracles:
 - `codax`: the search's own cost tables (the exact mapper's mapping of the layer on the point,
   `search.relaxed_cost: mapper`, or the fastest template), sampled over the accelerator space:
-  `surrogate.samples` (layer, bits, point) rows, a few layers per point, so a few hundred of the
+  `surrogate.samples` (layer, bits, point) rows, one layer per point, so a few hundred of the
   accelerator points are seen;
 - `csv:<path>`: a user table with columns N,G,K,C,P,Q,R,S,stride,w_bits,a_bits,rows,cols,buf_W,
   buf_I,buf_O,dataflow,double_buffer,cycles,energy_pj (buffer sizes in KB, e.g. measured or from
@@ -84,8 +84,9 @@ class CostMLP(nn.Module):
         return torch.exp(self.net(f) * self.sd + self.mu)
 
 
-LAYERS_PER_POINT = 2  # oracle samples per accelerator point: layers (each at every bit combination)
-DESIGN_CHECKS = 12  # random networks on held-out points whose summed cycles the report compares
+LAYERS_PER_POINT = 1  # layers sampled per accelerator point (each at every bit combination): one mapper
+# search per (layer, point) either way, so one layer per point covers the most of the accelerator space
+DESIGN_CHECKS = 40  # random networks on held-out points whose summed cycles the report compares
 
 
 def _codax_samples(cs: CoSearch, n: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, list]:
