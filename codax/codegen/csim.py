@@ -27,7 +27,7 @@ from codax.codegen.golden import as_nchw
 from codax.codegen.nest import plan
 from codax.codegen.packing import pack, packed_bytes, unpack
 from codax.codegen.params import LayerParams
-from codax.codegen.program import DramOffsets, Widths, call_descriptor, weight_parts
+from codax.codegen.program import Widths, single_layer_call
 from codax.errors import CodaxError, UnsupportedError
 from codax.ir import OPERANDS, Accelerator, Layer, Mapping, validate_mapping
 
@@ -241,13 +241,7 @@ class LayerKernel:
         """Run the layer: returns (y [N, G*K, P, Q] or [N, K], Counts or None)."""
         lay = self.layer
         wd = Widths.of(lay, params)
-        parts = weight_parts(lay, params, wd)
-        blob, offs = bytearray(), {}
-        for part, raw in parts.items():
-            offs[part] = len(blob)
-            blob += raw + b"\0" * (-len(raw) % 64)
-        dram = DramOffsets(w=offs["weights"], b=offs.get("bias", -1), m=offs.get("multiplier", -1))
-        desc = call_descriptor(lay, self.accel, self.mapping, params, wd, dram)
+        blob, desc = single_layer_call(lay, self.accel, self.mapping, params, wd)
         xs = np.asarray(as_nchw(lay, x))
         xb = _buf(pack(xs.astype(np.float32) if wd.is_float else xs.astype(np.int64), wd.x))
         n_out = lay.N * lay.G * lay.K * lay.P * lay.Q
@@ -261,7 +255,7 @@ class LayerKernel:
             rb = _buf(pack(rv.astype(np.float32) if wd.is_float else rv.astype(np.int64), wd.r))
         if self.count:
             self.engine.counts_reset()
-        self.engine.run(self.mapping.engine, desc, _buf(bytes(blob)), xb, y, rb, ps)
+        self.engine.run(self.mapping.engine, desc, _buf(blob), xb, y, rb, ps)
         counts = self.engine.counts(self.mapping.engine) if self.count else None
         out = unpack(y, n_out, wd.y, wd.y_signed, dtype=params.y_dtype).reshape(
             lay.N, lay.G * lay.K, lay.P, lay.Q

@@ -302,6 +302,19 @@ def weight_parts(layer: Layer, params, widths: Widths) -> dict[str, bytes]:
     return parts
 
 
+def single_layer_call(
+    layer: Layer, accel: Accelerator, mapping: Mapping, params, widths: Widths
+) -> tuple[bytes, np.ndarray]:
+    """One layer as a program of its own: its weights blob (parts 64-byte aligned) and its descriptor,
+    whose activation offsets are 0 (the caller passes each tensor's own pointer)."""
+    blob, offs = bytearray(), {}
+    for part, raw in weight_parts(layer, params, widths).items():
+        offs[part] = len(blob)
+        blob += raw + b"\0" * (-len(raw) % 64)
+    dram = DramOffsets(w=offs["weights"], b=offs.get("bias", -1), m=offs.get("multiplier", -1))
+    return bytes(blob), call_descriptor(layer, accel, mapping, params, widths, dram)
+
+
 def call_descriptor(
     layer: Layer, accel: Accelerator, mapping: Mapping, params, widths: Widths, dram: DramOffsets
 ) -> np.ndarray:

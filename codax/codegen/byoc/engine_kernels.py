@@ -37,7 +37,7 @@ from codax.codegen.byoc.glue import KernelSource, LayerSpec, c_array, embed_byte
 from codax.codegen.csim import compile_cached
 from codax.codegen.engine import INCLUDE_DIR, engine_sources
 from codax.codegen.params import LayerParams
-from codax.codegen.program import DramOffsets, Widths, call_descriptor, weight_parts
+from codax.codegen.program import Widths, single_layer_call
 from codax.errors import CodaxError, ModelError, UnsupportedError
 from codax.ir import Accelerator, Layer, Mapping, load_mappings, validate_mapping
 from codax.passes import attrs as A
@@ -150,13 +150,7 @@ class EngineKernelFactory:
                 f"layer {layer.name}: Relax dtypes {floats} do not match the layer's "
                 f"{'float' if wd.is_float else 'integer'} precision"
             )
-        parts = weight_parts(layer, params, wd)
-        blob, offs = bytearray(), {}
-        for part, raw in parts.items():
-            offs[part] = len(blob)
-            blob += raw + b"\0" * (-len(raw) % 64)
-        dram = DramOffsets(w=offs["weights"], b=offs.get("bias", -1), m=offs.get("multiplier", -1))
-        desc = call_descriptor(layer, self.accel, mapping, params, wd, dram)
+        blob, desc = single_layer_call(layer, self.accel, mapping, params, wd)
         c = spec.c_name
         sym = engine_sources(self.accel).entries[mapping.engine]
         r_ptr = f"p{res}" if res is not None else f"({spec.output.ctype} *)0"
@@ -168,7 +162,7 @@ class EngineKernelFactory:
                 f'extern "C" void {sym}(const int32_t *, const uint8_t *, const uint8_t *, uint8_t *, '
                 "const uint8_t *, uint8_t *);",
                 c_array(f"{c}_desc", desc, "int32"),
-                embed_bytes(f"{c}_blob", bytes(blob)),
+                embed_bytes(f"{c}_blob", blob),
                 f"{spec.prototype()} {{",
                 f"  return codax_byoc::call({sym}, {c}_desc, {c}_blob, p{data}, {n_in}L, {wd.x}, {r_ptr}, "
                 f"{wd.r}, out, {n_out}L, {wd.y}, {'true' if wd.y_signed else 'false'}, {4 * n_out}L);",
