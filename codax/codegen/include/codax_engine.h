@@ -377,13 +377,22 @@ inline i64 o_addr(const Ctx &c, int n, int g, int k, int p, int q) {
   return ((((i64)n * c.bound[DG] + g) * c.bound[DK] + k) * c.bound[DP] + p) * c.bound[DQ] + q;
 }
 
+// Where element (a, b, k, p, q) of (O, h)'s tile lives in its parent: the parent's on-chip buffer, or
+// the DRAM output / partial-sum layout [N][G*K][P][Q].
+inline i64 o_parent_at(const Ctx &c, int h, int par, int a, int b, int k, int p, int q) {
+  const int *o = c.o[OP_O][h], *op = c.o[OP_O][par];
+  if (par)
+    return c.at(OP_O, par, o[DN] - op[DN] + a, o[DG] - op[DG] + b, o[DK] - op[DK] + k, o[DP] - op[DP] + p,
+                o[DQ] - op[DQ] + q);
+  return o_addr(c, o[DN] + a, o[DG] + b, o[DK] + k, o[DP] + p, o[DQ] + q);
+}
+
 // Output tile in: zero on its first visit (every enclosing reduction loop at 0), else the partial sums
 // come back from the parent (read-modify-write at accumulator width).
 inline void load_o(Ctx &c, int h, int par, bool first) {
-  const int *o = c.o[OP_O][h], *e = c.e[OP_O][h];
+  const int *e = c.e[OP_O][h];
   uint8_t *dst = c.buf(OP_O, h);
   const int bits = c.bits[OP_O];
-  const int *op = c.o[OP_O][par];
   const uint8_t *src = par ? c.buf(OP_O, par) : c.dram.ps;
   i64 n = 0;
 LOAD_O:
@@ -395,10 +404,7 @@ LOAD_O:
 #pragma HLS PIPELINE II = 1
             i64 v = 0;
             if (!first) {
-              const i64 s = par ? c.at(OP_O, par, o[DN] - op[DN] + a, o[DG] - op[DG] + b, o[DK] - op[DK] + k,
-                                       o[DP] - op[DP] + p, o[DQ] - op[DQ] + q)
-                                : o_addr(c, o[DN] + a, o[DG] + b, o[DK] + k, o[DP] + p, o[DQ] + q);
-              v = rd(src, s, bits, true);
+              v = rd(src, o_parent_at(c, h, par, a, b, k, p, q), bits, true);
               ++n;
             }
             wr(dst, c.at(OP_O, h, a, b, k, p, q), bits, v);
@@ -435,7 +441,6 @@ inline void store_o(Ctx &c, int h, int par, bool last) {
   const int *o = c.o[OP_O][h], *e = c.e[OP_O][h];
   const uint8_t *src = c.buf(OP_O, h);
   const int bits = c.bits[OP_O];
-  const int *op = c.o[OP_O][par];
   uint8_t *dst = par ? c.buf(OP_O, par) : (last ? c.dram.y : c.dram.ps);
   i64 n = 0;
 STORE_O:
@@ -446,18 +451,11 @@ STORE_O:
           for (int q = 0; q < e[DQ]; ++q) {
 #pragma HLS PIPELINE II = 1
             const i64 v = rd(src, c.at(OP_O, h, a, b, k, p, q), bits, true);
-            if (par) {
-              wr(dst,
-                 c.at(OP_O, par, o[DN] - op[DN] + a, o[DG] - op[DG] + b, o[DK] - op[DK] + k, o[DP] - op[DP] + p,
-                      o[DQ] - op[DQ] + q),
-                 bits, v);
-            } else {
-              const i64 addr = o_addr(c, o[DN] + a, o[DG] + b, o[DK] + k, o[DP] + p, o[DQ] + q);
-              if (last)
-                wr(dst, addr, c.ybits, epilogue(c, v, (o[DG] + b) * c.bound[DK] + o[DK] + k, addr));
-              else
-                wr(dst, addr, bits, v);
-            }
+            const i64 addr = o_parent_at(c, h, par, a, b, k, p, q);
+            if (par == 0 && last)
+              wr(dst, addr, c.ybits, epilogue(c, v, (o[DG] + b) * c.bound[DK] + o[DK] + k, addr));
+            else
+              wr(dst, addr, bits, v);
             ++n;
           }
   CODAX_COUNT_OUT(h, OP_O, n);
