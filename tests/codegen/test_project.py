@@ -288,3 +288,24 @@ def test_hostile_names_stay_out_of_the_sources(tmp_path):
          "engine.cpp", "tb.cpp"], cwd=out, capture_output=True, text=True,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_accelerator_names_become_c_identifiers(tmp_path):
+    """Level and engine names come from accel.yaml: the sources use sanitized, distinct identifiers."""
+    from codax.ir import Accelerator
+
+    d = ACC.to_dict()
+    d["engines"][0]["name"] = "main engine/1"
+    d["engines"][0]["levels"][0]["name"] = "BUF-0 (on chip)"
+    acc = Accelerator.from_dict(d)
+    g = _two_layer_graph()
+    maps = {la.name: naive_mapping(la, acc, engine="main engine/1") for la in g.layers}
+    out = write_project(g, acc, maps, random_graph_params(g), tmp_path / "p")
+    r = subprocess.run(
+        ["g++", "-std=c++14", "-fsyntax-only", "-Iinclude", "-isystem", str(ap_types_dir()), "top.cpp",
+         "engine.cpp", "tb.cpp"], cwd=out, capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sources_hardware(out)["main engine/1"]["buffer_bytes"] == sum(
+        a.bytes for a in acc.engines[0].arrays()
+    )
