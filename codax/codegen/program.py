@@ -285,12 +285,30 @@ def field(desc: np.ndarray, name: str, n: int | None = None) -> np.ndarray | int
     return int(v[0]) if (n is None and size == 1) else v[: (n or size)]
 
 
-def weight_parts(layer: Layer, params, widths: Widths) -> dict[str, bytes]:
-    """A layer's part of the weights blob: weights packed at their width ([G*K][C][R][S]), bias at
-    accumulator width (int32; float32 for float layers) and requantization multipliers (float32)."""
+def weight_tile(p: NestPlan) -> tuple[int, ...]:
+    """(G, K, C, R, S) extents of the weight tile the engine loads from DRAM (unclipped)."""
+    t = next(t for t in p.transfers if t.operand == "W" and t.parent == 0)
+    return tuple(t.tile[d] for d in "GKCRS")
+
+
+def tile_order(layer: Layer, weight: np.ndarray, tile: tuple[int, ...]) -> np.ndarray:
+    """Weights [G*K, C, R, S] in the engine's DRAM order: tile by tile on the grid of `tile` (G, K, C,
+    R, S extents), each tile contiguous (one burst), edge tiles zero-padded to the full tile."""
+    w = np.asarray(weight).reshape(layer.G, layer.K, layer.C, layer.R, layer.S)
+    n = [-(-b // t) for b, t in zip(w.shape, tile)]
+    padded = np.zeros([k * t for k, t in zip(n, tile)], dtype=w.dtype)
+    padded[tuple(slice(0, b) for b in w.shape)] = w
+    blocks = padded.reshape(n[0], tile[0], n[1], tile[1], n[2], tile[2], n[3], tile[3], n[4], tile[4])
+    return blocks.transpose(0, 2, 4, 6, 8, 1, 3, 5, 7, 9).reshape(-1)
+
+
+def weight_parts(layer: Layer, params, widths: Widths, tile: tuple[int, ...]) -> dict[str, bytes]:
+    """A layer's part of the weights blob: weights packed at their width in tile order (tile_order),
+    bias at accumulator width (int32; float32 for float layers) and requantization multipliers
+    (float32)."""
     from codax.codegen.packing import pack
 
-    w = np.asarray(params.weight).reshape(-1)
+    w = tile_order(layer, params.weight, tile)
     parts = {"weights": pack(w.astype(np.float32) if widths.is_float else w, widths.w)}
     ch = layer.G * layer.K
     if layer.epilogue.bias:
@@ -308,7 +326,8 @@ def single_layer_call(
     """One layer as a program of its own: its weights blob (parts 64-byte aligned) and its descriptor,
     whose activation offsets are 0 (the caller passes each tensor's own pointer)."""
     blob, offs = bytearray(), {}
-    for part, raw in weight_parts(layer, params, widths).items():
+    tile = weight_tile(plan(layer, accel, mapping))
+    for part, raw in weight_parts(layer, params, widths, tile).items():
         offs[part] = len(blob)
         blob += raw + b"\0" * (-len(raw) % 64)
     dram = DramOffsets(w=offs["weights"], b=offs.get("bias", -1), m=offs.get("multiplier", -1))

@@ -24,7 +24,7 @@ from codax.codegen.names import Namer
 from codax.codegen.nest import NestPlan, plan
 from codax.codegen.packing import packed_bytes
 from codax.codegen.params import LayerParams
-from codax.codegen.program import WORDS, DramOffsets, Widths, call_descriptor, weight_parts
+from codax.codegen.program import WORDS, DramOffsets, Widths, call_descriptor, weight_parts, weight_tile
 from codax.errors import ConfigError
 from codax.hw import LayerCost
 from codax.ir import Accelerator, Graph, HostOp, Layer, Mapping
@@ -230,8 +230,9 @@ def build_schedule(
             )
             continue
         layer, wd, prm = node, widths[node.name], params[node.name]
-        parts = {part: blob.add(layer.name, part, raw) for part, raw in weight_parts(layer, prm, wd).items()}
         p = plan(layer, accel, mappings[layer.name])
+        raw_parts = weight_parts(layer, prm, wd, weight_tile(p))
+        parts = {part: blob.add(layer.name, part, raw) for part, raw in raw_parts.items()}
         spills = any(tr.operand == "O" and tr.parent == 0 and p.first_visit_loops(tr) for tr in p.transfers)
         res = layer.epilogue.residual
         dram = DramOffsets(

@@ -13,7 +13,8 @@
 //   taking the dims the spatial mode unrolls along its row and column.
 // Buffers store elements bit-packed at the layer's widths (weights, inputs) or at accumulator width
 // (outputs), input windows without the rows/cols no output touches. DRAM tensors are bit-packed at
-// their widths too: weights [G*K][C][R][S], activations [N][G*C][H][W], outputs [N][G*K][P][Q].
+// their widths too: weights in tile order (one burst per tile), activations [N][G*C][H][W], outputs
+// [N][G*K][P][Q].
 //
 // Build with -DCODAX_COUNT to count the words moved into and out of each level per operand and the
 // valid MACs: they equal codax.hw.evaluate's words_in / words_out / macs exactly.
@@ -227,6 +228,7 @@ struct Ctx {
   int zw, zx, zr, zy;
   int o[3][MAX_LEVELS][NDIMS];  // origin of the tile held by (operand, level)
   int e[3][MAX_LEVELS][NDIMS];  // its clipped extent
+  int tile[3][MAX_LEVELS][NDIMS];  // its unclipped extent (the tile grid's step)
   int orow[MAX_LEVELS], ocol[MAX_LEVELS];  // input windows: origin in padded coordinates
   // Input windows are stored compacted: only the rows/cols some output/kernel pair touches (a strided
   // window has gaps). rank[h][y] is the stored position of window row (col) y of level h's tile.
@@ -300,13 +302,25 @@ inline bool relevant(int X, int dim) {
 inline bool is_reduction(int dim) { return dim == DC || dim == DR || dim == DS; }
 
 // ---- transfers --------------------------------------------------------------------------------------
+// Weights in DRAM are in tile order (codax/codegen/program.py tile_order): tile after tile of the
+// grid the DRAM-level weight tiles lie on, each tile contiguous (edge tiles padded), so a tile is one
+// burst. The tile's first element and the strides inside it:
+inline i64 w_tile_base(const Ctx &c, int h) {
+  const int *o = c.o[OP_W][h], *T = c.tile[OP_W][h];
+  const int nK = (c.bound[DK] + T[DK] - 1) / T[DK], nC = (c.bound[DC] + T[DC] - 1) / T[DC];
+  const int nR = (c.bound[DR] + T[DR] - 1) / T[DR], nS = (c.bound[DS] + T[DS] - 1) / T[DS];
+  const i64 id = ((((i64)(o[DG] / T[DG]) * nK + o[DK] / T[DK]) * nC + o[DC] / T[DC]) * nR + o[DR] / T[DR]) * nS +
+                 o[DS] / T[DS];
+  return id * T[DG] * T[DK] * T[DC] * T[DR] * T[DS];
+}
+
 inline void load_w(Ctx &c, int h, int par) {
-  const int *o = c.o[OP_W][h], *e = c.e[OP_W][h];
+  const int *o = c.o[OP_W][h], *e = c.e[OP_W][h], *T = c.tile[OP_W][h];
   uint8_t *dst = c.buf(OP_W, h);
   const int bits = c.bits[OP_W];
-  const int K = c.bound[DK], C = c.bound[DC], R = c.bound[DR], S = c.bound[DS];
   const uint8_t *src = par ? c.buf(OP_W, par) : c.dram.wblob + c.d[D_W_OFF];
   const int *op = c.o[OP_W][par];
+  const i64 base = par ? 0 : w_tile_base(c, h);
   i64 n = 0;
 LOAD_W:
   for (int g = 0; g < e[DG]; ++g)
@@ -317,7 +331,7 @@ LOAD_W:
 #pragma HLS PIPELINE II = 1
             i64 a;
             if (par == 0)
-              a = ((((i64)(o[DG] + g) * K + o[DK] + k) * C + o[DC] + ch) * R + o[DR] + r) * S + o[DS] + s;
+              a = base + (((((i64)g * T[DK] + k) * T[DC] + ch) * T[DR] + r) * T[DS] + s);
             else
               a = c.at(OP_W, par, o[DG] - op[DG] + g, o[DK] - op[DK] + k, o[DC] - op[DC] + ch, o[DR] - op[DR] + r,
                        o[DS] - op[DS] + s);
@@ -480,6 +494,7 @@ inline void loads_at(Ctx &c, int pos) {
     for (int dim = 0; dim < NDIMS; ++dim) {
       c.o[X][h][dim] = relevant(X, dim) ? c.cur[dim] : 0;
       const int tile = d[D_TR_TILE + t * NDIMS + dim];
+      c.tile[X][h][dim] = tile;
       c.e[X][h][dim] = relevant(X, dim) ? imin(tile, c.bound[dim] - c.cur[dim]) : 1;
     }
     if (X == OP_I) {
