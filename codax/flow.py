@@ -77,8 +77,8 @@ def compile_model(
         "mappings.yaml": save_mappings(maps, extra={"accelerator": acc.name}).encode(),
         "accel.yaml": dump_yaml(acc.to_dict()).encode(),
     }
-    if calibrate is not None:
-        files[MODEL_COPY] = lm.given.SerializeToString()  # the quantized model, also when analysing
+    if calibrate is not None or not analyze_only:  # the model as given (quantized by --calibrate)
+        files[MODEL_COPY] = lm.given.SerializeToString()
     exe_path = None
     if analyze_only:
         from codax.codegen.project import write_atomic
@@ -96,7 +96,6 @@ def compile_model(
 
     graph = extract_graph(mod, accel=acc)
     params = {layer.name: from_onnx(lm.model, layer) for layer in graph.layers}
-    files[MODEL_COPY] = lm.given.SerializeToString()
     files[MANIFEST] = json.dumps(
         {"inputs": {k: list(v) for k, v in lm.input_shapes.items()}, "accelerator": acc.name}
     ).encode()
@@ -181,19 +180,15 @@ class References:
         self.params = {layer.name: from_onnx(self.model, layer) for layer in self.graph.layers}
         self.steps = output_steps(self.model)
         self.session = _reference_session(out)
-        self.input_names = [i.name for i in self.session.get_inputs()]
-
-    def _feed(self, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
-        return {self.input_names[0]: inputs} if isinstance(inputs, np.ndarray) else dict(inputs)
 
     def golden(self, inputs: dict[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
         from codax.codegen.golden_net import golden_network
 
-        env = golden_network(self.model, self.graph, self.params, self._feed(inputs))
+        env = golden_network(self.model, self.graph, self.params, _feed(self.session, inputs))
         return [env[o.name] for o in self.model.graph.output]
 
     def onnxruntime(self, inputs: dict[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, self._feed(inputs))
+        return self.session.run(None, _feed(self.session, inputs))
 
 
 def check_compiled(
@@ -217,9 +212,13 @@ def check_compiled(
 def reference_outputs(out_dir: str | Path, inputs: dict[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
     """ONNX Runtime on the compiled model, executing the ONNX reference semantics (no fusions)."""
     sess = _reference_session(Path(out_dir))
+    return sess.run(None, _feed(sess, inputs))
+
+
+def _feed(sess, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+    """Inputs by the session's input names: one array is the first input."""
     names = [i.name for i in sess.get_inputs()]
-    feed = {names[0]: inputs} if isinstance(inputs, np.ndarray) else {n: inputs[n] for n in names}
-    return sess.run(None, feed)
+    return {names[0]: inputs} if isinstance(inputs, np.ndarray) else {n: inputs[n] for n in names}
 
 
 def _reference_session(out: Path):

@@ -25,7 +25,7 @@ import numpy as np
 from codax.codegen.engine import engine_sources
 from codax.codegen.golden import as_nchw
 from codax.codegen.nest import plan
-from codax.codegen.packing import pack, packed_bytes, unpack
+from codax.codegen.packing import pack_tensor, packed_bytes, unpack
 from codax.codegen.params import LayerParams
 from codax.codegen.program import Widths, single_layer_call
 from codax.errors import CodaxError, UnsupportedError
@@ -175,6 +175,8 @@ class EngineSim:
             fn.argtypes = [ctypes.c_void_p] * 6
             fn.restype = None
             self.entries[name] = fn
+        if count:
+            self.lib.codax_cycles_get.restype = ctypes.c_double
 
     def run(self, engine: str, desc: np.ndarray, wblob, x, y, r=None, ps=None) -> None:
         d = np.ascontiguousarray(desc, dtype=np.int32)
@@ -192,7 +194,6 @@ class EngineSim:
             lv: {op: int(raw[MAX_LEVELS * 3 + h * 3 + x]) for x, op in enumerate(OPERANDS)}
             for h, lv in enumerate(names)
         }
-        self.lib.codax_cycles_get.restype = ctypes.c_double
         return Counts(w_in, w_out, int(raw[MAX_LEVELS * 6]), float(self.lib.codax_cycles_get()))
 
 
@@ -217,8 +218,9 @@ def _buf(data: bytes | int) -> np.ndarray:
 
 
 class LayerKernel:
-    """One layer on the accelerator's engine in C-simulation, callable on numpy arrays: the layer's
-    descriptor and weights are built once, the engine is compiled once per accelerator."""
+    """One layer on the accelerator's engine in C-simulation, callable on numpy arrays. The engine is
+    compiled once per accelerator; each call builds the layer's descriptor and weights from the
+    parameters it is given."""
 
     def __init__(
         self,
@@ -233,7 +235,7 @@ class LayerKernel:
                 f"layer {layer.name} is float but accelerator {accel.name} has no fp32 MAC; use one with "
                 "precision.float: true (e.g. zcu102-mixed) or quantize the layer"
             )
-        plan(layer, accel, mapping)  # refuses nests the engine and the cost model do not share
+        self.plan = plan(layer, accel, mapping)  # refuses nests the engine and the model do not share
         self.layer, self.accel, self.mapping, self.count = layer, accel, mapping, count
         self.engine = engine_sim(accel, count)
 
@@ -241,9 +243,9 @@ class LayerKernel:
         """Run the layer: returns (y [N, G*K, P, Q] or [N, K], Counts or None)."""
         lay = self.layer
         wd = Widths.of(lay, params)
-        blob, desc = single_layer_call(lay, self.accel, self.mapping, params, wd)
+        blob, desc = single_layer_call(self.plan, self.accel, params, wd)
         xs = np.asarray(as_nchw(lay, x))
-        xb = _buf(pack(xs.astype(np.float32) if wd.is_float else xs.astype(np.int64), wd.x))
+        xb = _buf(pack_tensor(xs, wd.x, wd.is_float))
         n_out = lay.N * lay.G * lay.K * lay.P * lay.Q
         y = _buf(packed_bytes(n_out, wd.y))
         ps = _buf(4 * n_out)
@@ -251,8 +253,7 @@ class LayerKernel:
         if lay.epilogue.residual:
             if residual is None:
                 raise ValueError(f"layer {lay.name} fuses a residual add: pass `residual`")
-            rv = np.asarray(residual).reshape(-1)
-            rb = _buf(pack(rv.astype(np.float32) if wd.is_float else rv.astype(np.int64), wd.r))
+            rb = _buf(pack_tensor(np.asarray(residual).reshape(-1), wd.r, wd.is_float))
         if self.count:
             self.engine.counts_reset()
         self.engine.run(self.mapping.engine, desc, _buf(blob), xb, y, rb, ps)

@@ -84,6 +84,12 @@ class NestPlan:
         cols = touched_count(e["Q"], e["S"], lay.stride[1], lay.dilation[1])
         return (e["N"], e["G"], e["C"], rows, cols)
 
+    @property
+    def spills_partial_sums(self) -> bool:
+        """Whether outputs go back to DRAM before their last visit (a reduction loop outside the
+        outermost level holding O): the call needs the partial-sum scratch."""
+        return any(t.operand == "O" and t.parent == 0 and self.first_visit_loops(t) for t in self.transfers)
+
     def first_visit_loops(self, t: Transfer) -> list[Loop]:
         """Reduction loops enclosing a transfer point: an output visit is the first when all are 0."""
         return [lp for lp in self.loops[: t.pos + 1] if lp.dim in REDUCTION_DIMS]

@@ -28,6 +28,12 @@ def pack(values: np.ndarray, bits: int) -> bytes:
     return np.packbits(bit_planes, bitorder="little").tobytes()
 
 
+def pack_tensor(values, bits: int, is_float: bool) -> bytes:
+    """A tensor in the engine's storage: float32 for float layers, else integers packed at `bits`."""
+    v = np.asarray(values)
+    return pack(v.astype(np.float32) if is_float else v.astype(np.int64), bits)
+
+
 def unpack(data: bytes | np.ndarray, n: int, bits: int, signed: bool, dtype=None) -> np.ndarray:
     """Packed bytes -> n integers (as `dtype`, default int64), or float32 when dtype is float32."""
     raw = np.frombuffer(bytes(data), np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8)

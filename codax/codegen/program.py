@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from codax.codegen.nest import NestPlan, plan
+from codax.codegen.nest import NestPlan
 from codax.errors import CodaxError, UnsupportedError
-from codax.ir import DIMS, OPERANDS, Accelerator, Layer, Mapping
+from codax.ir import DIMS, OPERANDS, Accelerator, Layer
 
 MAGIC = 0x43445831  # "CDX1": descriptor layout version
 MAX_LEVELS = 6  # DRAM + on-chip levels of one engine
@@ -170,10 +170,10 @@ def level_arrays(accel: Accelerator, engine_name: str) -> dict[tuple[int, str], 
     return {(a.level, op): (a.name, a.bytes) for a in accel.engine(engine_name).arrays() for op in a.operands}
 
 
-def buffer_layout(p: NestPlan, widths: Widths, accel: Accelerator) -> dict[tuple[str, int], tuple[int, int]]:
+def buffer_layout(p: NestPlan, widths: Widths) -> dict[tuple[str, int], tuple[int, int]]:
     """(operand, level) -> (base byte offset of copy 0, bytes per copy) inside the level's array:
     operands of a shared level follow one another (W, I, O), each copy packed at its width."""
-    arrays = level_arrays(accel, p.engine.name)
+    arrays = {(a.level, op): (a.name, a.bytes) for a in p.engine.arrays() for op in a.operands}
     used: dict[str, int] = {}
     out = {}
     for h in range(1, len(p.level_names)):
@@ -196,9 +196,7 @@ def buffer_layout(p: NestPlan, widths: Widths, accel: Accelerator) -> dict[tuple
 
 
 def descriptor(
-    layer: Layer,
-    accel: Accelerator,
-    mapping: Mapping,
+    p: NestPlan,
     widths: Widths,
     zero_points: tuple[int, int, int, int] = (0, 0, 0, 0),
     clamp: tuple[float, float] = (-np.inf, np.inf),
@@ -206,8 +204,9 @@ def descriptor(
     dram: DramOffsets = DramOffsets(),
     engine_index: int = 0,
 ) -> np.ndarray:
-    """The int32 descriptor of one call: `layer` mapped by `mapping` (assumed validated) on `accel`."""
-    p = plan(layer, accel, mapping)
+    """The int32 descriptor of one call: the loop nest `p` (codax.codegen.nest.plan of a validated
+    mapping) at `widths`, with the epilogue's constants and the call's DRAM offsets."""
+    layer, mapping = p.layer, p.mapping
     if len(p.level_names) > MAX_LEVELS:
         raise UnsupportedError(
             f"engine {p.engine.name}: {len(p.level_names) - 1} on-chip levels; the engine supports "
@@ -267,7 +266,7 @@ def descriptor(
         put("TR_PARENT", t.parent, i)
         put("TR_POS", t.pos, i)
         put("TR_TILE", [t.tile.get(x, 1) for x in DIMS], i * len(DIMS))
-    layout = buffer_layout(p, widths, accel)
+    layout = buffer_layout(p, widths)
     for (X, h), (base, per_copy) in layout.items():
         xi = OPERANDS.index(X)
         put("BUF_SHAPE", list(p.buffer_shape(X, h)), (xi * MAX_LEVELS + h) * BUF_RANK)
@@ -276,13 +275,6 @@ def descriptor(
     for h, name in enumerate(p.level_names):
         put("DB", int(bool(mapping.double_buffer.get(name))), h)
     return d
-
-
-def field(desc: np.ndarray, name: str, n: int | None = None) -> np.ndarray | int:
-    """Read a field back (tests, the schedule's readable view)."""
-    size = dict(FIELDS)[name]
-    v = desc[OFFSET[name] : OFFSET[name] + size]
-    return int(v[0]) if (n is None and size == 1) else v[: (n or size)]
 
 
 def weight_tile(p: NestPlan) -> tuple[int, ...]:
@@ -306,41 +298,36 @@ def weight_parts(layer: Layer, params, widths: Widths, tile: tuple[int, ...]) ->
     """A layer's part of the weights blob: weights packed at their width in tile order (tile_order),
     bias at accumulator width (int32; float32 for float layers) and requantization multipliers
     (float32)."""
-    from codax.codegen.packing import pack
+    from codax.codegen.packing import pack, pack_tensor
 
-    w = tile_order(layer, params.weight, tile)
-    parts = {"weights": pack(w.astype(np.float32) if widths.is_float else w, widths.w)}
+    parts = {"weights": pack_tensor(tile_order(layer, params.weight, tile), widths.w, widths.is_float)}
     ch = layer.G * layer.K
     if layer.epilogue.bias:
         b = params.bias if params.bias is not None else np.zeros(ch)
         b = np.broadcast_to(np.asarray(b).reshape(-1), (ch,))
-        parts["bias"] = pack(b.astype(np.float32) if widths.is_float else b.astype(np.int64), 32)
+        parts["bias"] = pack_tensor(b, 32, widths.is_float)
     if not widths.is_float:
         parts["multiplier"] = pack(np.asarray(params.multiplier, np.float32).reshape(-1), 32)
     return parts
 
 
-def single_layer_call(
-    layer: Layer, accel: Accelerator, mapping: Mapping, params, widths: Widths
-) -> tuple[bytes, np.ndarray]:
-    """One layer as a program of its own: its weights blob (parts 64-byte aligned) and its descriptor,
-    whose activation offsets are 0 (the caller passes each tensor's own pointer)."""
+def single_layer_call(p: NestPlan, accel: Accelerator, params, widths: Widths) -> tuple[bytes, np.ndarray]:
+    """One layer (its loop nest `p`) as a program of its own: its weights blob (parts 64-byte
+    aligned) and its descriptor, whose activation offsets are 0 (the caller passes each tensor's own
+    pointer)."""
     blob, offs = bytearray(), {}
-    tile = weight_tile(plan(layer, accel, mapping))
-    for part, raw in weight_parts(layer, params, widths, tile).items():
+    for part, raw in weight_parts(p.layer, params, widths, weight_tile(p)).items():
         offs[part] = len(blob)
         blob += raw + b"\0" * (-len(raw) % 64)
     dram = DramOffsets(w=offs["weights"], b=offs.get("bias", -1), m=offs.get("multiplier", -1))
-    return bytes(blob), call_descriptor(layer, accel, mapping, params, widths, dram)
+    return bytes(blob), call_descriptor(p, accel, params, widths, dram)
 
 
-def call_descriptor(
-    layer: Layer, accel: Accelerator, mapping: Mapping, params, widths: Widths, dram: DramOffsets
-) -> np.ndarray:
+def call_descriptor(p: NestPlan, accel: Accelerator, params, widths: Widths, dram: DramOffsets) -> np.ndarray:
     """The descriptor of one call of `layer` with its parameters' zero points, clamp and residual scale."""
     zp = (0, 0, 0, 0) if widths.is_float else (
         int(params.w_zero_point), int(params.x_zero_point), int(params.r_zero_point), int(params.y_zero_point)
     )  # fmt: skip
     m_res = 1.0 if widths.is_float else float(params.r_multiplier)
-    index = [e.name for e in accel.engines].index(mapping.engine)
-    return descriptor(layer, accel, mapping, widths, zp, params.clamp, m_res, dram, index)
+    index = [e.name for e in accel.engines].index(p.engine.name)
+    return descriptor(p, widths, zp, params.clamp, m_res, dram, index)

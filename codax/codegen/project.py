@@ -27,8 +27,7 @@ import numpy as np
 
 from codax.codegen.engine import engine_sources
 from codax.codegen.names import Namer
-from codax.codegen.nest import plan
-from codax.codegen.packing import pack
+from codax.codegen.packing import pack_tensor
 from codax.codegen.params import LayerParams
 from codax.codegen.schedule import RuntimeSchedule, build_schedule
 from codax.errors import ConfigError
@@ -70,7 +69,7 @@ def _generate(
         validate_mapping(layer, accel, mappings[layer.name])
     costs_list = evaluate_many([(lay, accel, mappings[lay.name]) for lay in graph.layers], check=False)
     costs = {c.layer: c for c in costs_list}
-    sched = build_schedule(graph, accel, mappings, params, costs, Namer(), shapes)
+    sched = build_schedule(graph, accel, mappings, params, costs, shapes)
     hw = engine_sources(accel)
     files: dict[str, bytes] = {k: v.encode() for k, v in hw.files.items()}
     files["program.bin"] = np.ascontiguousarray(sched.program, dtype="<i4").tobytes()
@@ -107,7 +106,7 @@ def testbench_data(sched: RuntimeSchedule, graph: Graph, values: dict[str, np.nd
     def put(t: str) -> str:
         name = f"{namer(t)}.bin"
         v = np.asarray(values[t])
-        raw = pack(v.astype(np.float32) if v.dtype.kind == "f" else v, bits[t]) if t in bits else v.tobytes()
+        raw = pack_tensor(v, bits[t], v.dtype.kind == "f") if t in bits else v.tobytes()
         files[f"tb_data/{name}"] = raw
         return name
 
@@ -215,7 +214,7 @@ def report(graph, accel, mappings, costs, sched: RuntimeSchedule, compile_report
     entries = {e["node"]: e for e in sched.entries if e["kind"] == "accel"}
     for layer in graph.layers:
         m, c = mappings[layer.name], costs[layer.name]
-        p = plan(layer, accel, m)
+        p = sched.plans[layer.name]
         eng = accel.engine(m.engine)
         buffers = []
         for (X, h), _ in sorted(p.held.items(), key=lambda kv: (kv[0][1], OPERANDS.index(kv[0][0]))):

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codax.codegen.names import Namer
 from codax.codegen.nest import NestPlan, plan
 from codax.codegen.packing import packed_bytes
 from codax.codegen.params import LayerParams
@@ -161,9 +160,9 @@ class RuntimeSchedule:
     tensors: dict[str, Region]
     activation_bytes: int
     scratch: Region
-    idents: dict[str, str]
     program: np.ndarray  # [calls, DESC_WORDS] int32: the descriptors, in call order
     widths: dict[str, Widths]
+    plans: dict[str, NestPlan]  # each layer's loop nest, the one its descriptor encodes
 
     @property
     def peak_dram_bytes(self) -> int:
@@ -197,19 +196,17 @@ def build_schedule(
     mappings: dict[str, Mapping],
     params: dict[str, LayerParams],
     costs: dict[str, LayerCost],
-    idents: Namer | None = None,
     shapes: dict[str, int] | None = None,
 ) -> RuntimeSchedule:
     """The runtime schedule of a mapped graph (mappings already validated, costs from hw.evaluate)."""
-    namer = idents or Namer()
     order = [graph.nodes[n] for n in graph.topological_order()]
     widths = {lay.name: Widths.of(lay, params.get(lay.name)) for lay in graph.layers}
     size = tensor_bytes(graph, widths, shapes)
     tensors, act_bytes = allocate(order, graph, size)
+    plans = {layer.name: plan(layer, accel, mappings[layer.name]) for layer in graph.layers}
     scratch_need = 0
     for layer in graph.layers:
-        p = plan(layer, accel, mappings[layer.name])
-        if any(tr.operand == "O" and tr.parent == 0 and p.first_visit_loops(tr) for tr in p.transfers):
+        if plans[layer.name].spills_partial_sums:
             scratch_need = max(scratch_need, packed_bytes(layer.operand_size("O"), widths[layer.name].acc))
     scratch = Region(_align(act_bytes), scratch_need)
     blob = WeightsBlob()
@@ -230,10 +227,10 @@ def build_schedule(
             )
             continue
         layer, wd, prm = node, widths[node.name], params[node.name]
-        p = plan(layer, accel, mappings[layer.name])
+        p = plans[layer.name]
         raw_parts = weight_parts(layer, prm, wd, weight_tile(p))
         parts = {part: blob.add(layer.name, part, raw) for part, raw in raw_parts.items()}
-        spills = any(tr.operand == "O" and tr.parent == 0 and p.first_visit_loops(tr) for tr in p.transfers)
+        spills = p.spills_partial_sums
         res = layer.epilogue.residual
         dram = DramOffsets(
             w=parts["weights"].offset,
@@ -244,7 +241,7 @@ def build_schedule(
             r=tensors[res].offset if res else -1,
             ps=scratch.offset if spills else -1,
         )
-        program.append(call_descriptor(layer, accel, mappings[layer.name], prm, wd, dram))
+        program.append(call_descriptor(p, accel, prm, wd, dram))
         c = costs[layer.name]
 
         def region(t: str, bits: int) -> dict:
@@ -272,7 +269,4 @@ def build_schedule(
             }
         )
     prog = np.stack(program) if program else np.zeros((0, WORDS), np.int32)
-    return RuntimeSchedule(
-        entries, blob, tensors, act_bytes, scratch, {lay.name: namer(lay.name) for lay in graph.layers},
-        prog, widths,
-    )  # fmt: skip
+    return RuntimeSchedule(entries, blob, tensors, act_bytes, scratch, prog, widths, plans)

@@ -36,6 +36,7 @@ from codax.codegen.byoc.composite import layer_operands, layer_params
 from codax.codegen.byoc.glue import KernelSource, LayerSpec, c_array, embed_bytes
 from codax.codegen.csim import compile_cached
 from codax.codegen.engine import INCLUDE_DIR, engine_sources
+from codax.codegen.nest import plan
 from codax.codegen.params import LayerParams
 from codax.codegen.program import Widths, single_layer_call
 from codax.errors import CodaxError, ModelError, UnsupportedError
@@ -150,7 +151,7 @@ class EngineKernelFactory:
                 f"layer {layer.name}: Relax dtypes {floats} do not match the layer's "
                 f"{'float' if wd.is_float else 'integer'} precision"
             )
-        blob, desc = single_layer_call(layer, self.accel, mapping, params, wd)
+        blob, desc = single_layer_call(plan(layer, self.accel, mapping), self.accel, params, wd)
         c = spec.c_name
         sym = engine_sources(self.accel).entries[mapping.engine]
         r_ptr = f"p{res}" if res is not None else f"({spec.output.ctype} *)0"

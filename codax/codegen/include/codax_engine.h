@@ -154,8 +154,7 @@ inline int requant(int32_t acc, float m, bool has_res, int res, int zr, float mr
 
 inline i64 wrap(i64 v, int bits) {  // two's complement wrap to `bits` (the accumulator's width)
   if (bits >= 64) return v;
-  const uint64_t mask = (bits == 64) ? ~0ULL : ((1ULL << bits) - 1);
-  uint64_t u = (uint64_t)v & mask;
+  const uint64_t u = (uint64_t)v & ((1ULL << bits) - 1);
   if ((u >> (bits - 1)) & 1) return (i64)u - ((i64)1 << bits);
   return (i64)u;
 }
@@ -224,7 +223,7 @@ struct Ctx {
   int bits[3];  // on-chip element widths: W, I, O
   bool sgn[3];
   int ybits, rbits;
-  bool ysgn, rsgn, is_float;
+  bool rsgn, is_float;
   int zw, zx, zr, zy;
   int o[3][MAX_LEVELS][NDIMS];  // origin of the tile held by (operand, level)
   int e[3][MAX_LEVELS][NDIMS];  // its clipped extent
@@ -624,7 +623,6 @@ void run_layer(const int32_t *d, const Memory &mem, const Dram &dram) {
   c.sgn[OP_W] = d[D_SIGNED] != 0 && !c.is_float;
   c.sgn[OP_I] = d[D_SIGNED + 1] != 0 && !c.is_float;
   c.sgn[OP_O] = !c.is_float;
-  c.ysgn = d[D_SIGNED + 2] != 0;
   c.rsgn = d[D_SIGNED + 3] != 0 && !c.is_float;
   c.zw = d[D_ZERO];
   c.zx = d[D_ZERO + 1];
