@@ -241,6 +241,7 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
     active = f > 1.0 + 1e-9  # trip-count-1 loops are absent
     o_size = bound[N_] * bound[G_] * bound[K_] * bound[P_] * bound[Q_]
     op_bits = {"W": x.w_bits, "I": x.a_bits, "O": x.acc_bits}
+    runs = torch.ones(B, dtype=dt)  # the compute task's pipelined loops: one per run between transfers
     for xi, X in enumerate(OPERANDS):
         children = [h for h in range(1, L) if st.holds[h][xi]]
         if not children:
@@ -257,6 +258,9 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
             reuse = torch.where(last_rank[h - 1] >= 0, after[h - 1], f[h - 1] * reuse)
             if h in children:
                 tiles.append(suffix[h] * reuse)  # [8, B] one PE's child tile
+                # the transfer fires once per child tile of the array; the engine's compute task runs
+                # one pipelined loop between consecutive transfers
+                runs = torch.maximum(runs, ceil(bound / (tiles[-1] * s)).clamp(min=1.0).prod(dim=0))
         parents = [st.parent(h, xi) for h in children]
         # shared levels move the PE array's tiles together; per-PE memories are accessed once per
         # PE copy (multicast data lands in several PEs, overlapping input windows load in each)
@@ -353,10 +357,13 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
     # ports are the bottleneck, the last outer tile's compute follows its load: nothing is left to
     # overlap it with (the ping-pong handshake of the engine's load and compute tasks); streamed
     # weights enter the array as they arrive, so their last tile computes while it loads.
+    # The compute task: its PE-array steps, one per cycle, plus the fill of the MAC pipeline once per
+    # run of steps between two transfers (each run is one pipelined loop: trip count x II + depth).
+    busy = compute + runs * x.pipeline_depth
     n_outer = ceil(bound / agg[1]).prod(dim=0) if L > 1 else torch.ones_like(compute)
-    tail = torch.where(overlapped > 0, compute / n_outer, torch.zeros_like(compute)) * (1.0 - x.w_stream)
-    stall = torch.relu(overlapped + tail - compute - serial) + serial
-    cycles = compute + stall + fill_cycles + drain_cycles + x.pipeline_depth
+    tail = torch.where(overlapped > 0, busy / n_outer, torch.zeros_like(compute)) * (1.0 - x.w_stream)
+    stall = torch.relu(overlapped + tail - busy - serial) + serial
+    cycles = busy + stall + fill_cycles + drain_cycles
 
     level_energy = reads * T(x.e_read) + writes * T(x.e_write)
     mac_energy = macs * x.e_mac

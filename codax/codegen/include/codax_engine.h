@@ -22,6 +22,8 @@
 #define CODAX_ENGINE_H
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -171,33 +173,15 @@ struct Memory {
   bool stream_weights;
 };
 
-// ---- cycle accounting (csim builds with -DCODAX_COUNT) ---------------------------------------------
-// The engine's load, compute and store are concurrent tasks that meet only at ping-pong handshakes.
-// The clock follows the code as it runs:
-// - a tile transfer takes its bits at its parent level's port width, and a per-PE register file's own
-//   port width for its share per PE; the load task and the store task each issue their transfers in
-//   program order, and share the port's bandwidth (no more bits cross a port than its width allows
-//   since the layer began);
-// - it starts when the port is free, its source tile is complete, and the copy it overwrites has been
-//   read for the last time (a single-buffered level has one copy: the next tile waits for the last
-//   use of this one; a double-buffered level has two: the next tile loads while this one computes);
-// - a PE-array step takes one cycle (the flattened PIPELINE II=1 loop) once the tiles it reads are
-//   complete; an output tile is stored once its last step is done, and its copy is free once stored;
-// - the first visit of an output tile needs no load: its first MAC writes instead of accumulating;
-// - the layer ends when every task has, plus the MAC pipeline's depth once.
-struct Clock {
-  double queue_free[2][MAX_LEVELS];  // the load task's and the store task's next issue, per port
-  double port_work[MAX_LEVELS];  // cycles of traffic the port has carried
-  double ready[3][MAX_LEVELS][2];  // when the tile held in (operand, level, copy) is complete
-  double last_use[3][MAX_LEVELS][2];  // when its last reader (or its store) finished
-  double t;  // the compute task: end of the last PE-array step
-  double end;
-};
 
-inline Clock &clock() {
-  static Clock k;
-  return k;
-}
+// ---- timing constants of the cycle accounting (docs/vitis.md lists each with its source) ------------
+// A pipelined loop of T iterations at initiation interval II costs T * II + its depth (UG1399,
+// "Pipelining Loops"). The compute task's loop depth is the accelerator's pipeline_depth (accel.yaml:
+// operand read, multiply, accumulate, write back); a transfer loop's depth is hidden behind the
+// port's beats. Every DRAM transfer pays the AXI round trip once: its bursts are issued back to back
+// and the m_axi adapter keeps several in flight, so only the first one's latency is exposed.
+const int COMPUTE_II = 1;
+const int AXI_LATENCY = 0;  // cycles from a burst's request to its first beat (see docs/vitis.md)
 
 inline double &cycles_total() {
   static double c = 0;
@@ -213,7 +197,17 @@ struct Dram {
   uint8_t *ps;  // partial-sum scratch at accumulator width, [N][G*K][P][Q]
 };
 
-// One layer in flight: the descriptor decoded, plus each buffer's current origin and extent.
+// What a copy of a tile buffer holds: the tile's origin, clipped extent and grid step, and for input
+// windows their origin in padded coordinates. Written by the task that fills the copy, read by the
+// tasks it hands the copy to (the same dependence tokens guard the data and this record).
+struct TileMeta {
+  int o[NDIMS], e[NDIMS], tile[NDIMS];
+  int orow, ocol;
+};
+
+// One layer in flight: the descriptor decoded, plus the view a task has of the buffers it works on.
+// A task binds the copies an instruction names (bind) before it runs; in C-simulation the tasks run
+// one instruction at a time, so one view serves them all.
 struct Ctx {
   const int32_t *d;
   Memory mem;
@@ -225,16 +219,18 @@ struct Ctx {
   int ybits, rbits;
   bool rsgn, is_float;
   int zw, zx, zr, zy;
-  int o[3][MAX_LEVELS][NDIMS];  // origin of the tile held by (operand, level)
+  int inner[3];  // the innermost level holding each operand: the one the PEs read
+  TileMeta meta[3][MAX_LEVELS][2];  // per (operand, level, copy)
+  int o[3][MAX_LEVELS][NDIMS];  // view: origin of the tile held by (operand, level)
   int e[3][MAX_LEVELS][NDIMS];  // its clipped extent
   int tile[3][MAX_LEVELS][NDIMS];  // its unclipped extent (the tile grid's step)
   int orow[MAX_LEVELS], ocol[MAX_LEVELS];  // input windows: origin in padded coordinates
   // Input windows are stored compacted: only the rows/cols some output/kernel pair touches (a strided
-  // window has gaps). rank[h][y] is the stored position of window row (col) y of level h's tile.
-  int rank_row[MAX_LEVELS][MAX_WINDOW], rank_col[MAX_LEVELS][MAX_WINDOW];
-  int pp[3][MAX_LEVELS];  // ping-pong: the copy in use
-  int cur[NDIMS];  // the current tile base of every dim
-  int idx[MAX_LOOPS], n[MAX_LOOPS];
+  // window has gaps). rank[h][copy][y] is the stored position of window row (col) y of the tile.
+  int rank_row[MAX_LEVELS][2][MAX_WINDOW], rank_col[MAX_LEVELS][2][MAX_WINDOW];
+  int pp[3][MAX_LEVELS];  // view: the copy bound per (operand, level)
+  int cur[NDIMS];  // the compute task's current tile base of every dim
+  int idx[MAX_LOOPS], n[MAX_LOOPS];  // the compute task's loop counters
   int pes_used;
 
   int shape(int X, int h, int a) const { return d[D_BUF_SHAPE + (X * MAX_LEVELS + h) * BUF_RANK + a]; }
@@ -242,52 +238,26 @@ struct Ctx {
     const int k = X * MAX_LEVELS + h;
     return mem.arr[h][X] + d[D_BUF_BASE + k] + pp[X][h] * d[D_BUF_COPY + k];
   }
+  int *rrow(int h) { return rank_row[h][pp[OP_I][h]]; }
+  int *rcol(int h) { return rank_col[h][pp[OP_I][h]]; }
+  const int *rrow(int h) const { return rank_row[h][pp[OP_I][h]]; }
+  const int *rcol(int h) const { return rank_col[h][pp[OP_I][h]]; }
   i64 at(int X, int h, int a, int b, int c, int e4, int f) const {
     return ((((i64)a * shape(X, h, 1) + b) * shape(X, h, 2) + c) * shape(X, h, 3) + e4) * shape(X, h, 4) + f;
   }
+  // Point the view of (X, h) at `copy` and at the tile recorded there.
+  void bind(int X, int h, int copy) {
+    pp[X][h] = copy;
+    const TileMeta &m = meta[X][h][copy];
+    memcpy(o[X][h], m.o, sizeof(m.o));
+    memcpy(e[X][h], m.e, sizeof(m.e));
+    memcpy(tile[X][h], m.tile, sizeof(m.tile));
+    if (X == OP_I) {
+      orow[h] = m.orow;
+      ocol[h] = m.ocol;
+    }
+  }
 };
-
-#ifdef CODAX_COUNT
-inline double maxd(double a, double b) { return a > b ? a : b; }
-
-// A transfer of `bits` into (X, h) from `par` (loads), or out of (X, h) to `par` (stores).
-inline void clock_transfer(const Ctx &c, int X, int h, int par, double bits, bool store) {
-  Clock &k = clock();
-  const int ch = c.pp[X][h], cp = c.pp[X][par];
-  double start = k.queue_free[store][par];
-  if (store) {
-    start = maxd(start, k.last_use[X][h][ch]);
-  } else {
-    start = maxd(start, k.last_use[X][h][ch]);
-    if (par) start = maxd(start, k.ready[X][par][cp]);
-  }
-  double dur = bits / 8.0 / c.mem.port_bytes[par];
-  const int child = store ? par : h;  // the level written
-  if (child && c.mem.per_pe[child]) dur = maxd(dur, bits / c.pes_used / 8.0 / c.mem.port_bytes[child]);
-  k.port_work[par] += bits / 8.0 / c.mem.port_bytes[par];
-  const double end = maxd(start + dur, k.port_work[par]);
-  k.queue_free[store][par] = end;
-  if (store) {
-    k.last_use[X][h][ch] = end;
-    if (par) k.ready[X][par][cp] = maxd(k.ready[X][par][cp], end);
-  } else {
-    // streamed weights enter the array as they arrive: compute may start with the first ones
-    k.ready[X][h][ch] = (X == OP_W && par == 0 && c.mem.stream_weights) ? start : end;
-    if (par) k.last_use[X][par][cp] = maxd(k.last_use[X][par][cp], end);
-  }
-  k.end = maxd(k.end, end);
-}
-
-// The first visit of an output tile: no transfer, but its copy must have been stored.
-inline void clock_first_visit(const Ctx &c, int h) {
-  Clock &k = clock();
-  const int ch = c.pp[OP_O][h];
-  k.ready[OP_O][h][ch] = k.last_use[OP_O][h][ch];
-}
-#define CODAX_CLOCK(stmt) stmt
-#else
-#define CODAX_CLOCK(stmt) ((void)0)
-#endif
 
 inline bool relevant(int X, int dim) {
   static const bool R[3][NDIMS] = {
@@ -313,7 +283,7 @@ inline i64 w_tile_base(const Ctx &c, int h) {
   return id * T[DG] * T[DK] * T[DC] * T[DR] * T[DS];
 }
 
-inline void load_w(Ctx &c, int h, int par) {
+inline i64 load_w(Ctx &c, int h, int par) {
   const int *o = c.o[OP_W][h], *e = c.e[OP_W][h], *T = c.tile[OP_W][h];
   uint8_t *dst = c.buf(OP_W, h);
   const int bits = c.bits[OP_W];
@@ -338,7 +308,7 @@ LOAD_W:
             ++n;
           }
   CODAX_COUNT_IN(h, OP_W, n);
-  CODAX_CLOCK(clock_transfer(c, OP_W, h, par, (double)n * bits, false));
+  return n * bits;
 }
 
 inline void rank_window(int *rank, int pe, int re, int stride, int dil) {
@@ -346,13 +316,13 @@ inline void rank_window(int *rank, int pe, int re, int stride, int dil) {
   for (int y = 0; y < window(pe, re, stride, dil); ++y) rank[y] = touched(y, pe, re, stride, dil) ? k++ : -1;
 }
 
-inline void load_i(Ctx &c, int h, int par) {
+inline i64 load_i(Ctx &c, int h, int par) {
   const int *o = c.o[OP_I][h], *e = c.e[OP_I][h];
   uint8_t *dst = c.buf(OP_I, h);
   const int bits = c.bits[OP_I];
   const int wh = window(e[DP], e[DR], c.sh, c.dh), ww = window(e[DQ], e[DS], c.sw, c.dw);
-  rank_window(c.rank_row[h], e[DP], e[DR], c.sh, c.dh);
-  rank_window(c.rank_col[h], e[DQ], e[DS], c.sw, c.dw);
+  rank_window(c.rrow(h), e[DP], e[DR], c.sh, c.dh);
+  rank_window(c.rcol(h), e[DQ], e[DS], c.sw, c.dw);
   const int G = c.bound[DG], C = c.bound[DC];
   const int *op = c.o[OP_I][par];
   const uint8_t *src = par ? c.buf(OP_I, par) : c.dram.x;
@@ -375,15 +345,15 @@ LOAD_I:
             } else {
               v = rd(src,
                      c.at(OP_I, par, o[DN] - op[DN] + b, o[DG] - op[DG] + g, o[DC] - op[DC] + ch,
-                          c.rank_row[par][c.orow[h] - c.orow[par] + y], c.rank_col[par][c.ocol[h] - c.ocol[par] + x]),
+                          c.rrow(par)[c.orow[h] - c.orow[par] + y], c.rcol(par)[c.ocol[h] - c.ocol[par] + x]),
                      bits, c.sgn[OP_I]);
             }
-            wr(dst, c.at(OP_I, h, b, g, ch, c.rank_row[h][y], c.rank_col[h][x]), bits, v);
+            wr(dst, c.at(OP_I, h, b, g, ch, c.rrow(h)[y], c.rcol(h)[x]), bits, v);
             ++n;
           }
         }
   CODAX_COUNT_IN(h, OP_I, n);
-  CODAX_CLOCK(clock_transfer(c, OP_I, h, par, (double)n * bits, false));
+  return n * bits;
 }
 
 inline i64 o_addr(const Ctx &c, int n, int g, int k, int p, int q) {
@@ -402,7 +372,7 @@ inline i64 o_parent_at(const Ctx &c, int h, int par, int a, int b, int k, int p,
 
 // Output tile in: zero on its first visit (every enclosing reduction loop at 0), else the partial sums
 // come back from the parent (read-modify-write at accumulator width).
-inline void load_o(Ctx &c, int h, int par, bool first) {
+inline i64 load_o(Ctx &c, int h, int par, bool first) {
   const int *e = c.e[OP_O][h];
   uint8_t *dst = c.buf(OP_O, h);
   const int bits = c.bits[OP_O];
@@ -423,7 +393,7 @@ LOAD_O:
             wr(dst, c.at(OP_O, h, a, b, k, p, q), bits, v);
           }
   CODAX_COUNT_IN(h, OP_O, n);
-  CODAX_CLOCK(first ? clock_first_visit(c, h) : clock_transfer(c, OP_O, h, par, (double)n * bits, false));
+  return n * bits;
 }
 
 // The fused epilogue of one final output element (accumulator `acc` of channel `ch`).
@@ -450,7 +420,7 @@ inline i64 epilogue(const Ctx &c, i64 acc, int ch, i64 addr) {
 
 // Output tile out: to its on-chip parent, or to DRAM -- partial sums until its last visit, then the
 // final values through the epilogue at output width.
-inline void store_o(Ctx &c, int h, int par, bool last) {
+inline i64 store_o(Ctx &c, int h, int par, bool last) {
   const int *o = c.o[OP_O][h], *e = c.e[OP_O][h];
   const uint8_t *src = c.buf(OP_O, h);
   const int bits = c.bits[OP_O];
@@ -472,50 +442,7 @@ STORE_O:
             ++n;
           }
   CODAX_COUNT_OUT(h, OP_O, n);
-  CODAX_CLOCK(clock_transfer(c, OP_O, h, par, (double)n * ((par == 0 && last) ? c.ybits : bits), true));
-}
-
-// Visit of the tile loops enclosing position `pos` (-1: none): first when every enclosing reduction
-// loop is at 0, last when every one is at its end.
-inline bool visit_is(const Ctx &c, int pos, bool last) {
-  for (int j = 0; j <= pos; ++j) {
-    if (!is_reduction(c.d[D_LOOP_DIM + j])) continue;
-    if (last ? c.idx[j] != c.n[j] - 1 : c.idx[j] != 0) return false;
-  }
-  return true;
-}
-
-inline void loads_at(Ctx &c, int pos) {
-  const int32_t *d = c.d;
-  for (int t = 0; t < d[D_NTR]; ++t) {
-    if (d[D_TR_POS + t] != pos) continue;
-    const int X = d[D_TR_OP + t], h = d[D_TR_H + t], par = d[D_TR_PARENT + t];
-    for (int dim = 0; dim < NDIMS; ++dim) {
-      c.o[X][h][dim] = relevant(X, dim) ? c.cur[dim] : 0;
-      const int tile = d[D_TR_TILE + t * NDIMS + dim];
-      c.tile[X][h][dim] = tile;
-      c.e[X][h][dim] = relevant(X, dim) ? imin(tile, c.bound[dim] - c.cur[dim]) : 1;
-    }
-    if (X == OP_I) {
-      c.orow[h] = c.o[X][h][DP] * c.sh + c.o[X][h][DR] * c.dh;
-      c.ocol[h] = c.o[X][h][DQ] * c.sw + c.o[X][h][DS] * c.dw;
-    }
-    if (d[D_DB + h]) c.pp[X][h] ^= 1;  // loads fill one copy while compute reads the other
-    if (X == OP_W)
-      load_w(c, h, par);
-    else if (X == OP_I)
-      load_i(c, h, par);
-    else
-      load_o(c, h, par, visit_is(c, pos, false));
-  }
-}
-
-inline void stores_at(Ctx &c, int pos) {
-  const int32_t *d = c.d;
-  for (int t = d[D_NTR] - 1; t >= 0; --t) {  // inner levels first
-    if (d[D_TR_POS + t] != pos || d[D_TR_OP + t] != OP_O) continue;
-    store_o(c, d[D_TR_H + t], d[D_TR_PARENT + t], visit_is(c, pos, true));
-  }
+  return n * ((par == 0 && last) ? c.ybits : bits);
 }
 
 // ---- the PE array ---------------------------------------------------------------------------------
@@ -525,11 +452,7 @@ inline void stores_at(Ctx &c, int pos) {
 template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
 void pe_array_step(Ctx &c) {
   const int32_t *d = c.d;
-  int inner[3] = {0, 0, 0};  // the innermost level holding each operand: the one the PEs read
-  for (int t = 0; t < d[D_NTR]; ++t) {
-    const int X = d[D_TR_OP + t], h = d[D_TR_H + t];
-    if (h > inner[X]) inner[X] = h;
-  }
+  const int *inner = c.inner;  // the innermost level holding each operand: the one the PEs read
   const int rdim = d[D_SP_DIM], cdim = d[D_SP_DIM + 1], rk = d[D_SP_K], ck = d[D_SP_K + 1];
   const uint8_t *wb = c.buf(OP_W, inner[OP_W]);
   const uint8_t *ib = c.buf(OP_I, inner[OP_I]);
@@ -564,8 +487,8 @@ PE_ROWS:
                         c.bits[OP_W], c.sgn[OP_W]);
       const i64 xv = rd(ib,
                         c.at(OP_I, hi, ix[DN] - oi[DN], ix[DG] - oi[DG], ix[DC] - oi[DC],
-                             c.rank_row[hi][ix[DP] * c.sh + ix[DR] * c.dh - c.orow[hi]],
-                             c.rank_col[hi][ix[DQ] * c.sw + ix[DS] * c.dw - c.ocol[hi]]),
+                             c.rrow(hi)[ix[DP] * c.sh + ix[DR] * c.dh - c.orow[hi]],
+                             c.rcol(hi)[ix[DQ] * c.sw + ix[DS] * c.dw - c.ocol[hi]]),
                         c.bits[OP_I], c.sgn[OP_I]);
       const i64 oa = c.at(OP_O, inner[OP_O], ix[DN] - oo[DN], ix[DG] - oo[DG], ix[DK] - oo[DK], ix[DP] - oo[DP],
                           ix[DQ] - oo[DQ]);
@@ -584,24 +507,364 @@ PE_ROWS:
     }
   }
   CODAX_COUNT_MAC(macs);
-#ifdef CODAX_COUNT
-  Clock &k = clock();
-  double start = k.t;
-  for (int X = 0; X < 3; ++X) start = maxd(start, k.ready[X][inner[X]][c.pp[X][inner[X]]]);
-  k.t = start + 1;  // one step of the whole array per cycle
-  for (int X = 0; X < 3; ++X) {
-    double &u = k.last_use[X][inner[X]][c.pp[X][inner[X]]];
-    u = maxd(u, k.t);
-  }
-  k.end = maxd(k.end, k.t);
+}
+
+
+// ---- instructions and dependence tokens -----------------------------------------------------------
+// A layer runs as four kinds of task that meet only through queues:
+// - decode walks the tile loops that carry transfers (the odometer, DRAM level outermost) and emits
+//   instructions in program order: a LOAD per tile moved into a level, a COMPUTE per run of PE-array
+//   steps with no transfer in between (the loops inside the innermost transfer), a STORE per output
+//   tile moved out;
+// - one load task and one store task per port (level 0 is the DRAM port, level h the port of on-chip
+//   level h to the levels inside it), each consuming its instruction queue in order: each port is its
+//   own DMA engine, as the cost model assumes;
+// - one compute task, the PE array.
+// A buffer copy passes between tasks by dependence tokens, one FIFO per (kind, operand, level), each
+// token carrying its producer's completion time (CODAX_COUNT):
+//   full[X][h]  the filler of a copy -> its reader (compute, or the load task filling level h's child)
+//   free[X][h]  the last reader of a copy -> its filler (W, I; for O the store that emptied it):
+//               a level starts with one free token per copy, so a double-buffered level loads the next
+//               tile while the current one is read, a single-buffered level waits for the last read
+//   done[h]     the last writer of an output tile (compute, or the store task of level h) -> the store
+//               that moves it out
+//   ps[h]       a store of partial sums -> the load that reads them back on the tile's next visit.
+// Every token a task pops was pushed by an instruction earlier in program order, so the tasks never
+// deadlock whatever their queue depths.
+struct Insn {  // a LOAD or a STORE
+  int X, h, par, copy, pcopy;
+  bool first;  // LOAD O: the tile's first visit (zero fill, nothing read back)
+  bool last;  // STORE: the tile's last visit (final values; to DRAM through the epilogue)
+  bool pop_pfull;  // LOAD: the first child of the parent's tile
+  bool push_pfree;  // LOAD W/I: the last child of the parent's tile
+  bool push_pdone;  // STORE: the last child stored into the parent's tile
+  int o[NDIMS], e[NDIMS], tile[NDIMS];  // LOAD: the tile
+  int orow, ocol;
+};
+
+struct CInsn {  // a COMPUTE
+  int cur[NDIMS];  // the tile base where the run starts
+  int copy[3];  // the copies of the innermost levels it reads
+  bool acquire[3];  // the first run on a new tile of the operand: pop its full token
+  bool release[3];  // the last run on it: hand it back (free for W/I, done for O)
+};
+
+#ifndef CODAX_QUEUE_DEPTH
+#define CODAX_QUEUE_DEPTH 256
 #endif
+#ifndef CODAX_TOKEN_DEPTH
+#define CODAX_TOKEN_DEPTH 16384
+#endif
+
+template <class T, int CAP>
+struct Fifo {
+  T v[CAP];
+  int head, n;
+  bool empty() const { return n == 0; }
+  bool full() const { return n == CAP; }
+  const T &front() const { return v[head]; }
+  void push(const T &x) {
+    if (n == CAP) {
+      fprintf(stderr, "codax engine: queue overflow (depth %d)\n", CAP);
+      abort();
+    }
+    v[(head + n) % CAP] = x;
+    ++n;
+  }
+  T pop() {
+    const T x = v[head];
+    head = (head + 1) % CAP;
+    --n;
+    return x;
+  }
+};
+
+typedef Fifo<double, CODAX_TOKEN_DEPTH> Tokens;  // a token is its producer's completion time
+
+struct Queues {
+  Fifo<Insn, CODAX_QUEUE_DEPTH> load[MAX_LEVELS], store[MAX_LEVELS];
+  Fifo<CInsn, CODAX_QUEUE_DEPTH> compute;
+  Tokens full[3][MAX_LEVELS], free[3][MAX_LEVELS], done[MAX_LEVELS], ps[MAX_LEVELS];
+  // the accounting: each task's clock, and each port's traffic so far (its load and store tasks share
+  // its width)
+  double t_load[MAX_LEVELS], t_store[MAX_LEVELS], t_compute, port_work[MAX_LEVELS];
+  double end;
+};
+
+inline Queues &queues() {
+  static Queues q;
+  return q;
+}
+
+inline void queues_reset(const Ctx &c) {
+  Queues &q = queues();
+  memset(&q, 0, sizeof(Queues));
+  for (int h = 1; h < MAX_LEVELS; ++h)
+    for (int X = 0; X < 3; ++X)
+      for (int k = 0; k < (c.d[D_DB + h] ? 2 : 1); ++k) q.free[X][h].push(0.0);
+}
+
+inline double maxd(double a, double b) { return a > b ? a : b; }
+
+// ---- the accounting of one transfer (CODAX_COUNT) -------------------------------------------------
+// `bits` cross port `par` (into or out of level `child`): they take their beats at the port's width,
+// and a per-PE register file takes at least its share per PE at its own port's width. The port's load
+// and store tasks share its width: no more bits cross it than its width allows since the layer began.
+// A DRAM transfer pays the AXI latency once.
+inline double transfer_end(const Ctx &c, int par, int child, double bits, double start) {
+  Queues &q = queues();
+  const double beats = bits / 8.0 / c.mem.port_bytes[par];
+  const double lat = par == 0 ? AXI_LATENCY : 0;
+  double dur = beats;
+  if (child && c.mem.per_pe[child]) dur = maxd(dur, bits / c.pes_used / 8.0 / c.mem.port_bytes[child]);
+  q.port_work[par] += beats;
+  return maxd(start + lat + dur, q.port_work[par] + lat);
+}
+
+// ---- the tasks ---------------------------------------------------------------------------------------
+// LOAD: fill copy `copy` of (X, h) from the parent's copy `pcopy` (or DRAM).
+inline bool load_ready(const Insn &i) {
+  Queues &q = queues();
+  if (q.free[i.X][i.h].empty()) return false;
+  if (i.pop_pfull && q.full[i.X][i.par].empty()) return false;
+  if (i.X == OP_O && !i.first && q.ps[i.h].empty()) return false;
+  return true;
+}
+
+inline void exec_load(Ctx &c, const Insn &i) {
+  Queues &q = queues();
+  double start = maxd(q.t_load[i.par], q.free[i.X][i.h].pop());
+  if (i.pop_pfull) start = maxd(start, q.full[i.X][i.par].pop());
+  if (i.X == OP_O && !i.first) start = maxd(start, q.ps[i.h].pop());
+  TileMeta &m = c.meta[i.X][i.h][i.copy];
+  memcpy(m.o, i.o, sizeof(m.o));
+  memcpy(m.e, i.e, sizeof(m.e));
+  memcpy(m.tile, i.tile, sizeof(m.tile));
+  m.orow = i.orow;
+  m.ocol = i.ocol;
+  c.bind(i.X, i.h, i.copy);
+  if (i.par) c.bind(i.X, i.par, i.pcopy);
+  i64 bits;
+  if (i.X == OP_W)
+    bits = load_w(c, i.h, i.par);
+  else if (i.X == OP_I)
+    bits = load_i(c, i.h, i.par);
+  else
+    bits = load_o(c, i.h, i.par, i.first);
+  double end = start;
+  if (i.X == OP_O && i.first) {
+    // zero fill: nothing crosses the parent's port; the level's own port writes the tile
+    i64 words = 1;
+    for (int dim = 0; dim < NDIMS; ++dim) words *= i.e[dim];
+    const double zb = (double)words * c.bits[OP_O];
+    end = start + (c.mem.per_pe[i.h] ? zb / c.pes_used : zb) / 8.0 / c.mem.port_bytes[i.h];
+  } else {
+    end = transfer_end(c, i.par, i.h, (double)bits, start);
+  }
+  q.t_load[i.par] = end;
+  // streamed weights enter the array as they arrive: compute may start with the first ones
+  const bool streamed = i.X == OP_W && i.par == 0 && c.mem.stream_weights;
+  q.full[i.X][i.h].push(streamed ? start + (i.par == 0 ? AXI_LATENCY : 0) : end);
+  if (i.push_pfree) q.free[i.X][i.par].push(end);
+  q.end = maxd(q.end, end);
+}
+
+// STORE: move copy `copy` of output level h out to the parent's copy `pcopy` (or DRAM).
+inline bool store_ready(const Insn &i) { return !queues().done[i.h].empty(); }
+
+inline void exec_store(Ctx &c, const Insn &i) {
+  Queues &q = queues();
+  const double start = maxd(q.t_store[i.par], q.done[i.h].pop());
+  c.bind(OP_O, i.h, i.copy);
+  if (i.par) c.bind(OP_O, i.par, i.pcopy);
+  const i64 bits = store_o(c, i.h, i.par, i.last);
+  const double end = transfer_end(c, i.par, i.par, (double)bits, start);
+  q.t_store[i.par] = end;
+  q.free[OP_O][i.h].push(end);
+  if (!i.last) q.ps[i.h].push(end);
+  if (i.push_pdone) q.done[i.par].push(end);
+  q.end = maxd(q.end, end);
+}
+
+// COMPUTE: one run of PE-array steps over the loops inside the innermost transfer, flattened into one
+// pipelined loop (one step of the whole array per cycle).
+inline bool compute_ready(const CInsn &i, const Ctx &c) {
+  Queues &q = queues();
+  for (int X = 0; X < 3; ++X)
+    if (i.acquire[X] && c.inner[X] && q.full[X][c.inner[X]].empty()) return false;
+  return true;
+}
+
+template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
+void exec_compute(Ctx &c, const CInsn &i, int first_loop) {
+  Queues &q = queues();
+  const int32_t *d = c.d;
+  double start = q.t_compute;
+  for (int X = 0; X < 3; ++X) {
+    if (!c.inner[X]) continue;
+    if (i.acquire[X]) start = maxd(start, q.full[X][c.inner[X]].pop());
+    c.bind(X, c.inner[X], i.copy[X]);
+  }
+  memcpy(c.cur, i.cur, sizeof(c.cur));
+  const int nl = d[D_NLOOPS];
+  for (int k = first_loop; k < nl; ++k) {
+    const int dim = d[D_LOOP_DIM + k];
+    c.idx[k] = 0;
+    c.n[k] = trips(d[D_LOOP_FACTOR + k], c.bound[dim] - c.cur[dim], d[D_LOOP_BLK + k]);
+  }
+  i64 steps = 0;
+COMPUTE:
+  for (;;) {
+#pragma HLS PIPELINE II = 1
+    pe_array_step<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c);
+    ++steps;
+    int j = nl - 1;  // the innermost digit of the run that can still advance
+    while (j >= first_loop && c.idx[j] + 1 >= c.n[j]) --j;
+    if (j < first_loop) break;
+    for (int k = j + 1; k < nl; ++k) {  // inner digits wrap to 0
+      c.cur[d[D_LOOP_DIM + k]] -= c.idx[k] * d[D_LOOP_BLK + k];
+      c.idx[k] = 0;
+    }
+    c.idx[j] += 1;
+    c.cur[d[D_LOOP_DIM + j]] += d[D_LOOP_BLK + j];
+    for (int k = j + 1; k < nl; ++k) {
+      const int dim = d[D_LOOP_DIM + k];
+      c.n[k] = trips(d[D_LOOP_FACTOR + k], c.bound[dim] - c.cur[dim], d[D_LOOP_BLK + k]);
+    }
+  }
+  const double end = start + (double)steps * COMPUTE_II + c.mem.pipeline_depth;
+  q.t_compute = end;
+  for (int X = 0; X < 3; ++X) {
+    if (!c.inner[X] || !i.release[X]) continue;
+    if (X == OP_O)
+      q.done[c.inner[X]].push(end);
+    else
+      q.free[X][c.inner[X]].push(end);
+  }
+  q.end = maxd(q.end, end);
+}
+
+// C-simulation's scheduler: run every task as far as its tokens allow, until none can go on. As every
+// token comes from an earlier instruction, this empties the queues.
+template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
+void run_tasks(Ctx &c, int first_loop) {
+  Queues &q = queues();
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int p = 0; p < MAX_LEVELS; ++p)
+      while (!q.load[p].empty() && load_ready(q.load[p].front())) {
+        exec_load(c, q.load[p].pop());
+        progress = true;
+      }
+    while (!q.compute.empty() && compute_ready(q.compute.front(), c)) {
+      exec_compute<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, q.compute.pop(), first_loop);
+      progress = true;
+    }
+    for (int p = 0; p < MAX_LEVELS; ++p)
+      while (!q.store[p].empty() && store_ready(q.store[p].front())) {
+        exec_store(c, q.store[p].pop());
+        progress = true;
+      }
+  }
+}
+
+// ---- decode -------------------------------------------------------------------------------------------
+// The odometer over the loops that carry transfers (0 .. last): each advance stores the output tiles
+// whose loops ended, loads the tiles whose relevant index changed, then emits one COMPUTE for the
+// loops inside.
+struct Decode {
+  int cur[NDIMS];
+  int idx[MAX_LOOPS], n[MAX_LOOPS];
+  int pp[3][MAX_LEVELS];  // the copy each level fills next (ping-pong)
+  bool fresh[3][MAX_LEVELS];  // a tile loaded that no reader has taken yet
+  int pos[3][MAX_LEVELS];  // where each (operand, level) transfer sits in the loop list
+  int last;  // the innermost loop with a transfer after it (-1: none)
+};
+
+// The digit that advances next among loops 0..upto (-1: they are all at their end).
+inline int next_advance(const Decode &s, int upto) {
+  int j = upto;
+  while (j >= 0 && s.idx[j] + 1 >= s.n[j]) --j;
+  return j;
+}
+
+// Visit of the tile loops enclosing position `pos` (-1: none): first when every enclosing reduction
+// loop is at 0, last when every one is at its end.
+inline bool visit_is(const Ctx &c, const Decode &s, int pos, bool last) {
+  for (int j = 0; j <= pos; ++j) {
+    if (!is_reduction(c.d[D_LOOP_DIM + j])) continue;
+    if (last ? s.idx[j] != s.n[j] - 1 : s.idx[j] != 0) return false;
+  }
+  return true;
+}
+
+template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
+void issue(Ctx &c, Fifo<Insn, CODAX_QUEUE_DEPTH> &qu, const Insn &i, int first_loop) {
+  if (qu.full()) run_tasks<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, first_loop);
+  qu.push(i);
+}
+
+template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
+void decode_loads(Ctx &c, Decode &s, int pos) {
+  const int32_t *d = c.d;
+  for (int t = 0; t < d[D_NTR]; ++t) {
+    if (d[D_TR_POS + t] != pos) continue;
+    Insn i;
+    memset(&i, 0, sizeof(i));
+    i.X = d[D_TR_OP + t];
+    i.h = d[D_TR_H + t];
+    i.par = d[D_TR_PARENT + t];
+    for (int dim = 0; dim < NDIMS; ++dim) {
+      const bool rel = relevant(i.X, dim);
+      i.o[dim] = rel ? s.cur[dim] : 0;
+      i.tile[dim] = d[D_TR_TILE + t * NDIMS + dim];
+      i.e[dim] = rel ? imin(i.tile[dim], c.bound[dim] - s.cur[dim]) : 1;
+    }
+    if (i.X == OP_I) {
+      i.orow = i.o[DP] * c.sh + i.o[DR] * c.dh;
+      i.ocol = i.o[DQ] * c.sw + i.o[DS] * c.dw;
+    }
+    if (d[D_DB + i.h]) s.pp[i.X][i.h] ^= 1;  // loads fill one copy while the other is read
+    i.copy = s.pp[i.X][i.h];
+    i.pcopy = s.pp[i.X][i.par];
+    i.first = i.X == OP_O && visit_is(c, s, pos, false);
+    if (i.par) {
+      i.pop_pfull = s.fresh[i.X][i.par];
+      s.fresh[i.X][i.par] = false;
+      // the parent's tile is read for the last time when the next reload of this level reloads it too
+      i.push_pfree = i.X != OP_O && next_advance(s, pos) <= s.pos[i.X][i.par];
+    }
+    s.fresh[i.X][i.h] = true;
+    issue<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, queues().load[i.par], i, s.last + 1);
+  }
+}
+
+// Stores at `pos` before digit `adv` advances (-1: the layer ends): inner levels first.
+template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
+void decode_stores(Ctx &c, Decode &s, int pos, int adv) {
+  const int32_t *d = c.d;
+  for (int t = d[D_NTR] - 1; t >= 0; --t) {
+    if (d[D_TR_POS + t] != pos || d[D_TR_OP + t] != OP_O) continue;
+    Insn i;
+    memset(&i, 0, sizeof(i));
+    i.X = OP_O;
+    i.h = d[D_TR_H + t];
+    i.par = d[D_TR_PARENT + t];
+    i.copy = s.pp[OP_O][i.h];
+    i.pcopy = s.pp[OP_O][i.par];
+    i.last = visit_is(c, s, pos, true);
+    i.push_pdone = i.par && adv <= s.pos[OP_O][i.par];
+    issue<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, queues().store[i.par], i, s.last + 1);
+  }
 }
 
 // ---- one layer --------------------------------------------------------------------------------------
 template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
 void run_layer(const int32_t *d, const Memory &mem, const Dram &dram) {
   static Ctx c;  // one engine, one layer in flight: its state is the engine's registers, not the stack
+  static Decode s;
   memset(&c, 0, sizeof(c));
+  memset(&s, 0, sizeof(s));
   c.d = d;
   c.mem = mem;
   c.dram = dram;
@@ -629,42 +892,65 @@ void run_layer(const int32_t *d, const Memory &mem, const Dram &dram) {
   c.zr = d[D_ZERO + 2];
   c.zy = d[D_ZERO + 3];
   c.pes_used = d[D_SP_K] * d[D_SP_K + 1];
-#ifdef CODAX_COUNT
-  memset(&clock(), 0, sizeof(Clock));
-#endif
-  const int nl = d[D_NLOOPS];
-  loads_at(c, -1);
-  for (int j = 0; j < nl; ++j) {
+  s.last = -1;
+  for (int t = 0; t < d[D_NTR]; ++t) {
+    const int X = d[D_TR_OP + t], h = d[D_TR_H + t], pos = d[D_TR_POS + t];
+    if (h > c.inner[X]) c.inner[X] = h;
+    s.pos[X][h] = pos;
+    if (pos > s.last) s.last = pos;
+  }
+  queues_reset(c);
+  const int first_loop = s.last + 1;  // the loops COMPUTE runs
+  decode_loads<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, s, -1);
+  for (int j = 0; j <= s.last; ++j) {
     const int dim = d[D_LOOP_DIM + j];
-    c.idx[j] = 0;
-    c.n[j] = trips(d[D_LOOP_FACTOR + j], c.bound[dim] - c.cur[dim], d[D_LOOP_BLK + j]);
-    loads_at(c, j);
+    s.idx[j] = 0;
+    s.n[j] = trips(d[D_LOOP_FACTOR + j], c.bound[dim] - s.cur[dim], d[D_LOOP_BLK + j]);
+    decode_loads<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, s, j);
   }
-STEPS:
+  Queues &q = queues();
+DECODE:
   for (;;) {
-    pe_array_step<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c);
-    int j = nl - 1;  // the innermost digit that can still advance
-    while (j >= 0 && c.idx[j] + 1 >= c.n[j]) --j;
-    for (int p = nl - 1; p >= j; --p) stores_at(c, p);
-    if (j < 0) {
-#ifdef CODAX_COUNT
-      cycles_total() += clock().end + mem.pipeline_depth;
-#endif
-      break;
+    const int j = next_advance(s, s.last);
+    CInsn ci;
+    memcpy(ci.cur, s.cur, sizeof(ci.cur));
+    for (int X = 0; X < 3; ++X) {
+      const int h = c.inner[X];
+      ci.copy[X] = s.pp[X][h];
+      ci.acquire[X] = s.fresh[X][h];
+      s.fresh[X][h] = false;
+      ci.release[X] = j <= s.pos[X][h];  // the tile is reloaded (or stored) before the next run
     }
-    for (int k = j + 1; k < nl; ++k) {  // inner digits wrap to 0
-      c.cur[d[D_LOOP_DIM + k]] -= c.idx[k] * d[D_LOOP_BLK + k];
-      c.idx[k] = 0;
+    if (q.compute.full()) run_tasks<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, first_loop);
+    q.compute.push(ci);
+    for (int p = s.last; p >= j; --p) decode_stores<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, s, p, j);
+    if (j < 0) break;
+    for (int k = j + 1; k <= s.last; ++k) {  // inner digits wrap to 0
+      s.cur[d[D_LOOP_DIM + k]] -= s.idx[k] * d[D_LOOP_BLK + k];
+      s.idx[k] = 0;
     }
-    c.idx[j] += 1;
-    c.cur[d[D_LOOP_DIM + j]] += d[D_LOOP_BLK + j];
-    loads_at(c, j);
-    for (int k = j + 1; k < nl; ++k) {
+    s.idx[j] += 1;
+    s.cur[d[D_LOOP_DIM + j]] += d[D_LOOP_BLK + j];
+    decode_loads<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, s, j);
+    for (int k = j + 1; k <= s.last; ++k) {
       const int dim = d[D_LOOP_DIM + k];
-      c.n[k] = trips(d[D_LOOP_FACTOR + k], c.bound[dim] - c.cur[dim], d[D_LOOP_BLK + k]);
-      loads_at(c, k);
+      s.n[k] = trips(d[D_LOOP_FACTOR + k], c.bound[dim] - s.cur[dim], d[D_LOOP_BLK + k]);
+      decode_loads<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, s, k);
     }
   }
+  run_tasks<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, first_loop);
+  for (int p = 0; p < MAX_LEVELS; ++p)
+    if (!q.load[p].empty() || !q.store[p].empty()) {
+      fprintf(stderr, "codax engine: tasks stalled with instructions left\n");
+      abort();
+    }
+  if (!q.compute.empty()) {
+    fprintf(stderr, "codax engine: compute stalled with instructions left\n");
+    abort();
+  }
+#ifdef CODAX_COUNT
+  cycles_total() += q.end;
+#endif
 }
 
 }  // namespace codax
