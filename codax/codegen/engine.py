@@ -87,6 +87,7 @@ def _engine_block(accel: Accelerator, index: int, sym: str) -> list[str]:
         if lv.per_pe:
             lines.append(f"  mem.per_pe[{h}] = true;")
     lines.append(f"  mem.pipeline_depth = {pa.pipeline_depth};")
+    lines.append(f"  mem.axi_latency = {accel.dram.latency};  // cycles, dram.latency")
     lines.append(f"  mem.stream_weights = {'true' if accel.dram.stream_weights else 'false'};")
     for (h, op), (name, _) in sorted(arrays.items()):
         lines.append(f"  mem.arr[{h}][{OPERANDS.index(op)}] = {ns}::{declared[name]};")

@@ -44,7 +44,7 @@ N_, G_, K_, C_, P_, Q_, R_, S_ = (_D[d] for d in DIMS)
 class CostOutputs:
     macs: torch.Tensor  # [B] valid multiply-accumulates
     cycles: torch.Tensor  # [B] latency
-    compute_cycles: torch.Tensor  # [B] PE-array steps
+    compute_cycles: torch.Tensor  # [B] PE-array steps (the compute task adds a pipeline fill per run)
     stall_cycles: torch.Tensor  # [B] transfers that do not overlap compute
     fill_cycles: torch.Tensor  # [B] first input tiles of double-buffered levels, before compute starts
     drain_cycles: torch.Tensor  # [B] last output tiles of double-buffered levels, after compute ends
@@ -252,6 +252,7 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
         after = torch.where(rank > last_rank.unsqueeze(1), f, 1.0)  # [L, 8, B]
         reuse = torch.ones_like(s)  # [8, B] trip counts of the loops outside h that reuse X's tile
         tiles = []  # child tiles: the PE array's (inner * s) per child, then one PE's where needed
+        firings = []  # per child: how many tiles move into it (one transfer each)
         for h in range(1, children[-1] + 1):
             # outward from h: every loop up to the nearest level with a relevant loop, then the loops
             # after its innermost relevant one
@@ -260,7 +261,8 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
                 tiles.append(suffix[h] * reuse)  # [8, B] one PE's child tile
                 # the transfer fires once per child tile of the array; the engine's compute task runs
                 # one pipelined loop between consecutive transfers
-                runs = torch.maximum(runs, ceil(bound / (tiles[-1] * s)).clamp(min=1.0).prod(dim=0))
+                firings.append(ceil(bound / (tiles[-1] * s)).clamp(min=1.0).prod(dim=0))
+                runs = torch.maximum(runs, firings[-1])
         parents = [st.parent(h, xi) for h in children]
         # shared levels move the PE array's tiles together; per-PE memories are accessed once per
         # PE copy (multicast data lands in several PEs, overlapping input windows load in each)
@@ -295,6 +297,14 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
                 # streamed weights: the first tile overlaps compute with the rest of their traffic
                 first = agg_words[h, xi] * bits * (1.0 - x.w_stream) if X == "W" else agg_words[h, xi] * bits
                 terms["fill"][parent].append(first)
+            if parent == 0:
+                # every DRAM transfer waits the AXI round trip once (its beats at the port's width
+                # follow); an output tile goes out once per visit and comes back on every revisit
+                n_dram = firings[j] * (1.0 + revisit) if X == "O" else firings[j]
+                lat_bits = x.axi_latency * 8.0 * bandwidth[0]  # the latency as port time, in bits
+                moved_bits = moved_bits + n_dram * lat_bits
+                # the first tile's round trip comes before compute, the last store's after it
+                terms["drain" if X == "O" else "fill"][0].append(lat_bits * torch.ones_like(moved_bits))
             terms["port"][parent].append(moved_bits)
             if h > sl:
                 pe_fills[h][0].append(into)

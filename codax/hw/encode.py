@@ -54,6 +54,8 @@ class CostInputs:
     pipeline_depth: torch.Tensor  # [B]
     # [B] 1 where weights stream into the array (Dram.stream_weights): no weight fill phase
     w_stream: torch.Tensor = field(default_factory=lambda: torch.zeros(1, dtype=DTYPE))
+    # [B] cycles from a DRAM burst's request to its first beat (Dram.latency), once per DRAM transfer
+    axi_latency: torch.Tensor = field(default_factory=lambda: torch.zeros(1, dtype=DTYPE))
 
     @property
     def batch(self) -> int:
@@ -182,6 +184,7 @@ def encode_hardware(
         "cols": batch_of_one(pa.cols),
         "pipeline_depth": batch_of_one(pa.pipeline_depth),
         "w_stream": batch_of_one(1.0 if accel.dram.stream_weights else 0.0),
+        "axi_latency": batch_of_one(float(accel.dram.latency)),
     }
 
 

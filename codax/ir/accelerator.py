@@ -101,9 +101,15 @@ class Dram:
     # of filling a buffer before it starts. Its port time still counts (with the other overlapped
     # traffic); words moved and energy are unchanged. Inputs and partial sums get no such path.
     stream_weights: bool = False
+    # Cycles from a DRAM burst's request to its first beat, paid once per tile transfer (a tile's
+    # bursts are issued back to back with several in flight). 64 is UG1399's default expected
+    # latency of an m_axi interface.
+    latency: int = 64
 
     def __post_init__(self) -> None:
         positive_number(self.bandwidth, "dram.bandwidth")
+        if not isinstance(self.latency, int) or isinstance(self.latency, bool) or self.latency < 0:
+            raise ConfigError(f"dram.latency must be a non-negative integer (cycles), got {self.latency!r}")
         if not isinstance(self.stream_weights, bool):
             raise ConfigError(f"dram.stream_weights must be true or false, got {self.stream_weights!r}")
 
@@ -286,6 +292,8 @@ class Accelerator:
                 dram[k] = getattr(self.dram, k)
         if self.dram.stream_weights:
             dram["stream_weights"] = True
+        if self.dram.latency != Dram.latency:
+            dram["latency"] = self.dram.latency
         d: dict = {
             "name": self.name,
             "description": self.description,
@@ -346,9 +354,8 @@ class Accelerator:
         prec = d.get("precision", {}) or {}
         check_keys(prec, {"weight", "act", "acc", "float"}, f"{where}.precision")
         dram = d.get("dram", {}) or {}
-        check_keys(
-            dram, {"bandwidth", "read_pj_per_bit", "write_pj_per_bit", "stream_weights"}, f"{where}.dram"
-        )
+        dram_keys = {"bandwidth", "read_pj_per_bit", "write_pj_per_bit", "stream_weights", "latency"}
+        check_keys(dram, dram_keys, f"{where}.dram")
 
         def bits(v, key):
             vals = v if isinstance(v, list) else [v]

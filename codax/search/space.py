@@ -266,7 +266,7 @@ def build_accelerator(space: AccelSpace, cfgs: list[tuple[int, ...]], name: str 
         name=name,
         target=b.target,
         engines=engines,
-        dram=Dram(bandwidth=b.dram.bandwidth),
+        dram=Dram(bandwidth=b.dram.bandwidth, latency=b.dram.latency),
         clock_mhz=b.clock_mhz,
         weight_bits=tuple(sorted({8, 6, 4} | set(b.weight_bits), reverse=True)),
         act_bits=tuple(sorted({8, 6, 4} | set(b.act_bits), reverse=True)),

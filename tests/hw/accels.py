@@ -13,7 +13,7 @@ def one_level(
             "name": "toy1",
             "target": "asic",
             "precision": {"weight": 8, "act": 8, "acc": 32, "float": float_ok},
-            "dram": {"bandwidth": dram_bw},
+            "dram": {"bandwidth": dram_bw, "latency": 0},
             "pe_array": {
                 "rows": rows,
                 "cols": cols,
@@ -33,7 +33,7 @@ def two_level(dram_bw: float = 4.0) -> Accelerator:
             "name": "toy2",
             "target": "asic",
             "precision": {"weight": 8, "act": 8, "acc": 32},
-            "dram": {"bandwidth": dram_bw},
+            "dram": {"bandwidth": dram_bw, "latency": 0},
             "pe_array": {"rows": 2, "cols": 2, "row_dims": ["K"], "col_dims": ["C"], "pipeline_depth": 0},
             "levels": [
                 {"name": "GLB", "operands": ["W", "I", "O"], "size": 4096, "bandwidth": 16},
@@ -50,7 +50,7 @@ def split_buffers(dram_bw: float = 4.0) -> Accelerator:
             "name": "toy_split",
             "target": "asic",
             "precision": {"weight": 8, "act": 8, "acc": 32},
-            "dram": {"bandwidth": dram_bw},
+            "dram": {"bandwidth": dram_bw, "latency": 0},
             "pe_array": {"rows": 2, "cols": 2, "row_dims": ["K"], "col_dims": ["C"], "pipeline_depth": 0},
             "levels": [
                 {"name": "CBUF", "operands": ["W", "I"], "size": 4096, "bandwidth": 16},
@@ -67,7 +67,7 @@ def psum_register(reg_bw: float, glb_bw: float = 64.0) -> Accelerator:
             "name": "toy_psum",
             "target": "asic",
             "precision": {"weight": 8, "act": 8, "acc": 32},
-            "dram": {"bandwidth": 4.0},
+            "dram": {"bandwidth": 4.0, "latency": 0},
             "pe_array": {"rows": 2, "cols": 1, "row_dims": ["K"], "col_dims": ["C"], "pipeline_depth": 0},
             "levels": [
                 {"name": "GLB", "operands": ["W", "I", "O"], "size": 4096, "bandwidth": glb_bw},

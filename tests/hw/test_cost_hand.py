@@ -1,5 +1,7 @@
 """Cost-model counts checked against hand calculations (derivations in the comments)."""
 
+import dataclasses
+
 import pytest
 
 from codax.hw import evaluate
@@ -31,6 +33,7 @@ def test_dense_layer_two_orders():
     assert c.words_out["BUF"]["O"] == 4
     assert c.dram_bytes == (24 + 12 + 4) * 8 / 8
     # compute: ceil(4/2) x ceil(6/3) = 4 steps; DRAM 40 B at 4 B/cycle = 10 cycles, single-buffered
+    # (these toy accelerators declare no DRAM latency: test_dram_latency_per_transfer adds it)
     assert c.compute_cycles == 4
     assert c.cycles == 4 + 10
     # MAC operand reads from the shared buffer: W per MAC (24), I multicast over the 2 K rows (12),
@@ -52,6 +55,17 @@ def test_dense_layer_two_orders():
     assert c2.words_out["BUF"]["O"] == 8
     assert c2.dram_bytes == 66
     assert c2.cycles == 4 + 66 / 4
+
+
+def test_dram_latency_per_transfer():
+    # The dense layer above with a 64-cycle DRAM latency, single-buffered: every DRAM transfer waits
+    # it once. K outer: W and I per (K, C) tile (4 + 4), O per K tile (2) -> 10 transfers. C outer:
+    # W 4, I per C tile 2, O 4 stores and 2 partial-sum reloads -> 12.
+    layer, acc, m = dense_k2c2(dram_bw=4.0)
+    acc = dataclasses.replace(acc, dram=dataclasses.replace(acc.dram, latency=64))
+    assert evaluate(layer, acc, m).cycles == 4 + 10 + 10 * 64
+    m.order = {"DRAM": ["C", "K"]}
+    assert evaluate(layer, acc, m).cycles == 4 + 66 / 4 + 12 * 64
 
 
 def test_conv3x3_stride2_pad1():

@@ -170,6 +170,7 @@ struct Memory {
   double port_bytes[MAX_LEVELS];
   bool per_pe[MAX_LEVELS];
   int pipeline_depth;
+  int axi_latency;  // cycles from a DRAM burst's request to its first beat (accel.yaml dram.latency)
   bool stream_weights;
 };
 
@@ -181,7 +182,6 @@ struct Memory {
 // port's beats. Every DRAM transfer pays the AXI round trip once: its bursts are issued back to back
 // and the m_axi adapter keeps several in flight, so only the first one's latency is exposed.
 const int COMPUTE_II = 1;
-const int AXI_LATENCY = 0;  // cycles from a burst's request to its first beat (see docs/vitis.md)
 
 inline double &cycles_total() {
   static double c = 0;
@@ -614,7 +614,7 @@ inline double maxd(double a, double b) { return a > b ? a : b; }
 inline double transfer_end(const Ctx &c, int par, int child, double bits, double start) {
   Queues &q = queues();
   const double beats = bits / 8.0 / c.mem.port_bytes[par];
-  const double lat = par == 0 ? AXI_LATENCY : 0;
+  const double lat = par == 0 ? c.mem.axi_latency : 0;
   double dur = beats;
   if (child && c.mem.per_pe[child]) dur = maxd(dur, bits / c.pes_used / 8.0 / c.mem.port_bytes[child]);
   q.port_work[par] += beats;
@@ -662,9 +662,12 @@ inline void exec_load(Ctx &c, const Insn &i) {
     end = transfer_end(c, i.par, i.h, (double)bits, start);
   }
   q.t_load[i.par] = end;
+#ifdef CODAX_TRACE
+  fprintf(stderr, "L%d X%d h%d %s start %.1f end %.1f\n", i.par, i.X, i.h, i.first ? "zero" : "", start, end);
+#endif
   // streamed weights enter the array as they arrive: compute may start with the first ones
   const bool streamed = i.X == OP_W && i.par == 0 && c.mem.stream_weights;
-  q.full[i.X][i.h].push(streamed ? start + (i.par == 0 ? AXI_LATENCY : 0) : end);
+  q.full[i.X][i.h].push(streamed ? start + c.mem.axi_latency : end);
   if (i.push_pfree) q.free[i.X][i.par].push(end);
   q.end = maxd(q.end, end);
 }
@@ -680,6 +683,9 @@ inline void exec_store(Ctx &c, const Insn &i) {
   const i64 bits = store_o(c, i.h, i.par, i.last);
   const double end = transfer_end(c, i.par, i.par, (double)bits, start);
   q.t_store[i.par] = end;
+#ifdef CODAX_TRACE
+  fprintf(stderr, "S%d h%d start %.1f end %.1f\n", i.par, i.h, start, end);
+#endif
   q.free[OP_O][i.h].push(end);
   if (!i.last) q.ps[i.h].push(end);
   if (i.push_pdone) q.done[i.par].push(end);
@@ -734,6 +740,9 @@ COMPUTE:
   }
   const double end = start + (double)steps * COMPUTE_II + c.mem.pipeline_depth;
   q.t_compute = end;
+#ifdef CODAX_TRACE
+  fprintf(stderr, "C steps %lld start %.1f end %.1f\n", (long long)steps, start, end);
+#endif
   for (int X = 0; X < 3; ++X) {
     if (!c.inner[X] || !i.release[X]) continue;
     if (X == OP_O)
