@@ -11,13 +11,20 @@
 //   visit, then through the fused epilogue (bias, residual, requantization, clamp) at output width;
 // - one odometer step is one step of the whole PE array: ROWS x COLS MACs, fully unrolled, each PE
 //   taking the dims the spatial mode unrolls along its row and column.
+// The layer runs as tasks that meet only through queues ("instructions and dependence tokens"):
+// decode walks the loops that carry transfers and emits LOAD / COMPUTE / STORE instructions; a load
+// and a store task per port move tiles; the compute task runs each COMPUTE (the loops inside the
+// innermost transfer) as one flattened pipelined loop. Double-buffered levels hand two copies back
+// and forth, single-buffered levels one.
 // Buffers store elements bit-packed at the layer's widths (weights, inputs) or at accumulator width
 // (outputs), input windows without the rows/cols no output touches. DRAM tensors are bit-packed at
 // their widths too: weights in tile order (one burst per tile), activations [N][G*C][H][W], outputs
 // [N][G*K][P][Q].
 //
 // Build with -DCODAX_COUNT to count the words moved into and out of each level per operand and the
-// valid MACs: they equal codax.hw.evaluate's words_in / words_out / macs exactly.
+// valid MACs (they equal codax.hw.evaluate's words_in / words_out / macs exactly) and to account the
+// cycles: each task keeps its own clock, each token carries its producer's completion time
+// (docs/vitis.md, "Cycle accounting"). -DCODAX_TRACE prints every instruction's start and end.
 #ifndef CODAX_ENGINE_H
 #define CODAX_ENGINE_H
 
@@ -178,9 +185,10 @@ struct Memory {
 // ---- timing constants of the cycle accounting (docs/vitis.md lists each with its source) ------------
 // A pipelined loop of T iterations at initiation interval II costs T * II + its depth (UG1399,
 // "Pipelining Loops"). The compute task's loop depth is the accelerator's pipeline_depth (accel.yaml:
-// operand read, multiply, accumulate, write back); a transfer loop's depth is hidden behind the
-// port's beats. Every DRAM transfer pays the AXI round trip once: its bursts are issued back to back
-// and the m_axi adapter keeps several in flight, so only the first one's latency is exposed.
+// operand read, multiply, accumulate, write back); a transfer's time is its beats at the port's width.
+// Every DRAM transfer pays the DRAM latency once (Memory::axi_latency, accel.yaml dram.latency): its
+// bursts are issued back to back and the m_axi adapter keeps several in flight, so only the first
+// one's latency is exposed.
 const int COMPUTE_II = 1;
 
 inline double &cycles_total() {
