@@ -34,6 +34,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <deque>
+
 #include "ap_int.h"
 #include "codax_program.h"
 
@@ -560,9 +562,6 @@ struct CInsn {  // a COMPUTE
 #ifndef CODAX_QUEUE_DEPTH
 #define CODAX_QUEUE_DEPTH 256
 #endif
-#ifndef CODAX_TOKEN_DEPTH
-#define CODAX_TOKEN_DEPTH 16384
-#endif
 
 template <class T, int CAP>
 struct Fifo {
@@ -587,7 +586,18 @@ struct Fifo {
   }
 };
 
-typedef Fifo<double, CODAX_TOKEN_DEPTH> Tokens;  // a token is its producer's completion time
+// A token is its producer's completion time. Partial-sum tokens wait a whole pass over the output
+// tiles for their read-back, so token FIFOs grow as needed.
+struct Tokens {
+  std::deque<double> v;
+  bool empty() const { return v.empty(); }
+  void push(double t) { v.push_back(t); }
+  double pop() {
+    const double t = v.front();
+    v.pop_front();
+    return t;
+  }
+};
 
 struct Queues {
   Fifo<Insn, CODAX_QUEUE_DEPTH> load[MAX_LEVELS], store[MAX_LEVELS];
@@ -606,7 +616,18 @@ inline Queues &queues() {
 
 inline void queues_reset(const Ctx &c) {
   Queues &q = queues();
-  memset(&q, 0, sizeof(Queues));
+  for (int h = 0; h < MAX_LEVELS; ++h) {
+    q.load[h].head = q.load[h].n = q.store[h].head = q.store[h].n = 0;
+    for (int X = 0; X < 3; ++X) {
+      q.full[X][h].v.clear();
+      q.free[X][h].v.clear();
+    }
+    q.done[h].v.clear();
+    q.ps[h].v.clear();
+    q.t_load[h] = q.t_store[h] = q.port_work[h] = 0;
+  }
+  q.compute.head = q.compute.n = 0;
+  q.t_compute = q.end = 0;
   for (int h = 1; h < MAX_LEVELS; ++h)
     for (int X = 0; X < 3; ++X)
       for (int k = 0; k < (c.d[D_DB + h] ? 2 : 1); ++k) q.free[X][h].push(0.0);
