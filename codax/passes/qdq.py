@@ -60,6 +60,18 @@ class _QDQRewriter(PyExprMutator):
             return None
         return e.args[0], float(s.reshape(())), int(z.reshape(()))
 
+    def _requantize(self, acc, scale: np.ndarray, act, q):
+        """The epilogue every lowered layer shares: float32(acc) * scale [relu | clip] -> quantize."""
+        bb = self.builder_
+        y = bb.emit(relax.op.multiply(relax.op.astype(acc, "float32"), relax.const(scale)))
+        if act is not None:
+            y = bb.emit(
+                relax.op.nn.relu(y)
+                if op_name(act) == "relax.nn.relu"
+                else relax.op.clip(y, act.args[1], act.args[2])
+            )
+        return relax.op.quantize(y, q.args[1], q.args[2], axis=int(q.attrs.axis), out_dtype=dtype(q))
+
     def _lower_runtime(self, q, core, act, x_dq, rt):
         """matmul(dq(xq), dq(wq)) -> quantize as an integer matmul of two run-time tensors:
         acc = matmul(xq - zx, wq - zw) in int32, then the same requantization with s = s_x * s_w."""
@@ -73,14 +85,7 @@ class _QDQRewriter(PyExprMutator):
 
         acc = bb.emit(relax.op.matmul(centred(x_dq.args[0], zx), centred(wq, zw), out_dtype="int32"))
         scale = np.array([sx * sw], np.float32)
-        y = bb.emit(relax.op.multiply(relax.op.astype(acc, "float32"), relax.const(scale)))
-        if act is not None:
-            y = bb.emit(
-                relax.op.nn.relu(y)
-                if op_name(act) == "relax.nn.relu"
-                else relax.op.clip(y, act.args[1], act.args[2])
-            )
-        return relax.op.quantize(y, q.args[1], q.args[2], axis=int(q.attrs.axis), out_dtype=dtype(q))
+        return self._requantize(acc, scale, act, q)
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
@@ -164,14 +169,7 @@ class _QDQRewriter(PyExprMutator):
         if bias is not None:
             acc = bb.emit(relax.op.add(acc, relax.const(bias[0].reshape(cshape).astype("int32"))))
         scale = sxw.astype("float32").reshape(cshape)
-        y = bb.emit(relax.op.multiply(relax.op.astype(acc, "float32"), relax.const(scale)))
-        if act is not None:
-            y = bb.emit(
-                relax.op.nn.relu(y)
-                if op_name(act) == "relax.nn.relu"
-                else relax.op.clip(y, act.args[1], act.args[2])
-            )
-        return relax.op.quantize(y, q.args[1], q.args[2], axis=int(q.attrs.axis), out_dtype=dtype(q))
+        return self._requantize(acc, scale, act, q)
 
 
 @tvm.transform.module_pass(opt_level=0, name="codax.LowerQDQ")

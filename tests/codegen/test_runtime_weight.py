@@ -11,10 +11,8 @@ from hypothesis import strategies as st
 
 from codax.codegen import LayerKernel, compare_counts, golden_layer
 from codax.codegen.params import LayerParams
-from codax.errors import MappingError
-from codax.hw.mapper.space import random_mapping
-from codax.ir import Epilogue, Layer, Precision, validate_mapping
-from tests.codegen.cases import ACCELS
+from codax.ir import Epilogue, Layer, Precision
+from tests.codegen.cases import ACCELS, legal_mapping
 
 
 def _case(seed: int):
@@ -26,14 +24,8 @@ def _case(seed: int):
         epilogue=Epilogue(requant=True, activation=r.choice([None, "relu"])), runtime_weight=layout,
     )  # fmt: skip
     accel = r.choice(ACCELS)
-    for _ in range(50):
-        m = random_mapping(layer, accel, r)
-        try:
-            validate_mapping(layer, accel, m)
-            return layer, accel, m
-        except MappingError:
-            continue
-    return None
+    m = legal_mapping(layer, accel, r)
+    return None if m is None else (layer, accel, m)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
