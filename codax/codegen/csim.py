@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from codax.codegen.engine import engine_sources
-from codax.codegen.golden import as_nchw
+from codax.codegen.golden import with_weight
 from codax.codegen.nest import plan
 from codax.codegen.packing import pack_tensor, packed_bytes, unpack
 from codax.codegen.params import LayerParams
@@ -172,15 +172,15 @@ class EngineSim:
         self.entries = {}
         for name, sym in self.source.entries.items():
             fn = getattr(self.lib, sym)
-            fn.argtypes = [ctypes.c_void_p] * 6
+            fn.argtypes = [ctypes.c_void_p] * 7
             fn.restype = None
             self.entries[name] = fn
         if count:
             self.lib.codax_cycles_get.restype = ctypes.c_double
 
-    def run(self, engine: str, desc: np.ndarray, wblob, x, y, r=None, ps=None) -> None:
+    def run(self, engine: str, desc: np.ndarray, wblob, x, y, r=None, ps=None, wt=None) -> None:
         d = np.ascontiguousarray(desc, dtype=np.int32)
-        self.entries[engine](_ptr(d), _ptr(wblob), _ptr(x), _ptr(y), _ptr(r), _ptr(ps))
+        self.entries[engine](_ptr(d), _ptr(wblob), _ptr(x), _ptr(y), _ptr(r), _ptr(ps), _ptr(wt))
 
     def counts_reset(self) -> None:
         self.lib.codax_counts_reset()
@@ -239,13 +239,23 @@ class LayerKernel:
         self.layer, self.accel, self.mapping, self.count = layer, accel, mapping, count
         self.engine = engine_sim(accel, count)
 
-    def __call__(self, params: LayerParams, x: np.ndarray, residual: np.ndarray | None = None):
-        """Run the layer: returns (y [N, G*K, P, Q] or [N, K], Counts or None)."""
+    def __call__(
+        self,
+        params: LayerParams,
+        x: np.ndarray,
+        residual: np.ndarray | None = None,
+        weight: np.ndarray | None = None,
+    ):
+        """Run the layer on tensors in its layouts (codax.codegen.golden): returns (y, Counts or None).
+        `weight`: the run-time weight tensor of a layer that has one."""
         lay = self.layer
         wd = Widths.of(lay, params)
+        with_weight(lay, params, weight)  # refuses a missing run-time weight
         blob, desc = single_layer_call(self.plan, self.accel, params, wd)
-        xs = np.asarray(as_nchw(lay, x))
-        xb = _buf(pack_tensor(xs, wd.x, wd.is_float))
+        xb = _buf(pack_tensor(np.asarray(x).reshape(-1), wd.x, wd.is_float))
+        wt = None
+        if lay.runtime_weight:
+            wt = _buf(pack_tensor(np.asarray(weight).reshape(-1), wd.w, wd.is_float))
         n_out = lay.N * lay.G * lay.K * lay.P * lay.Q
         y = _buf(packed_bytes(n_out, wd.y))
         ps = _buf(4 * n_out)
@@ -256,13 +266,13 @@ class LayerKernel:
             rb = _buf(pack_tensor(np.asarray(residual).reshape(-1), wd.r, wd.is_float))
         if self.count:
             self.engine.counts_reset()
-        self.engine.run(self.mapping.engine, desc, _buf(blob), xb, y, rb, ps)
+        self.engine.run(self.mapping.engine, desc, _buf(blob), xb, y, rb, ps, wt)
         counts = self.engine.counts(self.mapping.engine) if self.count else None
-        out = unpack(y, n_out, wd.y, wd.y_signed, dtype=params.y_dtype).reshape(
-            lay.N, lay.G * lay.K, lay.P, lay.Q
-        )
-        if lay.op == "matmul":
-            out = out.reshape(lay.N, lay.K)
+        out = unpack(y, n_out, wd.y, wd.y_signed, dtype=params.y_dtype)
+        if lay.op == "matmul":  # [G, N, K] as the engine wrote it
+            out = out.reshape(lay.N, lay.K) if lay.G == 1 else out.reshape(lay.G, lay.N, lay.K)
+        else:
+            out = out.reshape(lay.N, lay.G * lay.K, lay.P, lay.Q)
         return out, counts
 
 

@@ -69,7 +69,7 @@ def _engine_block(accel: Accelerator, index: int, sym: str) -> list[str]:
     lines.append("}  // namespace")
     lines += [
         f'extern "C" CODAX_ENTRY void {sym}(const int32_t *desc, const uint8_t *weights, const uint8_t *x,',
-        "                                  uint8_t *y, const uint8_t *r, uint8_t *ps) {",
+        "                                  uint8_t *y, const uint8_t *r, uint8_t *ps, const uint8_t *wt) {",
     ]
     for name, ident in declared.items():
         h, _ = next(k for k, v in arrays.items() if v[0] == name)
@@ -92,7 +92,7 @@ def _engine_block(accel: Accelerator, index: int, sym: str) -> list[str]:
     for (h, op), (name, _) in sorted(arrays.items()):
         lines.append(f"  mem.arr[{h}][{OPERANDS.index(op)}] = {ns}::{declared[name]};")
     lines += [
-        "  codax::Dram dram = {weights, x, y, r, ps};",
+        "  codax::Dram dram = {weights, wt, x, y, r, ps};",
         f"  codax::run_layer<{pa.rows}, {pa.cols}, {max(accel.weight_bits)}, {max(accel.act_bits)}, "
         f"{'true' if accel.float_ok else 'false'}>(desc, mem, dram);",
         "}",
@@ -142,7 +142,7 @@ def engine_sources(accel: Accelerator) -> EngineSource:
     ]
     top += [
         f'extern "C" void {sym}(const int32_t *desc, const uint8_t *weights, const uint8_t *x, uint8_t *y, '
-        "const uint8_t *r, uint8_t *ps);"
+        "const uint8_t *r, uint8_t *ps, const uint8_t *wt);"
         for sym in entries.values()
     ]
     top += [
@@ -168,12 +168,14 @@ def engine_sources(accel: Accelerator) -> EngineSource:
         "  const int32_t *d = program + (long)call * codax::DESC_WORDS;",
         "  const uint8_t *r = d[codax::D_R_OFF] >= 0 ? act + d[codax::D_R_OFF] : 0;",
         "  uint8_t *ps = d[codax::D_PS_OFF] >= 0 ? act + d[codax::D_PS_OFF] : 0;",
+        "  // a run-time weight tensor (attention's K^T, V) lives in the activation region",
+        "  const uint8_t *wt = d[codax::D_W_SRC] ? act + d[codax::D_W_OFF] : 0;",
         "  switch (d[codax::D_ENGINE]) {",
     ]
     for i, sym in enumerate(entries.values()):
         top += [
             f"  case {i}:",
-            f"    {sym}(d, weights, act + d[codax::D_X_OFF], act + d[codax::D_Y_OFF], r, ps);",
+            f"    {sym}(d, weights, act + d[codax::D_X_OFF], act + d[codax::D_Y_OFF], r, ps, wt);",
             "    break;",
         ]
     top += ["  default:", "    break;", "  }", "}", ""]

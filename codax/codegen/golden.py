@@ -18,6 +18,8 @@ so the C++ kernel reproduces them bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from codax.codegen.params import LayerParams
@@ -42,9 +44,38 @@ def _windows(layer: Layer, x: np.ndarray, pad_value) -> np.ndarray:
 
 
 def as_nchw(layer: Layer, x: np.ndarray) -> np.ndarray:
-    """Inputs as [N, G*C, H, W] (dense layers take [N, C])."""
+    """Inputs as [N, G*C, H, W]. Tensors keep their own layouts: a convolution's input is
+    [N, G*C, H, W]; a matmul's is [G, N, C] (G: the batch of a batched matmul; [N, C] when G = 1)."""
     h, w = layer.in_hw
-    return np.asarray(x).reshape(layer.N, layer.G * layer.C, h, w)
+    x = np.asarray(x)
+    if layer.op == "matmul":
+        x = x.reshape(layer.G, layer.N, layer.C).transpose(1, 0, 2)
+    return x.reshape(layer.N, layer.G * layer.C, h, w)
+
+
+def from_nchw(layer: Layer, y: np.ndarray) -> np.ndarray:
+    """Outputs [N, G*K, P, Q] in the layer's output layout: a matmul's is [G, N, K] ([N, K] for G = 1)."""
+    if layer.op != "matmul":
+        return y
+    y = y.reshape(layer.N, layer.G, layer.K).transpose(1, 0, 2)
+    return np.ascontiguousarray(y.reshape(layer.N, layer.K) if layer.G == 1 else y)
+
+
+def runtime_weight(layer: Layer, tensor: np.ndarray) -> np.ndarray:
+    """A run-time weight tensor (layer.runtime_weight's layout) as weights [G*K, C, 1, 1]."""
+    t = np.asarray(tensor)
+    if layer.runtime_weight == "GCK":
+        t = t.reshape(layer.G, layer.C, layer.K).transpose(0, 2, 1)
+    return np.ascontiguousarray(t).reshape(layer.G * layer.K, layer.C, 1, 1)
+
+
+def with_weight(layer: Layer, params: LayerParams, weight: np.ndarray | None) -> LayerParams:
+    """The parameters with a run-time weight tensor filled in (unchanged for a constant weight)."""
+    if not layer.runtime_weight:
+        return params
+    if weight is None:
+        raise ValueError(f"layer {layer.name} multiplies by a run-time tensor: pass `weight`")
+    return dataclasses.replace(params, weight=runtime_weight(layer, weight))
 
 
 def reduce(layer: Layer, params: LayerParams, x: np.ndarray) -> np.ndarray:
@@ -61,12 +92,20 @@ def reduce(layer: Layer, params: LayerParams, x: np.ndarray) -> np.ndarray:
     return acc.reshape(layer.N, layer.G * layer.K, layer.P, layer.Q)
 
 
-def golden_layer(layer: Layer, params: LayerParams, x: np.ndarray, residual: np.ndarray | None = None):
-    """The layer's output as the accelerator computes it: [N, G*K, P, Q] (dense: [N, K])."""
+def golden_layer(
+    layer: Layer,
+    params: LayerParams,
+    x: np.ndarray,
+    residual: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+):
+    """The layer's output as the accelerator computes it: [N, G*K, P, Q] (matmul: [G, N, K], [N, K]
+    for G = 1). `weight`: the run-time weight tensor of a layer that has one."""
+    params = with_weight(layer, params, weight)
     acc = reduce(layer, params, x)
     ep = layer.epilogue
     ch = (1, layer.G * layer.K, 1, 1)
-    res = None if residual is None else np.asarray(residual).reshape(acc.shape)
+    res = None if residual is None else as_nchw_out(layer, residual).reshape(acc.shape)
     if ep.residual and res is None:
         raise ValueError(f"layer {layer.name} fuses a residual add: pass `residual`")
     lo, hi = params.clamp
@@ -93,6 +132,12 @@ def golden_layer(layer: Layer, params: LayerParams, x: np.ndarray, residual: np.
             if ep.residual:
                 r = r + res.astype(np.int64) - params.r_zero_point
         y = np.clip(r, int(lo), int(hi)).astype(params.y_dtype)
+    return from_nchw(layer, y)
+
+
+def as_nchw_out(layer: Layer, y: np.ndarray) -> np.ndarray:
+    """An output-shaped tensor (a residual) from the layer's output layout to [N, G*K, P, Q]."""
+    y = np.asarray(y)
     if layer.op == "matmul":
-        return y.reshape(layer.N, layer.K)
-    return y
+        y = y.reshape(layer.G, layer.N, layer.K).transpose(1, 0, 2)
+    return y.reshape(layer.N, layer.G * layer.K, layer.P, layer.Q)

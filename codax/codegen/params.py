@@ -24,7 +24,9 @@ from codax.ir import Layer
 @dataclass
 class LayerParams:
     kind: str  # "int" | "float"
-    weight: np.ndarray  # [G*K, C, R, S]: float32, or the quantized integers
+    # [G*K, C, R, S]: float32, or the quantized integers; None for a run-time weight tensor (its scale
+    # and zero point are still here; codax.codegen.golden.with_weight fills the values in per call)
+    weight: np.ndarray | None
     bias: np.ndarray | None = None  # [G*K]: float32, or int32 at scale s_w * s_x
     # integer layers only
     w_scale: np.ndarray = field(default_factory=lambda: np.ones(1, np.float32))  # [1] or [G*K]
@@ -43,10 +45,11 @@ class LayerParams:
     activation: str | None = None
     clip_min: float | None = None
     clip_max: float | None = None
+    out_channels: int = 0  # G*K, when there is no constant weight to read it from
 
     @property
     def channels(self) -> int:
-        return int(self.weight.shape[0])
+        return int(self.weight.shape[0]) if self.weight is not None else self.out_channels
 
     @property
     def multiplier(self) -> np.ndarray:
@@ -200,6 +203,43 @@ def _dq(m: _Model, name: str):
     return q, scale, zp, m.attr(p, "axis", 1), p
 
 
+def _runtime_weight_params(m: _Model, node, layer: Layer) -> LayerParams:
+    """A MatMul of two run-time tensors (attention's QK^T, AV): no weight values, only the second
+    operand's quantization (scale and zero point, an activation's: per tensor)."""
+    ep = layer.epilogue
+    common = dict(activation=ep.activation, clip_min=ep.clip_min, clip_max=ep.clip_max)
+    ch = layer.G * layer.K
+    if layer.precision.kind == "float":
+        return LayerParams("float", None, None, out_channels=ch, **common)
+    ws, wzp = _dq_activation(m, node.input[1], layer, "second operand")
+    xs, xzp = _dq_activation(m, node.input[0], layer, "input")
+    cons = m.consumers.get(node.output[0], [])
+    if len(cons) != 1 or cons[0].op_type != "QuantizeLinear":
+        raise ModelError(
+            f"layer {layer.name}: the output of {node.name} must feed exactly one QuantizeLinear (QDQ model)"
+        )
+    c = cons[0]
+    ys = float(np.asarray(m.const(c.input[1], "output scale")).reshape(-1)[0])
+    yzp = np.asarray(m.const(c.input[2], "output zero point")) if len(c.input) > 2 else np.uint8(0)
+    return LayerParams(
+        "int",
+        None,
+        None,
+        w_scale=np.full(1, ws, np.float32),
+        w_zero_point=int(wzp.reshape(-1)[0]),
+        x_scale=xs,
+        x_zero_point=int(xzp.reshape(-1)[0]),
+        y_scale=ys,
+        y_zero_point=int(yzp.reshape(-1)[0]),
+        w_signed=wzp.dtype.kind == "i",
+        x_signed=xzp.dtype.kind == "i",
+        y_signed=yzp.dtype.kind == "i",
+        y_bits=8 * yzp.dtype.itemsize,
+        out_channels=ch,
+        **common,
+    )
+
+
 def _dq_activation(m: _Model, name: str, layer: Layer, what: str):
     p = m.producer.get(name)
     if p is None or p.op_type != "DequantizeLinear":
@@ -219,8 +259,10 @@ def from_onnx(model, layer: Layer) -> LayerParams:
     bname = node.input[2] if len(node.input) > 2 and node.input[2] else None
     if bname is None and layer.epilogue.bias and len(layer.inputs) > 2:
         bname = layer.inputs[2]  # a bias Add fused into the layer (a MatMul's, see frontend.onnx_graph)
-    dq_w = _dq(m, wname)
     ep = layer.epilogue
+    if layer.runtime_weight:
+        return _runtime_weight_params(m, node, layer)
+    dq_w = _dq(m, wname)
     if dq_w is None:
         w = m.const(wname, f"layer {layer.name} weight").astype(np.float32)
         b = m.const(bname, f"layer {layer.name} bias").astype(np.float32) if bname else None

@@ -23,7 +23,7 @@ from codax.codegen.nest import NestPlan
 from codax.errors import CodaxError, UnsupportedError
 from codax.ir import DIMS, OPERANDS, Accelerator, Layer
 
-MAGIC = 0x43445831  # "CDX1": descriptor layout version
+MAGIC = 0x43445832  # "CDX2": descriptor layout version
 MAX_LEVELS = 6  # DRAM + on-chip levels of one engine
 MAX_LOOPS = len(DIMS) * MAX_LEVELS
 MAX_TRANSFERS = len(OPERANDS) * MAX_LEVELS
@@ -55,6 +55,14 @@ FIELDS: tuple[tuple[str, int], ...] = (
     ("Y_OFF", 1),
     ("R_OFF", 1),
     ("PS_OFF", 1),
+    # element strides of the DRAM tensors (a layout, VTA-style): input n, g, c, row, col; output and
+    # residual n, g, k, p, q; a run-time weight tensor g, k, c, r, s. The partial-sum scratch is
+    # always dense [N][G*K][P][Q].
+    ("X_STRIDE", 5),
+    ("Y_STRIDE", 5),
+    ("R_STRIDE", 5),
+    ("W_SRC", 1),  # 0: weights blob (tile order); 1: a run-time tensor in the activation region
+    ("W_STRIDE", 5),
     ("NLEV", 1),  # levels including DRAM
     ("NLOOPS", 1),
     ("LOOP_LEVEL", MAX_LOOPS),
@@ -165,6 +173,23 @@ class DramOffsets:
     ps: int = -1
 
 
+def dram_strides(layer: Layer) -> dict[str, tuple[int, ...]]:
+    """Element strides of a layer's DRAM tensors, the layouts `codax.codegen.golden` defines:
+    convolutions [N][G*C][H][W] -> [N][G*K][P][Q]; matmuls [G][N][C] -> [G][N][K] (a batched matmul's
+    batch is the group dim, outermost); a run-time weight [G][C][K] ("GCK", MatMul's B) or [G][K][C]
+    ("GKC", B transposed). Keys X, Y, R (n, g, c|k, row|p, col|q) and W (g, k, c, r, s)."""
+    n, g, c, k = layer.N, layer.G, layer.C, layer.K
+    if layer.op == "matmul":
+        x = (c, n * c, 1, 0, 0)
+        y = (k, n * k, 1, 0, 0)
+    else:
+        h, w = layer.in_hw
+        x = (g * c * h * w, c * h * w, h * w, w, 1)
+        y = (g * k * layer.P * layer.Q, k * layer.P * layer.Q, layer.P * layer.Q, layer.Q, 1)
+    wt = {"GCK": (c * k, 1, k, 0, 0), "GKC": (k * c, c, 1, 0, 0)}.get(layer.runtime_weight, (0,) * 5)
+    return {"X": x, "Y": y, "R": y, "W": wt}
+
+
 def level_arrays(accel: Accelerator, engine_name: str) -> dict[tuple[int, str], tuple[str, int]]:
     """(level index, operand) -> (array name, bytes) of the engine's on-chip arrays (ir.Engine.arrays)."""
     return {(a.level, op): (a.name, a.bytes) for a in accel.engine(engine_name).arrays() for op in a.operands}
@@ -245,6 +270,9 @@ def descriptor(
         put(name, v)
     for name, v in (("Y_OFF", dram.y), ("R_OFF", dram.r), ("PS_OFF", dram.ps)):
         put(name, v)
+    for name, v in dram_strides(layer).items():
+        put(f"{name}_STRIDE", list(v))
+    put("W_SRC", int(bool(layer.runtime_weight)))
     put("NLEV", len(p.level_names))
     put("NLOOPS", len(p.loops))
     for j, lp in enumerate(p.loops):
@@ -300,14 +328,17 @@ def weight_parts(layer: Layer, params, widths: Widths, tile: tuple[int, ...]) ->
     (float32)."""
     from codax.codegen.packing import pack, pack_tensor
 
-    parts = {"weights": pack_tensor(tile_order(layer, params.weight, tile), widths.w, widths.is_float)}
+    parts = {}
+    if not layer.runtime_weight:  # a run-time weight tensor is read from the activation region
+        parts["weights"] = pack_tensor(tile_order(layer, params.weight, tile), widths.w, widths.is_float)
     ch = layer.G * layer.K
     if layer.epilogue.bias:
         b = params.bias if params.bias is not None else np.zeros(ch)
         b = np.broadcast_to(np.asarray(b).reshape(-1), (ch,))
         parts["bias"] = pack_tensor(b, 32, widths.is_float)
     if not widths.is_float:
-        parts["multiplier"] = pack(np.asarray(params.multiplier, np.float32).reshape(-1), 32)
+        m = np.broadcast_to(np.asarray(params.multiplier, np.float32).reshape(-1), (ch,))
+        parts["multiplier"] = pack(np.ascontiguousarray(m), 32)
     return parts
 
 
@@ -319,7 +350,7 @@ def single_layer_call(p: NestPlan, accel: Accelerator, params, widths: Widths) -
     for part, raw in weight_parts(p.layer, params, widths, weight_tile(p)).items():
         offs[part] = len(blob)
         blob += raw + b"\0" * (-len(raw) % 64)
-    dram = DramOffsets(w=offs["weights"], b=offs.get("bias", -1), m=offs.get("multiplier", -1))
+    dram = DramOffsets(w=offs.get("weights", 0), b=offs.get("bias", -1), m=offs.get("multiplier", -1))
     return bytes(blob), call_descriptor(p, accel, params, widths, dram)
 
 

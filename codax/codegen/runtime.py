@@ -48,14 +48,15 @@ def run_graph(
         if isinstance(node, Layer):
             x = env[node.inputs[0]]
             res = env[node.epilogue.residual] if node.epilogue.residual else None
+            wt = env[node.inputs[1]] if node.runtime_weight else None  # attention's K^T / V
             if csim:
                 from codax.codegen.csim import LayerKernel
 
                 if node.name not in kernels:
                     kernels[node.name] = LayerKernel(node, accel, mappings[node.name])
-                y, _ = kernels[node.name](params[node.name], x, res)
+                y, _ = kernels[node.name](params[node.name], x, res, wt)
             else:
-                y = golden_layer(node, params[node.name], x, res)
+                y = golden_layer(node, params[node.name], x, res, wt)
             env[node.outputs[0]] = y.reshape(shapes.get(node.outputs[0], y.shape)) if shapes else y
         else:
             assert isinstance(node, HostOp)

@@ -84,6 +84,8 @@ def tensor_bytes(graph: Graph, widths: dict[str, Widths], shapes: dict[str, int]
             size[name] = packed_bytes(layer.N * layer.G * layer.C * math.prod(layer.in_hw), w.x)
         if layer.epilogue.residual:
             size[layer.epilogue.residual] = packed_bytes(layer.operand_size("O"), w.r)
+        if layer.runtime_weight:
+            size[layer.inputs[1]] = packed_bytes(layer.operand_size("W"), w.w)
     for _ in range(len(graph.nodes)):
         for op in graph.host_ops:
             known = [size[i] for i in op.inputs if i in size]
@@ -147,7 +149,7 @@ def allocate(order: list, graph: Graph, size: dict[str, int]) -> tuple[dict[str,
 
 
 def _reads(node) -> list[str]:
-    r = list(node.inputs[:1] if isinstance(node, Layer) else node.inputs)
+    r = list(node.inputs[: 1 + bool(node.runtime_weight)] if isinstance(node, Layer) else node.inputs)
     if isinstance(node, Layer) and node.epilogue.residual:
         r.append(node.epilogue.residual)
     return r
@@ -177,9 +179,9 @@ class RuntimeSchedule:
                 "activations": {"bytes": self.activation_bytes, "reused_by_liveness": True},
                 "scratch": self.scratch.to_dict(),
                 "peak_bytes": self.peak_dram_bytes,
-                "note": "offsets of weights/bias/multipliers are into weights.bin; tensor and scratch "
-                "offsets are into the activation region; tensors a layer touches are bit-packed at its "
-                "widths",
+                "note": "offsets of weights/bias/multipliers are into weights.bin (a run-time weight "
+                "tensor's, as every tensor's, into the activation region); tensor and scratch offsets are "
+                "into the activation region; tensors a layer touches are bit-packed at its widths",
             },
             "weights": {
                 layer: {part: r.to_dict() for part, r in parts.items()}
@@ -232,8 +234,9 @@ def build_schedule(
         parts = {part: blob.add(layer.name, part, raw) for part, raw in raw_parts.items()}
         spills = p.spills_partial_sums
         res = layer.epilogue.residual
+        rt = layer.runtime_weight  # the weight operand is a tensor in the activation region
         dram = DramOffsets(
-            w=parts["weights"].offset,
+            w=tensors[layer.inputs[1]].offset if rt else parts["weights"].offset,
             b=parts["bias"].offset if "bias" in parts else -1,
             m=parts["multiplier"].offset if "multiplier" in parts else -1,
             x=tensors[layer.inputs[0]].offset,
@@ -255,7 +258,7 @@ def build_schedule(
                 "engine": mappings[layer.name].engine,
                 "onnx_node": layer.onnx_node,
                 "widths": {"weight": wd.w, "input": wd.x, "output": wd.y, "accumulator": wd.acc},
-                "weights": parts["weights"].to_dict(),
+                "weights": region(layer.inputs[1], wd.w) if rt else parts["weights"].to_dict(),
                 "bias": parts["bias"].to_dict() if "bias" in parts else None,
                 "multiplier": parts["multiplier"].to_dict() if "multiplier" in parts else None,
                 "input": region(layer.inputs[0], wd.x),

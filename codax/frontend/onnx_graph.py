@@ -30,6 +30,10 @@ VECTOR_KINDS = {
     "GlobalAveragePool": "globalavgpool",
     "Concat": "concat",
     "Relu": "relu",
+    "Softmax": "softmax",
+    "LayerNormalization": "layernorm",
+    "Gelu": "gelu",
+    "Erf": "gelu",  # GELU as exported: x * 0.5 * (1 + erf(x / sqrt 2)); its Erf is the unit's part
 }
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 
@@ -92,6 +96,7 @@ class _Index:
             for i in n.input:
                 self.consumers.setdefault(i, []).append(n)
         self.graph_outputs = {o.name for o in g.output}
+        self.runtime_matmuls = 0  # MatMul/Gemm nodes with a run-time second operand seen so far
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.dtypes: dict[str, int] = {}
         for vi in list(g.input) + list(g.value_info) + list(g.output):
@@ -182,11 +187,7 @@ def _core(ix: _Index, node: onnx.NodeProto, name: str) -> _Core | str:
         fused.append(dq_w.name)
         quantized = dq_x is not None
     if not ix.is_const(wsrc):
-        return (
-            f"{node.op_type} of two run-time tensors (its second operand {w!r} is computed, as in "
-            "attention's QK^T and AV): runs on the host; only MatMul/Gemm with a constant weight are "
-            "offloaded"
-        )
+        return _runtime_matmul(ix, node, name)
     xshape, wshape, yshape = ix.shapes.get(x), tuple(ix.shapes.get(wsrc, ())), ix.shapes.get(node.output[0])
     if not xshape or not yshape or 0 in xshape or 0 in yshape:
         return f"{node.op_type} with unknown input/output shape (run shape inference or give input shapes)"
@@ -301,6 +302,65 @@ def _core(ix: _Index, node: onnx.NodeProto, name: str) -> _Core | str:
     return _Core(layer, key, fused, quantized, wsrc)
 
 
+def runtime_matmul_key(index: int) -> str:
+    """The link between the index-th MatMul of two run-time tensors (in graph order) and its Relax
+    matmul: there is no weight to fingerprint, and TVM's importer keeps the nodes' order."""
+    return f"runtime:{index}"
+
+
+def _runtime_matmul(ix: _Index, node: onnx.NodeProto, name: str) -> _Core | str:
+    """A MatMul whose second operand is computed (attention's Q K^T and A V): a matmul layer whose
+    weight operand is that run-time tensor, its batch dims (equal on both sides) the group dim G."""
+    x, w = node.input[0], node.input[1]
+    if node.op_type not in ("MatMul", "Gemm"):
+        return f"{node.op_type} with a weight computed at run time ({w!r}): runs on the host"
+    index = ix.runtime_matmuls  # counted like the Relax matmuls they import as
+    ix.runtime_matmuls += 1
+    if node.op_type != "MatMul":
+        return (
+            f"{node.op_type} whose second operand {w!r} is computed at run time: runs on the host; write "
+            "it as a MatMul (only MatMul takes two run-time tensors)"
+        )
+    fused: list[str] = []
+    dq_x, dq_w = ix.dq_of(x), ix.dq_of(w)
+    quantized = dq_x is not None and dq_w is not None
+    if quantized:
+        x, w = dq_x.input[0], dq_w.input[0]
+        fused += [dq_x.name, dq_w.name]
+    xshape, wshape = ix.shapes.get(x), ix.shapes.get(w)
+    if not xshape or not wshape or 0 in xshape or 0 in wshape:
+        return "MatMul with unknown operand shapes (run shape inference or give input shapes)"
+    if (
+        len(xshape) < 2
+        or len(wshape) < 2
+        or tuple(xshape[:-2]) != tuple(wshape[:-2])
+        or xshape[-1] != wshape[-2]
+    ):
+        return (
+            f"MatMul of run-time tensors {list(xshape)} x {list(wshape)}: only [..., N, C] x [..., C, K] "
+            "with equal batch dims runs on the accelerator (broadcast the batch first)"
+        )
+    prec = (
+        Precision(weight=ix.bits(w), act=ix.bits(x), acc=32, out=8, kind="int")
+        if quantized
+        else Precision.float32()
+    )
+    layer = Layer(
+        name,
+        N=int(xshape[-2]),
+        G=int(np.prod(xshape[:-2], dtype=np.int64)),  # the batch (heads): one weight tensor each
+        K=int(wshape[-1]),
+        C=int(xshape[-1]),
+        op="matmul",
+        in_hw=(1, 1),
+        precision=prec,
+        inputs=(x, w),
+        onnx_node=node.name,
+        runtime_weight="GCK",
+    )
+    return _Core(layer, runtime_matmul_key(index), fused, quantized, w)
+
+
 def _conv_transpose(name: str, a: dict, xshape, wshape, yshape) -> Layer | str:
     """The ordinary convolution a ConvTranspose computes over its zero-inserted input, or why not."""
     if len(xshape) != 4:
@@ -357,7 +417,7 @@ def _epilogue(ix: _Index, node: onnx.NodeProto, core: _Core, claimed: set[str]) 
     nxt = ix.sole_consumer(out)
     if nxt is not None and nxt.name in claimed:
         nxt = None
-    if not core.quantized:
+    if not core.quantized and not layer.runtime_weight:  # a run-time matmul fuses no bias/residual
         if nxt is not None and nxt.op_type == "Add" and not ep.bias:
             other = nxt.input[1] if nxt.input[0] == out else nxt.input[0]
             cshape = ix.shapes.get(other, ())

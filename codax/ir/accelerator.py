@@ -15,7 +15,17 @@ from codax.ir.layer import DIMS, OPERANDS
 from codax.ir.yaml_io import check_keys, positive_int, positive_number
 
 TARGETS = ("fpga", "asic")
-HOST_OP_KINDS = ("add", "maxpool", "avgpool", "globalavgpool", "concat", "relu")
+HOST_OP_KINDS = (
+    "add",
+    "maxpool",
+    "avgpool",
+    "globalavgpool",
+    "concat",
+    "relu",
+    "softmax",
+    "layernorm",
+    "gelu",
+)
 
 
 @dataclass(frozen=True)

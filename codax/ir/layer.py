@@ -26,6 +26,7 @@ REDUCTION_DIMS: frozenset[str] = frozenset({"C", "R", "S"})
 
 ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "clip")
 OPS: tuple[str, ...] = ("conv", "matmul")
+RUNTIME_WEIGHT_LAYOUTS: tuple[str, ...] = ("", "GCK", "GKC")
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ class Layer:
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     onnx_node: str = ""
+    # The weight operand is a run-time tensor (attention's K^T and V), not a constant, in the DRAM
+    # layout named: "GCK" (MatMul's B, [batch][C][K]) or "GKC" ([batch][K][C]); "" for a constant.
+    runtime_weight: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -127,6 +131,13 @@ class Layer:
             raise ConfigError(f"layer {self.name}: op {self.op!r} must be one of {OPS}")
         if self.op == "matmul" and (self.P, self.Q, self.R, self.S) != (1, 1, 1, 1):
             raise ConfigError(f"layer {self.name}: a matmul layer has P = Q = R = S = 1")
+        if self.runtime_weight not in RUNTIME_WEIGHT_LAYOUTS:
+            raise ConfigError(
+                f"layer {self.name}: runtime_weight {self.runtime_weight!r} must be one of "
+                f"{RUNTIME_WEIGHT_LAYOUTS} (empty: a constant weight)"
+            )
+        if self.runtime_weight and self.op != "matmul":
+            raise ConfigError(f"layer {self.name}: only a matmul layer takes a run-time weight tensor")
         if self.in_hw is None:
             object.__setattr__(self, "in_hw", self._derived_in_hw())
         else:
@@ -194,6 +205,7 @@ class Layer:
             self.pads,
             self.in_hw,
             self.op,
+            self.runtime_weight,
             self.precision,
         )
 

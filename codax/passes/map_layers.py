@@ -43,19 +43,23 @@ def layer_of_function(func: relax.Function, onnx_layers: dict[str, Layer]) -> La
     comp = composite_of(func)
     name = str(attr(func, A.LAYER) or attr(comp, A.LAYER))
     ep = json.loads(str(attr(comp, A.EPILOGUE)))
-    core, act_dtype, bound = None, None, {}
+    core, bound = None, {}
     for block in comp.body.blocks:
         for b in block.bindings:
             bound[b.var] = b.value
             if op_name(b.value) in ("relax.nn.conv2d", "relax.matmul"):
                 core = b.value
-            if (
-                op_name(b.value) == "relax.astype"
-                and act_dtype is None
-                and isinstance(b.value.args[0], relax.Var)
-            ):
-                act_dtype = dtype(b.value.args[0])
-    info = core_info(core, act_dtype if ep.get("requant") else None, bound.get(core.args[1]))
+
+    def quantized_dtype(e) -> str | None:  # astype(q) [- z] of a parameter q: the dtype of q
+        e = bound.get(e, e)
+        if op_name(e) == "relax.subtract":
+            e = bound.get(e.args[0], e.args[0])
+        ok = op_name(e) == "relax.astype" and isinstance(e.args[0], relax.Var) and ep.get("requant")
+        return dtype(e.args[0]) if ok else None
+
+    info = core_info(
+        core, quantized_dtype(core.args[0]), bound.get(core.args[1]), quantized_dtype(core.args[1])
+    )
     onnx = onnx_layers.get(name)
     residual = (onnx.epilogue.residual if onnx is not None else None) or "?" if ep["residual"] else None
     epilogue = Epilogue(
@@ -66,10 +70,10 @@ def layer_of_function(func: relax.Function, onnx_layers: dict[str, Layer]) -> La
         residual=residual,
         requant=ep["requant"],
     )
-    layer = layer_from_relax(core, name, info.precision, epilogue)
+    layer = layer_from_relax(core, name, info.precision, epilogue, info.runtime_weight)
     if onnx is None:
         return layer
-    for f in (*DIMS, "stride", "dilation", "pads", "in_hw", "op"):
+    for f in (*DIMS, "stride", "dilation", "pads", "in_hw", "op", "runtime_weight"):
         if getattr(onnx, f) != getattr(layer, f):
             raise ModelError(
                 f"layer {name}: the Relax function has {f}={getattr(layer, f)} but the ONNX node has "

@@ -15,10 +15,11 @@ import tvm
 from tvm import relax
 
 from codax.frontend.graph_json import from_json
+from codax.frontend.onnx_graph import runtime_matmul_key
 from codax.ir import Accelerator
 from codax.passes import attrs as A
 from codax.passes.patterns import CodaxPattern, codax_patterns
-from codax.passes.relax_layer import bias_ok, core_info, offload_reason, residual_ok
+from codax.passes.relax_layer import CoreInfo, bias_ok, core_info, offload_reason, residual_ok
 from codax.passes.relax_util import attr, dtype, op_name, relax_functions
 
 
@@ -55,21 +56,57 @@ def _self_contained(ctx) -> bool:
     return True
 
 
+class RuntimeMatmuls:
+    """The matmuls of `main` whose second operand is a run-time tensor, numbered in binding order as
+    the ONNX view numbers their MatMul nodes (codax.frontend.onnx_graph.runtime_matmul_key): the
+    link between the two, since there is no weight to fingerprint."""
+
+    def __init__(self, main: relax.Function) -> None:
+        var2val = relax.analysis.get_var2val(main)
+        self.calls: list[tuple[relax.Var, relax.Call]] = []
+        for block in main.body.blocks:
+            for b in block.bindings:
+                v = b.value
+                if (
+                    op_name(v) == "relax.matmul"
+                    and core_info(v, weight=var2val.get(v.args[1])).runtime_weight
+                ):
+                    self.calls.append((b.var, v))
+
+    def key(self, expr) -> str | None:
+        for i, (var, call) in enumerate(self.calls):
+            if var.same_as(expr) or call.same_as(expr):
+                return runtime_matmul_key(i)
+        return None
+
+
+def _info(core, ann: dict, integer: bool, rt: RuntimeMatmuls) -> CoreInfo:
+    return core_info(
+        core,
+        dtype(ann["xq"]) if integer else None,
+        ann["weight"],
+        dtype(ann["wq"]) if "wq" in ann else None,
+        rt.key(core),
+    )
+
+
 def _make(
     p: CodaxPattern,
     accel: Accelerator,
     keys: dict[str, str],
     residual_layers: set[str] | None,
     analysis: bool,
+    rt: RuntimeMatmuls,
 ) -> relax.transform.FusionPattern:
     def info(ann):
-        return core_info(ann["core"], dtype(ann["xq"]) if p.integer else None, ann["weight"])
+        return _info(ann["core"], ann, p.integer, rt)
 
     def check(ctx) -> bool:
         ann = ctx.annotated_expr
         if not _self_contained(ctx):
             return False
-        if offload_reason(info(ann), accel, analysis) is not None:
+        i = info(ann)
+        if i.runtime_weight != p.runtime_weight or offload_reason(i, accel, analysis) is not None:
             return False
         if "bias" in ann and not bias_ok(ann["core"], ann["bias"]):
             return False
@@ -100,7 +137,7 @@ def _inner_composite(outer: relax.Function) -> relax.Function | None:
 
 
 def _host_layers(
-    mod: tvm.IRModule, accel: Accelerator, keys: dict[str, str], analysis: bool
+    mod: tvm.IRModule, accel: Accelerator, keys: dict[str, str], analysis: bool, rt: RuntimeMatmuls
 ) -> dict[str, str]:
     """{layer name: reason} for every conv2d/matmul left in main."""
     main = mod["main"]
@@ -111,11 +148,20 @@ def _host_layers(
             v = b.value
             if op_name(v) not in ("relax.nn.conv2d", "relax.matmul"):
                 continue
-            x = var2val.get(v.args[0], v.args[0])
-            if op_name(x) == "relax.subtract":
-                x = var2val.get(x.args[0], x.args[0])
-            act = dtype(x.args[0]) if op_name(x) == "relax.astype" else None
-            info = core_info(v, act, var2val.get(v.args[1], v.args[1]))
+
+            def quantized_dtype(e):  # astype(q) [- z]: the dtype of q
+                e = var2val.get(e, e)
+                if op_name(e) == "relax.subtract":
+                    e = var2val.get(e.args[0], e.args[0])
+                return dtype(e.args[0]) if op_name(e) == "relax.astype" else None
+
+            info = core_info(
+                v,
+                quantized_dtype(v.args[0]),
+                var2val.get(v.args[1], v.args[1]),
+                quantized_dtype(v.args[1]),
+                rt.key(b.var) or rt.key(v),
+            )
             reason = (
                 offload_reason(info, accel, analysis)
                 or "no codax pattern matched it (unsupported epilogue or shape)"
@@ -140,7 +186,8 @@ class Partition:
         residual_layers = None
         if gj is not None:
             residual_layers = {lay.name for lay in from_json(str(gj)).graph.layers if lay.epilogue.residual}
-        patterns = [_make(p, self.accel, keys, residual_layers, self.analysis) for p in codax_patterns()]
+        rt = RuntimeMatmuls(mod["main"])
+        patterns = [_make(p, self.accel, keys, residual_layers, self.analysis, rt) for p in codax_patterns()]
         mod = relax.transform.FuseOpsByPattern(patterns, bind_constants=True, annotate_codegen=self.offload)(
             mod
         )
@@ -151,6 +198,6 @@ class Partition:
                 inner = _inner_composite(f)
                 if inner is not None:
                     mod[gv] = f.with_attrs({k: inner.attrs[k] for k in (A.LAYER, A.KEY, A.EPILOGUE)})
-        hosts = _host_layers(mod, self.accel, keys, self.analysis)
+        hosts = _host_layers(mod, self.accel, keys, self.analysis, rt)
         mod["main"] = mod["main"].with_attr(A.HOST_LAYERS, json.dumps(hosts))
         return mod

@@ -3,6 +3,9 @@
 Float layers:   core [+ bias] [+ residual] [relu | clip]
 Integer layers: astype(xq) [- zx] -> core(int32) [+ bias] -> * scale [relu | clip] -> quantize
 where core is conv2d (regular, depthwise, grouped, strided, dilated, padded: all one op) or matmul.
+A matmul of two run-time tensors (attention's Q K^T and A V; the `_rt` patterns) has no bias or residual:
+float ``matmul(x, w) [act]``, integer ``matmul(astype(xq) [- zx], astype(wq) [- zw]) -> * scale [act]
+-> quantize``; its `wt` annotation is the second operand.
 A bias is an add of a per-channel constant, a residual an add of a run-time activation of the output's
 shape; the `check` enforces the difference so a bias pattern never swallows a residual add.
 """
@@ -22,6 +25,10 @@ class CodaxPattern:
     pattern: DFPattern
     annotations: dict[str, DFPattern]
     integer: bool
+
+    @property
+    def runtime_weight(self) -> bool:
+        return "wt" in self.annotations
 
 
 def _act(y: DFPattern, act: str | None, ann: dict) -> DFPattern:
@@ -84,6 +91,29 @@ def int_pattern(core: str, bias: bool, act: str | None) -> CodaxPattern:
     return CodaxPattern(_name(core, bias, False, act, True), y, ann, True)
 
 
+def runtime_pattern(act: str | None, integer: bool) -> CodaxPattern:
+    """A matmul whose second operand `wt` is a run-time tensor (the partition check tells it from a
+    constant weight)."""
+    if integer:
+        xq, wq = wildcard(), wildcard()
+        xi, wi = is_op("relax.astype")(xq), is_op("relax.astype")(wq)
+        data = is_op("relax.subtract")(xi, is_const()) | xi
+        wt = is_op("relax.subtract")(wi, is_const()) | wi
+        c = is_op("relax.matmul")(data, wt)
+        ann: dict[str, DFPattern] = {"core": c, "xq": xq, "wq": wq, "wt": wq, "weight": wt}
+        y = is_op("relax.multiply")(is_op("relax.astype")(c), is_const())
+        y = _act(y, act, ann)
+        y = is_op("relax.quantize")(y, is_const(), is_const())
+    else:
+        data, wt = wildcard(), wildcard()
+        c = is_op("relax.matmul")(data, wt)
+        ann = {"core": c, "data": data, "wt": wt, "weight": wt}
+        y = _act(c, act, ann)
+    ann["root"] = y
+    name = "codax." + "_".join([("q" if integer else "") + "matmul_rt"] + ([act] if act else []))
+    return CodaxPattern(name + "_requant" * integer, y, ann, integer)
+
+
 def codax_patterns() -> list[CodaxPattern]:
     """All patterns, integer first, then longer before shorter so the largest legal fusion wins."""
     out = [int_pattern(c, b, a) for c in ("conv", "matmul") for b in (True, False) for a in ACTS]
@@ -94,5 +124,6 @@ def codax_patterns() -> list[CodaxPattern]:
                     out.append(float_pattern(core, bias, res, act, False))
                     if res:
                         out.append(float_pattern(core, bias, res, act, True))
+    out += [runtime_pattern(a, integer) for integer in (True, False) for a in ACTS]
     out.sort(key=lambda p: (not p.integer, -len(p.annotations)))
     return out

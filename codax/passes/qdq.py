@@ -7,7 +7,8 @@ The rewritten chain is what an integer accelerator computes, written in Relax op
 
 `sx * sw` is per output channel for per-channel weights. It equals the ONNX QDQ semantics up to the
 float rounding of the reference's float accumulation (<= 1 LSB). A chain that does not have this form
-(asymmetric weights, bias scale != sx * sw, non-constant weights, ...) is left as it is (float, host).
+(asymmetric weights, bias scale != sx * sw, ...) is left as it is (float, host). A matmul whose second
+operand is a run-time tensor (attention) lowers to `matmul(xq - zx, wq - zw)` with both zero points.
 """
 
 from __future__ import annotations
@@ -46,6 +47,46 @@ class _QDQRewriter(PyExprMutator):
             return None
         return dq[0].reshape(-1), np.broadcast_to(dq[1], (k,)).astype(np.float64)
 
+    def _dequant_runtime(self, e) -> tuple | None:
+        """(quantized tensor, scale, zero point) of `dequantize(run-time tensor, const, const)` with a
+        per-tensor scale: a matmul's second operand computed at run time (attention's K^T, V)."""
+        e = self._val(e)
+        if op_name(e) != "relax.dequantize" or is_constant(e.args[0]):
+            return None
+        if not (is_constant(e.args[1]) and is_constant(e.args[2])):
+            return None
+        s, z = const_value(e.args[1]), const_value(e.args[2])
+        if s.size != 1 or z.size != 1 or dtype(e.args[0]) not in ("int8", "uint8"):
+            return None
+        return e.args[0], float(s.reshape(())), int(z.reshape(()))
+
+    def _requantize(self, acc, scale: np.ndarray, act, q):
+        """The epilogue every lowered layer shares: float32(acc) * scale [relu | clip] -> quantize."""
+        bb = self.builder_
+        y = bb.emit(relax.op.multiply(relax.op.astype(acc, "float32"), relax.const(scale)))
+        if act is not None:
+            y = bb.emit(
+                relax.op.nn.relu(y)
+                if op_name(act) == "relax.nn.relu"
+                else relax.op.clip(y, act.args[1], act.args[2])
+            )
+        return relax.op.quantize(y, q.args[1], q.args[2], axis=int(q.attrs.axis), out_dtype=dtype(q))
+
+    def _lower_runtime(self, q, core, act, x_dq, rt):
+        """matmul(dq(xq), dq(wq)) -> quantize as an integer matmul of two run-time tensors:
+        acc = matmul(xq - zx, wq - zw) in int32, then the same requantization with s = s_x * s_w."""
+        bb = self.builder_
+        wq, sw, zw = rt
+        sx, zx = float(const_value(x_dq.args[1]).reshape(())), int(const_value(x_dq.args[2]).reshape(()))
+
+        def centred(t, z):
+            t = bb.emit(relax.op.astype(t, "int32"))
+            return bb.emit(relax.op.subtract(t, relax.const(z, "int32"))) if z != 0 else t
+
+        acc = bb.emit(relax.op.matmul(centred(x_dq.args[0], zx), centred(wq, zw), out_dtype="int32"))
+        scale = np.array([sx * sw], np.float32)
+        return self._requantize(acc, scale, act, q)
+
     def visit_call_(self, call):
         call = super().visit_call_(call)
         if op_name(call) != "relax.quantize":
@@ -75,6 +116,9 @@ class _QDQRewriter(PyExprMutator):
         sx, zx = const_value(x_dq.args[1]), const_value(x_dq.args[2])
         if sx.size != 1 or zx.size != 1:
             return None
+        rt = self._dequant_runtime(core.args[1]) if op_name(core) == "relax.matmul" else None
+        if rt is not None:
+            return None if bias_expr is not None else self._lower_runtime(q, core, act, x_dq, rt)
         w_e = self._val(core.args[1])
         transpose = op_name(w_e) == "relax.permute_dims"
         if transpose:
@@ -125,14 +169,7 @@ class _QDQRewriter(PyExprMutator):
         if bias is not None:
             acc = bb.emit(relax.op.add(acc, relax.const(bias[0].reshape(cshape).astype("int32"))))
         scale = sxw.astype("float32").reshape(cshape)
-        y = bb.emit(relax.op.multiply(relax.op.astype(acc, "float32"), relax.const(scale)))
-        if act is not None:
-            y = bb.emit(
-                relax.op.nn.relu(y)
-                if op_name(act) == "relax.nn.relu"
-                else relax.op.clip(y, act.args[1], act.args[2])
-            )
-        return relax.op.quantize(y, q.args[1], q.args[2], axis=int(q.attrs.axis), out_dtype=dtype(q))
+        return self._requantize(acc, scale, act, q)
 
 
 @tvm.transform.module_pass(opt_level=0, name="codax.LowerQDQ")

@@ -26,6 +26,7 @@ class CoreInfo:
     key: str | None  # weight fingerprint (see codax.frontend.onnx_graph.weight_key)
     precision: Precision | None
     problem: str | None  # why it cannot be a layer at all, else None
+    runtime_weight: bool = False  # the second operand is a run-time tensor (attention)
 
 
 def _var_name(v) -> str:
@@ -39,15 +40,25 @@ def _weight(core: relax.Call, w=None):
     return w
 
 
-def core_info(core: relax.Call, act_dtype: str | None = None, weight=None) -> CoreInfo:
+def core_info(
+    core: relax.Call,
+    act_dtype: str | None = None,
+    weight=None,
+    weight_dtype: str | None = None,
+    runtime_key: str | None = None,
+) -> CoreInfo:
     """Read op kind, weight fingerprint and precision. `act_dtype`: the quantized input's dtype;
-    `weight`: the weight expression when core.args[1] is a variable bound to it."""
+    `weight`: the weight expression when core.args[1] is a variable bound to it. A matmul whose
+    second operand is a run-time tensor is a layer too: `weight_dtype` is then that tensor's quantized
+    dtype and `runtime_key` its link to the ONNX node (codax.frontend.onnx_graph.runtime_matmul_key)."""
     op = "conv" if op_name(core) == "relax.nn.conv2d" else "matmul"
     w = _weight(core, weight)
     if is_constant(w):
         key = weight_key(const_value(w), op)
     elif isinstance(w, relax.Var) and not isinstance(w, relax.DataflowVar) and _var_name(w).startswith("w_"):
         key = "param:" + _var_name(w)
+    elif op == "matmul":
+        return _runtime_info(core, act_dtype, weight_dtype, runtime_key)
     else:
         return CoreInfo(op, None, None, "its weight is computed at run time, not a constant")
     if op == "conv":
@@ -67,6 +78,32 @@ def core_info(core: relax.Call, act_dtype: str | None = None, weight=None) -> Co
     if wb is None or ab is None:
         return CoreInfo(op, key, None, f"integer layer with {dtype(w)} weights / {act_dtype} inputs")
     return CoreInfo(op, key, Precision(weight=wb, act=ab, acc=32, out=8, kind="int"), None)
+
+
+def runtime_operands_ok(core: relax.Call) -> str | None:
+    """None if a matmul of two run-time tensors is [..., N, C] x [..., C, K] with equal batch dims."""
+    xs, ws = shape(core.args[0]), shape(core.args[1])
+    if len(xs) < 2 or len(ws) < 2 or xs[:-2] != ws[:-2] or xs[-1] != ws[-2]:
+        return (
+            f"matmul of run-time tensors {list(xs)} x {list(ws)}: only [..., N, C] x [..., C, K] with "
+            "equal batch dims runs on the accelerator"
+        )
+    return None
+
+
+def _runtime_info(core, act_dtype, weight_dtype, key) -> CoreInfo:
+    problem = runtime_operands_ok(core)
+    if problem:
+        return CoreInfo("matmul", key, None, problem, True)
+    out = dtype(core)
+    if out.startswith("float"):
+        if out != "float32":
+            return CoreInfo("matmul", key, None, f"{out} arithmetic (only fp32 and integer layers)", True)
+        return CoreInfo("matmul", key, Precision.float32(), None, True)
+    wb, ab = _BITS.get(weight_dtype or ""), _BITS.get(act_dtype or "")
+    if wb is None or ab is None:
+        return CoreInfo("matmul", key, None, f"integer matmul of {act_dtype} x {weight_dtype} tensors", True)
+    return CoreInfo("matmul", key, Precision(weight=wb, act=ab, acc=32, out=8, kind="int"), None, True)
 
 
 def offload_reason(info: CoreInfo, accel: Accelerator, analysis: bool = False) -> str | None:
@@ -109,8 +146,17 @@ def residual_ok(add: relax.Call, residual) -> bool:
     return not is_constant(residual) and shape(residual) == shape(add)
 
 
-def layer_from_relax(core: relax.Call, name: str, precision: Precision, epilogue: Epilogue) -> Layer:
-    """The loop nest of a Relax conv2d (NCHW/OIHW) or 2-D matmul, independently of ONNX."""
+def layer_from_relax(
+    core: relax.Call, name: str, precision: Precision, epilogue: Epilogue, runtime_weight: bool = False
+) -> Layer:
+    """The loop nest of a Relax conv2d (NCHW/OIHW) or 2-D matmul, independently of ONNX; a matmul of
+    two run-time tensors [..., N, C] x [..., C, K] has its batch as the group dim."""
+    if runtime_weight:
+        xs, ws = shape(core.args[0]), shape(core.args[1])
+        return Layer(
+            name, N=xs[-2], G=int(np.prod(xs[:-2], dtype=np.int64)), K=ws[-1], C=xs[-1], op="matmul",
+            in_hw=(1, 1), precision=precision, epilogue=epilogue, runtime_weight="GCK",
+        )  # fmt: skip
     if op_name(core) == "relax.nn.conv2d":
         n, c_in, h, w_ = shape(core.args[0])
         k_out, cg, r, s = shape(core.args[1])

@@ -50,11 +50,17 @@ def random_case(seed: int, kind: str = "int"):
         d = accel.to_dict()
         d["precision"]["float"] = True
         accel = Accelerator.from_dict(d)
+    m = legal_mapping(layer, accel, r)
+    return None if m is None else (layer, accel, m)
+
+
+def legal_mapping(layer: Layer, accel: Accelerator, r: random.Random):
+    """A random mapping of `layer` on `accel` that validates (50 draws), else None."""
     for _ in range(50):
         m = random_mapping(layer, accel, r)
         try:
             validate_mapping(layer, accel, m)
-            return layer, accel, m
+            return m
         except MappingError:
             continue
     return None

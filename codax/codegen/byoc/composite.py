@@ -47,7 +47,7 @@ def _param_index(spec: LayerSpec, e) -> int | None:
 @dataclass
 class _Body:
     core: relax.Call
-    weight: np.ndarray  # as in Relax: OIHW or [C, K]
+    weight: np.ndarray | None  # as in Relax: OIHW or [C, K]; None for a run-time weight tensor
     bias: np.ndarray | None
     integer: bool
     x_zero_point: int = 0
@@ -55,6 +55,7 @@ class _Body:
     y_scale: float = 1.0
     y_zero_point: int = 0
     y_dtype: str = "float32"
+    w_zero_point: int = 0
 
 
 def _read_body(spec: LayerSpec) -> _Body:  # noqa: C901 - one linear walk over the chain
@@ -98,9 +99,21 @@ def _read_body(spec: LayerSpec) -> _Body:  # noqa: C901 - one linear walk over t
     if op_name(x) == "relax.astype":
         x, integer = x.args[0], True
     w = _const(spec, core.args[1])
+    zw = 0
     if w is None:
-        raise fail("the weight is not a bound constant (partition with bind_constants=True)")
-    body = _Body(core, w, None, integer, x_zero_point=zx)
+        wv = val(core.args[1])  # a run-time weight: param, or astype(param) [- zw]
+        if op_name(wv) == "relax.subtract":
+            z = _const(spec, wv.args[1])
+            if z is None or z.size != 1:
+                raise fail("the second operand's zero point is not a scalar constant")
+            zw, wv = int(z.reshape(())), val(wv.args[0])
+        if op_name(wv) == "relax.astype":
+            wv = wv.args[0]
+        if _param_index(spec, wv) is None:
+            raise fail(
+                "the weight is neither a bound constant nor a parameter (partition with bind_constants=True)"
+            )
+    body = _Body(core, w, None, integer, x_zero_point=zx, w_zero_point=zw)
     prev = binds[core_i].var
     for b in binds[core_i + 1 :]:
         v, name = b.value, op_name(b.value)
@@ -138,12 +151,14 @@ def layer_params(spec: LayerSpec, layer: Layer) -> LayerParams:
     b = _read_body(spec)
     ch = layer.G * layer.K
     w = b.weight
-    if layer.op == "matmul":
+    if layer.runtime_weight:
+        pass  # the values arrive per call; only the quantization is read here
+    elif layer.op == "matmul":
         if w.ndim != 2:
             raise UnsupportedError(f"layer {layer.name}: matmul weight of shape {w.shape}, need [C, K]")
         w = np.ascontiguousarray(w.T).reshape(w.shape[1], w.shape[0], 1, 1)
     expect = (ch, layer.C, layer.R, layer.S)
-    if tuple(w.shape) != expect:
+    if w is not None and tuple(w.shape) != expect:
         raise ModelError(
             f"layer {layer.name}: the composite's weight has shape {tuple(w.shape)} but codax.layer_json "
             f"needs {expect}; re-run the codax pipeline on this module"
@@ -152,32 +167,37 @@ def layer_params(spec: LayerSpec, layer: Layer) -> LayerParams:
     common = dict(activation=ep.activation, clip_min=ep.clip_min, clip_max=ep.clip_max)
     if not b.integer:
         bias = None if b.bias is None else np.broadcast_to(b.bias.astype(np.float32), (ch,)).copy()
-        return LayerParams("float", w.astype(np.float32), bias, **common)
-    x_dtype = spec.params[layer_operands(spec)[0]].dtype
+        return LayerParams(
+            "float", None if w is None else w.astype(np.float32), bias, out_channels=ch, **common
+        )
+    data, _, wt = layer_operands(spec)
+    x_dtype = spec.params[data].dtype
     bias = None if b.bias is None else np.broadcast_to(b.bias.astype(np.int32), (ch,)).copy()
     p = LayerParams(
         "int",
         w,
         bias,
         w_scale=np.broadcast_to(b.scale, (ch,)).astype(np.float32),
-        w_zero_point=0,
+        w_zero_point=b.w_zero_point,
         x_scale=1.0,
         x_zero_point=b.x_zero_point,
         y_scale=b.y_scale,
         y_zero_point=b.y_zero_point,
-        w_signed=w.dtype.kind == "i",
+        w_signed=(w.dtype.kind == "i") if w is not None else not spec.params[wt].dtype.startswith("uint"),
         x_signed=not x_dtype.startswith("uint"),
         y_signed=not b.y_dtype.startswith("uint"),
         y_bits=np.dtype(b.y_dtype).itemsize * 8,
+        out_channels=ch,
         **common,
     )
     return p
 
 
-def layer_operands(spec: LayerSpec) -> tuple[int, int | None]:
-    """(data parameter index, residual parameter index or None) of a composite, found by matching the
-    codax pattern the composite was made from (codax.passes.patterns, by its Composite name) against
-    its body: the pattern's `data` (integer patterns: `xq`) and `residual` annotations name them."""
+def layer_operands(spec: LayerSpec) -> tuple[int, int | None, int | None]:
+    """(data, residual or None, run-time weight or None) parameter indices of a composite, found by
+    matching the codax pattern the composite was made from (codax.passes.patterns, by its Composite
+    name) against its body: the pattern's `data` (integer patterns: `xq`), `residual` and `wt`
+    annotations name them."""
     pat = next((p for p in codax_patterns() if p.name == spec.composite), None)
     if pat is None:
         raise UnsupportedError(
@@ -206,4 +226,4 @@ def layer_operands(spec: LayerSpec) -> tuple[int, int | None]:
     data = param("xq" if pat.integer else "data")
     if data is None:
         raise UnsupportedError(f"{spec.composite} (layer {spec.layer}): no layer input in the match")
-    return data, param("residual")
+    return data, param("residual"), param("wt")

@@ -117,14 +117,14 @@ class EngineKernelFactory:
     def __call__(self, spec: LayerSpec) -> KernelSource:
         layer, mapping = self._layer_mapping(spec)
         validate_mapping(layer, self.accel, mapping)
-        data, res = layer_operands(spec)
+        data, res, wt = layer_operands(spec)
         params = self.params.get(layer.name) or layer_params(spec, layer)
-        src, desc = self._unit(spec, layer, mapping, params, data, res)
+        src, desc = self._unit(spec, layer, mapping, params, data, res, wt)
         self.calls[spec.c_name] = EngineCall(spec.c_name, layer, mapping, params, desc, src)
         return src
 
     def _unit(
-        self, spec, layer, mapping, params, data: int, res: int | None
+        self, spec, layer, mapping, params, data: int, res: int | None, wt: int | None
     ) -> tuple[KernelSource, np.ndarray]:
         h, w = layer.in_hw
         n_in = layer.N * layer.G * layer.C * h * w
@@ -138,7 +138,18 @@ class EngineKernelFactory:
             raise ModelError(f"layer {layer.name}: the layer fuses a residual but the composite has none")
         if res is not None and spec.params[res].size != n_out:
             raise ModelError(f"layer {layer.name}: residual of shape {spec.params[res].shape}")
-        used = {data} | ({res} if res is not None else set())
+        n_w = layer.G * layer.K * layer.C * layer.R * layer.S
+        if bool(layer.runtime_weight) != (wt is not None):
+            kind = "a run-time tensor" if layer.runtime_weight else "constant"
+            raise ModelError(
+                f"layer {layer.name}: the layer's weight is {kind} but the composite's is not; "
+                "re-run the pipeline"
+            )
+        if wt is not None and spec.params[wt].size != n_w:
+            raise ModelError(
+                f"layer {layer.name}: run-time weight of shape {spec.params[wt].shape}, need {n_w}"
+            )
+        used = {data} | ({res} if res is not None else set()) | ({wt} if wt is not None else set())
         extra = [i for i in range(len(spec.params)) if i not in used]
         if extra:
             raise UnsupportedError(f"layer {layer.name}: composite parameters {extra} are not data/residual")
@@ -155,18 +166,19 @@ class EngineKernelFactory:
         c = spec.c_name
         sym = engine_sources(self.accel).entries[mapping.engine]
         r_ptr = f"p{res}" if res is not None else f"({spec.output.ctype} *)0"
+        w_arg = f"p{wt}, {n_w}L, {wd.w}" if wt is not None else "(const int8_t *)0, 0L, 8"
         code = "\n".join(
             [
                 f"{MARKER} layer {_comment(layer.name)} on engine {_comment(mapping.engine)} of "
                 f"{_comment(self.accel.name)}",
                 f'#include "{ADAPTER_HEADER}"',
                 f'extern "C" void {sym}(const int32_t *, const uint8_t *, const uint8_t *, uint8_t *, '
-                "const uint8_t *, uint8_t *);",
+                "const uint8_t *, uint8_t *, const uint8_t *);",
                 c_array(f"{c}_desc", desc, "int32"),
                 embed_bytes(f"{c}_blob", blob),
                 f"{spec.prototype()} {{",
                 f"  return codax_byoc::call({sym}, {c}_desc, {c}_blob, p{data}, {n_in}L, {wd.x}, {r_ptr}, "
-                f"{wd.r}, out, {n_out}L, {wd.y}, {'true' if wd.y_signed else 'false'}, {4 * n_out}L);",
+                f"{wd.r}, out, {n_out}L, {wd.y}, {str(wd.y_signed).lower()}, {4 * n_out}L, {w_arg});",
                 "}",
                 "",
             ]

@@ -6,7 +6,7 @@
 
 namespace codax_byoc {
 typedef void (*EngineEntry)(const int32_t *, const uint8_t *, const uint8_t *, uint8_t *, const uint8_t *,
-                            uint8_t *);
+                            uint8_t *, const uint8_t *);
 
 // Integers -> bit-packed at `bits` (element i at bit i * bits, least significant first); floats as bytes.
 template <typename T>
@@ -38,13 +38,16 @@ void unpack(const uint8_t *src, long n, int bits, bool sgn, T *dst) {
   }
 }
 
-template <typename X, typename R, typename Y>
+// `wt` (nw elements packed at wbits): a run-time weight tensor, or null for the weights blob's own.
+template <typename X, typename R, typename Y, typename W>
 int call(EngineEntry engine, const int32_t *desc, const uint8_t *weights, const X *x, long nx, int xbits,
-         const R *r, int rbits, Y *y, long ny, int ybits, bool ysgn, long psum_bytes) {
+         const R *r, int rbits, Y *y, long ny, int ybits, bool ysgn, long psum_bytes, const W *wt, long nw,
+         int wbits) {
   std::vector<uint8_t> xb = pack(x, nx, xbits);
   std::vector<uint8_t> rb = r ? pack(r, ny, rbits) : std::vector<uint8_t>();
+  std::vector<uint8_t> wb = wt ? pack(wt, nw, wbits) : std::vector<uint8_t>();
   std::vector<uint8_t> yb((ny * ybits + 7) / 8 + 8, 0), ps(psum_bytes + 8, 0);
-  engine(desc, weights, xb.data(), yb.data(), r ? rb.data() : 0, ps.data());
+  engine(desc, weights, xb.data(), yb.data(), r ? rb.data() : 0, ps.data(), wt ? wb.data() : 0);
   unpack(yb.data(), ny, ybits, ysgn, y);
   return 0;
 }

@@ -18,8 +18,9 @@
 // and forth, single-buffered levels one.
 // Buffers store elements bit-packed at the layer's widths (weights, inputs) or at accumulator width
 // (outputs), input windows without the rows/cols no output touches. DRAM tensors are bit-packed at
-// their widths too: weights in tile order (one burst per tile), activations [N][G*C][H][W], outputs
-// [N][G*K][P][Q].
+// their widths too: weights in tile order (one burst per tile); activations, outputs and run-time
+// weight tensors at the element strides the descriptor gives (by default [N][G*C][H][W] and
+// [N][G*K][P][Q]; matmuls with a batch: [G][N][C] and [G][N][K]).
 //
 // Build with -DCODAX_COUNT to count the words moved into and out of each level per operand and the
 // valid MACs (they equal codax.hw.evaluate's words_in / words_out / macs exactly) and to account the
@@ -201,6 +202,7 @@ inline double &cycles_total() {
 // DRAM as the engine sees it during one call.
 struct Dram {
   const uint8_t *wblob;  // weights, bias (int32 / float32), requantization multipliers (float32)
+  const uint8_t *wt;  // a run-time weight tensor (attention's K^T, V), when the descriptor says so
   const uint8_t *x;
   uint8_t *y;
   const uint8_t *r;
@@ -229,6 +231,8 @@ struct Ctx {
   int ybits, rbits;
   bool rsgn, is_float;
   int zw, zx, zr, zy;
+  i64 xs[5], ys[5], rs[5], ws[5];  // DRAM element strides (descriptor X/Y/R/W_STRIDE)
+  bool w_rt;  // weights come from the run-time tensor `wt`, strided, not from the blob's tile order
   int inner[3];  // the innermost level holding each operand: the one the PEs read
   TileMeta meta[3][MAX_LEVELS][2];  // per (operand, level, copy)
   int o[3][MAX_LEVELS][NDIMS];  // view: origin of the tile held by (operand, level)
@@ -293,13 +297,19 @@ inline i64 w_tile_base(const Ctx &c, int h) {
   return id * T[DG] * T[DK] * T[DC] * T[DR] * T[DS];
 }
 
+// A run-time weight tensor is read through its layout's strides instead.
+inline i64 w_dram_at(const Ctx &c, const int *o, int g, int k, int ch, int r, int s) {
+  return (o[DG] + g) * c.ws[0] + (o[DK] + k) * c.ws[1] + (o[DC] + ch) * c.ws[2] + (o[DR] + r) * c.ws[3] +
+         (o[DS] + s) * c.ws[4];
+}
+
 inline i64 load_w(Ctx &c, int h, int par) {
   const int *o = c.o[OP_W][h], *e = c.e[OP_W][h], *T = c.tile[OP_W][h];
   uint8_t *dst = c.buf(OP_W, h);
   const int bits = c.bits[OP_W];
-  const uint8_t *src = par ? c.buf(OP_W, par) : c.dram.wblob + c.d[D_W_OFF];
+  const uint8_t *src = par ? c.buf(OP_W, par) : (c.w_rt ? c.dram.wt : c.dram.wblob + c.d[D_W_OFF]);
   const int *op = c.o[OP_W][par];
-  const i64 base = par ? 0 : w_tile_base(c, h);
+  const i64 base = (par || c.w_rt) ? 0 : w_tile_base(c, h);
   i64 n = 0;
 LOAD_W:
   for (int g = 0; g < e[DG]; ++g)
@@ -309,7 +319,9 @@ LOAD_W:
           for (int s = 0; s < e[DS]; ++s) {
 #pragma HLS PIPELINE II = 1
             i64 a;
-            if (par == 0)
+            if (par == 0 && c.w_rt)
+              a = w_dram_at(c, o, g, k, ch, r, s);
+            else if (par == 0)
               a = base + (((((i64)g * T[DK] + k) * T[DC] + ch) * T[DR] + r) * T[DS] + s);
             else
               a = c.at(OP_W, par, o[DG] - op[DG] + g, o[DK] - op[DK] + k, o[DC] - op[DC] + ch, o[DR] - op[DR] + r,
@@ -333,7 +345,6 @@ inline i64 load_i(Ctx &c, int h, int par) {
   const int wh = window(e[DP], e[DR], c.sh, c.dh), ww = window(e[DQ], e[DS], c.sw, c.dw);
   rank_window(c.rrow(h), e[DP], e[DR], c.sh, c.dh);
   rank_window(c.rcol(h), e[DQ], e[DS], c.sw, c.dw);
-  const int G = c.bound[DG], C = c.bound[DC];
   const int *op = c.o[OP_I][par];
   const uint8_t *src = par ? c.buf(OP_I, par) : c.dram.x;
   i64 n = 0;
@@ -350,7 +361,8 @@ LOAD_I:
             if (par == 0) {
               const int iy = c.orow[h] + y - c.pt, ix = c.ocol[h] + x - c.pl;
               const bool inside = iy >= 0 && iy < c.H && ix >= 0 && ix < c.W;
-              const i64 a = ((((i64)(o[DN] + b) * G + o[DG] + g) * C + o[DC] + ch) * c.H + iy) * c.W + ix;
+              const i64 a = (o[DN] + b) * c.xs[0] + (o[DG] + g) * c.xs[1] + (o[DC] + ch) * c.xs[2] + iy * c.xs[3] +
+                            ix * c.xs[4];
               v = inside ? rd(src, a, bits, c.sgn[OP_I]) : (c.is_float ? 0 : c.zx);
             } else {
               v = rd(src,
@@ -366,8 +378,14 @@ LOAD_I:
   return n * bits;
 }
 
+// The partial-sum scratch: dense [N][G*K][P][Q].
 inline i64 o_addr(const Ctx &c, int n, int g, int k, int p, int q) {
   return ((((i64)n * c.bound[DG] + g) * c.bound[DK] + k) * c.bound[DP] + p) * c.bound[DQ] + q;
+}
+
+// The output (strides c.ys) and the residual (c.rs): the layouts their tensors have in DRAM.
+inline i64 strided(const i64 *st, int n, int g, int k, int p, int q) {
+  return n * st[0] + g * st[1] + k * st[2] + p * st[3] + q * st[4];
 }
 
 // Where element (a, b, k, p, q) of (O, h)'s tile lives in its parent: the parent's on-chip buffer, or
@@ -407,19 +425,19 @@ LOAD_O:
 }
 
 // The fused epilogue of one final output element (accumulator `acc` of channel `ch`).
-inline i64 epilogue(const Ctx &c, i64 acc, int ch, i64 addr) {
+inline i64 epilogue(const Ctx &c, i64 acc, int ch, i64 raddr) {
   const int32_t *d = c.d;
   const float lo = f32(d[D_CLAMP]), hi = f32(d[D_CLAMP + 1]);
   if (c.is_float) {
     float v = f32(acc);
     if (d[D_HAS_BIAS]) v = v + f32(rd(c.dram.wblob + d[D_B_OFF], ch, 32, false));
-    if (d[D_HAS_RES]) v = v + f32(rd(c.dram.r, addr, 32, false));
+    if (d[D_HAS_RES]) v = v + f32(rd(c.dram.r, raddr, 32, false));
     v = v < lo ? lo : (v > hi ? hi : v);
     return bits32(v);
   }
   i64 a = acc;
   if (d[D_HAS_BIAS]) a = wrap(a + rd(c.dram.wblob + d[D_B_OFF], ch, 32, true), c.bits[OP_O]);
-  const int res = d[D_HAS_RES] ? (int)rd(c.dram.r, addr, c.rbits, c.rsgn) : 0;
+  const int res = d[D_HAS_RES] ? (int)rd(c.dram.r, raddr, c.rbits, c.rsgn) : 0;
   if (d[D_REQUANT]) {
     const float m = f32(rd(c.dram.wblob + d[D_M_OFF], ch, 32, false));
     return requant((int32_t)a, m, d[D_HAS_RES] != 0, res, c.zr, f32(d[D_M_RES]), c.zy, (int)lo, (int)hi);
@@ -444,11 +462,13 @@ STORE_O:
           for (int q = 0; q < e[DQ]; ++q) {
 #pragma HLS PIPELINE II = 1
             const i64 v = rd(src, c.at(OP_O, h, a, b, k, p, q), bits, true);
-            const i64 addr = o_parent_at(c, h, par, a, b, k, p, q);
-            if (par == 0 && last)
-              wr(dst, addr, c.ybits, epilogue(c, v, (o[DG] + b) * c.bound[DK] + o[DK] + k, addr));
-            else
-              wr(dst, addr, bits, v);
+            if (par == 0 && last) {
+              const int n_ = o[DN] + a, g_ = o[DG] + b, k_ = o[DK] + k, p_ = o[DP] + p, q_ = o[DQ] + q;
+              wr(dst, strided(c.ys, n_, g_, k_, p_, q_), c.ybits,
+                 epilogue(c, v, g_ * c.bound[DK] + k_, strided(c.rs, n_, g_, k_, p_, q_)));
+            } else {
+              wr(dst, o_parent_at(c, h, par, a, b, k, p, q), bits, v);
+            }
             ++n;
           }
   CODAX_COUNT_OUT(h, OP_O, n);
@@ -930,6 +950,13 @@ void run_layer(const int32_t *d, const Memory &mem, const Dram &dram) {
   c.zr = d[D_ZERO + 2];
   c.zy = d[D_ZERO + 3];
   c.pes_used = d[D_SP_K] * d[D_SP_K + 1];
+  for (int a = 0; a < 5; ++a) {
+    c.xs[a] = d[D_X_STRIDE + a];
+    c.ys[a] = d[D_Y_STRIDE + a];
+    c.rs[a] = d[D_R_STRIDE + a];
+    c.ws[a] = d[D_W_STRIDE + a];
+  }
+  c.w_rt = d[D_W_SRC] != 0;
   s.last = -1;
   for (int t = 0; t < d[D_NTR]; ++t) {
     const int X = d[D_TR_OP + t], h = d[D_TR_H + t], pos = d[D_TR_POS + t];
