@@ -1,6 +1,7 @@
 """The engine's time is the model's time: per layer, the cost model's cycles against the cycles the
-engine's C-simulation accounts as it runs (codax_engine.h, "cycle accounting": load, compute and store
-tasks meeting at ping-pong handshakes, transfers at the port widths, one PE-array step per cycle).
+engine's C-simulation accounts as it runs (codax_engine.h; docs/vitis.md, "Cycle accounting": decode,
+load, compute and store tasks meeting through dependence tokens, transfers at the port widths plus
+the DRAM latency per transfer, one PE-array step per cycle plus a pipeline fill per run of steps).
 
 Networks: QDQ ResNet-18 and MobileNetV2 (32x32, per-channel int8, ORT quantize_static) on zc706-int8
 and zcu102-int8, each layer mapped by codax's mapper; and a co-search result (net.onnx, accel.yaml and
