@@ -43,14 +43,22 @@ def _windows(layer: Layer, x: np.ndarray, pad_value) -> np.ndarray:
     return out.reshape(n, layer.G, layer.C, layer.R, layer.S, layer.P, layer.Q)
 
 
+def _to_nchw(layer: Layer, t: np.ndarray, ch: int, hw: tuple[int, int]) -> np.ndarray:
+    t = np.asarray(t)
+    if layer.op == "matmul":  # [G, N, ch] -> [N, G, ch]
+        t = t.reshape(layer.G, layer.N, ch).transpose(1, 0, 2)
+    return t.reshape(layer.N, layer.G * ch, *hw)
+
+
 def as_nchw(layer: Layer, x: np.ndarray) -> np.ndarray:
     """Inputs as [N, G*C, H, W]. Tensors keep their own layouts: a convolution's input is
     [N, G*C, H, W]; a matmul's is [G, N, C] (G: the batch of a batched matmul; [N, C] when G = 1)."""
-    h, w = layer.in_hw
-    x = np.asarray(x)
-    if layer.op == "matmul":
-        x = x.reshape(layer.G, layer.N, layer.C).transpose(1, 0, 2)
-    return x.reshape(layer.N, layer.G * layer.C, h, w)
+    return _to_nchw(layer, x, layer.C, layer.in_hw)
+
+
+def as_nchw_out(layer: Layer, y: np.ndarray) -> np.ndarray:
+    """An output-shaped tensor (a residual) from the layer's output layout to [N, G*K, P, Q]."""
+    return _to_nchw(layer, y, layer.K, (layer.P, layer.Q))
 
 
 def from_nchw(layer: Layer, y: np.ndarray) -> np.ndarray:
@@ -133,11 +141,3 @@ def golden_layer(
                 r = r + res.astype(np.int64) - params.r_zero_point
         y = np.clip(r, int(lo), int(hi)).astype(params.y_dtype)
     return from_nchw(layer, y)
-
-
-def as_nchw_out(layer: Layer, y: np.ndarray) -> np.ndarray:
-    """An output-shaped tensor (a residual) from the layer's output layout to [N, G*K, P, Q]."""
-    y = np.asarray(y)
-    if layer.op == "matmul":
-        y = y.reshape(layer.G, layer.N, layer.K).transpose(1, 0, 2)
-    return y.reshape(layer.N, layer.G * layer.K, layer.P, layer.Q)

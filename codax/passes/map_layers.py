@@ -22,7 +22,7 @@ from codax.hw.precision import layer_at
 from codax.ir import DIMS, Accelerator, Epilogue, Layer, Mapping, load_mappings, validate_mapping
 from codax.passes import attrs as A
 from codax.passes.relax_layer import core_info, layer_from_relax
-from codax.passes.relax_util import attr, dtype, op_name
+from codax.passes.relax_util import attr, dtype, op_name, quantized_source
 
 MappingsSource = dict[str, Mapping] | str | Path | None
 
@@ -50,12 +50,9 @@ def layer_of_function(func: relax.Function, onnx_layers: dict[str, Layer]) -> La
             if op_name(b.value) in ("relax.nn.conv2d", "relax.matmul"):
                 core = b.value
 
-    def quantized_dtype(e) -> str | None:  # astype(q) [- z] of a parameter q: the dtype of q
-        e = bound.get(e, e)
-        if op_name(e) == "relax.subtract":
-            e = bound.get(e.args[0], e.args[0])
-        ok = op_name(e) == "relax.astype" and isinstance(e.args[0], relax.Var) and ep.get("requant")
-        return dtype(e.args[0]) if ok else None
+    def quantized_dtype(e) -> str | None:  # of a parameter q in astype(q) [- z]
+        q = quantized_source(e, lambda u: bound.get(u, u))
+        return dtype(q) if isinstance(q, relax.Var) and ep.get("requant") else None
 
     info = core_info(
         core, quantized_dtype(core.args[0]), bound.get(core.args[1]), quantized_dtype(core.args[1])

@@ -20,7 +20,7 @@ from codax.ir import Accelerator
 from codax.passes import attrs as A
 from codax.passes.patterns import CodaxPattern, codax_patterns
 from codax.passes.relax_layer import CoreInfo, bias_ok, core_info, offload_reason, residual_ok
-from codax.passes.relax_util import attr, dtype, op_name, relax_functions
+from codax.passes.relax_util import attr, dtype, op_name, quantized_source, relax_functions
 
 
 def _layer_name(keys: dict[str, str], key: str | None) -> str:
@@ -149,11 +149,9 @@ def _host_layers(
             if op_name(v) not in ("relax.nn.conv2d", "relax.matmul"):
                 continue
 
-            def quantized_dtype(e):  # astype(q) [- z]: the dtype of q
-                e = var2val.get(e, e)
-                if op_name(e) == "relax.subtract":
-                    e = var2val.get(e.args[0], e.args[0])
-                return dtype(e.args[0]) if op_name(e) == "relax.astype" else None
+            def quantized_dtype(e):
+                q = quantized_source(e, lambda u: var2val.get(u, u))
+                return None if q is None else dtype(q)
 
             info = core_info(
                 v,

@@ -60,6 +60,12 @@ class _QDQRewriter(PyExprMutator):
             return None
         return e.args[0], float(s.reshape(())), int(z.reshape(()))
 
+    def _centred(self, t, z: int):
+        """An integer operand on its zero point: astype(t, int32) [- z]."""
+        bb = self.builder_
+        t = bb.emit(relax.op.astype(t, "int32"))
+        return bb.emit(relax.op.subtract(t, relax.const(z, "int32"))) if z != 0 else t
+
     def _requantize(self, acc, scale: np.ndarray, act, q):
         """The epilogue every lowered layer shares: float32(acc) * scale [relu | clip] -> quantize."""
         bb = self.builder_
@@ -79,11 +85,8 @@ class _QDQRewriter(PyExprMutator):
         wq, sw, zw = rt
         sx, zx = float(const_value(x_dq.args[1]).reshape(())), int(const_value(x_dq.args[2]).reshape(()))
 
-        def centred(t, z):
-            t = bb.emit(relax.op.astype(t, "int32"))
-            return bb.emit(relax.op.subtract(t, relax.const(z, "int32"))) if z != 0 else t
-
-        acc = bb.emit(relax.op.matmul(centred(x_dq.args[0], zx), centred(wq, zw), out_dtype="int32"))
+        xi, wi = self._centred(x_dq.args[0], zx), self._centred(wq, zw)
+        acc = bb.emit(relax.op.matmul(xi, wi, out_dtype="int32"))
         scale = np.array([sx * sw], np.float32)
         return self._requantize(acc, scale, act, q)
 
@@ -142,10 +145,7 @@ class _QDQRewriter(PyExprMutator):
             if bias is None or not np.allclose(bias[1], sxw, rtol=1e-6, atol=0):
                 return None
         bb = self.builder_
-        xq = x_dq.args[0]
-        xi = bb.emit(relax.op.astype(xq, "int32"))
-        if int(zx.reshape(())) != 0:
-            xi = bb.emit(relax.op.subtract(xi, relax.const(int(zx.reshape(())), "int32")))
+        xi = self._centred(x_dq.args[0], int(zx.reshape(())))
         if is_conv:
             a = core.attrs
             acc = bb.emit(

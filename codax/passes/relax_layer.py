@@ -53,15 +53,20 @@ def core_info(
     dtype and `runtime_key` its link to the ONNX node (codax.frontend.onnx_graph.runtime_matmul_key)."""
     op = "conv" if op_name(core) == "relax.nn.conv2d" else "matmul"
     w = _weight(core, weight)
+    runtime = False
     if is_constant(w):
         key = weight_key(const_value(w), op)
     elif isinstance(w, relax.Var) and not isinstance(w, relax.DataflowVar) and _var_name(w).startswith("w_"):
         key = "param:" + _var_name(w)
     elif op == "matmul":
-        return _runtime_info(core, act_dtype, weight_dtype, runtime_key)
+        key, runtime = runtime_key, True
     else:
         return CoreInfo(op, None, None, "its weight is computed at run time, not a constant")
-    if op == "conv":
+    if runtime:
+        problem = runtime_operands_ok(core)
+        if problem:
+            return CoreInfo(op, key, None, problem, True)
+    elif op == "conv":
         a = core.attrs
         if a.data_layout != "NCHW" or a.kernel_layout != "OIHW" or len(shape(core)) != 4:
             return CoreInfo(
@@ -72,12 +77,14 @@ def core_info(
     out = dtype(core)
     if out.startswith("float"):
         if out != "float32" or dtype(core.args[0]) != "float32":
-            return CoreInfo(op, key, None, f"{out} arithmetic (only fp32 and integer layers are supported)")
-        return CoreInfo(op, key, Precision.float32(), None)
-    wb, ab = _BITS.get(dtype(w)), _BITS.get(act_dtype or "")
+            msg = f"{out} arithmetic (only fp32 and integer layers are supported)"
+            return CoreInfo(op, key, None, msg, runtime)
+        return CoreInfo(op, key, Precision.float32(), None, runtime)
+    wdt = weight_dtype if runtime else dtype(w)  # a run-time operand's quantized dtype, not int32's
+    wb, ab = _BITS.get(wdt or ""), _BITS.get(act_dtype or "")
     if wb is None or ab is None:
-        return CoreInfo(op, key, None, f"integer layer with {dtype(w)} weights / {act_dtype} inputs")
-    return CoreInfo(op, key, Precision(weight=wb, act=ab, acc=32, out=8, kind="int"), None)
+        return CoreInfo(op, key, None, f"integer layer with {wdt} weights / {act_dtype} inputs", runtime)
+    return CoreInfo(op, key, Precision(weight=wb, act=ab, acc=32, out=8, kind="int"), None, runtime)
 
 
 def runtime_operands_ok(core: relax.Call) -> str | None:
@@ -89,21 +96,6 @@ def runtime_operands_ok(core: relax.Call) -> str | None:
             "equal batch dims runs on the accelerator"
         )
     return None
-
-
-def _runtime_info(core, act_dtype, weight_dtype, key) -> CoreInfo:
-    problem = runtime_operands_ok(core)
-    if problem:
-        return CoreInfo("matmul", key, None, problem, True)
-    out = dtype(core)
-    if out.startswith("float"):
-        if out != "float32":
-            return CoreInfo("matmul", key, None, f"{out} arithmetic (only fp32 and integer layers)", True)
-        return CoreInfo("matmul", key, Precision.float32(), None, True)
-    wb, ab = _BITS.get(weight_dtype or ""), _BITS.get(act_dtype or "")
-    if wb is None or ab is None:
-        return CoreInfo("matmul", key, None, f"integer matmul of {act_dtype} x {weight_dtype} tensors", True)
-    return CoreInfo("matmul", key, Precision(weight=wb, act=ab, acc=32, out=8, kind="int"), None, True)
 
 
 def offload_reason(info: CoreInfo, accel: Accelerator, analysis: bool = False) -> str | None:

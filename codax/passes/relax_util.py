@@ -49,6 +49,15 @@ def scalar_const(e, resolve=lambda v: v) -> float | None:
     return None
 
 
+def quantized_source(e, resolve=lambda v: v):
+    """q of an integer layer's operand `astype(q) [- z]` (`resolve` sees through bound variables),
+    else None."""
+    e = resolve(e)
+    if op_name(e) == "relax.subtract":
+        e = resolve(e.args[0])
+    return e.args[0] if op_name(e) == "relax.astype" else None
+
+
 def relax_functions(mod: tvm.IRModule):
     for gv, f in mod.functions_items():
         if isinstance(f, relax.Function):

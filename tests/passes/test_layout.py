@@ -104,8 +104,8 @@ def test_conv1d_is_an_h1_conv2d_layer(
     assert layer.epilogue.bias and layer.epilogue.activation == ("relu" if relu else None)
 
 
-@settings(max_examples=6, deadline=None)
-@given(
+# ConvTranspose attributes: kernel, stride, dilation, pads (t, l, b, r), output padding, groups
+CONV_TRANSPOSE_ARGS = dict(
     k=st.integers(1, 4),
     stride=st.integers(1, 3),
     dilation=st.integers(1, 2),
@@ -113,6 +113,10 @@ def test_conv1d_is_an_h1_conv2d_layer(
     out_pad=st.integers(0, 2),
     groups=st.sampled_from([1, 2]),
 )
+
+
+@settings(max_examples=6, deadline=None)
+@given(**CONV_TRANSPOSE_ARGS)
 @example(k=2, stride=2, dilation=1, pads=(2, 1, 3, 0), out_pad=1, groups=1)  # pads beyond the halo: a crop
 @example(k=3, stride=2, dilation=1, pads=(1, 1, 1, 1), out_pad=1, groups=2)  # the U-Net up-sampling
 def test_conv_transpose_is_a_conv_over_the_zero_inserted_input(
@@ -147,14 +151,7 @@ def test_conv_transpose_is_a_conv_over_the_zero_inserted_input(
 
 @example(k=2, stride=3, dilation=1, pads=(2, 0, 3, 1), out_pad=2, groups=2)
 @settings(max_examples=20, deadline=None)
-@given(
-    k=st.integers(1, 4),
-    stride=st.integers(1, 3),
-    dilation=st.integers(1, 2),
-    pads=st.tuples(*[st.integers(0, 3)] * 4),
-    out_pad=st.integers(0, 2),
-    groups=st.sampled_from([1, 2]),
-)
+@given(**CONV_TRANSPOSE_ARGS)
 def test_zero_insert_and_conv_weight_equal_torch_conv_transpose(k, stride, dilation, pads, out_pad, groups):
     """The host's zero insertion (frontend.conv_transpose.zero_insert) and the layer's convolution
     compute torch's conv_transpose2d (asymmetric pads taken from its symmetric-pad output)."""

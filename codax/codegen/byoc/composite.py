@@ -87,28 +87,24 @@ def _read_body(spec: LayerSpec) -> _Body:  # noqa: C901 - one linear walk over t
         layouts = (str(a.data_layout), str(a.kernel_layout), str(a.out_layout))
         if layouts != ("NCHW", "OIHW", "NCHW"):
             raise fail(f"conv2d layouts {layouts} (need NCHW/OIHW/NCHW)")
-    # data: param, or astype(param) [- zx] for integer layers
-    x = val(core.args[0])
-    integer, zx = False, 0
-    if op_name(x) == "relax.subtract":
-        z = _const(spec, x.args[1])
-        if z is None or z.size != 1:
-            raise fail("input zero point is not a scalar constant")
-        zx, x = int(z.reshape(())), val(x.args[0])
-        integer = True
-    if op_name(x) == "relax.astype":
-        x, integer = x.args[0], True
+
+    def centred(e, what: str) -> tuple[relax.Expr, int, bool]:
+        """(source, zero point, integer) of an operand: param, or astype(param) [- z]."""
+        e, z, integer = val(e), 0, False
+        if op_name(e) == "relax.subtract":
+            zc = _const(spec, e.args[1])
+            if zc is None or zc.size != 1:
+                raise fail(f"{what} zero point is not a scalar constant")
+            z, e, integer = int(zc.reshape(())), val(e.args[0]), True
+        if op_name(e) == "relax.astype":
+            e, integer = e.args[0], True
+        return e, z, integer
+
+    _, zx, integer = centred(core.args[0], "input")
     w = _const(spec, core.args[1])
     zw = 0
-    if w is None:
-        wv = val(core.args[1])  # a run-time weight: param, or astype(param) [- zw]
-        if op_name(wv) == "relax.subtract":
-            z = _const(spec, wv.args[1])
-            if z is None or z.size != 1:
-                raise fail("the second operand's zero point is not a scalar constant")
-            zw, wv = int(z.reshape(())), val(wv.args[0])
-        if op_name(wv) == "relax.astype":
-            wv = wv.args[0]
+    if w is None:  # a run-time weight
+        wv, zw, _ = centred(core.args[1], "the second operand's")
         if _param_index(spec, wv) is None:
             raise fail(
                 "the weight is neither a bound constant nor a parameter (partition with bind_constants=True)"

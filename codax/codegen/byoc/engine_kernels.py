@@ -138,7 +138,7 @@ class EngineKernelFactory:
             raise ModelError(f"layer {layer.name}: the layer fuses a residual but the composite has none")
         if res is not None and spec.params[res].size != n_out:
             raise ModelError(f"layer {layer.name}: residual of shape {spec.params[res].shape}")
-        n_w = layer.G * layer.K * layer.C * layer.R * layer.S
+        n_w = layer.operand_size("W")
         if bool(layer.runtime_weight) != (wt is not None):
             kind = "a run-time tensor" if layer.runtime_weight else "constant"
             raise ModelError(
