@@ -46,6 +46,7 @@ void codax_counts_get(unsigned long long *dst) {
       dst[CODAX_MAX_LEVELS * 3 + h * 3 + x] = c.out[h][x];
     }
   dst[CODAX_MAX_LEVELS * 6] = c.macs;
+  dst[CODAX_MAX_LEVELS * 6 + 1] = c.beats;
 }
 double codax_cycles_get(void) { return codax::cycles_total(); }
 }
@@ -147,6 +148,7 @@ class Counts:
     words_out: dict[str, dict[str, int]]
     macs: int
     cycles: float = 0.0  # the engine's accounted cycles (codax_engine.h, "cycle accounting")
+    dram_beats: int = 0  # beats its DRAM port moved, the descriptor's fetch included
 
 
 def _ptr(b) -> ctypes.c_void_p | None:
@@ -186,7 +188,7 @@ class EngineSim:
         self.lib.codax_counts_reset()
 
     def counts(self, engine: str) -> Counts:
-        raw = (ctypes.c_ulonglong * (MAX_LEVELS * 6 + 1))()
+        raw = (ctypes.c_ulonglong * (MAX_LEVELS * 6 + 2))()
         self.lib.codax_counts_get(raw)
         names = self.accel.engine(engine).level_names
         w_in = {lv: {op: int(raw[h * 3 + x]) for x, op in enumerate(OPERANDS)} for h, lv in enumerate(names)}
@@ -194,7 +196,8 @@ class EngineSim:
             lv: {op: int(raw[MAX_LEVELS * 3 + h * 3 + x]) for x, op in enumerate(OPERANDS)}
             for h, lv in enumerate(names)
         }
-        return Counts(w_in, w_out, int(raw[MAX_LEVELS * 6]), float(self.lib.codax_cycles_get()))
+        cycles = float(self.lib.codax_cycles_get())
+        return Counts(w_in, w_out, int(raw[MAX_LEVELS * 6]), cycles, int(raw[MAX_LEVELS * 6 + 1]))
 
 
 _SIMS: dict[tuple[str, bool], EngineSim] = {}

@@ -6,7 +6,8 @@ spatial mode (which dim each array axis unrolls, by how much), every tile transf
 parent level, the loop it sits after, tile extents), each buffer's tile shape and byte offsets
 (ping-pong copies), bitwidths and signedness, the fused epilogue (bias, residual, requantization,
 clamp, zero points) and the DRAM offsets of its tensors. The engine (include/codax_engine.h) reads
-it at run time; `codax_program.h`, generated from FIELDS below, gives both sides the same layout.
+it at run time; `codax_program.h`, generated from the layout in `codax.ir.descriptor`, gives both
+sides the same one.
 
 The loop nest, tile extents and transfer points come from `codax.codegen.nest.plan` (the cost
 model's rules); nothing here re-derives a tiling.
@@ -22,79 +23,17 @@ import numpy as np
 from codax.codegen.nest import NestPlan
 from codax.errors import CodaxError, UnsupportedError
 from codax.ir import DIMS, OPERANDS, Accelerator, Layer
-
-MAGIC = 0x43445832  # "CDX2": descriptor layout version
-MAX_LEVELS = 6  # DRAM + on-chip levels of one engine
-MAX_LOOPS = len(DIMS) * MAX_LEVELS
-MAX_TRANSFERS = len(OPERANDS) * MAX_LEVELS
-BUF_RANK = 5  # W[g][k][c][r][s], I[n][g][c][row][col], O[n][g][k][p][q]
-MAX_WINDOW = 4096  # rows or cols of one input window (the engine's rank tables)
-
-# (name, words): the descriptor's layout, in order. Arrays are flattened row-major.
-FIELDS: tuple[tuple[str, int], ...] = (
-    ("MAGIC", 1),
-    ("ENGINE", 1),  # which engine of the accelerator runs the call
-    ("IS_FLOAT", 1),
-    ("DIM", len(DIMS)),  # N G K C P Q R S
-    ("IN_HW", 2),
-    ("STRIDE", 2),
-    ("DILATION", 2),
-    ("PAD", 2),  # top, left (bottom/right padding is implied by the bounds)
-    ("BITS", 5),  # weight, input, output, accumulator, residual (storage widths, bits)
-    ("SIGNED", 4),  # weight, input, output, residual
-    ("ZERO", 4),  # zw, zx, zr, zy
-    ("HAS_BIAS", 1),
-    ("HAS_RES", 1),
-    ("REQUANT", 1),
-    ("CLAMP", 2),  # lo, hi as float32 bits
-    ("M_RES", 1),  # residual multiplier as float32 bits
-    ("W_OFF", 1),  # bytes into the weights blob: weights, bias, multipliers
-    ("B_OFF", 1),
-    ("M_OFF", 1),
-    ("X_OFF", 1),  # bytes into the activation region: input, output, residual, partial-sum scratch
-    ("Y_OFF", 1),
-    ("R_OFF", 1),
-    ("PS_OFF", 1),
-    # element strides of the DRAM tensors (a layout, VTA-style): input n, g, c, row, col; output and
-    # residual n, g, k, p, q; a run-time weight tensor g, k, c, r, s. The partial-sum scratch is
-    # always dense [N][G*K][P][Q].
-    ("X_STRIDE", 5),
-    ("Y_STRIDE", 5),
-    ("R_STRIDE", 5),
-    ("W_SRC", 1),  # 0: weights blob (tile order); 1: a run-time tensor in the activation region
-    ("W_STRIDE", 5),
-    ("NLEV", 1),  # levels including DRAM
-    ("NLOOPS", 1),
-    ("LOOP_LEVEL", MAX_LOOPS),
-    ("LOOP_DIM", MAX_LOOPS),
-    ("LOOP_FACTOR", MAX_LOOPS),
-    ("LOOP_BLK", MAX_LOOPS),
-    ("SP_DIM", 2),  # rows, cols: the dim unrolled (-1: none)
-    ("SP_K", 2),  # rows, cols: the spatial factor
-    ("SP_BLK", len(DIMS)),  # index step of one spatial position per dim
-    ("NTR", 1),
-    ("TR_OP", MAX_TRANSFERS),  # 0 W, 1 I, 2 O; sorted by (pos, level, operand)
-    ("TR_H", MAX_TRANSFERS),
-    ("TR_PARENT", MAX_TRANSFERS),
-    ("TR_POS", MAX_TRANSFERS),
-    ("TR_TILE", MAX_TRANSFERS * len(DIMS)),
-    ("BUF_SHAPE", len(OPERANDS) * MAX_LEVELS * BUF_RANK),  # [operand][level][5]
-    ("BUF_BASE", len(OPERANDS) * MAX_LEVELS),  # byte offset of copy 0 in the level's array
-    ("BUF_COPY", len(OPERANDS) * MAX_LEVELS),  # bytes from copy 0 to copy 1 (ping-pong)
-    ("DB", MAX_LEVELS),
+from codax.ir.descriptor import (  # noqa: F401  (the layout, re-exported for the engine's users)
+    BUF_RANK,
+    FIELDS,
+    MAGIC,
+    MAX_LEVELS,
+    MAX_LOOPS,
+    MAX_TRANSFERS,
+    MAX_WINDOW,
+    OFFSET,
+    WORDS,
 )
-
-
-def _offsets() -> dict[str, int]:
-    out, off = {}, 0
-    for name, n in FIELDS:
-        out[name] = off
-        off += n
-    return out
-
-
-OFFSET = _offsets()
-WORDS = sum(n for _, n in FIELDS)
 
 
 def program_header() -> str:
@@ -313,13 +252,35 @@ def weight_tile(p: NestPlan) -> tuple[int, ...]:
 
 def tile_order(layer: Layer, weight: np.ndarray, tile: tuple[int, ...]) -> np.ndarray:
     """Weights [G*K, C, R, S] in the engine's DRAM order: tile by tile on the grid of `tile` (G, K, C,
-    R, S extents), each tile contiguous (one burst), edge tiles zero-padded to the full tile."""
+    R, S extents), tiles in row-major order of their grid index, each tile contiguous and row-major
+    over its clipped extents (edge tiles are smaller, not padded): a tile is one burst with no gap.
+    Element (i_0..i_4) lands at
+        sum_d o_d * prod_{d'>d} B_d' * prod_{d'<d} e_d'   (the tiles before its tile)
+      + sum_d j_d * prod_{d'>d} e_d'                      (its place inside the tile)
+    with o_d = i_d - i_d mod T_d, j_d = i_d mod T_d, e_d = min(T_d, B_d - o_d): the engine's
+    w_tile_base (codax_engine.h)."""
     w = np.asarray(weight).reshape(layer.G, layer.K, layer.C, layer.R, layer.S)
-    n = [-(-b // t) for b, t in zip(w.shape, tile)]
-    padded = np.zeros([k * t for k, t in zip(n, tile)], dtype=w.dtype)
-    padded[tuple(slice(0, b) for b in w.shape)] = w
-    blocks = padded.reshape(n[0], tile[0], n[1], tile[1], n[2], tile[2], n[3], tile[3], n[4], tile[4])
-    return blocks.transpose(0, 2, 4, 6, 8, 1, 3, 5, 7, 9).reshape(-1)
+    B = w.shape
+    o, j, e = [], [], []
+    for a, (b, t) in enumerate(zip(B, tile)):
+        i = np.arange(b, dtype=np.int64)
+        shape = [1] * 5
+        shape[a] = b
+        o.append(((i // t) * t).reshape(shape))
+        j.append((i % t).reshape(shape))
+        e.append(np.minimum(t, b - (i // t) * t).reshape(shape))
+    at = np.zeros(B, np.int64)
+    for a in range(5):
+        before = o[a] * math.prod(B[a + 1 :])
+        inside = j[a]
+        for b in range(a):
+            before = before * e[b]
+        for b in range(a + 1, 5):
+            inside = inside * e[b]
+        at = at + before + inside
+    out = np.zeros(w.size, dtype=w.dtype)
+    out[at.reshape(-1)] = w.reshape(-1)
+    return out
 
 
 def weight_parts(layer: Layer, params, widths: Widths, tile: tuple[int, ...]) -> dict[str, bytes]:

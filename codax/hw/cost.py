@@ -34,6 +34,7 @@ import torch
 
 from codax.hw.encode import CostInputs
 from codax.ir import DIMS, OPERANDS, RELEVANT
+from codax.ir.descriptor import WORDS as DESCRIPTOR_WORDS
 
 _D = {d: i for i, d in enumerate(DIMS)}
 _REL = {x: torch.tensor([d in RELEVANT[x] for d in DIMS]) for x in OPERANDS}
@@ -48,6 +49,8 @@ class CostOutputs:
     stall_cycles: torch.Tensor  # [B] transfers that do not overlap compute
     fill_cycles: torch.Tensor  # [B] first input tiles of double-buffered levels, before compute starts
     drain_cycles: torch.Tensor  # [B] last output tiles of double-buffered levels, after compute ends
+    fetch_cycles: torch.Tensor  # [B] the descriptor's fetch through the DRAM port, before anything else
+    dram_beats: torch.Tensor  # [B] beats the DRAM port moves: the tiles' and the descriptor's
     energy_pj: torch.Tensor  # [B]
     mac_energy_pj: torch.Tensor  # [B]
     level_energy_pj: torch.Tensor  # [B, L]
@@ -99,6 +102,22 @@ def _dense_window(p, r, stride, dil):
     return (p - 1) * stride + (r - 1) * dil + 1
 
 
+def _beats(axes, bits, beat_bits):
+    """Beats of a DRAM port `beat_bits` wide that one tile's elements touch, expected over where the
+    tile starts in a beat. `axes` lists the tensor's axes outermost first, each (count, span, pitch):
+    the sub-blocks read along it, the elements it spans (gaps included) and its DRAM pitch in elements
+    (the innermost pitch is 1). A run of L bits starting at a uniformly random element boundary touches
+    1 + (L - bits) / beat_bits beats on average; a block of sub-blocks costs either their beats one by
+    one or, when they lie closer than a beat, the beats of its whole span: the fewer."""
+    count, span, _ = axes[-1]
+    beats = 1.0 + (span - 1.0) * bits / beat_bits
+    extent = span
+    for count, span, pitch in reversed(axes[:-1]):
+        extent = (span - 1.0) * pitch + extent
+        beats = torch.minimum(count * beats, 1.0 + (extent - 1.0) * bits / beat_bits)
+    return beats
+
+
 def _transfer_words(X: str, win: tuple, bound: torch.Tensor, tiles: torch.Tensor, ceil) -> torch.Tensor:
     """Words of operand X moved over all visits, for J child tiles at once: tiles [J, 8, B] -> [J, B].
     Tiles lie on a grid, so a relevant dim's extents add up to its bound, an irrelevant dim counts
@@ -129,6 +148,63 @@ class Structure:
 
     def innermost(self, xi: int) -> int:
         return max(lv for lv in range(len(self.holds)) if self.holds[lv][xi])
+
+
+def _dram_pipeline(ov, store_ov, work, by_op, lat_by_op, rank0, active0, n_dims, agg, bound, s, L, ceil):
+    """Time of the DRAM port's overlapped loads `ov` [B] (the load task's time after the fill; `by_op`
+    and `lat_by_op` split it per operand) and the compute task's `work` [B] (steps, pipeline fills,
+    serial stalls) as the two stages of the engine's ping-pong pipeline over the outer tiles: loading
+    tile k+1 overlaps computing tile k, pair by pair; the store task's overlapped time `store_ov`
+    follows the first tile's compute.
+
+    The outer tiles come in passes of the innermost DRAM loop (dim d, n_d trips): n_d - 1 full tiles
+    of extent t and a last one of r = B_d - (n_d - 1) t. A tile's compute and the traffic of the
+    operands relevant to d (A) scale with its extent along d; the operands irrelevant to d (Bp) load
+    once per pass, with its first tile. The overlapped traffic is every load but the very first
+    (the fill); a transfer's DRAM latency does not scale with its extent, and a tile's compute scales
+    with its steps along d, ceil(extent / spatial factor), not with its extent. Per pass the pairs cost
+      (n_d - 2) max(A_f, C_f) + max(A_e, C_f) + max(A_f + Bp, C_e)
+    (the last one overlaps the next pass's first load with this pass's last compute); the layer's
+    last pair is only its last compute. Without an edge tile this is max(n C, (n - 1) L + C), the
+    steady-state bound; with one, long loads meeting short computes (and the reverse) cost what the
+    ping-pong handshake makes them cost instead of their averages."""
+    if L < 2:
+        return torch.zeros_like(ov)
+    score = torch.where(active0, rank0, -1.0)  # [8, B]
+    d = score.argmax(dim=0, keepdim=True)  # [1, B] the innermost active DRAM loop's dim
+    has = active0.any(dim=0)
+    n_d = torch.where(has, n_dims.gather(0, d)[0], 1.0)
+    t = agg[1].gather(0, d)[0]
+    b = bound.expand_as(agg[1]).gather(0, d)[0]
+    r = torch.where(has, b - (n_d - 1.0) * t, t)
+    mean = torch.where(has, b / n_d, t)
+    total = sum(by_op.values())
+    rel_of = {X: _REL[X].to(total.dtype).gather(0, d[0]) for X in OPERANDS}
+    rel = sum(by_op[X] * rel_of[X] for X in OPERANDS)
+    a_share = torch.where(total > 0, rel / total.clamp(min=1e-30), 1.0)
+    lat = sum(lat_by_op[X] * rel_of[X] for X in OPERANDS)
+    lat_share = torch.where(rel > 0, lat / rel.clamp(min=1e-30), 0.0)  # of the relevant traffic
+    tiles = n_dims.prod(dim=0)
+    passes = tiles / n_d
+    # a tile's load relative to the mean tile's: its latency plus its beats, which scale with extent
+    phi_f = lat_share + (1.0 - lat_share) * t / mean
+    phi_e = lat_share + (1.0 - lat_share) * r / mean
+    # the overlapped traffic is every load but the first tile's (that one, a full tile, is the fill):
+    # ov_A = tiles x mean - the first tile's
+    a = ov * a_share / (tiles - phi_f).clamp(min=1.0)
+    bp = ov * (1.0 - a_share) / (passes - 1.0).clamp(min=1.0)
+    a_f, a_e = a * phi_f, a * phi_e
+    sp = s.expand_as(agg[1]).gather(0, d)[0]
+    steps_f, steps_e = ceil(t / sp), ceil(r / sp)
+    steps_mean = ((n_d - 1.0) * steps_f + steps_e) / n_d
+    c_f, c_e = work / tiles * (steps_f / steps_mean), work / tiles * (steps_e / steps_mean)
+    wrap = torch.maximum(a_f + bp, c_e)
+    pairs = (n_d - 2.0) * torch.maximum(a_f, c_f) + torch.maximum(a_e, c_f) + wrap
+    # the store task is a third stage: its stores follow one another from the first tile's compute
+    # on, so the last one (the drain) cannot start before the first compute and every earlier store
+    # and the load task's own time bounds it: its last load, then the last tile's compute
+    pipeline = torch.maximum(passes * pairs - wrap + c_e, ov + c_e)
+    return torch.maximum(pipeline, c_f + store_ov)
 
 
 def _structure_groups(x: CostInputs) -> list[tuple[Structure, torch.Tensor | None]]:
@@ -228,6 +304,51 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
     covered = (f.prod(dim=0) * s >= bound - 1e-9).all(dim=0)
     agg_words = footprints(agg, moved=True)
 
+    in_hw = T(x.in_hw)
+    mm_layout, w_layout = T(x.mm_layout), T(x.w_layout)
+
+    def _tile_beats(X: str, e: torch.Tensor, bits, beat_bits, dram: bool) -> torch.Tensor:
+        """Beats of one DRAM tile of X with mean extents e [8, B], in X's DRAM layout (`dram`: the
+        output tensor's; else the dense partial-sum scratch [N][G*K][P][Q])."""
+        b = bound
+        if X == "W":
+            tile = _beats([(1.0, e[G_] * e[K_] * e[C_] * e[R_] * e[S_], 1.0)], bits, beat_bits)
+            gck = _beats(
+                [(e[G_], e[G_], b[C_] * b[K_]), (e[C_], e[C_], b[K_]), (e[K_], e[K_], 1.0)], bits, beat_bits
+            )
+            gkc = _beats(
+                [(e[G_], e[G_], b[K_] * b[C_]), (e[K_], e[K_], b[C_]), (e[C_], e[C_], 1.0)], bits, beat_bits
+            )
+            return torch.where(w_layout > 1.5, gkc, torch.where(w_layout > 0.5, gck, tile))
+        if X == "I":
+            H, W = in_hw[0], in_hw[1]
+            rows = torch.minimum(_dense_window(e[P_], e[R_], stride[0], dil[0]), H)
+            cols = torch.minimum(_dense_window(e[Q_], e[S_], stride[1], dil[1]), W)
+            n_rows = torch.minimum(_distinct(e[P_], e[R_], win[0][0], win[1][0]), rows)
+            n_cols = torch.minimum(_distinct(e[Q_], e[S_], win[0][1], win[1][1]), cols)
+            plane = H * W
+            conv = _beats(
+                [(e[N_], e[N_], b[G_] * b[C_] * plane), (e[G_], e[G_], b[C_] * plane), (e[C_], e[C_], plane),
+                 (n_rows, rows, W), (n_cols, cols, 1.0)],
+                bits, beat_bits,
+            )  # fmt: skip
+            mm = _beats(
+                [(e[G_], e[G_], b[N_] * b[C_]), (e[N_], e[N_], b[C_]), (e[C_], e[C_], 1.0)], bits, beat_bits
+            )
+            return torch.where(mm_layout > 0.5, mm, conv)
+        plane = b[P_] * b[Q_]
+        conv = _beats(
+            [(e[N_], e[N_], b[G_] * b[K_] * plane), (e[G_], e[G_], b[K_] * plane), (e[K_], e[K_], plane),
+             (e[P_], e[P_], b[Q_]), (e[Q_], e[Q_], 1.0)],
+            bits, beat_bits,
+        )  # fmt: skip
+        if not dram:
+            return conv
+        mm = _beats(
+            [(e[G_], e[G_], b[N_] * b[K_]), (e[N_], e[N_], b[K_]), (e[K_], e[K_], 1.0)], bits, beat_bits
+        )
+        return torch.where(mm_layout > 0.5, mm, conv)
+
     # --- transfers at every boundary (operand X into level h) --------------------------------------
     # per level, the terms of its reads, writes, port traffic, fill and drain (bits), summed at the end
     terms = {k: [[] for _ in range(L)] for k in ("reads", "writes", "port", "fill", "drain")}
@@ -241,6 +362,11 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
     active = f > 1.0 + 1e-9  # trip-count-1 loops are absent
     o_size = bound[N_] * bound[G_] * bound[K_] * bound[P_] * bound[Q_]
     op_bits = {"W": x.w_bits, "I": x.a_bits, "O": x.acc_bits}
+    dram_loads = {X: zeros for X in OPERANDS}  # the DRAM port's loads per operand, in bits of port time
+    dram_lat = {X: zeros for X in OPERANDS}  # their latency part
+    dram_beat_bits = zeros  # its beats, as port time in bits
+    dram_load_bits = dram_store_bits = zeros  # its load and store tasks' time (beats and latencies)
+    pes_used = s.prod(dim=0)
     runs = torch.ones(B, dtype=dt)  # the compute task's pipelined loops: one per run between transfers
     for xi, X in enumerate(OPERANDS):
         children = [h for h in range(1, L) if st.holds[h][xi]]
@@ -285,6 +411,8 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
                 words_out[h][xi], words_in[h][xi] = words, reload
                 terms["reads"][h].append(child_words * bits)
                 terms["reads"][parent].append(parent_words * revisit * bits)
+                if parent == 0:
+                    terms["reads"][0].append(o_size * x.o_bits * x.has_res)
                 terms["writes"][parent].append(parent_words * bits if parent > sl else up)
                 terms["writes"][h].append(child_words * revisit * bits)
                 moved_bits, into = up + reload * bits, child_words * revisit * bits
@@ -297,18 +425,58 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
                 # streamed weights: the first tile overlaps compute with the rest of their traffic
                 first = agg_words[h, xi] * bits * (1.0 - x.w_stream) if X == "W" else agg_words[h, xi] * bits
                 terms["fill"][parent].append(first)
+            port_bits = moved_bits
             if parent == 0:
-                # every DRAM transfer waits the AXI round trip once (its beats at the port's width
-                # follow); an output tile goes out once per visit and comes back on every revisit
+                # the DRAM port moves whole beats: a tile's time is the beats its elements touch in
+                # the tensor's DRAM layout (docs/cost_model.md, "DRAM beats"), as port time in bits
+                beat_bits = 8.0 * bandwidth[0]
+                dram_tile = torch.minimum(tiles[j] * s, bound)
+                n_tiles = ceil(bound / dram_tile).clamp(min=1.0)
+                ext = bound / n_tiles  # mean extents of the tiles moved (edge tiles are smaller)
+                if X == "O":
+                    # final values at output width in the output's layout; partial sums (stored on
+                    # every visit but the last, read back on every one but the first) at accumulator
+                    # width in the dense scratch
+                    distinct = torch.where(_REL[X].view(8, 1), n_tiles, 1.0).prod(dim=0)
+                    # a fused residual is read beside each final output tile, at output width in the
+                    # output's layout (the engine's epilogue); its bits join the DRAM reads
+                    final = _tile_beats(X, ext, x.o_bits, beat_bits, dram=True) * (1.0 + x.has_res)
+                    partial = _tile_beats(X, ext, bits, beat_bits, dram=False)
+                    port_bits = (distinct * final + 2.0 * (firings[j] - distinct) * partial) * beat_bits
+                    reloads = (firings[j] - distinct) * partial * beat_bits
+                    # the drain stores the last output tile: the grid's edge tile where it is smaller
+                    last = _tile_beats(X, bound - (n_tiles - 1.0) * dram_tile, x.o_bits, beat_bits, dram=True)
+                    last = last * (1.0 + x.has_res)
+                    terms["drain"][0].append(last * beat_bits - agg_words[h, xi] * x.o_bits)
+                else:
+                    tile_beats = _tile_beats(X, ext, bits, beat_bits, dram=True)
+                    port_bits = firings[j] * tile_beats * beat_bits
+                    first_share = (1.0 - x.w_stream) if X == "W" else 1.0
+                    # the fill loads the first tile: a full one (the grid's edge tile comes last)
+                    first = _tile_beats(X, dram_tile, bits, beat_bits, dram=True)
+                    terms["fill"][0].append((first * beat_bits - agg_words[h, xi] * bits) * first_share)
+                dram_beat_bits = dram_beat_bits + port_bits
+                # every DRAM transfer waits the AXI round trip once (its beats follow); an output tile
+                # goes out once per visit and comes back on every revisit
                 n_dram = firings[j] * (1.0 + revisit) if X == "O" else firings[j]
-                lat_bits = x.axi_latency * 8.0 * bandwidth[0]  # the latency as port time, in bits
-                moved_bits = moved_bits + n_dram * lat_bits
+                lat_bits = x.axi_latency * beat_bits  # the latency as port time, in bits
+                port_bits = port_bits + n_dram * lat_bits
+                # the port's load task and its store task each wait their own transfers' latency;
+                # only the beats share the port
+                if X == "O":
+                    load_lat = (n_dram - firings[j]) * lat_bits
+                    loads = reloads + load_lat
+                    dram_store_bits = dram_store_bits + port_bits - loads
+                else:
+                    loads, load_lat = port_bits, n_dram * lat_bits
+                dram_load_bits = dram_load_bits + loads
+                dram_loads[X], dram_lat[X] = dram_loads[X] + loads, dram_lat[X] + load_lat
                 # the first tile's round trip comes before compute, the last store's after it
                 terms["drain" if X == "O" else "fill"][0].append(lat_bits * torch.ones_like(moved_bits))
-            terms["port"][parent].append(moved_bits)
+            terms["port"][parent].append(port_bits)
             if h > sl:
                 pe_fills[h][0].append(into)
-                pe_fills[h][1].append(moved_bits / 8.0 / bandwidth[parent])
+                pe_fills[h][1].append(port_bits / 8.0 / bandwidth[parent])
 
     # MAC operand accesses in the innermost level holding each operand. A shared level feeds the
     # whole array: one access serves the PEs that the array's irrelevant dims multicast it to.
@@ -332,9 +500,13 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
         return torch.stack(cols)
 
     reads, writes, port = per_level("reads"), per_level("writes"), per_level("port")
-    fill, drain = per_level("fill"), per_level("drain")
     # a port overlaps its traffic with compute only when every child it feeds is double-buffered
     not_db = torch.stack([sum((1.0 - db[h] for h in fed[lv]), zeros) for lv in range(L)])
+    # ... and then its load and store tasks run side by side, each waiting its own transfers' DRAM
+    # latency: only the beats share the port. Single-buffered, each transfer waits for the one before.
+    dram_busy = torch.maximum(dram_beat_bits, torch.maximum(dram_load_bits, dram_store_bits))
+    port = torch.cat([torch.where(not_db[0] <= 0, dram_busy, port[0]).unsqueeze(0), port[1:]])
+    fill, drain = per_level("fill"), per_level("drain")
 
     # --- cycles -------------------------------------------------------------------------------------
     f_pe = suffix[sl + 1] if sl + 1 < L else torch.ones_like(s)  # per-PE temporal loops
@@ -349,13 +521,20 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
     # output tiles after it ends; everything else it moves overlaps compute
     fill_p = torch.where(db_parent, fill / 8.0 / bandwidth, zero)
     drain_p = torch.where(db_parent, drain / 8.0 / bandwidth, zero)
-    overlapped = torch.where(db_parent, torch.relu(port_cycles - fill_p - drain_p), zero).amax(dim=0)
+    ov_ports = torch.where(db_parent, torch.relu(port_cycles - fill_p - drain_p), zero)
+    # the DRAM port's load task does the fill, its store task the drain: what each overlaps is the
+    # rest of its own time, and together no more than their beats
+    c0 = 8.0 * bandwidth[0]
+    load_ov = torch.where(db_parent[0], (dram_load_bits / c0 - fill_p[0]).relu(), zero[0])
+    store_ov = torch.where(db_parent[0], (dram_store_bits / c0 - drain_p[0]).relu(), zero[0])
+    beats_ov = torch.where(db_parent[0], (dram_beat_bits / c0 - fill_p[0] - drain_p[0]).relu(), zero[0])
+    dram_ov = torch.maximum(beats_ov, torch.maximum(load_ov, store_ov))
+    overlapped = torch.cat([torch.zeros_like(ov_ports[:1]), ov_ports[1:]]).amax(dim=0)  # on-chip ports
     fill_cycles, drain_cycles = fill_p.sum(dim=0), drain_p.sum(dim=0)
     # A per-PE memory is written through its own port too, every PE in parallel: a transfer into it
     # takes at least its bits per PE at that port's bandwidth (e.g. one cycle per partial-sum reload
     # into a one-word output register), overlapped with compute only when the level is
     # double-buffered; a single-buffered level stalls for what its port needs beyond its parents'.
-    pes_used = s.prod(dim=0)
     for h, (into, over_parent) in pe_fills.items():
         if not into:
             continue
@@ -370,10 +549,21 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
     # The compute task: its PE-array steps, one per cycle, plus the fill of the MAC pipeline once per
     # run of steps between two transfers (each run is one pipelined loop: trip count x II + depth).
     busy = compute + runs * x.pipeline_depth
-    n_outer = ceil(bound / agg[1]).prod(dim=0) if L > 1 else torch.ones_like(compute)
+    n_dims = ceil(bound / agg[1]) if L > 1 else torch.ones_like(bound)
+    n_outer = n_dims.prod(dim=0)
     tail = torch.where(overlapped > 0, busy / n_outer, torch.zeros_like(compute)) * (1.0 - x.w_stream)
-    stall = torch.relu(overlapped + tail - busy - serial) + serial
-    cycles = busy + stall + fill_cycles + drain_cycles
+    dram_pipe = _dram_pipeline(
+        load_ov, store_ov, busy + serial, dram_loads, dram_lat,
+        rank[0], active[0], n_dims, agg, bound, s, L, ceil,
+    )  # fmt: skip
+    # the port cannot end before its beats do; streamed weights: the last tile computes as it arrives,
+    # the port's traffic simply overlaps
+    dram_pipe = torch.where(x.w_stream > 0, dram_ov, torch.maximum(dram_pipe, beats_ov)) * (dram_ov > 0)
+    onchip = overlapped + tail  # the on-chip ports' bound, as before
+    stall = (torch.maximum(onchip, dram_pipe) - busy - serial).relu() + serial
+    # every call first fetches its descriptor through the DRAM port: one burst, latency and beats
+    fetch = (x.axi_latency + torch.ceil(DESCRIPTOR_WORDS * 4.0 / bandwidth[0])) * ones
+    cycles = fetch + busy + stall + fill_cycles + drain_cycles
 
     level_energy = reads * T(x.e_read) + writes * T(x.e_write)
     mac_energy = macs * x.e_mac
@@ -386,6 +576,8 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
         stall_cycles=stall,
         fill_cycles=fill_cycles,
         drain_cycles=drain_cycles,
+        fetch_cycles=fetch,
+        dram_beats=dram_beat_bits / 8.0 / bandwidth[0] + fetch - x.axi_latency,
         energy_pj=mac_energy + level_energy.sum(dim=0),
         mac_energy_pj=mac_energy * ones,
         level_energy_pj=bf(level_energy),

@@ -29,6 +29,7 @@ class CostInputs:
     win_s: torch.Tensor  # [B, 2] stride / gcd(stride, dilation): collision period of the input window
     win_d: torch.Tensor  # [B, 2] dilation / gcd(stride, dilation)
     in_pad: torch.Tensor  # [B, 2] padded input rows/cols
+    in_hw: torch.Tensor  # [B, 2] input rows/cols (the DRAM tensor's, without padding)
     w_bits: torch.Tensor  # [B]
     a_bits: torch.Tensor
     o_bits: torch.Tensor
@@ -56,6 +57,13 @@ class CostInputs:
     w_stream: torch.Tensor = field(default_factory=lambda: torch.zeros(1, dtype=DTYPE))
     # [B] cycles from a DRAM burst's request to its first beat (Dram.latency), once per DRAM transfer
     axi_latency: torch.Tensor = field(default_factory=lambda: torch.zeros(1, dtype=DTYPE))
+    # DRAM layouts (codax.codegen.program.dram_strides): [B] 1 where activations are a matmul's
+    # [G][N][C] / [G][N][K] instead of a convolution's [N][G*C][H][W] / [N][G*K][P][Q]; [B] weights
+    # 0 in tile order (constant), 1 a run-time [G][C][K] tensor, 2 a run-time [G][K][C] one
+    mm_layout: torch.Tensor = field(default_factory=lambda: torch.zeros(1, dtype=DTYPE))
+    w_layout: torch.Tensor = field(default_factory=lambda: torch.zeros(1, dtype=DTYPE))
+    # [B] 1 where the epilogue adds a residual: the final store reads it from DRAM beside the output
+    has_res: torch.Tensor = field(default_factory=lambda: torch.zeros(1, dtype=DTYPE))
 
     @property
     def batch(self) -> int:
@@ -126,6 +134,10 @@ def encode_layer(layer: Layer) -> dict[str, torch.Tensor]:
         "win_s": batch_of_one([s / gi for s, gi in zip(layer.stride, g)]),
         "win_d": batch_of_one([d / gi for d, gi in zip(layer.dilation, g)]),
         "in_pad": batch_of_one([layer.in_hw[0] + pt + pb, layer.in_hw[1] + pl + pr]),
+        "in_hw": batch_of_one(list(layer.in_hw)),
+        "mm_layout": batch_of_one(1.0 if layer.op == "matmul" else 0.0),
+        "w_layout": batch_of_one({"": 0.0, "GCK": 1.0, "GKC": 2.0}[layer.runtime_weight]),
+        "has_res": batch_of_one(1.0 if layer.epilogue.residual else 0.0),
         "w_bits": batch_of_one(p.weight),
         "a_bits": batch_of_one(p.act),
         "o_bits": batch_of_one(p.out),

@@ -47,6 +47,8 @@ class LayerCost:
     spatial_utilization: float
     resources: Resources
     latency_s: float = 0.0
+    dram_beats: float = 0.0  # beats the DRAM port moves (tiles in their layouts), the descriptor's included
+    fetch_cycles: float = 0.0  # the descriptor's fetch, before the layer's tasks start
 
     @property
     def edp(self) -> float:
@@ -206,6 +208,8 @@ def layer_cost(layer: Layer, accel: Accelerator, mapping: Mapping, out: CostOutp
         spatial_utilization=float(out.spatial_utilization[i]),
         resources=engine_resources(accel, mapping.engine),
         latency_s=cycles / (accel.clock_mhz * 1e6),
+        dram_beats=float(out.dram_beats[i]),
+        fetch_cycles=float(out.fetch_cycles[i]),
     )
 
 

@@ -207,6 +207,7 @@ class Layer:
             self.op,
             self.runtime_weight,
             self.precision,
+            bool(self.epilogue.residual),  # the residual's DRAM reads cost beats
         )
 
     def to_dict(self) -> dict:

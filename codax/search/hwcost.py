@@ -89,6 +89,8 @@ class LayerTable:
         self.in_pad = t(
             [[la.in_hw[0] + la.pads[0] + la.pads[2], la.in_hw[1] + la.pads[1] + la.pads[3]] for la in ls]
         )
+        self.in_hw = t([list(la.in_hw) for la in ls])
+        self.has_res = t([1.0 if la.epilogue.residual else 0.0 for la in ls])
 
     def spatial(self, space: AccelSpace, cfg: tuple[int, ...]) -> tuple[torch.Tensor, list[dict]]:
         """Spatial unrolling per layer for an engine point: factors [n, 8] and the ir form."""
@@ -214,6 +216,8 @@ def _encode(lt: LayerTable, space: AccelSpace, cfg: tuple[int, ...], m_count: in
         win_s=rep(lt.win_s, 0),
         win_d=rep(lt.win_d, 0),
         in_pad=rep(lt.in_pad, 0),
+        in_hw=rep(lt.in_hw, 0),
+        has_res=rep(lt.has_res, 0),
         w_bits=wb,
         a_bits=ab,
         o_bits=ab,

@@ -15,7 +15,8 @@ from codax.codegen import LayerKernel, random_params
 from codax.errors import CodaxError
 from codax.hw import evaluate, load_accelerator
 from codax.hw.mapper import map_layer
-from codax.ir import conv2d, dense, validate_mapping
+from codax.ir import Mapping, conv2d, dense, validate_mapping
+from codax.ir.descriptor import WORDS
 from tests.codegen.cases import random_case, random_input
 
 
@@ -36,8 +37,17 @@ def test_accounted_cycles_respect_the_roofline_and_double_buffering_helps(seed):
     counts = accounted(layer, accel, mapping, seed)
     pes = accel.engine(mapping.engine).pe_array.pes
     assert counts.cycles >= counts.macs / pes
-    dram_bytes = evaluate(layer, accel, mapping).dram_bytes  # equal to the engine's (counts test)
+    cost = evaluate(layer, accel, mapping)
+    dram_bytes = cost.dram_bytes  # equal to the engine's (counts test)
     assert counts.cycles >= dram_bytes / accel.dram.bandwidth - 1e-9
+    # the DRAM port moves whole beats: every weight and every final output crosses it at least once
+    # (inputs may be mostly padding, which is never read), and so does the descriptor
+    desc_beats = math.ceil(WORDS * 4 / accel.dram.bandwidth)
+    p = layer.precision
+    once = (layer.operand_size("W") * p.weight + layer.operand_size("O") * p.out) / 8
+    assert counts.dram_beats >= once / accel.dram.bandwidth + desc_beats - 1e-9
+    assert counts.cycles >= counts.dram_beats + accel.dram.latency  # one port, one beat per cycle
+    assert cost.fetch_cycles == accel.dram.latency + desc_beats
     # the same mapping with one more level double-buffered (where both copies still fit)
     for lv in accel.engine(mapping.engine).levels:
         if mapping.double_buffer.get(lv.name):
@@ -67,8 +77,38 @@ def test_accounted_cycles_agree_with_the_model_on_mapped_layers(accel_name):
     ratios = []
     for layer in AGREEMENT_LAYERS:
         mapping = map_layer(layer, accel).mapping
-        model = evaluate(layer, accel, mapping).cycles
-        code = accounted(layer, accel, mapping, 0).cycles
+        cost = evaluate(layer, accel, mapping)
+        counts = accounted(layer, accel, mapping, 0)
+        model, code = cost.cycles, counts.cycles
         ratios.append(code / model)
         assert abs(code / model - 1) <= 0.10, (layer.name, code, model, mapping)
+        # the beats the engine's addresses touch and the model's expectation over alignments
+        assert abs(counts.dram_beats / cost.dram_beats - 1) <= 0.05, (
+            layer.name,
+            counts.dram_beats,
+            cost.dram_beats,
+        )
     assert abs(math.exp(sum(map(math.log, ratios)) / len(ratios)) - 1) <= 0.03, ratios
+
+
+def test_short_rows_cost_whole_beats():
+    # A 1x1 convolution over 16 channels of an 8x8 int8 input on a 64-byte DRAM port: a channel plane
+    # is 64 B, so the whole input is one 1 KiB run, 16 beats. Tiled by output rows (8 DRAM tiles of
+    # one row), every input tile is 16 rows of 8 B lying 64 B apart: one beat per row, 16 beats for
+    # 128 bytes; the outputs likewise. The engine counts what its addresses touch.
+    layer = conv2d("pw", c_in=16, c_out=16, hw=(8, 8), kernel=(1, 1))
+    accel = load_accelerator("zcu102-int8")
+    desc = math.ceil(WORDS * 4 / 64)
+    whole = Mapping("pw", spatial={"rows": ("K", 16), "cols": ("C", 16)}, tiles={"BUF": {"P": 8, "Q": 8}})
+    validate_mapping(layer, accel, whole)
+    # weights 256 B (4 beats), inputs and outputs 1 KiB each (16 beats)
+    assert accounted(layer, accel, whole, 0).dram_beats == desc + 4 + 16 + 16
+    rows = Mapping(
+        "pw", spatial={"rows": ("K", 16), "cols": ("C", 16)}, tiles={"DRAM": {"P": 8}, "BUF": {"Q": 8}}
+    )  # fmt: skip
+    validate_mapping(layer, accel, rows)
+    per_row = accounted(layer, accel, rows, 0)
+    # weights once (4 beats); per output row, inputs 16 rows of 8 B (16 beats), outputs likewise
+    assert per_row.dram_beats == desc + 4 + 8 * 16 + 8 * 16
+    for m, code in ((whole, desc + 36), (rows, per_row.dram_beats)):
+        assert evaluate(layer, accel, m).dram_beats == pytest.approx(code, rel=0.05)

@@ -3,6 +3,7 @@ sources for every network), the network as a program; the sources pass g++ -fsyn
 pragmas, the resources instantiated in the sources equal report.json's and the cost model's, the
 testbench runs the network through the engine, and bad inputs fail cleanly."""
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -11,10 +12,10 @@ import numpy as np
 import pytest
 import yaml
 
-from codax.codegen import run_graph, write_project
+from codax.codegen import engine_sources, run_graph, write_project
 from codax.codegen.csim import ap_types_dir
 from codax.codegen.examples import random_graph_params, resnet18_graph
-from codax.errors import CapacityError, CodaxError, ConfigError
+from codax.errors import CapacityError, CodaxError, ConfigError, UnsupportedError
 from codax.hw import evaluate, load_accelerator
 from codax.hw.evaluate import accelerator_resources, engine_resources
 from codax.hw.mapper.naive import naive_mapping
@@ -349,3 +350,14 @@ def test_two_engines_one_program(tmp_path):
 
     y, _ = LayerKernel(g.nodes["b"], acc, maps["b"])(prm["b"], env["a_out"])
     assert np.array_equal(y, env["b_out"])
+
+
+def test_dram_port_is_one_widened_bundle_and_bad_widths_are_refused():
+    accel = load_accelerator("zc706-int8")
+    top = engine_sources(accel).files["top.cpp"]
+    # one DRAM port, as the model has it, 16 B = 128 bits per beat
+    assert top.count("bundle=gmem ") == 3 and "gmem1" not in top
+    assert top.count("max_widen_bitwidth=128") == 3
+    odd = dataclasses.replace(accel, dram=dataclasses.replace(accel.dram, bandwidth=12.0))
+    with pytest.raises(UnsupportedError, match=r"dram\.bandwidth 12\.0 .*power of two"):
+        engine_sources(odd)

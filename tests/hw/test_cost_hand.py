@@ -1,11 +1,13 @@
 """Cost-model counts checked against hand calculations (derivations in the comments)."""
 
 import dataclasses
+import math
 
 import pytest
 
 from codax.hw import evaluate
 from codax.ir import Accelerator, Mapping, conv2d, dense
+from codax.ir.descriptor import WORDS
 
 from .accels import one_level, psum_register, split_buffers, two_level
 
@@ -32,10 +34,16 @@ def test_dense_layer_two_orders():
     assert c.words_in["BUF"] == {"W": 24, "I": 12, "O": 0}
     assert c.words_out["BUF"]["O"] == 4
     assert c.dram_bytes == (24 + 12 + 4) * 8 / 8
-    # compute: ceil(4/2) x ceil(6/3) = 4 steps; DRAM 40 B at 4 B/cycle = 10 cycles, single-buffered
+    # compute: ceil(4/2) x ceil(6/3) = 4 steps. The DRAM port is 4 B (32 bits) wide and moves whole
+    # beats; a run of n 8-bit elements touches 1 + (n - 1) x 8/32 beats on average over where it
+    # starts. W: 4 tiles of 2x3 contiguous weights (tile order), 2.25 beats each = 9; I: 4 tiles of
+    # 3 inputs, 1.5 each = 6; O: 2 tiles of 2 outputs, 1.25 each = 2.5. 17.5 beats, single-buffered.
+    # Before all that the call fetches its descriptor: WORDS int32 words at 4 B per beat.
     # (these toy accelerators declare no DRAM latency: test_dram_latency_per_transfer adds it)
     assert c.compute_cycles == 4
-    assert c.cycles == 4 + 10
+    assert c.fetch_cycles == WORDS
+    assert c.dram_beats == WORDS + 17.5
+    assert c.cycles == WORDS + 4 + 17.5
     # MAC operand reads from the shared buffer: W per MAC (24), I multicast over the 2 K rows (12),
     # O reduced over the 3 C columns (8 reads + 8 writes, 32-bit)
     # energy (45 nm table): MAC 0.2 pJ x 8x8/64 + 0.00375 pJ/bit x 32; DRAM 1950/64 pJ/bit; a 1 MiB
@@ -54,7 +62,9 @@ def test_dense_layer_two_orders():
     assert c2.words_in["BUF"] == {"W": 24, "I": 6, "O": 4}
     assert c2.words_out["BUF"]["O"] == 8
     assert c2.dram_bytes == 66
-    assert c2.cycles == 4 + 66 / 4
+    # beats: W 9 as above; I 2 tiles of 3, 1.5 each = 3; O: 2 final tiles of 2 at 8 bits (1.25 each)
+    # and, at 32 bits (1 + 32/32 = 2 beats a tile), 2 partial-sum stores and 2 reloads: 2.5 + 8
+    assert c2.cycles == WORDS + 4 + 9 + 3 + 2.5 + 8
 
 
 def test_dram_latency_per_transfer():
@@ -63,9 +73,10 @@ def test_dram_latency_per_transfer():
     # W 4, I per C tile 2, O 4 stores and 2 partial-sum reloads -> 12.
     layer, acc, m = dense_k2c2(dram_bw=4.0)
     acc = dataclasses.replace(acc, dram=dataclasses.replace(acc.dram, latency=64))
-    assert evaluate(layer, acc, m).cycles == 4 + 10 + 10 * 64
+    # The descriptor's fetch waits it too.
+    assert evaluate(layer, acc, m).cycles == 64 + WORDS + 4 + 17.5 + 10 * 64
     m.order = {"DRAM": ["C", "K"]}
-    assert evaluate(layer, acc, m).cycles == 4 + 66 / 4 + 12 * 64
+    assert evaluate(layer, acc, m).cycles == 64 + WORDS + 4 + 22.5 + 12 * 64
 
 
 def test_conv3x3_stride2_pad1():
@@ -150,9 +161,10 @@ def test_outputs_bypassing_a_level_are_written_to_dram_once():
     assert c.words_in["CBUF"] == {"W": 32, "I": 16, "O": 0}
     assert c.words_out["ACCU"]["O"] == 4 and c.words_in["ACCU"]["O"] == 0
     assert c.dram_bytes == 32 + 16 + 4
-    # compute ceil(4/2) x ceil(8/2) = 8 steps; DRAM 52 B at 4 B/cycle = 13 cycles, single-buffered
+    # compute ceil(4/2) x ceil(8/2) = 8 steps; single-buffered DRAM beats at 4 B (see above): W 8
+    # tiles of 2x2, 1.75 beats each = 14; I 8 tiles of 2, 1.25 each = 10; O 2 tiles of 2, 1.25 each
     assert c.compute_cycles == 8
-    assert c.cycles == 8 + 13
+    assert c.cycles == WORDS + 8 + 14 + 10 + 2.5
 
 
 def test_partial_sum_reloads_stall_at_a_single_buffered_register_port():
@@ -171,25 +183,31 @@ def test_partial_sum_reloads_stall_at_a_single_buffered_register_port():
 
 
 def test_streamed_weights_overlap_their_fill_with_compute():
-    # The dense layer above, double-buffered, with a 16 B/cycle DRAM port (compute-bound): before
-    # compute the port loads the first W tile (2x3 words = 6 B) and I tile (3 B): 9/16 cycles; after
-    # it, the last O tile (2 B): 2/16. The rest of the 40 B (1.8125 cycles) overlaps 4 compute steps.
+    # The dense layer above, double-buffered, with a 16 B (128-bit) DRAM port. A W tile of 6 weights
+    # takes 1 + 5 x 8/128 = 1.3125 beats, an I tile of 3 inputs 1.125, an O tile of 2 outputs 1.0625:
+    # 4 x 1.3125 + 4 x 1.125 + 2 x 1.0625 = 11.875 beats. Before compute the port loads the first W
+    # and I tiles (2.4375); after it, the last O tile (1.0625). The ping-pong pipeline (three loads of
+    # 2.4375 beats, each overlapping a 1-step compute, then the last compute) takes 8.3125 cycles,
+    # but the port still has 8.375 beats to move between fill and drain: these tiles are too small
+    # to hide their beats, and the layer takes the port's 11.875 cycles.
     layer, acc, m = dense_k2c2(dram_bw=16.0, double_buffer={"BUF": True})
     c = evaluate(layer, acc, m)
-    assert c.cycles == 4 + 9 / 16 + 2 / 16
-    # Streamed weights: only the I tile is loaded before compute; the W tile's 6 B join the
-    # overlapped traffic (2.1875 cycles, still under the 4 compute steps).
+    assert c.fetch_cycles == math.ceil(WORDS * 4 / 16)
+    assert c.cycles == c.fetch_cycles + 11.875
+    # Streamed weights: only the I tile is loaded before compute; the W tile's beats join the
+    # overlapped traffic: 1.125 + (11.875 - 1.125 - 1.0625) + 1.0625, the port's beats again
     d = acc.to_dict()
     d["dram"]["stream_weights"] = True
     streamed = Accelerator.from_dict(d)
     c2 = evaluate(layer, streamed, m)
-    assert c2.cycles == 4 + 3 / 16 + 2 / 16
+    assert c2.cycles == c2.fetch_cycles + 11.875
     # traffic and energy are those of the same loop nest
     assert c2.words_in == c.words_in and c2.dram_bytes == c.dram_bytes
     assert c2.energy_pj == c.energy_pj
-    # DRAM-bound (4 B/cycle): 40 B need 10 cycles whichever way the weights arrive
+    # at 4 B/cycle: the 17.5 beats of the single-buffered case, whichever way the weights arrive
     d["dram"]["bandwidth"] = 4.0
-    assert evaluate(layer, Accelerator.from_dict(d), m).cycles == 10
+    slow = evaluate(layer, Accelerator.from_dict(d), m)
+    assert slow.cycles == slow.fetch_cycles + 17.5
     # a single-buffered level has no fill phase: nothing changes
     m.double_buffer = {}
     assert evaluate(layer, streamed, m).cycles == evaluate(layer, acc, m).cycles

@@ -54,6 +54,7 @@ struct Counts {
   unsigned long long in[CODAX_MAX_LEVELS][3];
   unsigned long long out[CODAX_MAX_LEVELS][3];
   unsigned long long macs;
+  unsigned long long beats;  // beats the DRAM port moved (CODAX_COUNT), the descriptor's included
 };
 
 inline Counts &counts() {
@@ -181,6 +182,7 @@ struct Memory {
   bool per_pe[MAX_LEVELS];
   int pipeline_depth;
   int axi_latency;  // cycles from a DRAM burst's request to its first beat (accel.yaml dram.latency)
+  int beat_bytes;  // the DRAM port's data width: one beat of this many bytes per cycle (dram.bandwidth)
   bool stream_weights;
 };
 
@@ -191,7 +193,8 @@ struct Memory {
 // operand read, multiply, accumulate, write back); a transfer's time is its beats at the port's width.
 // Every DRAM transfer pays the DRAM latency once (Memory::axi_latency, accel.yaml dram.latency): its
 // bursts are issued back to back and the m_axi adapter keeps several in flight, so only the first
-// one's latency is exposed.
+// one's latency is exposed. A call first fetches its descriptor (DESC_WORDS words) over the same
+// port: one burst, latency plus its beats, before decode can start.
 const int COMPUTE_II = 1;
 
 inline double &cycles_total() {
@@ -207,6 +210,38 @@ struct Dram {
   uint8_t *y;
   const uint8_t *r;
   uint8_t *ps;  // partial-sum scratch at accumulator width, [N][G*K][P][Q]
+};
+
+// ---- the DRAM port ---------------------------------------------------------------------------------
+// One port `beat_bytes` wide (top.cpp: every m_axi argument in one bundle, widened to that width).
+// A transfer walks its elements in order and the port moves a beat whenever the next element lies in
+// a beat it does not hold: a contiguous row is one burst of ceil(bytes / width) beats (plus one where
+// it starts unaligned), rows closer together than a beat share beats, padding is never read. Beats are
+// counted from the element's byte address in its region (regions are beat-aligned: the schedule
+// aligns every tensor and weights part to 64 bytes). In hardware each beat is one read (or one write
+// with byte strobes) of the wide port and the elements are unpacked from (packed into) it;
+// C-simulation moves the same bytes element by element and counts the beats they span.
+struct Beats {
+  i64 region_bits;  // the tensor's bit offset in its region
+  int bytes;  // the port's width
+  i64 held;  // the beat the port holds (-1: none)
+  i64 n;  // beats moved
+  void open(i64 region_offset_bytes, int beat_bytes) {
+    // a call of one layer on its own passes each tensor's pointer (offsets 0 or -1: none): aligned
+    region_bits = region_offset_bytes > 0 ? region_offset_bytes * 8 : 0;
+    bytes = beat_bytes;
+    held = -1;
+    n = 0;
+  }
+  void touch(i64 elem, int bits) {
+    const i64 b0 = region_bits + elem * bits;
+    const i64 first = (b0 >> 3) / bytes, last = ((b0 + bits - 1) >> 3) / bytes;
+    for (i64 b = first; b <= last; ++b)
+      if (b != held) {
+        held = b;
+        ++n;
+      }
+  }
 };
 
 // What a copy of a tile buffer holds: the tile's origin, clipped extent and grid step, and for input
@@ -233,6 +268,8 @@ struct Ctx {
   int zw, zx, zr, zy;
   i64 xs[5], ys[5], rs[5], ws[5];  // DRAM element strides (descriptor X/Y/R/W_STRIDE)
   bool w_rt;  // weights come from the run-time tensor `wt`, strided, not from the blob's tile order
+  Beats port;  // the DRAM port's beats of the transfer in progress
+  Beats rport;  // and of the residual the final store reads beside it (the same port)
   int inner[3];  // the innermost level holding each operand: the one the PEs read
   TileMeta meta[3][MAX_LEVELS][2];  // per (operand, level, copy)
   int o[3][MAX_LEVELS][NDIMS];  // view: origin of the tile held by (operand, level)
@@ -286,15 +323,23 @@ inline bool is_reduction(int dim) { return dim == DC || dim == DR || dim == DS; 
 
 // ---- transfers --------------------------------------------------------------------------------------
 // Weights in DRAM are in tile order (codax/codegen/program.py tile_order): tile after tile of the
-// grid the DRAM-level weight tiles lie on, each tile contiguous (edge tiles padded), so a tile is one
-// burst. The tile's first element and the strides inside it:
+// grid the DRAM-level weight tiles lie on, each tile contiguous and exactly its clipped extent (edge
+// tiles are smaller, not padded), so a tile is one burst with no gap. With the tiles in row-major
+// order of their grid index (g, k, c, r, s), the tiles before tile o add up, dim by dim, to
+//   sum_d o[d] * prod_{d' after d} bound[d'] * prod_{d' before d} e[d']
+// (every tile before it along dim d is a full tile, whose extents along the earlier dims are this
+// tile's). Inside a tile the elements are row-major over its extents.
 inline i64 w_tile_base(const Ctx &c, int h) {
-  const int *o = c.o[OP_W][h], *T = c.tile[OP_W][h];
-  const int nK = (c.bound[DK] + T[DK] - 1) / T[DK], nC = (c.bound[DC] + T[DC] - 1) / T[DC];
-  const int nR = (c.bound[DR] + T[DR] - 1) / T[DR], nS = (c.bound[DS] + T[DS] - 1) / T[DS];
-  const i64 id = ((((i64)(o[DG] / T[DG]) * nK + o[DK] / T[DK]) * nC + o[DC] / T[DC]) * nR + o[DR] / T[DR]) * nS +
-                 o[DS] / T[DS];
-  return id * T[DG] * T[DK] * T[DC] * T[DR] * T[DS];
+  static const int D5[5] = {DG, DK, DC, DR, DS};
+  const int *o = c.o[OP_W][h], *e = c.e[OP_W][h];
+  i64 base = 0;
+  for (int a = 0; a < 5; ++a) {
+    i64 t = o[D5[a]];
+    for (int b = a + 1; b < 5; ++b) t *= c.bound[D5[b]];
+    for (int b = 0; b < a; ++b) t *= e[D5[b]];
+    base += t;
+  }
+  return base;
 }
 
 // A run-time weight tensor is read through its layout's strides instead.
@@ -304,12 +349,13 @@ inline i64 w_dram_at(const Ctx &c, const int *o, int g, int k, int ch, int r, in
 }
 
 inline i64 load_w(Ctx &c, int h, int par) {
-  const int *o = c.o[OP_W][h], *e = c.e[OP_W][h], *T = c.tile[OP_W][h];
+  const int *o = c.o[OP_W][h], *e = c.e[OP_W][h];
   uint8_t *dst = c.buf(OP_W, h);
   const int bits = c.bits[OP_W];
   const uint8_t *src = par ? c.buf(OP_W, par) : (c.w_rt ? c.dram.wt : c.dram.wblob + c.d[D_W_OFF]);
   const int *op = c.o[OP_W][par];
   const i64 base = (par || c.w_rt) ? 0 : w_tile_base(c, h);
+  if (par == 0) c.port.open(c.d[D_W_OFF], c.mem.beat_bytes);  // wt is act + W_OFF, the blob wblob + W_OFF
   i64 n = 0;
 LOAD_W:
   for (int g = 0; g < e[DG]; ++g)
@@ -322,10 +368,11 @@ LOAD_W:
             if (par == 0 && c.w_rt)
               a = w_dram_at(c, o, g, k, ch, r, s);
             else if (par == 0)
-              a = base + (((((i64)g * T[DK] + k) * T[DC] + ch) * T[DR] + r) * T[DS] + s);
+              a = base + (((((i64)g * e[DK] + k) * e[DC] + ch) * e[DR] + r) * e[DS] + s);
             else
               a = c.at(OP_W, par, o[DG] - op[DG] + g, o[DK] - op[DK] + k, o[DC] - op[DC] + ch, o[DR] - op[DR] + r,
                        o[DS] - op[DS] + s);
+            if (par == 0) c.port.touch(a, bits);
             wr(dst, c.at(OP_W, h, g, k, ch, r, s), bits, rd(src, a, bits, c.sgn[OP_W]));
             ++n;
           }
@@ -347,6 +394,7 @@ inline i64 load_i(Ctx &c, int h, int par) {
   rank_window(c.rcol(h), e[DQ], e[DS], c.sw, c.dw);
   const int *op = c.o[OP_I][par];
   const uint8_t *src = par ? c.buf(OP_I, par) : c.dram.x;
+  if (par == 0) c.port.open(c.d[D_X_OFF], c.mem.beat_bytes);
   i64 n = 0;
 LOAD_I:
   for (int b = 0; b < e[DN]; ++b)
@@ -363,6 +411,7 @@ LOAD_I:
               const bool inside = iy >= 0 && iy < c.H && ix >= 0 && ix < c.W;
               const i64 a = (o[DN] + b) * c.xs[0] + (o[DG] + g) * c.xs[1] + (o[DC] + ch) * c.xs[2] + iy * c.xs[3] +
                             ix * c.xs[4];
+              if (inside) c.port.touch(a, bits);  // padding is written on chip, never read
               v = inside ? rd(src, a, bits, c.sgn[OP_I]) : (c.is_float ? 0 : c.zx);
             } else {
               v = rd(src,
@@ -398,13 +447,17 @@ inline i64 o_parent_at(const Ctx &c, int h, int par, int a, int b, int k, int p,
   return o_addr(c, o[DN] + a, o[DG] + b, o[DK] + k, o[DP] + p, o[DQ] + q);
 }
 
-// Output tile in: zero on its first visit (every enclosing reduction loop at 0), else the partial sums
-// come back from the parent (read-modify-write at accumulator width).
+// Output tile in: the partial sums come back from the parent (read-modify-write at accumulator width).
+// On its first visit (every enclosing reduction loop at 0) nothing moves: the tile's first
+// accumulation into each element starts from 0 instead of reading it (pe_array_step's `init`), and
+// every level above it is written by a store before it is read, so no level is ever zero-filled.
 inline i64 load_o(Ctx &c, int h, int par, bool first) {
+  if (first) return 0;
   const int *e = c.e[OP_O][h];
   uint8_t *dst = c.buf(OP_O, h);
   const int bits = c.bits[OP_O];
   const uint8_t *src = par ? c.buf(OP_O, par) : c.dram.ps;
+  if (par == 0) c.port.open(c.d[D_PS_OFF], c.mem.beat_bytes);
   i64 n = 0;
 LOAD_O:
   for (int a = 0; a < e[DN]; ++a)
@@ -413,12 +466,10 @@ LOAD_O:
         for (int p = 0; p < e[DP]; ++p)
           for (int q = 0; q < e[DQ]; ++q) {
 #pragma HLS PIPELINE II = 1
-            i64 v = 0;
-            if (!first) {
-              v = rd(src, o_parent_at(c, h, par, a, b, k, p, q), bits, true);
-              ++n;
-            }
-            wr(dst, c.at(OP_O, h, a, b, k, p, q), bits, v);
+            const i64 at = o_parent_at(c, h, par, a, b, k, p, q);
+            if (par == 0) c.port.touch(at, bits);
+            wr(dst, c.at(OP_O, h, a, b, k, p, q), bits, rd(src, at, bits, true));
+            ++n;
           }
   CODAX_COUNT_IN(h, OP_O, n);
   return n * bits;
@@ -453,6 +504,8 @@ inline i64 store_o(Ctx &c, int h, int par, bool last) {
   const uint8_t *src = c.buf(OP_O, h);
   const int bits = c.bits[OP_O];
   uint8_t *dst = par ? c.buf(OP_O, par) : (last ? c.dram.y : c.dram.ps);
+  if (par == 0) c.port.open(c.d[last ? D_Y_OFF : D_PS_OFF], c.mem.beat_bytes);
+  c.rport.open(c.d[D_R_OFF], c.mem.beat_bytes);
   i64 n = 0;
 STORE_O:
   for (int a = 0; a < e[DN]; ++a)
@@ -464,10 +517,14 @@ STORE_O:
             const i64 v = rd(src, c.at(OP_O, h, a, b, k, p, q), bits, true);
             if (par == 0 && last) {
               const int n_ = o[DN] + a, g_ = o[DG] + b, k_ = o[DK] + k, p_ = o[DP] + p, q_ = o[DQ] + q;
-              wr(dst, strided(c.ys, n_, g_, k_, p_, q_), c.ybits,
-                 epilogue(c, v, g_ * c.bound[DK] + k_, strided(c.rs, n_, g_, k_, p_, q_)));
+              const i64 at = strided(c.ys, n_, g_, k_, p_, q_), rat = strided(c.rs, n_, g_, k_, p_, q_);
+              c.port.touch(at, c.ybits);
+              if (c.d[D_HAS_RES]) c.rport.touch(rat, c.rbits);
+              wr(dst, at, c.ybits, epilogue(c, v, g_ * c.bound[DK] + k_, rat));
             } else {
-              wr(dst, o_parent_at(c, h, par, a, b, k, p, q), bits, v);
+              const i64 at = o_parent_at(c, h, par, a, b, k, p, q);
+              if (par == 0) c.port.touch(at, bits);
+              wr(dst, at, bits, v);
             }
             ++n;
           }
@@ -479,8 +536,12 @@ STORE_O:
 // One step of every PE. The loops are fully unrolled: ROWS x COLS PEs, each with one integer multiplier
 // of (WBITS + 1) x (ABITS + 1) bits (operands minus their zero points) and, when FLOAT_OK, one fp32
 // multiply-add. These are the engine's only multipliers.
+// `init`: this step holds the first MAC of every output it touches on the tile's first visit (every
+// reduction loop at 0), so the accumulator starts from 0 instead of being read: the PE whose index
+// along a reduction dim unrolled on the array is 0 selects 0 (a multiplexer, no extra cycle); the
+// other PEs of that reduction add to it in order, as they always do.
 template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
-void pe_array_step(Ctx &c) {
+void pe_array_step(Ctx &c, bool init) {
   const int32_t *d = c.d;
   const int *inner = c.inner;  // the innermost level holding each operand: the one the PEs read
   const int rdim = d[D_SP_DIM], cdim = d[D_SP_DIM + 1], rk = d[D_SP_K], ck = d[D_SP_K + 1];
@@ -522,7 +583,12 @@ PE_ROWS:
                         c.bits[OP_I], c.sgn[OP_I]);
       const i64 oa = c.at(OP_O, inner[OP_O], ix[DN] - oo[DN], ix[DG] - oo[DG], ix[DK] - oo[DK], ix[DP] - oo[DP],
                           ix[DQ] - oo[DQ]);
-      const i64 acc = rd(ob, oa, c.bits[OP_O], true);
+      int red = 0;  // the PE's index along the reduction dims the array unrolls
+      if (rdim == cdim && is_reduction(rdim))
+        red = r * ck + col;
+      else
+        red = (is_reduction(rdim) ? r : 0) + (is_reduction(cdim) ? col : 0);
+      const i64 acc = (init && red == 0) ? 0 : rd(ob, oa, c.bits[OP_O], true);
       i64 next;
       if (FLOAT_OK && c.is_float) {
         next = bits32(f32(acc) + f32(wv) * f32(xv));  // MAC site: fp32
@@ -563,7 +629,7 @@ PE_ROWS:
 // deadlock whatever their queue depths.
 struct Insn {  // a LOAD or a STORE
   int X, h, par, copy, pcopy;
-  bool first;  // LOAD O: the tile's first visit (zero fill, nothing read back)
+  bool first;  // LOAD O: the tile's first visit (nothing moves: the accumulation starts from 0)
   bool last;  // STORE: the tile's last visit (final values; to DRAM through the epilogue)
   bool pop_pfull;  // LOAD: the first child of the parent's tile
   bool push_pfree;  // LOAD W/I: the last child of the parent's tile
@@ -577,6 +643,7 @@ struct CInsn {  // a COMPUTE
   int copy[3];  // the copies of the innermost levels it reads
   bool acquire[3];  // the first run on a new tile of the operand: pop its full token
   bool release[3];  // the last run on it: hand it back (free for W/I, done for O)
+  bool o_init;  // every reduction loop outside the run is at 0: the run holds each output's first MACs
 };
 
 #ifndef CODAX_QUEUE_DEPTH
@@ -656,17 +723,21 @@ inline void queues_reset(const Ctx &c) {
 inline double maxd(double a, double b) { return a > b ? a : b; }
 
 // ---- the accounting of one transfer (CODAX_COUNT) -------------------------------------------------
-// `bits` cross port `par` (into or out of level `child`): they take their beats at the port's width,
-// and a per-PE register file takes at least its share per PE at its own port's width. The port's load
-// and store tasks share its width: no more bits cross it than its width allows since the layer began.
-// A DRAM transfer pays the AXI latency once.
+// `bits` cross port `par` (into or out of level `child`): they take their beats at the port's width
+// (for the DRAM port, the beats the transfer's addresses touched, c.port), and a per-PE register file
+// takes at least its share per PE at its own port's width. The port's load and store tasks share its
+// width: no more beats cross it than one per cycle since the layer began. A DRAM transfer pays the
+// AXI latency once.
 inline double transfer_end(const Ctx &c, int par, int child, double bits, double start) {
   Queues &q = queues();
-  const double beats = bits / 8.0 / c.mem.port_bytes[par];
+  const double beats = par == 0 ? (double)(c.port.n + c.rport.n) : bits / 8.0 / c.mem.port_bytes[par];
   const double lat = par == 0 ? c.mem.axi_latency : 0;
   double dur = beats;
   if (child && c.mem.per_pe[child]) dur = maxd(dur, bits / c.pes_used / 8.0 / c.mem.port_bytes[child]);
   q.port_work[par] += beats;
+#ifdef CODAX_COUNT
+  if (par == 0) counts().beats += c.port.n + c.rport.n;
+#endif
   return maxd(start + lat + dur, q.port_work[par] + lat);
 }
 
@@ -693,6 +764,7 @@ inline void exec_load(Ctx &c, const Insn &i) {
   m.ocol = i.ocol;
   c.bind(i.X, i.h, i.copy);
   if (i.par) c.bind(i.X, i.par, i.pcopy);
+  c.rport.open(0, c.mem.beat_bytes);  // a load reads no residual
   i64 bits;
   if (i.X == OP_W)
     bits = load_w(c, i.h, i.par);
@@ -700,19 +772,12 @@ inline void exec_load(Ctx &c, const Insn &i) {
     bits = load_i(c, i.h, i.par);
   else
     bits = load_o(c, i.h, i.par, i.first);
-  double end = start;
-  if (i.X == OP_O && i.first) {
-    // zero fill: nothing crosses the parent's port; the level's own port writes the tile
-    i64 words = 1;
-    for (int dim = 0; dim < NDIMS; ++dim) words *= i.e[dim];
-    const double zb = (double)words * c.bits[OP_O];
-    end = start + (c.mem.per_pe[i.h] ? zb / c.pes_used : zb) / 8.0 / c.mem.port_bytes[i.h];
-  } else {
-    end = transfer_end(c, i.par, i.h, (double)bits, start);
-  }
+  // a first visit of an output tile moves nothing: it only hands the free copy on, in order
+  const double end = (i.X == OP_O && i.first) ? start : transfer_end(c, i.par, i.h, (double)bits, start);
   q.t_load[i.par] = end;
 #ifdef CODAX_TRACE
-  fprintf(stderr, "L%d X%d h%d %s start %.1f end %.1f\n", i.par, i.X, i.h, i.first ? "zero" : "", start, end);
+  fprintf(stderr, "L%d X%d h%d %s start %.1f end %.1f beats %lld\n", i.par, i.X, i.h, i.first ? "first" : "", start,
+          end, i.par == 0 && !(i.X == OP_O && i.first) ? (long long)c.port.n : 0LL);
 #endif
   // streamed weights enter the array as they arrive: compute may start with the first ones
   const bool streamed = i.X == OP_W && i.par == 0 && c.mem.stream_weights;
@@ -733,7 +798,8 @@ inline void exec_store(Ctx &c, const Insn &i) {
   const double end = transfer_end(c, i.par, i.par, (double)bits, start);
   q.t_store[i.par] = end;
 #ifdef CODAX_TRACE
-  fprintf(stderr, "S%d h%d start %.1f end %.1f\n", i.par, i.h, start, end);
+  fprintf(stderr, "S%d h%d %s start %.1f end %.1f beats %lld\n", i.par, i.h, i.last ? "last" : "", start, end,
+          i.par == 0 ? (long long)c.port.n : 0LL);
 #endif
   q.free[OP_O][i.h].push(end);
   if (!i.last) q.ps[i.h].push(end);
@@ -771,7 +837,9 @@ void exec_compute(Ctx &c, const CInsn &i, int first_loop) {
 COMPUTE:
   for (;;) {
 #pragma HLS PIPELINE II = 1
-    pe_array_step<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c);
+    bool init = i.o_init;  // and every reduction loop of the run at 0
+    for (int k = first_loop; k < nl; ++k) init = init && !(is_reduction(d[D_LOOP_DIM + k]) && c.idx[k] != 0);
+    pe_array_step<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, init);
     ++steps;
     int j = nl - 1;  // the innermost digit of the run that can still advance
     while (j >= first_loop && c.idx[j] + 1 >= c.n[j]) --j;
@@ -986,6 +1054,7 @@ DECODE:
       s.fresh[X][h] = false;
       ci.release[X] = j <= s.pos[X][h];  // the tile is reloaded (or stored) before the next run
     }
+    ci.o_init = visit_is(c, s, s.last, false);
     if (q.compute.full()) run_tasks<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, first_loop);
     q.compute.push(ci);
     for (int p = s.last; p >= j; --p) decode_stores<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, s, p, j);
@@ -1014,7 +1083,11 @@ DECODE:
     abort();
   }
 #ifdef CODAX_COUNT
-  cycles_total() += q.end;
+  // the descriptor's fetch comes first: one burst of DESC_WORDS int32 words through the DRAM port;
+  // every task's clock starts when it is in (decode needs it), so it shifts them all alike
+  const int desc_beats = (DESC_WORDS * 4 + mem.beat_bytes - 1) / mem.beat_bytes;
+  counts().beats += desc_beats;
+  cycles_total() += mem.axi_latency + desc_beats + q.end;
 #endif
 }
 

@@ -11,6 +11,8 @@ add_files -tb tb_data
 open_solution -reset sol1 -flow_target vivado
 set_part {${part}}
 create_clock -period ${period_ns} -name default
+# every DRAM tensor and weights part is 64-byte aligned (the schedule): lets the m_axi bursts widen
+config_interface -m_axi_alignment_byte_size 64
 csim_design
 csynth_design
 exit
