@@ -45,7 +45,7 @@ def order_combos(
     """[C, L, 8] ranks: the cartesian product of the order classes of every order-relevant level."""
     per_level = []
     for lv, ops in levels:
-        per_level.append([(lv, full_rank(o)) for o in classes(active_dims(fac[lv]), ops)])
+        per_level.append([(lv, full_rank(o)) for o in classes(active_dims(fac[lv]), ops, lv == 0)])
     base = identity_rank(model.L)
     out = []
     for combo in itertools.product(*per_level):

@@ -53,12 +53,13 @@ class Neighbourhood:
         self._cands: dict[int, np.ndarray] = {}
 
     # --- cached tables ------------------------------------------------------------------------------
-    def class_ranks(self, mask: int, ops: tuple[str, ...]) -> np.ndarray:
-        """[C, 8] full ranks of the order classes of the loops in `mask` (see space.order_classes)."""
-        key = (mask, ops)
+    def class_ranks(self, mask: int, ops: tuple[str, ...], dram: bool = False) -> np.ndarray:
+        """[C, 8] full ranks of the order classes of the loops in `mask` (see space.order_classes;
+        `dram`: the DRAM level's)."""
+        key = (mask, ops, dram)
         if key not in self._ranks:
             self._ranks[key] = np.array(
-                [full_rank(o) for o in order_classes(mask_dims(mask), ops)], dtype=np.float64
+                [full_rank(o) for o in order_classes(mask_dims(mask), ops, dram)], dtype=np.float64
             ).reshape(-1, len(DIMS))
         return self._ranks[key]
 
@@ -121,7 +122,7 @@ class Neighbourhood:
             masks = active_mask(pts.factor[:, lv])
             for m in np.unique(masks):
                 grp = np.nonzero(masks == m)[0]
-                cr = self.class_ranks(int(m), ops)
+                cr = self.class_ranks(int(m), ops, lv == 0)
                 if len(cr) <= 1:
                     continue
                 owners.append(np.repeat(grp, len(cr)))

@@ -83,28 +83,34 @@ def random_mapping(
 
 # --- loop orders ---------------------------------------------------------------------------------
 def order_signature(
-    order: tuple[str, ...], operands: tuple[str, ...] = OPERANDS
-) -> tuple[frozenset[str], ...]:
+    order: tuple[str, ...], operands: tuple[str, ...] = OPERANDS, innermost: bool = False
+) -> tuple:
     """What a level's loop order decides for the cost: per operand, the set of loops after its
     innermost relevant loop. Those loops reuse the operand's tile in place; every other property of
     the order is invisible to the transfer counts, so orders with equal signatures cost the same.
-    Only operands that move into a level inside this one (`operands`) are affected by its order."""
+    Only operands that move into a level inside this one (`operands`) are affected by its order.
+    At the DRAM level (`innermost`) the innermost loop counts too: the outer tiles' ping-pong
+    pipeline runs in passes of it, and its edge tile decides where long and short tiles meet
+    (hw/cost.py `_dram_pipeline`)."""
     sig = []
     for x in operands:
         last = max((i for i, d in enumerate(order) if d in RELEVANT[x]), default=-1)
         sig.append(frozenset(order[last + 1 :]))
+    if innermost:
+        sig.append(order[-1] if order else None)
     return tuple(sig)
 
 
 @functools.lru_cache(maxsize=512)
 def order_classes(
-    active: tuple[str, ...], operands: tuple[str, ...] = OPERANDS
+    active: tuple[str, ...], operands: tuple[str, ...] = OPERANDS, innermost: bool = False
 ) -> tuple[tuple[str, ...], ...]:
     """One representative order (outermost first) per distinct signature over the active loops
-    (factor > 1) of a level. Only their relative order matters: inactive loops are absent."""
+    (factor > 1) of a level (`innermost`: the DRAM level's, see order_signature). Only their
+    relative order matters: inactive loops are absent."""
     reps: dict[tuple, tuple[str, ...]] = {}
     for perm in itertools.permutations(active):
-        reps.setdefault(order_signature(perm, operands), perm)
+        reps.setdefault(order_signature(perm, operands, innermost), perm)
     return tuple(reps.values())
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from codax.errors import InfeasibleError
 from codax.hw import evaluate, load_accelerator
 from codax.hw.mapper import GraphMapping, MapResult, map_graph, map_layer, naive_mapping
 from codax.hw.mapper.space import order_classes, order_signature, spatial_options
-from codax.ir import Accelerator, Graph, conv2d, dense, load_mappings, validate_mapping
+from codax.ir import Accelerator, Graph, Mapping, conv2d, dense, load_mappings, validate_mapping
 from tests.hw.accels import two_level
 
 KEY = {"latency": lambda c: c.cycles, "energy": lambda c: c.energy_pj, "edp": lambda c: c.edp}
@@ -127,3 +132,41 @@ def test_spatial_options_fill_an_axis_with_a_lone_dim():
     opts = spatial_options(dense("fc", c_in=64, c_out=32), accel)
     assert opts and all(opts[0].values())
     assert sum(k for d, k in opts[0].values() if d == "K") > 1
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_orders_of_one_class_cost_the_same(seed):
+    # The mapper searches one order per class (space.order_signature); that is exact only if every
+    # order of a class costs the same. At the DRAM level the innermost loop is part of the class: the
+    # outer tiles' ping-pong pipeline runs in passes of it (hw/cost.py _dram_pipeline).
+    rng = random.Random(seed)
+    layer = conv2d("c", c_in=rng.choice([64, 96]), c_out=rng.choice([48, 64]), hw=(10, 10), pads=(1, 1, 1, 1))
+    accel = load_accelerator("zc706-int8")
+    dims = ["P", "Q", rng.choice(["K", "C"])]  # P and Q: orders of one class with either innermost
+    dram = {d: rng.choice([2, 3]) for d in dims}
+    sp = {"K": 16, "C": 16}
+    # the rest of each dim on chip (edge tiles wherever the factors do not divide): K, C and the
+    # kernel in the buffer, P and Q under the per-PE weight register (weight-stationary)
+    rest = {d: -(-getattr(layer, d) // (sp.get(d, 1) * dram.get(d, 1))) for d in "KCPQ"}
+    base = Mapping(
+        "c",
+        spatial={"rows": ("K", 16), "cols": ("C", 16)},
+        tiles={
+            "DRAM": dram,
+            "BUF": {**{d: rest[d] for d in "KC" if rest[d] > 1}, "R": 3, "S": 3},
+            "REG": {d: rest[d] for d in "PQ" if rest[d] > 1},
+        },
+        double_buffer={"BUF": True, "REG": False},
+    )
+    validate_mapping(layer, accel, base)
+    by_class: dict = {}
+    for order in itertools.permutations(dims):
+        m = Mapping(
+            base.layer, spatial=base.spatial, tiles=base.tiles, order={"DRAM": list(order)},
+            double_buffer=base.double_buffer,
+        )  # fmt: skip
+        by_class.setdefault(order_signature(order, innermost=True), set()).add(
+            round(evaluate(layer, accel, m).cycles, 6)
+        )
+    assert all(len(v) == 1 for v in by_class.values()), by_class
