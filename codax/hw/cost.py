@@ -109,13 +109,25 @@ def _beats(axes, bits, beat_bits):
     (the innermost pitch is 1). A run of L bits starting at a uniformly random element boundary touches
     1 + (L - bits) / beat_bits beats on average; a block of sub-blocks costs either their beats one by
     one or, when they lie closer than a beat, the beats of its whole span: the fewer."""
-    count, span, _ = axes[-1]
+    span = axes[-1][1]
     beats = 1.0 + (span - 1.0) * bits / beat_bits
     extent = span
     for count, span, pitch in reversed(axes[:-1]):
         extent = (span - 1.0) * pitch + extent
         beats = torch.minimum(count * beats, 1.0 + (extent - 1.0) * bits / beat_bits)
     return beats
+
+
+def _row_major(e: torch.Tensor, b: torch.Tensor, dims: tuple[int, ...]) -> list[tuple]:
+    """`_beats` axes of a dense row-major tensor over `dims` (outermost first): a tile of extents e
+    (every element read) in a tensor of extents b."""
+    axes = []
+    for i, d in enumerate(dims):
+        pitch = 1.0
+        for inner in dims[i + 1 :]:
+            pitch = pitch * b[inner]
+        axes.append((e[d], e[d], pitch))
+    return axes
 
 
 def _transfer_words(X: str, win: tuple, bound: torch.Tensor, tiles: torch.Tensor, ceil) -> torch.Tensor:
@@ -310,15 +322,13 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
     def _tile_beats(X: str, e: torch.Tensor, bits, beat_bits, dram: bool) -> torch.Tensor:
         """Beats of one DRAM tile of X with mean extents e [8, B], in X's DRAM layout (`dram`: the
         output tensor's; else the dense partial-sum scratch [N][G*K][P][Q])."""
-        b = bound
+
+        def beats(dims):  # a dense row-major layout over dims
+            return _beats(_row_major(e, bound, dims), bits, beat_bits)
+
         if X == "W":
             tile = _beats([(1.0, e[G_] * e[K_] * e[C_] * e[R_] * e[S_], 1.0)], bits, beat_bits)
-            gck = _beats(
-                [(e[G_], e[G_], b[C_] * b[K_]), (e[C_], e[C_], b[K_]), (e[K_], e[K_], 1.0)], bits, beat_bits
-            )
-            gkc = _beats(
-                [(e[G_], e[G_], b[K_] * b[C_]), (e[K_], e[K_], b[C_]), (e[C_], e[C_], 1.0)], bits, beat_bits
-            )
+            gck, gkc = beats((G_, C_, K_)), beats((G_, K_, C_))
             return torch.where(w_layout > 1.5, gkc, torch.where(w_layout > 0.5, gck, tile))
         if X == "I":
             H, W = in_hw[0], in_hw[1]
@@ -328,26 +338,13 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
             n_cols = torch.minimum(_distinct(e[Q_], e[S_], win[0][1], win[1][1]), cols)
             plane = H * W
             conv = _beats(
-                [(e[N_], e[N_], b[G_] * b[C_] * plane), (e[G_], e[G_], b[C_] * plane), (e[C_], e[C_], plane),
-                 (n_rows, rows, W), (n_cols, cols, 1.0)],
+                [(e[N_], e[N_], bound[G_] * bound[C_] * plane), (e[G_], e[G_], bound[C_] * plane),
+                 (e[C_], e[C_], plane), (n_rows, rows, W), (n_cols, cols, 1.0)],
                 bits, beat_bits,
             )  # fmt: skip
-            mm = _beats(
-                [(e[G_], e[G_], b[N_] * b[C_]), (e[N_], e[N_], b[C_]), (e[C_], e[C_], 1.0)], bits, beat_bits
-            )
-            return torch.where(mm_layout > 0.5, mm, conv)
-        plane = b[P_] * b[Q_]
-        conv = _beats(
-            [(e[N_], e[N_], b[G_] * b[K_] * plane), (e[G_], e[G_], b[K_] * plane), (e[K_], e[K_], plane),
-             (e[P_], e[P_], b[Q_]), (e[Q_], e[Q_], 1.0)],
-            bits, beat_bits,
-        )  # fmt: skip
-        if not dram:
-            return conv
-        mm = _beats(
-            [(e[G_], e[G_], b[N_] * b[K_]), (e[N_], e[N_], b[K_]), (e[K_], e[K_], 1.0)], bits, beat_bits
-        )
-        return torch.where(mm_layout > 0.5, mm, conv)
+            return torch.where(mm_layout > 0.5, beats((G_, N_, C_)), conv)
+        conv = beats((N_, G_, K_, P_, Q_))
+        return torch.where(mm_layout > 0.5, beats((G_, N_, K_)), conv) if dram else conv
 
     # --- transfers at every boundary (operand X into level h) --------------------------------------
     # per level, the terms of its reads, writes, port traffic, fill and drain (bits), summed at the end
@@ -367,6 +364,7 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
     dram_beat_bits = zeros  # its beats, as port time in bits
     dram_load_bits = dram_store_bits = zeros  # its load and store tasks' time (beats and latencies)
     pes_used = s.prod(dim=0)
+    beat_bits = 8.0 * bandwidth[0]  # the DRAM port's beat
     runs = torch.ones(B, dtype=dt)  # the compute task's pipelined loops: one per run between transfers
     for xi, X in enumerate(OPERANDS):
         children = [h for h in range(1, L) if st.holds[h][xi]]
@@ -429,7 +427,6 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
             if parent == 0:
                 # the DRAM port moves whole beats: a tile's time is the beats its elements touch in
                 # the tensor's DRAM layout (docs/cost_model.md, "DRAM beats"), as port time in bits
-                beat_bits = 8.0 * bandwidth[0]
                 dram_tile = torch.minimum(tiles[j] * s, bound)
                 n_tiles = ceil(bound / dram_tile).clamp(min=1.0)
                 ext = bound / n_tiles  # mean extents of the tiles moved (edge tiles are smaller)
@@ -524,10 +521,11 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
     ov_ports = torch.where(db_parent, torch.relu(port_cycles - fill_p - drain_p), zero)
     # the DRAM port's load task does the fill, its store task the drain: what each overlaps is the
     # rest of its own time, and together no more than their beats
-    c0 = 8.0 * bandwidth[0]
-    load_ov = torch.where(db_parent[0], (dram_load_bits / c0 - fill_p[0]).relu(), zero[0])
-    store_ov = torch.where(db_parent[0], (dram_store_bits / c0 - drain_p[0]).relu(), zero[0])
-    beats_ov = torch.where(db_parent[0], (dram_beat_bits / c0 - fill_p[0] - drain_p[0]).relu(), zero[0])
+    load_ov = torch.where(db_parent[0], (dram_load_bits / beat_bits - fill_p[0]).relu(), zero[0])
+    store_ov = torch.where(db_parent[0], (dram_store_bits / beat_bits - drain_p[0]).relu(), zero[0])
+    beats_ov = torch.where(
+        db_parent[0], (dram_beat_bits / beat_bits - fill_p[0] - drain_p[0]).relu(), zero[0]
+    )
     dram_ov = torch.maximum(beats_ov, torch.maximum(load_ov, store_ov))
     overlapped = torch.cat([torch.zeros_like(ov_ports[:1]), ov_ports[1:]]).amax(dim=0)  # on-chip ports
     fill_cycles, drain_cycles = fill_p.sum(dim=0), drain_p.sum(dim=0)
@@ -562,7 +560,8 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
     onchip = overlapped + tail  # the on-chip ports' bound, as before
     stall = (torch.maximum(onchip, dram_pipe) - busy - serial).relu() + serial
     # every call first fetches its descriptor through the DRAM port: one burst, latency and beats
-    fetch = (x.axi_latency + torch.ceil(DESCRIPTOR_WORDS * 4.0 / bandwidth[0])) * ones
+    desc_beats = torch.ceil(DESCRIPTOR_WORDS * 4.0 / bandwidth[0]) * ones
+    fetch = x.axi_latency + desc_beats
     cycles = fetch + busy + stall + fill_cycles + drain_cycles
 
     level_energy = reads * T(x.e_read) + writes * T(x.e_write)
@@ -577,7 +576,7 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
         fill_cycles=fill_cycles,
         drain_cycles=drain_cycles,
         fetch_cycles=fetch,
-        dram_beats=dram_beat_bits / 8.0 / bandwidth[0] + fetch - x.axi_latency,
+        dram_beats=dram_beat_bits / beat_bits + desc_beats,
         energy_pj=mac_energy + level_energy.sum(dim=0),
         mac_energy_pj=mac_energy * ones,
         level_energy_pj=bf(level_energy),

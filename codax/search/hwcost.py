@@ -21,7 +21,7 @@ import math
 import torch
 
 from codax.hw.cost import cost_core
-from codax.hw.encode import DTYPE, CostInputs, stack
+from codax.hw.encode import DTYPE, CostInputs, encode_layer, stack
 from codax.hw.energy import dram_pj_per_bit, mac_pj, sram_pj_per_bit
 from codax.hw.resources import asic_area_um2, bram18, dsp_per_mac
 from codax.ir import DIMS, Layer, Mapping
@@ -77,20 +77,25 @@ class LayerTable:
             return self.wb, self.ab
         return self.wb.view(1, -1).expand(n, -1), self.ab.view(1, -1).expand(n, -1)
 
+    # the layer tensors of a CostInputs that do not depend on the searched widths, one row per layer
+    GEOMETRY = (
+        "bound",
+        "stride",
+        "dilation",
+        "win_s",
+        "win_d",
+        "in_pad",
+        "in_hw",
+        "mm_layout",
+        "w_layout",
+        "has_res",
+    )
+
     def _tensors(self) -> None:
-        t = lambda rows: torch.tensor(rows, dtype=DTYPE)  # noqa: E731
-        ls = self.layers
-        self.bound = t([[float(getattr(la, d)) for d in DIMS] for la in ls])
-        self.stride = t([list(la.stride) for la in ls])
-        self.dilation = t([list(la.dilation) for la in ls])
-        g = [[math.gcd(s, d) for s, d in zip(la.stride, la.dilation)] for la in ls]
-        self.win_s = t([[s / gi for s, gi in zip(la.stride, gg)] for la, gg in zip(ls, g)])
-        self.win_d = t([[d / gi for d, gi in zip(la.dilation, gg)] for la, gg in zip(ls, g)])
-        self.in_pad = t(
-            [[la.in_hw[0] + la.pads[0] + la.pads[2], la.in_hw[1] + la.pads[1] + la.pads[3]] for la in ls]
-        )
-        self.in_hw = t([list(la.in_hw) for la in ls])
-        self.has_res = t([1.0 if la.epilogue.residual else 0.0 for la in ls])
+        """The GEOMETRY tensors, [n, ...], from the cost model's own encoder (hw.encode.encode_layer)."""
+        enc = [encode_layer(la) for la in self.layers]
+        for k in self.GEOMETRY:
+            setattr(self, k, torch.cat([e[k] for e in enc]))
 
     def spatial(self, space: AccelSpace, cfg: tuple[int, ...]) -> tuple[torch.Tensor, list[dict]]:
         """Spatial unrolling per layer for an engine point: factors [n, 8] and the ir form."""
@@ -210,14 +215,7 @@ def _encode(lt: LayerTable, space: AccelSpace, cfg: tuple[int, ...], m_count: in
     e_sram = float(sram_pj_per_bit(torch.tensor([sum(caps)], dtype=DTYPE), tech)[0])
     e_dram = space.base.dram.read_pj_per_bit or dram_pj_per_bit(tech)
     x = CostInputs(
-        bound=rep(lt.bound, 0),
-        stride=rep(lt.stride, 0),
-        dilation=rep(lt.dilation, 0),
-        win_s=rep(lt.win_s, 0),
-        win_d=rep(lt.win_d, 0),
-        in_pad=rep(lt.in_pad, 0),
-        in_hw=rep(lt.in_hw, 0),
-        has_res=rep(lt.has_res, 0),
+        **{k: rep(getattr(lt, k), 0) for k in LayerTable.GEOMETRY},
         w_bits=wb,
         a_bits=ab,
         o_bits=ab,

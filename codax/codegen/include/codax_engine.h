@@ -269,7 +269,7 @@ struct Ctx {
   i64 xs[5], ys[5], rs[5], ws[5];  // DRAM element strides (descriptor X/Y/R/W_STRIDE)
   bool w_rt;  // weights come from the run-time tensor `wt`, strided, not from the blob's tile order
   Beats port;  // the DRAM port's beats of the transfer in progress
-  Beats rport;  // and of the residual the final store reads beside it (the same port)
+  Beats rport;  // the port's second beat register: the residual the final store reads beside it
   int inner[3];  // the innermost level holding each operand: the one the PEs read
   TileMeta meta[3][MAX_LEVELS][2];  // per (operand, level, copy)
   int o[3][MAX_LEVELS][NDIMS];  // view: origin of the tile held by (operand, level)
@@ -504,8 +504,10 @@ inline i64 store_o(Ctx &c, int h, int par, bool last) {
   const uint8_t *src = c.buf(OP_O, h);
   const int bits = c.bits[OP_O];
   uint8_t *dst = par ? c.buf(OP_O, par) : (last ? c.dram.y : c.dram.ps);
-  if (par == 0) c.port.open(c.d[last ? D_Y_OFF : D_PS_OFF], c.mem.beat_bytes);
-  c.rport.open(c.d[D_R_OFF], c.mem.beat_bytes);
+  if (par == 0) {
+    c.port.open(c.d[last ? D_Y_OFF : D_PS_OFF], c.mem.beat_bytes);
+    c.rport.open(c.d[D_R_OFF], c.mem.beat_bytes);
+  }
   i64 n = 0;
 STORE_O:
   for (int a = 0; a < e[DN]; ++a)
@@ -528,6 +530,7 @@ STORE_O:
             }
             ++n;
           }
+  if (par == 0) c.port.n += c.rport.n;  // both streams' beats cross the one port
   CODAX_COUNT_OUT(h, OP_O, n);
   return n * ((par == 0 && last) ? c.ybits : bits);
 }
@@ -730,13 +733,13 @@ inline double maxd(double a, double b) { return a > b ? a : b; }
 // AXI latency once.
 inline double transfer_end(const Ctx &c, int par, int child, double bits, double start) {
   Queues &q = queues();
-  const double beats = par == 0 ? (double)(c.port.n + c.rport.n) : bits / 8.0 / c.mem.port_bytes[par];
+  const double beats = par == 0 ? (double)c.port.n : bits / 8.0 / c.mem.port_bytes[par];
   const double lat = par == 0 ? c.mem.axi_latency : 0;
   double dur = beats;
   if (child && c.mem.per_pe[child]) dur = maxd(dur, bits / c.pes_used / 8.0 / c.mem.port_bytes[child]);
   q.port_work[par] += beats;
 #ifdef CODAX_COUNT
-  if (par == 0) counts().beats += c.port.n + c.rport.n;
+  if (par == 0) counts().beats += c.port.n;
 #endif
   return maxd(start + lat + dur, q.port_work[par] + lat);
 }
@@ -764,7 +767,6 @@ inline void exec_load(Ctx &c, const Insn &i) {
   m.ocol = i.ocol;
   c.bind(i.X, i.h, i.copy);
   if (i.par) c.bind(i.X, i.par, i.pcopy);
-  c.rport.open(0, c.mem.beat_bytes);  // a load reads no residual
   i64 bits;
   if (i.X == OP_W)
     bits = load_w(c, i.h, i.par);
