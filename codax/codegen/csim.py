@@ -47,8 +47,10 @@ void codax_counts_get(unsigned long long *dst) {
     }
   dst[CODAX_MAX_LEVELS * 6] = c.macs;
   dst[CODAX_MAX_LEVELS * 6 + 1] = c.beats;
+  for (int h = 0; h < CODAX_MAX_LEVELS; ++h) dst[CODAX_MAX_LEVELS * 6 + 2 + h] = c.ps_peak[h];
 }
 double codax_cycles_get(void) { return codax::cycles_total(); }
+void codax_schedule_seed(unsigned seed) { codax::schedule_seed() = seed; }
 }
 """
 
@@ -149,6 +151,7 @@ class Counts:
     macs: int
     cycles: float = 0.0  # the engine's accounted cycles (codax_engine.h, "cycle accounting")
     dram_beats: int = 0  # beats its DRAM port moved, the descriptor's fetch included
+    ps_peak: dict[str, int] | None = None  # per output level: most partial-sum tokens outstanding at once
 
 
 def _ptr(b) -> ctypes.c_void_p | None:
@@ -187,8 +190,14 @@ class EngineSim:
     def counts_reset(self) -> None:
         self.lib.codax_counts_reset()
 
+    def schedule(self, seed: int) -> None:
+        """The order C-simulation runs the engine's tasks in: 0 (the default) sweeps them in turn; any
+        other seed runs one ready instruction at a time, the task picked pseudo-randomly. The data and
+        the counts do not depend on it (the tokens are the only synchronisation)."""
+        self.lib.codax_schedule_seed(ctypes.c_uint(seed))
+
     def counts(self, engine: str) -> Counts:
-        raw = (ctypes.c_ulonglong * (MAX_LEVELS * 6 + 2))()
+        raw = (ctypes.c_ulonglong * (MAX_LEVELS * 7 + 2))()
         self.lib.codax_counts_get(raw)
         names = self.accel.engine(engine).level_names
         w_in = {lv: {op: int(raw[h * 3 + x]) for x, op in enumerate(OPERANDS)} for h, lv in enumerate(names)}
@@ -197,7 +206,8 @@ class EngineSim:
             for h, lv in enumerate(names)
         }
         cycles = float(self.lib.codax_cycles_get())
-        return Counts(w_in, w_out, int(raw[MAX_LEVELS * 6]), cycles, int(raw[MAX_LEVELS * 6 + 1]))
+        ps_peak = {lv: int(raw[MAX_LEVELS * 6 + 2 + h]) for h, lv in enumerate(names)}
+        return Counts(w_in, w_out, int(raw[MAX_LEVELS * 6]), cycles, int(raw[MAX_LEVELS * 6 + 1]), ps_peak)
 
 
 _SIMS: dict[tuple[str, bool], EngineSim] = {}

@@ -2,11 +2,13 @@
 
     include/codax_engine.h    the engine (fixed): descriptor interpreter, transfers, PE array, epilogue
     include/codax_program.h   the descriptor layout (fixed, generated from codax/codegen/program.py)
-    engine.cpp                per engine: its on-chip arrays, sized from accel.yaml, and its entry
-                              codax_engine_<name>(desc, weights, x, y, r, psum) =
-                              run_layer<ROWS, COLS, WBITS, ABITS, FLOAT_OK> on them
-    top.cpp                   codax_top(program, call, weights, act): m_axi DRAM ports, s_axilite
-                              control; reads descriptor `call` of the program and runs its engine
+    engine.cpp                per engine: its on-chip arrays, sized from accel.yaml; its IPs, each a
+                              synthesis top (codax_e<i>_decode, _load_<port>, _store_<port>,
+                              _compute: VTA's fetch / load / store / compute modules); the policy
+                              C-simulation's scheduler calls them by; and its C-simulation entry
+                              codax_engine_<name>(desc, weights, x, y, r, psum, wt) = run_layer
+    top.cpp                   codax_top(program, call, weights, act): the C-simulation driver (VTA's
+                              vta()): reads descriptor `call` of the program and runs its engine
 
 Everything here is a function of the accelerator alone (a test checks that two networks give
 byte-identical sources). The arrays are the buffers the cost model charges: `level_arrays` is the
@@ -34,8 +36,9 @@ class EngineSource:
     """The hardware sources of one accelerator: {relative path: text} and each engine's C entry."""
 
     files: dict[str, str]
-    entries: dict[str, str]  # engine name -> extern "C" symbol
+    entries: dict[str, str]  # engine name -> extern "C" symbol (C-simulation's entry)
     key: str  # content hash of the sources: the csim/BYOC build cache key
+    ips: tuple[str, ...] = ()  # the synthesis tops: each engine's decode, load, store and compute IPs
 
     @property
     def cpp(self) -> dict[str, str]:
@@ -46,11 +49,26 @@ def engine_symbol(accel: Accelerator, engine_name: str) -> str:
     return f"codax_engine_{c_ident(engine_name, 'e_')}"
 
 
+def engine_ips(accel: Accelerator, index: int) -> list[str]:
+    """The IPs of engine `index` (codax_engine.h, "the engine's IPs"): decode, a load and a store IP per
+    port (port p moves tiles between level p and the levels inside it), compute."""
+    ports = len(accel.engines[index].level_names) - 1
+    ip = f"codax_e{index}"
+    return [
+        f"{ip}_decode",
+        *(f"{ip}_{kind}_{p}" for p in range(ports) for kind in ("load", "store")),
+        f"{ip}_compute",
+    ]
+
+
 def _engine_block(accel: Accelerator, index: int, sym: str) -> list[str]:
     eng = accel.engines[index]
     pa = eng.pe_array
     arrays = level_arrays(accel, eng.name)
     ns = f"e{index}"
+    ports = len(eng.level_names) - 1  # port p moves tiles between level p and the levels inside it
+    beat = dram_beat_bytes(accel)
+    widen = f"max_widen_bitwidth={8 * beat}"
     lines = [
         f"// ---- engine {_c(eng.name)}: {pa.rows} x {pa.cols} PE array ({_c(pa.dataflow) or 'dataflow'}; "
         f"rows unroll {'/'.join(pa.row_dims)}, cols {'/'.join(pa.col_dims)}), levels "
@@ -59,44 +77,179 @@ def _engine_block(accel: Accelerator, index: int, sym: str) -> list[str]:
     ]
     idents = Namer()  # level names come from accel.yaml: C identifiers, distinct
     declared: dict[str, str] = {}  # array name -> C identifier
+    sizes: dict[str, int] = {}
     for (h, _op), (name, size) in sorted(arrays.items()):
         if name in declared:
             continue
         declared[name] = idents(name)
+        sizes[name] = size
         lv = eng.levels[h - 1]
         what = f"per-PE registers ({size // pa.pes} B x {pa.pes} PEs)" if lv.per_pe else f"{lv.banks} bank(s)"
         where = f"level {_c(lv.name)}, {'/'.join(lv.operands)}"
         lines.append(f"static uint8_t {declared[name]}[{size}];  // {where}: {what}")
-    lines.append("}  // namespace")
+    # each IP's registers: its view of the layer and the instruction it holds waiting for its tokens
+    for p in range(ports):
+        lines.append(f"static codax::LoadIP load_regs_{p};")
+        lines.append(f"static codax::StoreIP store_regs_{p};")
+    lines.append("static codax::ComputeIP compute_regs;")
+    # the Memory view of the buffers, built from the arrays an IP is given
+    params = ", ".join(f"uint8_t *{ident}_" for ident in declared.values())
     lines += [
-        f'extern "C" CODAX_ENTRY void {sym}(const int32_t *desc, const uint8_t *weights, const uint8_t *x,',
-        "                                  uint8_t *y, const uint8_t *r, uint8_t *ps, const uint8_t *wt) {",
+        f"static codax::Memory memory({params}) {{",
+        "  codax::Memory mem;",
+        "  memset(&mem, 0, sizeof(mem));",
     ]
-    for name, ident in declared.items():
-        h, _ = next(k for k, v in arrays.items() if v[0] == name)
-        lv = eng.levels[h - 1]
-        if lv.per_pe:
-            lines.append(f"#pragma HLS ARRAY_PARTITION variable={ns}::{ident} cyclic factor={pa.pes} dim=1")
-        elif lv.banks > 1:
-            lines.append(f"#pragma HLS ARRAY_PARTITION variable={ns}::{ident} cyclic factor={lv.banks} dim=1")
-    lines.append("  codax::Memory mem;")
-    lines.append("  memset(&mem, 0, sizeof(mem));")
-    ports = [accel.dram.bandwidth] + [lv.bandwidth for lv in eng.levels]
-    for h, bw in enumerate(ports):
+    port_bw = [accel.dram.bandwidth] + [lv.bandwidth for lv in eng.levels]
+    for h, bw in enumerate(port_bw):
         lines.append(f"  mem.port_bytes[{h}] = {float(bw)!r};  // {_c(eng.level_names[h])} port, bytes/cycle")
     for h, lv in enumerate(eng.levels, start=1):
         if lv.per_pe:
             lines.append(f"  mem.per_pe[{h}] = true;")
     lines.append(f"  mem.pipeline_depth = {pa.pipeline_depth};")
     lines.append(f"  mem.axi_latency = {accel.dram.latency};  // cycles, dram.latency")
-    lines.append(f"  mem.beat_bytes = {dram_beat_bytes(accel)};  // the DRAM port's width, dram.bandwidth")
+    lines.append(f"  mem.beat_bytes = {beat};  // the DRAM port's width, dram.bandwidth")
     lines.append(f"  mem.stream_weights = {'true' if accel.dram.stream_weights else 'false'};")
     for (h, op), (name, _) in sorted(arrays.items()):
-        lines.append(f"  mem.arr[{h}][{OPERANDS.index(op)}] = {ns}::{declared[name]};")
+        lines.append(f"  mem.arr[{h}][{OPERANDS.index(op)}] = {declared[name]}_;")
+    lines += ["  return mem;", "}", "}  // namespace", ""]
+
+    buf_params = ", ".join(f"uint8_t {ident}[{sizes[name]}]" for name, ident in declared.items())
+    buf_args = ", ".join(f"{ns}::{ident}" for ident in declared.values())
+    buf_names = ", ".join(declared.values())
+    dram_params = (
+        "const uint8_t *weights, const uint8_t *wt, const uint8_t *x, uint8_t *y, const uint8_t *r, "
+        "uint8_t *ps"
+    )
+    dram_args = "m.dram.wblob, m.dram.wt, m.dram.x, m.dram.y, m.dram.r, m.dram.ps"
+    tq = "codax::TokenQueue"
+    mem = f"{ns}::memory({buf_names})"
+    on = f"m.desc, {dram_args}, {buf_args}, m.hd"  # what the scheduler hands every IP
+    L = "codax::MAX_LEVELS"
+
+    def pragmas(streams: list[str]) -> list[str]:
+        out = ["#pragma HLS INTERFACE bram port=desc"]
+        for port in ("weights", "wt", "x", "y", "r", "ps"):
+            out.append(f"#pragma HLS INTERFACE m_axi port={port} offset=slave bundle=gmem {widen}")
+        for name, ident in declared.items():
+            out.append(f"#pragma HLS INTERFACE bram port={ident}")
+            h = next(k[0] for k, v in arrays.items() if v[0] == name)
+            lv = eng.levels[h - 1]
+            if lv.per_pe:
+                out.append(f"#pragma HLS ARRAY_PARTITION variable={ident} cyclic factor={pa.pes} dim=1")
+            elif lv.banks > 1:
+                out.append(f"#pragma HLS ARRAY_PARTITION variable={ident} cyclic factor={lv.banks} dim=1")
+        out.append("#pragma HLS INTERFACE bram port=hd")
+        out.append("#pragma HLS DISAGGREGATE variable=hd")
+        out += [f"#pragma HLS INTERFACE axis port={st}" for st in streams]
+        out.append("#pragma HLS INTERFACE s_axilite port=return bundle=control")
+        return out
+
+    ip = f"codax_{ns}"
+    common = f"const int32_t desc[codax::DESC_WORDS], {dram_params}, {buf_params}, codax::Headers &hd"
+    dram_struct = "  const codax::Dram dram = {weights, wt, x, y, r, ps};"
     lines += [
-        "  codax::Dram dram = {weights, wt, x, y, r, ps};",
-        f"  codax::run_layer<{pa.rows}, {pa.cols}, {max(accel.weight_bits)}, {max(accel.act_bits)}, "
-        f"{'true' if accel.float_ok else 'false'}>(desc, mem, dram);",
+        f'// The IPs of engine {_c(eng.name)} (codax_engine.h, "the engine\'s IPs"): synthesized one by one',
+        "// (run_hls.tcl); C-simulation runs them from the scheduler below.",
+        f"namespace {{ struct {ns}_sched; }}  // C-simulation's policy (below): local to each copy",
+        "",
+        f"CODAX_IP void {ip}_decode(const int32_t *program, int32_t desc[codax::DESC_WORDS],",
+        f"    hls::stream<codax::Insn> load[{L}], hls::stream<codax::Insn> store[{L}],",
+        "    hls::stream<codax::CInsn> &compute) {",
+        f"#pragma HLS INTERFACE m_axi port=program offset=slave bundle=gmem {widen}",
+        "#pragma HLS INTERFACE bram port=desc",
+        "#pragma HLS INTERFACE axis port=load",
+        "#pragma HLS INTERFACE axis port=store",
+        "#pragma HLS INTERFACE axis port=compute",
+        "#pragma HLS INTERFACE s_axilite port=return bundle=control",
+        "  // the fetch: the call's descriptor, one burst, into the on-chip copy every IP decodes",
+        "  memcpy(desc, program, sizeof(int32_t) * codax::DESC_WORDS);",
+        "  static codax::Ctx layer;",
+        "  codax::decode_layer(layer, desc, codax::Memory(), codax::Dram(), 0);",
+        f"  codax::decode_task<{ns}_sched>(layer, load, store, compute);",
+        "}",
+        "",
+    ]
+    for p in range(ports):
+        lines += [
+            f"CODAX_IP bool {ip}_load_{p}({common}, hls::stream<codax::Insn> &insns,",
+            f"    {tq} full[3][{L}], {tq} free[3][{L}], {tq} psq[{L}]) {{",
+            *pragmas(["insns", "full", "free", "psq"]),
+            dram_struct,
+            f"  return codax::load_step({ns}::load_regs_{p}, desc, {mem}, dram, hd, insns, full, free, psq);",
+            "}",
+            "",
+            f"CODAX_IP bool {ip}_store_{p}({common}, hls::stream<codax::Insn> &insns,",
+            f"    {tq} free[3][{L}], {tq} done[{L}], {tq} psq[{L}]) {{",
+            *pragmas(["insns", "free", "done", "psq"]),
+            dram_struct,
+            f"  return codax::store_step({ns}::store_regs_{p}, desc, {mem}, dram, hd, insns, "
+            "free, done, psq);",
+            "}",
+            "",
+        ]
+    tmpl = f"{pa.rows}, {pa.cols}, {max(accel.weight_bits)}, {max(accel.act_bits)}, " + (
+        "true" if accel.float_ok else "false"
+    )
+    lines += [
+        f"CODAX_IP bool {ip}_compute({common}, hls::stream<codax::CInsn> &insns,",
+        f"    {tq} full[3][{L}], {tq} free[3][{L}], {tq} done[{L}]) {{",
+        *pragmas(["insns", "full", "free", "done"]),
+        dram_struct,
+        f"  return codax::compute_step<{tmpl}>({ns}::compute_regs, desc, {mem}, dram, hd, "
+        "insns, full, free, done);",
+        "}",
+        "",
+        "#ifndef CODAX_HW",
+        "// C-simulation's policy: how the scheduler calls this engine's IPs on its FIFOs and buffers.",
+        "namespace {",
+        f"struct {ns}_sched {{",
+        f"  enum {{ PORTS = {ports}, BEAT_BYTES = {beat}, AXI_LATENCY = {accel.dram.latency} }};",
+        "  static void decode(codax::Sim &m, const int32_t *program) {",
+        f"    {ip}_decode(program, m.desc, m.load, m.store, m.compute);",
+        "  }",
+        "  static bool load(int p, codax::Sim &m) {",
+        "    switch (p) {",
+    ]
+    for p in range(ports):
+        lines.append(
+            f"      case {p}: return {ip}_load_{p}({on}, m.load[{p}], m.tq.full, m.tq.free, m.tq.ps);"
+        )
+    lines += [
+        "      default: return false;",
+        "    }",
+        "  }",
+        "  static bool store(int p, codax::Sim &m) {",
+        "    switch (p) {",
+    ]
+    for p in range(ports):
+        lines.append(
+            f"      case {p}: return {ip}_store_{p}({on}, m.store[{p}], m.tq.free, m.tq.done, m.tq.ps);"
+        )
+    held = " || ".join(
+        [f"{ns}::load_regs_{p}.has || {ns}::store_regs_{p}.has" for p in range(ports)]
+        + [f"{ns}::compute_regs.has"]
+    )
+    lines += [
+        "      default: return false;",
+        "    }",
+        "  }",
+        "  static bool compute(codax::Sim &m) {",
+        f"    return {ip}_compute({on}, m.compute, m.tq.full, m.tq.free, m.tq.done);",
+        "  }",
+        f"  static bool idle() {{ return !({held}); }}",
+        "};",
+        "}  // namespace",
+        "#else",
+        f"namespace {{ struct {ns}_sched {{}}; }}",
+        "#endif",
+        "",
+        "// The engine's C-simulation entry: one call (the descriptor in DRAM, the call's tensors).",
+        f'extern "C" CODAX_ENTRY void {sym}(const int32_t *desc, const uint8_t *weights, const uint8_t *x,',
+        "                                  uint8_t *y, const uint8_t *r, uint8_t *ps, const uint8_t *wt) {",
+        "#ifndef CODAX_HW",
+        "  const codax::Dram dram = {weights, wt, x, y, r, ps};",
+        f"  codax::run_layer<{ns}_sched>(desc, dram);",
+        "#endif",
         "}",
         "",
     ]
@@ -127,16 +280,21 @@ def engine_sources(accel: Accelerator) -> EngineSource:
         f'#include "{ENGINE_HEADER}"',
         "",
         "// csim builds link several copies of the engine into one executable (one per offloaded",
-        "// function): the entries are weak there; synthesis sees plain functions.",
-        "#if defined(__SYNTHESIS__) || !defined(__GNUC__)",
+        "// function): the entries are weak there and the IPs local to each copy; synthesis sees plain",
+        "// functions, each IP a top of its own.",
+        "#if defined(CODAX_HW) || !defined(__GNUC__)",
         "#define CODAX_ENTRY",
+        "#define CODAX_IP",
         "#else",
         "#define CODAX_ENTRY __attribute__((weak))",
+        "#define CODAX_IP static",
         "#endif",
         "",
     ]
     entries = {}
+    ips: list[str] = []
     for i, eng in enumerate(accel.engines):
+        ips += engine_ips(accel, i)
         sym = base = engine_symbol(accel, eng.name)
         while sym in entries.values():  # engine names that sanitize alike stay distinct
             sym = f"{base}_{i}"
@@ -145,8 +303,11 @@ def engine_sources(accel: Accelerator) -> EngineSource:
     beat = dram_beat_bytes(accel)
     widen = f"max_widen_bitwidth={8 * beat}"
     top = [
-        f"// top.cpp -- generated by codax for accelerator {_c(accel.name)}: the accelerator's top function.",
-        "// One call runs descriptor `call` of the program (program.bin) on the DRAM images:",
+        f"// top.cpp -- generated by codax for accelerator {_c(accel.name)}: the accelerator's C-simulation",
+        "// driver (VTA's vta() in the same role). One call runs descriptor `call` of the program",
+        "// (program.bin) through the engine's IPs (engine.cpp), which synthesis builds one by one",
+        "// (run_hls.tcl); its interface is the one the IPs' DRAM port and control present together. The",
+        "// DRAM images:",
         "//   weights -- weights.bin (packed weights, bias, requantization multipliers), read-only",
         "//   act     -- the activation region (tensors at the offsets their descriptors name) and the",
         "//              partial-sum scratch",
@@ -206,7 +367,7 @@ def engine_sources(accel: Accelerator) -> EngineSource:
     h = hashlib.sha256()
     for k in sorted(files):
         h.update(k.encode() + b"\0" + files[k].encode() + b"\0")
-    return EngineSource(files, entries, h.hexdigest()[:16])
+    return EngineSource(files, entries, h.hexdigest()[:16], tuple(ips))
 
 
 def _c(s: str) -> str:

@@ -90,6 +90,30 @@ class NestPlan:
         outermost level holding O): the call needs the partial-sum scratch."""
         return any(t.operand == "O" and t.parent == 0 and self.first_visit_loops(t) for t in self.transfers)
 
+    def max_trips(self, lp: Loop) -> int:
+        """A loop's most trips: its factor, or fewer where the dim's bound runs out first."""
+        return min(lp.factor, -(-getattr(self.layer, lp.dim) // lp.blk))
+
+    def ps_tokens(self) -> dict[int, int]:
+        """Per output level h: the most partial-sum tokens (the engine's ps[h] FIFO) outstanding at once.
+        A tile's partial sums are stored, then read back on its next visit before it is stored again:
+        at most one token per output tile, and only the tiles of one iteration of the outermost
+        reduction loop enclosing h's transfer wait at once -- the product of the trips of the
+        non-reduction loops inside it. 0 where no reduction loop of more than one trip encloses the
+        transfer. In hardware the ps FIFO needs at least this depth."""
+        out: dict[int, int] = {}
+        for t in self.transfers:
+            if t.operand != "O":
+                continue
+            enclosing = self.loops[: t.pos + 1]
+            red = [i for i, lp in enumerate(enclosing) if lp.dim in REDUCTION_DIMS and self.max_trips(lp) > 1]
+            if not red:
+                out[t.h] = 0
+                continue
+            inside = enclosing[red[0] + 1 :]
+            out[t.h] = math.prod(self.max_trips(lp) for lp in inside if lp.dim not in REDUCTION_DIMS)
+        return out
+
     def first_visit_loops(self, t: Transfer) -> list[Loop]:
         """Reduction loops enclosing a transfer point: an output visit is the first when all are 0."""
         return [lp for lp in self.loops[: t.pos + 1] if lp.dim in REDUCTION_DIMS]

@@ -5,7 +5,8 @@
       program.bin                     the network: one descriptor per accelerator call
       weights.bin, schedule.yaml      packed weights; the readable runtime schedule
       tb.cpp, tb_data/                the testbench (fixed) and its data (inputs, host results, goldens)
-      run_hls.tcl, hls_config.cfg     Vitis HLS scripts (Tcl and unified flow)
+      run_hls.tcl, hls_config.cfg,    Vitis HLS scripts (Tcl and unified flow): C-simulation through
+      ips/<ip>.cfg                    codax_top, synthesis of each engine IP
       report.json, README.md
 
 The testbench, scripts and README are template files (codegen/templates). Everything is generated
@@ -83,7 +84,11 @@ def _generate(
         f"-DCODAX_WEIGHT_BYTES={max(1, len(sched.blob.data))} -DCODAX_ACT_BYTES={max(1, act)}"
     )
     for name in ("run_hls.tcl", "hls_config.cfg"):
-        files[name] = _template(name, part=_part(accel), period_ns=period, depths=depths).encode()
+        files[name] = _template(
+            name, part=_part(accel), period_ns=period, depths=depths, ips=" ".join(hw.ips)
+        ).encode()
+    for ip in hw.ips:  # the unified flow synthesizes each IP from a config of its own
+        files[f"ips/{ip}.cfg"] = _template("ip.cfg", part=_part(accel), period_ns=period, ip=ip).encode()
     rep = report(graph, accel, mappings, costs, sched, compile_report)
     files["report.json"] = json.dumps(rep, indent=1).encode()
     files["README.md"] = readme(graph, accel, sched, rep).encode()
@@ -257,11 +262,25 @@ def report(graph, accel, mappings, costs, sched: RuntimeSchedule, compile_report
             "total_cycles": sum(costs[lay.name].cycles for lay in graph.layers),
             "total_energy_pj": sum(costs[lay.name].energy_pj for lay in graph.layers),
             "resources": resources_entry(accel),
+            "token_fifos": token_fifos(graph, accel, mappings, sched),
             "program": {"calls": int(sched.program.shape[0]), "bytes": int(sched.program.nbytes)},
             "dram_peak_bytes": sched.peak_dram_bytes,
         }
     )
     return out
+
+
+def token_fifos(graph, accel, mappings, sched: RuntimeSchedule) -> dict:
+    """The depths the engine's token FIFOs need for this program (codax_engine.h, "the engine's IPs"):
+    full, free and done FIFOs never hold more than a level's copies (2); a level's partial-sum FIFO
+    holds up to NestPlan.ps_tokens tokens, the most over the program's calls."""
+    ps: dict[str, dict[str, int]] = {e.name: {} for e in accel.engines}
+    for layer in graph.layers:
+        p = sched.plans[layer.name]
+        for h, n in p.ps_tokens().items():
+            lv = p.level_names[h]
+            ps[mappings[layer.name].engine][lv] = max(ps[mappings[layer.name].engine].get(lv, 0), n)
+    return {"full": 2, "free": 2, "done": 2, "ps": ps}
 
 
 def readme(graph: Graph, accel: Accelerator, sched: RuntimeSchedule, rep: dict) -> str:

@@ -62,6 +62,14 @@ def test_resnet18_sources_pass_syntax_check(r18):
         text = (out / script).read_text()
         assert f"-DCODAX_PROGRAM_WORDS={21 * _desc_words(out)}" in text
         assert f"-DCODAX_WEIGHT_BYTES={(out / 'weights.bin').stat().st_size}" in text
+    # synthesis builds each of the engine's IPs as a top of its own (VTA's arrangement)
+    ips = engine_sources(ACC).ips
+    assert re.search(r"^set ips \{(.*)\}$", (out / "run_hls.tcl").read_text(), re.M).group(1).split() == list(
+        ips
+    )
+    assert sorted(p.stem for p in (out / "ips").glob("*.cfg")) == sorted(ips)
+    for ip in ips:
+        assert f"syn.top={ip}\n" in (out / "ips" / f"{ip}.cfg").read_text()
 
 
 def _desc_words(out) -> int:
@@ -80,11 +88,11 @@ def sources_hardware(out) -> dict[str, dict]:
     for block in engine_cpp.split("// ---- engine ")[1:]:
         name = block.split(":")[0]
         rows, cols, wbits, abits, float_ok = re.search(
-            r"run_layer<(\d+), (\d+), (\d+), (\d+), (true|false)>", block
+            r"compute_step<(\d+), (\d+), (\d+), (\d+), (true|false)>", block
         ).groups()
         pes = int(rows) * int(cols)
         arrays = {m[0]: int(m[1]) for m in re.findall(r"static uint8_t (\w+)\[(\d+)\];", block)}
-        banks = {m[0]: int(m[1]) for m in re.findall(r"variable=\w+::(\w+) cyclic factor=(\d+)", block)}
+        banks = {m[0]: int(m[1]) for m in re.findall(r"variable=(\w+) cyclic factor=(\d+)", block)}
         hw[name] = {
             "multipliers": pes * (int_sites + (float_sites if float_ok == "true" else 0)),
             "int_mac_bits": (int(wbits) + 1, int(abits) + 1),
@@ -161,6 +169,19 @@ def test_resnet18_report_matches_cost_model(r18):
         for b in entry["buffers"]:
             assert b["tile_bytes"] == cost.tile_bytes[b["level"]][b["operand"]]
     assert rep["total_cycles"] == sum(evaluate(la, ACC, maps[la.name]).cycles for la in g.layers)
+    # the token FIFOs' depths: the most partial-sum tokens any call keeps outstanding per level
+    # (tests/codegen/test_task_order.py checks the bound against C-simulation)
+    fifos = rep["token_fifos"]
+    assert (fifos["full"], fifos["free"], fifos["done"]) == (2, 2, 2)
+    assert set(fifos["ps"]) == {e.name for e in ACC.engines}
+    from codax.codegen.nest import plan
+
+    want: dict[str, int] = {}
+    for la in g.layers:
+        pl = plan(la, ACC, maps[la.name])
+        for h, n in pl.ps_tokens().items():
+            want[pl.level_names[h]] = max(want.get(pl.level_names[h], 0), n)
+    assert fifos["ps"][ACC.engines[0].name] == want
     sched = yaml.safe_load((out / "schedule.yaml").read_text())
     calls = sched["calls"]
     assert [c["node"] for c in calls] == list(g.nodes)

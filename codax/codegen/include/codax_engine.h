@@ -15,7 +15,8 @@
 // decode walks the loops that carry transfers and emits LOAD / COMPUTE / STORE instructions; a load
 // and a store task per port move tiles; the compute task runs each COMPUTE (the loops inside the
 // innermost transfer) as one flattened pipelined loop. Double-buffered levels hand two copies back
-// and forth, single-buffered levels one.
+// and forth, single-buffered levels one. Each task is an IP of its own (VTA's arrangement; engine.cpp
+// generates them), with its own registers; C-simulation calls the same functions from a scheduler.
 // Buffers store elements bit-packed at the layer's widths (weights, inputs) or at accumulator width
 // (outputs), input windows without the rows/cols no output touches. DRAM tensors are bit-packed at
 // their widths too: weights in tile order (one burst per tile); activations, outputs and run-time
@@ -35,9 +36,16 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <deque>
-
 #include "ap_int.h"
+#include "hls_stream.h"
+
+// The hardware view of the sources: what Vitis HLS compiles (__SYNTHESIS__), or what g++ compiles with
+// -DCODAX_SYNTHESIS_VIEW (tests/codegen/test_synthesis_view.py checks that the IPs then reference no
+// C-simulation-only code: no allocation, no I/O, no scheduler, no accounting). C-simulation's scheduler,
+// its accounting clocks and the tokens' time stamps exist only outside it.
+#if defined(__SYNTHESIS__) || defined(CODAX_SYNTHESIS_VIEW)
+#define CODAX_HW 1
+#endif
 #include "codax_program.h"
 
 #ifndef CODAX_MAX_LEVELS
@@ -55,6 +63,7 @@ struct Counts {
   unsigned long long out[CODAX_MAX_LEVELS][3];
   unsigned long long macs;
   unsigned long long beats;  // beats the DRAM port moved (CODAX_COUNT), the descriptor's included
+  unsigned long long ps_peak[CODAX_MAX_LEVELS];  // most tokens the ps[h] FIFO held at once
 };
 
 inline Counts &counts() {
@@ -244,21 +253,31 @@ struct Beats {
   }
 };
 
-// What a copy of a tile buffer holds: the tile's origin, clipped extent and grid step, and for input
-// windows their origin in padded coordinates. Written by the task that fills the copy, read by the
-// tasks it hands the copy to (the same dependence tokens guard the data and this record).
+// What a copy of a tile buffer holds besides its data: the tile's origin, clipped extent and grid step,
+// and for input windows their origin in padded coordinates and their rank tables (window row / col ->
+// stored position: a strided window is stored without the rows / cols no output touches). The task
+// that fills a copy writes its header; the tasks it hands the copy to read it. The dependence tokens
+// that guard the copy's data guard its header: in hardware a header is a few registers (and, for the
+// rank tables, a small memory) beside the copy, shared by the same tasks as the copy.
 struct TileMeta {
   int o[NDIMS], e[NDIMS], tile[NDIMS];
   int orow, ocol;
 };
 
-// One layer in flight: the descriptor decoded, plus the view a task has of the buffers it works on.
-// A task binds the copies an instruction names (bind) before it runs; in C-simulation the tasks run
-// one instruction at a time, so one view serves them all.
+struct Headers {
+  TileMeta meta[3][MAX_LEVELS][2];  // per (operand, level, copy)
+  int rank_row[MAX_LEVELS][2][MAX_WINDOW], rank_col[MAX_LEVELS][2][MAX_WINDOW];  // per (level, copy)
+};
+
+// One task's registers while a layer is in flight: the layer's constants, decoded from its descriptor
+// (every task decodes the fields it needs), and the task's own view of the buffers it works on. Every
+// task has its own Ctx (Tasks, below): tasks share nothing but the buffers and their headers, DRAM and
+// the queues. A task binds the copies an instruction names (bind) before it runs.
 struct Ctx {
   const int32_t *d;
   Memory mem;
   Dram dram;
+  Headers *hd;  // the buffers' headers, shared
   int bound[NDIMS];
   int H, W, sh, sw, dh, dw, pt, pl;
   int bits[3];  // on-chip element widths: W, I, O
@@ -271,35 +290,33 @@ struct Ctx {
   Beats port;  // the DRAM port's beats of the transfer in progress
   Beats rport;  // the port's second beat register: the residual the final store reads beside it
   int inner[3];  // the innermost level holding each operand: the one the PEs read
-  TileMeta meta[3][MAX_LEVELS][2];  // per (operand, level, copy)
   int o[3][MAX_LEVELS][NDIMS];  // view: origin of the tile held by (operand, level)
   int e[3][MAX_LEVELS][NDIMS];  // its clipped extent
   int tile[3][MAX_LEVELS][NDIMS];  // its unclipped extent (the tile grid's step)
   int orow[MAX_LEVELS], ocol[MAX_LEVELS];  // input windows: origin in padded coordinates
-  // Input windows are stored compacted: only the rows/cols some output/kernel pair touches (a strided
-  // window has gaps). rank[h][copy][y] is the stored position of window row (col) y of the tile.
-  int rank_row[MAX_LEVELS][2][MAX_WINDOW], rank_col[MAX_LEVELS][2][MAX_WINDOW];
   int pp[3][MAX_LEVELS];  // view: the copy bound per (operand, level)
   int cur[NDIMS];  // the compute task's current tile base of every dim
   int idx[MAX_LOOPS], n[MAX_LOOPS];  // the compute task's loop counters
   int pes_used;
+  int first_loop;  // the loops a COMPUTE runs: those inside the innermost transfer
+  int credit[3][MAX_LEVELS];  // a filler's free copies not yet used this layer (one per buffer copy)
 
   int shape(int X, int h, int a) const { return d[D_BUF_SHAPE + (X * MAX_LEVELS + h) * BUF_RANK + a]; }
   uint8_t *buf(int X, int h) const {
     const int k = X * MAX_LEVELS + h;
     return mem.arr[h][X] + d[D_BUF_BASE + k] + pp[X][h] * d[D_BUF_COPY + k];
   }
-  int *rrow(int h) { return rank_row[h][pp[OP_I][h]]; }
-  int *rcol(int h) { return rank_col[h][pp[OP_I][h]]; }
-  const int *rrow(int h) const { return rank_row[h][pp[OP_I][h]]; }
-  const int *rcol(int h) const { return rank_col[h][pp[OP_I][h]]; }
+  int *rrow(int h) { return hd->rank_row[h][pp[OP_I][h]]; }
+  int *rcol(int h) { return hd->rank_col[h][pp[OP_I][h]]; }
+  const int *rrow(int h) const { return hd->rank_row[h][pp[OP_I][h]]; }
+  const int *rcol(int h) const { return hd->rank_col[h][pp[OP_I][h]]; }
   i64 at(int X, int h, int a, int b, int c, int e4, int f) const {
     return ((((i64)a * shape(X, h, 1) + b) * shape(X, h, 2) + c) * shape(X, h, 3) + e4) * shape(X, h, 4) + f;
   }
-  // Point the view of (X, h) at `copy` and at the tile recorded there.
+  // Point the view of (X, h) at `copy` and at the tile its header records.
   void bind(int X, int h, int copy) {
     pp[X][h] = copy;
-    const TileMeta &m = meta[X][h][copy];
+    const TileMeta &m = hd->meta[X][h][copy];
     memcpy(o[X][h], m.o, sizeof(m.o));
     memcpy(e[X][h], m.e, sizeof(m.e));
     memcpy(tile[X][h], m.tile, sizeof(m.tile));
@@ -631,6 +648,7 @@ PE_ROWS:
 // Every token a task pops was pushed by an instruction earlier in program order, so the tasks never
 // deadlock whatever their queue depths.
 struct Insn {  // a LOAD or a STORE
+  bool begin;  // the task's first instruction of the layer: it decodes the layer's constants first
   int X, h, par, copy, pcopy;
   bool first;  // LOAD O: the tile's first visit (nothing moves: the accumulation starts from 0)
   bool last;  // STORE: the tile's last visit (final values; to DRAM through the epilogue)
@@ -642,6 +660,7 @@ struct Insn {  // a LOAD or a STORE
 };
 
 struct CInsn {  // a COMPUTE
+  bool begin;  // the task's first instruction of the layer
   int cur[NDIMS];  // the tile base where the run starts
   int copy[3];  // the copies of the innermost levels it reads
   bool acquire[3];  // the first run on a new tile of the operand: pop its full token
@@ -653,113 +672,95 @@ struct CInsn {  // a COMPUTE
 #define CODAX_QUEUE_DEPTH 256
 #endif
 
-template <class T, int CAP>
-struct Fifo {
-  T v[CAP];
-  int head, n;
-  bool empty() const { return n == 0; }
-  bool full() const { return n == CAP; }
-  const T &front() const { return v[head]; }
-  void push(const T &x) {
-    if (n == CAP) {
-      fprintf(stderr, "codax engine: queue overflow (depth %d)\n", CAP);
-      abort();
-    }
-    v[(head + n) % CAP] = x;
-    ++n;
-  }
-  T pop() {
-    const T x = v[head];
-    head = (head + 1) % CAP;
-    --n;
-    return x;
-  }
+// A dependence token: in hardware one handshake on a FIFO of tokens (VTA's hls::stream<bool>). In
+// C-simulation it also carries its producer's completion time, for the cycle accounting.
+#ifndef CODAX_HW
+struct Token {
+  double t;
+};
+inline Token stamp(double t) {
+  Token k;
+  k.t = t;
+  return k;
+}
+#else
+struct Token {
+  bool v;
+};
+inline Token stamp(double) {
+  Token k;
+  k.v = true;
+  return k;
+}
+#endif
+typedef hls::stream<Token> TokenQueue;
+
+// The token FIFOs, one per (kind, operand, level). In hardware: full, free and done FIFOs as deep as
+// the copies they count (2); a ps FIFO as deep as the output tiles of one pass over the reduction loops
+// outside the level (C-simulation's streams are unbounded).
+struct TokenQueues {
+  TokenQueue full[3][MAX_LEVELS], free[3][MAX_LEVELS], done[MAX_LEVELS], ps[MAX_LEVELS];
 };
 
-// A token is its producer's completion time. Partial-sum tokens wait a whole pass over the output
-// tiles for their read-back, so token FIFOs grow as needed.
-struct Tokens {
-  std::deque<double> v;
-  bool empty() const { return v.empty(); }
-  void push(double t) { v.push_back(t); }
-  double pop() {
-    const double t = v.front();
-    v.pop_front();
-    return t;
-  }
-};
-
-struct Queues {
-  Fifo<Insn, CODAX_QUEUE_DEPTH> load[MAX_LEVELS], store[MAX_LEVELS];
-  Fifo<CInsn, CODAX_QUEUE_DEPTH> compute;
-  Tokens full[3][MAX_LEVELS], free[3][MAX_LEVELS], done[MAX_LEVELS], ps[MAX_LEVELS];
-  // the accounting: each task's clock, and each port's traffic so far (its load and store tasks share
-  // its width)
+// ---- the cycle accounting (C-simulation only) -------------------------------------------------------
+// Each task's clock, and each port's traffic so far (its load and store tasks share its width).
+struct Clock {
   double t_load[MAX_LEVELS], t_store[MAX_LEVELS], t_compute, port_work[MAX_LEVELS];
   double end;
 };
 
-inline Queues &queues() {
-  static Queues q;
-  return q;
-}
-
-inline void queues_reset(const Ctx &c) {
-  Queues &q = queues();
-  for (int h = 0; h < MAX_LEVELS; ++h) {
-    q.load[h].head = q.load[h].n = q.store[h].head = q.store[h].n = 0;
-    for (int X = 0; X < 3; ++X) {
-      q.full[X][h].v.clear();
-      q.free[X][h].v.clear();
-    }
-    q.done[h].v.clear();
-    q.ps[h].v.clear();
-    q.t_load[h] = q.t_store[h] = q.port_work[h] = 0;
-  }
-  q.compute.head = q.compute.n = 0;
-  q.t_compute = q.end = 0;
-  for (int h = 1; h < MAX_LEVELS; ++h)
-    for (int X = 0; X < 3; ++X)
-      for (int k = 0; k < (c.d[D_DB + h] ? 2 : 1); ++k) q.free[X][h].push(0.0);
+inline Clock &clock() {
+  static Clock k;
+  return k;
 }
 
 inline double maxd(double a, double b) { return a > b ? a : b; }
 
-// ---- the accounting of one transfer (CODAX_COUNT) -------------------------------------------------
+#ifndef CODAX_HW
 // `bits` cross port `par` (into or out of level `child`): they take their beats at the port's width
 // (for the DRAM port, the beats the transfer's addresses touched, c.port), and a per-PE register file
 // takes at least its share per PE at its own port's width. The port's load and store tasks share its
 // width: no more beats cross it than one per cycle since the layer began. A DRAM transfer pays the
 // AXI latency once.
 inline double transfer_end(const Ctx &c, int par, int child, double bits, double start) {
-  Queues &q = queues();
+  Clock &k = clock();
   const double beats = par == 0 ? (double)c.port.n : bits / 8.0 / c.mem.port_bytes[par];
   const double lat = par == 0 ? c.mem.axi_latency : 0;
   double dur = beats;
   if (child && c.mem.per_pe[child]) dur = maxd(dur, bits / c.pes_used / 8.0 / c.mem.port_bytes[child]);
-  q.port_work[par] += beats;
+  k.port_work[par] += beats;
 #ifdef CODAX_COUNT
   if (par == 0) counts().beats += c.port.n;
 #endif
-  return maxd(start + lat + dur, q.port_work[par] + lat);
+  return maxd(start + lat + dur, k.port_work[par] + lat);
 }
+#endif
 
 // ---- the tasks ---------------------------------------------------------------------------------------
+// Each runs one instruction per call, as VTA's load / compute / store modules do, on its own registers
+// (its Ctx); `*_ready` is what its token FIFOs must hold for the call not to block (C-simulation's
+// scheduler asks before calling; in hardware the task blocks on the FIFO).
+
 // LOAD: fill copy `copy` of (X, h) from the parent's copy `pcopy` (or DRAM).
-inline bool load_ready(const Insn &i) {
-  Queues &q = queues();
-  if (q.free[i.X][i.h].empty()) return false;
-  if (i.pop_pfull && q.full[i.X][i.par].empty()) return false;
-  if (i.X == OP_O && !i.first && q.ps[i.h].empty()) return false;
+inline bool load_ready(const Ctx &c, TokenQueue full[3][MAX_LEVELS], TokenQueue free[3][MAX_LEVELS],
+                       TokenQueue ps[MAX_LEVELS], const Insn &i) {
+  if (!c.credit[i.X][i.h] && free[i.X][i.h].empty()) return false;
+  if (i.pop_pfull && full[i.X][i.par].empty()) return false;
+  if (i.X == OP_O && !i.first && ps[i.h].empty()) return false;
   return true;
 }
 
-inline void exec_load(Ctx &c, const Insn &i) {
-  Queues &q = queues();
-  double start = maxd(q.t_load[i.par], q.free[i.X][i.h].pop());
-  if (i.pop_pfull) start = maxd(start, q.full[i.X][i.par].pop());
-  if (i.X == OP_O && !i.first) start = maxd(start, q.ps[i.h].pop());
-  TileMeta &m = c.meta[i.X][i.h][i.copy];
+inline void load_task(Ctx &c, TokenQueue full[3][MAX_LEVELS], TokenQueue free[3][MAX_LEVELS],
+                      TokenQueue ps[MAX_LEVELS], const Insn &i) {
+  // a level's copies start the layer free: the filler uses its credits first, then the readers' tokens
+  Token k_free = stamp(0), k_pfull = stamp(0), k_ps = stamp(0);
+  if (c.credit[i.X][i.h])
+    --c.credit[i.X][i.h];
+  else
+    k_free = free[i.X][i.h].read();
+  if (i.pop_pfull) k_pfull = full[i.X][i.par].read();
+  if (i.X == OP_O && !i.first) k_ps = ps[i.h].read();
+  TileMeta &m = c.hd->meta[i.X][i.h][i.copy];  // the copy's header: the tile it will hold
   memcpy(m.o, i.o, sizeof(m.o));
   memcpy(m.e, i.e, sizeof(m.e));
   memcpy(m.tile, i.tile, sizeof(m.tile));
@@ -774,58 +775,82 @@ inline void exec_load(Ctx &c, const Insn &i) {
     bits = load_i(c, i.h, i.par);
   else
     bits = load_o(c, i.h, i.par, i.first);
+  Token k_full = stamp(0), k_done = stamp(0);
+#ifndef CODAX_HW
+  Clock &k = clock();
+  double start = maxd(maxd(k.t_load[i.par], k_free.t), maxd(k_pfull.t, k_ps.t));
   // a first visit of an output tile moves nothing: it only hands the free copy on, in order
   const double end = (i.X == OP_O && i.first) ? start : transfer_end(c, i.par, i.h, (double)bits, start);
-  q.t_load[i.par] = end;
+  k.t_load[i.par] = end;
+  k.end = maxd(k.end, end);
 #ifdef CODAX_TRACE
   fprintf(stderr, "L%d X%d h%d %s start %.1f end %.1f beats %lld\n", i.par, i.X, i.h, i.first ? "first" : "", start,
           end, i.par == 0 && !(i.X == OP_O && i.first) ? (long long)c.port.n : 0LL);
 #endif
   // streamed weights enter the array as they arrive: compute may start with the first ones
   const bool streamed = i.X == OP_W && i.par == 0 && c.mem.stream_weights;
-  q.full[i.X][i.h].push(streamed ? start + c.mem.axi_latency : end);
-  if (i.push_pfree) q.free[i.X][i.par].push(end);
-  q.end = maxd(q.end, end);
+  k_full = stamp(streamed ? start + c.mem.axi_latency : end);
+  k_done = stamp(end);
+#else
+  (void)k_free;
+  (void)k_pfull;
+  (void)k_ps;
+  (void)bits;
+#endif
+  full[i.X][i.h].write(k_full);
+  if (i.push_pfree) free[i.X][i.par].write(k_done);
 }
 
 // STORE: move copy `copy` of output level h out to the parent's copy `pcopy` (or DRAM).
-inline bool store_ready(const Insn &i) { return !queues().done[i.h].empty(); }
+inline bool store_ready(TokenQueue done[MAX_LEVELS], const Insn &i) { return !done[i.h].empty(); }
 
-inline void exec_store(Ctx &c, const Insn &i) {
-  Queues &q = queues();
-  const double start = maxd(q.t_store[i.par], q.done[i.h].pop());
+inline void store_task(Ctx &c, TokenQueue free[3][MAX_LEVELS], TokenQueue done[MAX_LEVELS],
+                       TokenQueue ps[MAX_LEVELS], const Insn &i) {
+  const Token k_done = done[i.h].read();
   c.bind(OP_O, i.h, i.copy);
   if (i.par) c.bind(OP_O, i.par, i.pcopy);
   const i64 bits = store_o(c, i.h, i.par, i.last);
+  Token k_end = stamp(0);
+#ifndef CODAX_HW
+  Clock &k = clock();
+  const double start = maxd(k.t_store[i.par], k_done.t);
   const double end = transfer_end(c, i.par, i.par, (double)bits, start);
-  q.t_store[i.par] = end;
+  k.t_store[i.par] = end;
+  k.end = maxd(k.end, end);
 #ifdef CODAX_TRACE
   fprintf(stderr, "S%d h%d %s start %.1f end %.1f beats %lld\n", i.par, i.h, i.last ? "last" : "", start, end,
           i.par == 0 ? (long long)c.port.n : 0LL);
 #endif
-  q.free[OP_O][i.h].push(end);
-  if (!i.last) q.ps[i.h].push(end);
-  if (i.push_pdone) q.done[i.par].push(end);
-  q.end = maxd(q.end, end);
+  k_end = stamp(end);
+#else
+  (void)k_done;
+  (void)bits;
+#endif
+  free[OP_O][i.h].write(k_end);
+  if (!i.last) ps[i.h].write(k_end);
+#ifdef CODAX_COUNT
+  if (!i.last && ps[i.h].size() > counts().ps_peak[i.h]) counts().ps_peak[i.h] = ps[i.h].size();
+#endif
+  if (i.push_pdone) done[i.par].write(k_end);
 }
 
 // COMPUTE: one run of PE-array steps over the loops inside the innermost transfer, flattened into one
 // pipelined loop (one step of the whole array per cycle).
-inline bool compute_ready(const CInsn &i, const Ctx &c) {
-  Queues &q = queues();
+inline bool compute_ready(const Ctx &c, TokenQueue full[3][MAX_LEVELS], const CInsn &i) {
   for (int X = 0; X < 3; ++X)
-    if (i.acquire[X] && c.inner[X] && q.full[X][c.inner[X]].empty()) return false;
+    if (i.acquire[X] && c.inner[X] && full[X][c.inner[X]].empty()) return false;
   return true;
 }
 
 template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
-void exec_compute(Ctx &c, const CInsn &i, int first_loop) {
-  Queues &q = queues();
+void compute_task(Ctx &c, TokenQueue full[3][MAX_LEVELS], TokenQueue free[3][MAX_LEVELS],
+                  TokenQueue done[MAX_LEVELS], const CInsn &i) {
   const int32_t *d = c.d;
-  double start = q.t_compute;
+  const int first_loop = c.first_loop;
+  Token k_in[3] = {stamp(0), stamp(0), stamp(0)};
   for (int X = 0; X < 3; ++X) {
     if (!c.inner[X]) continue;
-    if (i.acquire[X]) start = maxd(start, q.full[X][c.inner[X]].pop());
+    if (i.acquire[X]) k_in[X] = full[X][c.inner[X]].read();
     c.bind(X, c.inner[X], i.copy[X]);
   }
   memcpy(c.cur, i.cur, sizeof(c.cur));
@@ -857,42 +882,28 @@ COMPUTE:
       c.n[k] = trips(d[D_LOOP_FACTOR + k], c.bound[dim] - c.cur[dim], d[D_LOOP_BLK + k]);
     }
   }
+  Token k_end = stamp(0);
+#ifndef CODAX_HW
+  Clock &k = clock();
+  double start = k.t_compute;
+  for (int X = 0; X < 3; ++X) start = maxd(start, k_in[X].t);
   const double end = start + (double)steps * COMPUTE_II + c.mem.pipeline_depth;
-  q.t_compute = end;
+  k.t_compute = end;
+  k.end = maxd(k.end, end);
 #ifdef CODAX_TRACE
   fprintf(stderr, "C steps %lld start %.1f end %.1f\n", (long long)steps, start, end);
+#endif
+  k_end = stamp(end);
+#else
+  (void)k_in;
+  (void)steps;
 #endif
   for (int X = 0; X < 3; ++X) {
     if (!c.inner[X] || !i.release[X]) continue;
     if (X == OP_O)
-      q.done[c.inner[X]].push(end);
+      done[c.inner[X]].write(k_end);
     else
-      q.free[X][c.inner[X]].push(end);
-  }
-  q.end = maxd(q.end, end);
-}
-
-// C-simulation's scheduler: run every task as far as its tokens allow, until none can go on. As every
-// token comes from an earlier instruction, this empties the queues.
-template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
-void run_tasks(Ctx &c, int first_loop) {
-  Queues &q = queues();
-  for (bool progress = true; progress;) {
-    progress = false;
-    for (int p = 0; p < MAX_LEVELS; ++p)
-      while (!q.load[p].empty() && load_ready(q.load[p].front())) {
-        exec_load(c, q.load[p].pop());
-        progress = true;
-      }
-    while (!q.compute.empty() && compute_ready(q.compute.front(), c)) {
-      exec_compute<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, q.compute.pop(), first_loop);
-      progress = true;
-    }
-    for (int p = 0; p < MAX_LEVELS; ++p)
-      while (!q.store[p].empty() && store_ready(q.store[p].front())) {
-        exec_store(c, q.store[p].pop());
-        progress = true;
-      }
+      free[X][c.inner[X]].write(k_end);
   }
 }
 
@@ -907,6 +918,7 @@ struct Decode {
   bool fresh[3][MAX_LEVELS];  // a tile loaded that no reader has taken yet
   int pos[3][MAX_LEVELS];  // where each (operand, level) transfer sits in the loop list
   int last;  // the innermost loop with a transfer after it (-1: none)
+  bool begun_load[MAX_LEVELS], begun_store[MAX_LEVELS], begun_compute;  // a first instruction was sent
 };
 
 // The digit that advances next among loops 0..upto (-1: they are all at their end).
@@ -926,76 +938,14 @@ inline bool visit_is(const Ctx &c, const Decode &s, int pos, bool last) {
   return true;
 }
 
-template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
-void issue(Ctx &c, Fifo<Insn, CODAX_QUEUE_DEPTH> &qu, const Insn &i, int first_loop) {
-  if (qu.full()) run_tasks<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, first_loop);
-  qu.push(i);
-}
-
-template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
-void decode_loads(Ctx &c, Decode &s, int pos) {
-  const int32_t *d = c.d;
-  for (int t = 0; t < d[D_NTR]; ++t) {
-    if (d[D_TR_POS + t] != pos) continue;
-    Insn i;
-    memset(&i, 0, sizeof(i));
-    i.X = d[D_TR_OP + t];
-    i.h = d[D_TR_H + t];
-    i.par = d[D_TR_PARENT + t];
-    for (int dim = 0; dim < NDIMS; ++dim) {
-      const bool rel = relevant(i.X, dim);
-      i.o[dim] = rel ? s.cur[dim] : 0;
-      i.tile[dim] = d[D_TR_TILE + t * NDIMS + dim];
-      i.e[dim] = rel ? imin(i.tile[dim], c.bound[dim] - s.cur[dim]) : 1;
-    }
-    if (i.X == OP_I) {
-      i.orow = i.o[DP] * c.sh + i.o[DR] * c.dh;
-      i.ocol = i.o[DQ] * c.sw + i.o[DS] * c.dw;
-    }
-    if (d[D_DB + i.h]) s.pp[i.X][i.h] ^= 1;  // loads fill one copy while the other is read
-    i.copy = s.pp[i.X][i.h];
-    i.pcopy = s.pp[i.X][i.par];
-    i.first = i.X == OP_O && visit_is(c, s, pos, false);
-    if (i.par) {
-      i.pop_pfull = s.fresh[i.X][i.par];
-      s.fresh[i.X][i.par] = false;
-      // the parent's tile is read for the last time when the next reload of this level reloads it too
-      i.push_pfree = i.X != OP_O && next_advance(s, pos) <= s.pos[i.X][i.par];
-    }
-    s.fresh[i.X][i.h] = true;
-    issue<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, queues().load[i.par], i, s.last + 1);
-  }
-}
-
-// Stores at `pos` before digit `adv` advances (-1: the layer ends): inner levels first.
-template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
-void decode_stores(Ctx &c, Decode &s, int pos, int adv) {
-  const int32_t *d = c.d;
-  for (int t = d[D_NTR] - 1; t >= 0; --t) {
-    if (d[D_TR_POS + t] != pos || d[D_TR_OP + t] != OP_O) continue;
-    Insn i;
-    memset(&i, 0, sizeof(i));
-    i.X = OP_O;
-    i.h = d[D_TR_H + t];
-    i.par = d[D_TR_PARENT + t];
-    i.copy = s.pp[OP_O][i.h];
-    i.pcopy = s.pp[OP_O][i.par];
-    i.last = visit_is(c, s, pos, true);
-    i.push_pdone = i.par && adv <= s.pos[OP_O][i.par];
-    issue<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, queues().store[i.par], i, s.last + 1);
-  }
-}
-
 // ---- one layer --------------------------------------------------------------------------------------
-template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
-void run_layer(const int32_t *d, const Memory &mem, const Dram &dram) {
-  static Ctx c;  // one engine, one layer in flight: its state is the engine's registers, not the stack
-  static Decode s;
+// The layer's constants, as every task decodes them from the descriptor (on chip: the fetched copy).
+inline void decode_layer(Ctx &c, const int32_t *d, const Memory &mem, const Dram &dram, Headers *hd) {
   memset(&c, 0, sizeof(c));
-  memset(&s, 0, sizeof(s));
   c.d = d;
   c.mem = mem;
   c.dram = dram;
+  c.hd = hd;
   for (int dim = 0; dim < NDIMS; ++dim) c.bound[dim] = d[D_DIM + dim];
   c.H = d[D_IN_HW];
   c.W = d[D_IN_HW + 1];
@@ -1027,27 +977,264 @@ void run_layer(const int32_t *d, const Memory &mem, const Dram &dram) {
     c.ws[a] = d[D_W_STRIDE + a];
   }
   c.w_rt = d[D_W_SRC] != 0;
-  s.last = -1;
-  for (int t = 0; t < d[D_NTR]; ++t) {
-    const int X = d[D_TR_OP + t], h = d[D_TR_H + t], pos = d[D_TR_POS + t];
+  int last = -1;
+  for (int k = 0; k < d[D_NTR]; ++k) {
+    const int X = d[D_TR_OP + k], h = d[D_TR_H + k];
     if (h > c.inner[X]) c.inner[X] = h;
-    s.pos[X][h] = pos;
-    if (pos > s.last) s.last = pos;
+    if (d[D_TR_POS + k] > last) last = d[D_TR_POS + k];
   }
-  queues_reset(c);
-  const int first_loop = s.last + 1;  // the loops COMPUTE runs
-  decode_loads<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, s, -1);
+  c.first_loop = last + 1;
+  for (int h = 1; h < MAX_LEVELS; ++h)
+    for (int X = 0; X < 3; ++X) c.credit[X][h] = d[D_DB + h] ? 2 : 1;
+}
+
+// The DRAM tensors of a call: the activation region's tensors at the offsets the descriptor names.
+inline Dram dram_of(const int32_t *d, const uint8_t *weights, uint8_t *act) {
+  Dram m;
+  m.wblob = weights;
+  m.wt = d[D_W_SRC] ? act + d[D_W_OFF] : 0;  // a run-time weight tensor (attention's K^T, V)
+  m.x = act + d[D_X_OFF];
+  m.y = act + d[D_Y_OFF];
+  m.r = d[D_R_OFF] >= 0 ? act + d[D_R_OFF] : 0;
+  m.ps = d[D_PS_OFF] >= 0 ? act + d[D_PS_OFF] : 0;
+  return m;
+}
+
+// ---- the engine's IPs ------------------------------------------------------------------------------
+// In hardware the engine is one IP per task (VTA's arrangement: fetch, load, compute, store), generated
+// per engine in engine.cpp: codax_<engine>_decode, _load_<port>, _compute and _store_<port>. They are
+// joined by AXI-stream FIFOs of instructions and tokens and share the buffers, their headers and the
+// descriptor's on-chip copy; each is restarted whenever it returns and blocks on nothing: a step reads
+// the task's next instruction if it holds none, and runs it only when its tokens are there (it returns
+// false otherwise). C-simulation calls the same functions from a scheduler, as VTA's vta() calls its
+// modules. A call starts with every token FIFO empty (they are reset between calls).
+template <class I>
+struct TaskRegs {  // a task's registers: its view of the layer, the instruction waiting for tokens
+  Ctx c;
+  bool has;
+  I i;
+};
+typedef TaskRegs<Insn> LoadIP;
+typedef TaskRegs<Insn> StoreIP;
+typedef TaskRegs<CInsn> ComputeIP;
+
+// Hold the task's next instruction (false: its queue is empty); an instruction that begins a layer
+// first decodes the layer's constants into the task's registers.
+template <class I>
+bool hold_next(TaskRegs<I> &ip, hls::stream<I> &insns, const int32_t *desc, const Memory &mem, const Dram &dram,
+               Headers &hd) {
+  if (!ip.has) {
+    if (insns.empty()) return false;
+    ip.i = insns.read();
+    ip.has = true;
+    if (ip.i.begin) decode_layer(ip.c, desc, mem, dram, &hd);
+  }
+  return true;
+}
+
+inline bool load_step(LoadIP &ip, const int32_t *desc, const Memory &mem, const Dram &dram, Headers &hd,
+                      hls::stream<Insn> &insns, TokenQueue full[3][MAX_LEVELS], TokenQueue free[3][MAX_LEVELS],
+                      TokenQueue ps[MAX_LEVELS]) {
+  if (!hold_next(ip, insns, desc, mem, dram, hd) || !load_ready(ip.c, full, free, ps, ip.i)) return false;
+  load_task(ip.c, full, free, ps, ip.i);
+  ip.has = false;
+  return true;
+}
+
+inline bool store_step(StoreIP &ip, const int32_t *desc, const Memory &mem, const Dram &dram, Headers &hd,
+                       hls::stream<Insn> &insns, TokenQueue free[3][MAX_LEVELS], TokenQueue done[MAX_LEVELS],
+                       TokenQueue ps[MAX_LEVELS]) {
+  if (!hold_next(ip, insns, desc, mem, dram, hd) || !store_ready(done, ip.i)) return false;
+  store_task(ip.c, free, done, ps, ip.i);
+  ip.has = false;
+  return true;
+}
+
+template <int ROWS, int COLS, int WBITS, int ABITS, bool FLOAT_OK>
+bool compute_step(ComputeIP &ip, const int32_t *desc, const Memory &mem, const Dram &dram, Headers &hd,
+                  hls::stream<CInsn> &insns, TokenQueue full[3][MAX_LEVELS], TokenQueue free[3][MAX_LEVELS],
+                  TokenQueue done[MAX_LEVELS]) {
+  if (!hold_next(ip, insns, desc, mem, dram, hd) || !compute_ready(ip.c, full, ip.i)) return false;
+  compute_task<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(ip.c, full, free, done, ip.i);
+  ip.has = false;
+  return true;
+}
+
+#ifndef CODAX_HW
+// ---- C-simulation: the IPs run by a scheduler ----------------------------------------------------------
+// The FIFOs between the IPs, the headers, the descriptor's on-chip copy and the call's DRAM tensors.
+// E (the engine's generated scheduling policy) calls the engine's IPs on them.
+struct Sim {
+  hls::stream<Insn> load[MAX_LEVELS], store[MAX_LEVELS];  // decode -> each port's load / store task
+  hls::stream<CInsn> compute;  // decode -> the compute task
+  TokenQueues tq;
+  Headers hd;
+  int32_t desc[DESC_WORDS];
+  Dram dram;
+};
+
+inline Sim &sim() {
+  static Sim s;
+  return s;
+}
+
+template <class T>
+inline void drain(hls::stream<T> &q) {
+  while (!q.empty()) q.read();
+}
+
+// Empty every FIFO: a call starts with none holding anything.
+inline void queues_drain(Sim &m) {
+  for (int h = 0; h < MAX_LEVELS; ++h) {
+    drain(m.load[h]);
+    drain(m.store[h]);
+    for (int X = 0; X < 3; ++X) {
+      drain(m.tq.full[X][h]);
+      drain(m.tq.free[X][h]);
+    }
+    drain(m.tq.done[h]);
+    drain(m.tq.ps[h]);
+  }
+  drain(m.compute);
+}
+
+// The scheduler calls the IPs until none can go on. Every token comes from an earlier instruction, so
+// this empties the queues.
+// - schedule_seed() == 0 (the default): sweeps, each IP in turn as far as it can go (the load IPs, the
+//   compute IP, the store IPs), until a sweep runs nothing.
+// - schedule_seed() != 0: rounds in which every IP gets one step, in an order drawn pseudo-randomly
+//   from the seed, until a round runs nothing. The data and the counts must not depend on the order
+//   (the tokens are the only synchronisation); the tests check that they do not. The accounting
+//   follows the tokens' times, but a port's shared-width bound counts the beats in the order the
+//   transfers run, so the default order is the one the cycle figures use.
+inline unsigned &schedule_seed() {
+  static unsigned s = 0;
+  return s;
+}
+
+// IP k: k < E::PORTS the load IP of port k, E::PORTS the compute IP, E::PORTS + 1 + p the store IP of
+// port p.
+template <class E>
+bool step(Sim &m, int k) {
+  if (k < E::PORTS) return E::load(k, m);
+  if (k == E::PORTS) return E::compute(m);
+  return E::store(k - E::PORTS - 1, m);
+}
+
+template <class E>
+void run_tasks(Sim &m) {
+  const int n = 2 * E::PORTS + 1;
+  for (bool progress = true; progress;) {
+    progress = false;
+    if (schedule_seed()) {
+      int order[2 * MAX_LEVELS + 1];
+      for (int k = 0; k < n; ++k) order[k] = k;
+      for (int k = n - 1; k > 0; --k) {  // Fisher-Yates with a linear congruential generator
+        schedule_seed() = schedule_seed() * 1103515245u + 12345u;
+        const int j = (int)((schedule_seed() >> 16) % (unsigned)(k + 1));
+        const int tmp = order[k];
+        order[k] = order[j];
+        order[j] = tmp;
+      }
+      for (int k = 0; k < n; ++k) progress = step<E>(m, order[k]) || progress;
+      continue;
+    }
+    for (int k = 0; k < n; ++k)
+      while (step<E>(m, k)) progress = true;
+  }
+}
+#endif
+
+// Decode writes an instruction into a task's queue; a full queue blocks it (C-simulation: the scheduler
+// runs the IPs until there is room).
+template <class E, class T>
+void issue(hls::stream<T> &q, const T &i) {
+#ifndef CODAX_HW
+  if ((int)q.size() >= CODAX_QUEUE_DEPTH) run_tasks<E>(sim());
+#endif
+  q.write(i);
+}
+
+template <class E>
+void decode_loads(const Ctx &c, Decode &s, int pos, hls::stream<Insn> load[MAX_LEVELS]) {
+  const int32_t *d = c.d;
+  for (int k = 0; k < d[D_NTR]; ++k) {
+    if (d[D_TR_POS + k] != pos) continue;
+    Insn i;
+    memset(&i, 0, sizeof(i));
+    i.X = d[D_TR_OP + k];
+    i.h = d[D_TR_H + k];
+    i.par = d[D_TR_PARENT + k];
+    for (int dim = 0; dim < NDIMS; ++dim) {
+      const bool rel = relevant(i.X, dim);
+      i.o[dim] = rel ? s.cur[dim] : 0;
+      i.tile[dim] = d[D_TR_TILE + k * NDIMS + dim];
+      i.e[dim] = rel ? imin(i.tile[dim], c.bound[dim] - s.cur[dim]) : 1;
+    }
+    if (i.X == OP_I) {
+      i.orow = i.o[DP] * c.sh + i.o[DR] * c.dh;
+      i.ocol = i.o[DQ] * c.sw + i.o[DS] * c.dw;
+    }
+    if (d[D_DB + i.h]) s.pp[i.X][i.h] ^= 1;  // loads fill one copy while the other is read
+    i.copy = s.pp[i.X][i.h];
+    i.pcopy = s.pp[i.X][i.par];
+    i.first = i.X == OP_O && visit_is(c, s, pos, false);
+    if (i.par) {
+      i.pop_pfull = s.fresh[i.X][i.par];
+      s.fresh[i.X][i.par] = false;
+      // the parent's tile is read for the last time when the next reload of this level reloads it too
+      i.push_pfree = i.X != OP_O && next_advance(s, pos) <= s.pos[i.X][i.par];
+    }
+    s.fresh[i.X][i.h] = true;
+    i.begin = !s.begun_load[i.par];
+    s.begun_load[i.par] = true;
+    issue<E>(load[i.par], i);
+  }
+}
+
+// Stores at `pos` before digit `adv` advances (-1: the layer ends): inner levels first.
+template <class E>
+void decode_stores(const Ctx &c, Decode &s, int pos, int adv, hls::stream<Insn> store[MAX_LEVELS]) {
+  const int32_t *d = c.d;
+  for (int k = d[D_NTR] - 1; k >= 0; --k) {
+    if (d[D_TR_POS + k] != pos || d[D_TR_OP + k] != OP_O) continue;
+    Insn i;
+    memset(&i, 0, sizeof(i));
+    i.X = OP_O;
+    i.h = d[D_TR_H + k];
+    i.par = d[D_TR_PARENT + k];
+    i.copy = s.pp[OP_O][i.h];
+    i.pcopy = s.pp[OP_O][i.par];
+    i.last = visit_is(c, s, pos, true);
+    i.push_pdone = i.par && adv <= s.pos[OP_O][i.par];
+    i.begin = !s.begun_store[i.par];
+    s.begun_store[i.par] = true;
+    issue<E>(store[i.par], i);
+  }
+}
+
+// The decode task (VTA's fetch): the whole layer's instructions, in program order, into the tasks'
+// queues. `c` holds the layer's constants (decode_layer on the descriptor's on-chip copy).
+template <class E>
+void decode_task(const Ctx &c, hls::stream<Insn> load[MAX_LEVELS], hls::stream<Insn> store[MAX_LEVELS],
+                 hls::stream<CInsn> &compute) {
+  static Decode s;
+  const int32_t *d = c.d;
+  memset(&s, 0, sizeof(s));
+  s.last = c.first_loop - 1;
+  for (int k = 0; k < d[D_NTR]; ++k) s.pos[d[D_TR_OP + k]][d[D_TR_H + k]] = d[D_TR_POS + k];
+  decode_loads<E>(c, s, -1, load);
   for (int j = 0; j <= s.last; ++j) {
     const int dim = d[D_LOOP_DIM + j];
     s.idx[j] = 0;
     s.n[j] = trips(d[D_LOOP_FACTOR + j], c.bound[dim] - s.cur[dim], d[D_LOOP_BLK + j]);
-    decode_loads<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, s, j);
+    decode_loads<E>(c, s, j, load);
   }
-  Queues &q = queues();
 DECODE:
   for (;;) {
     const int j = next_advance(s, s.last);
     CInsn ci;
+    memset(&ci, 0, sizeof(ci));
     memcpy(ci.cur, s.cur, sizeof(ci.cur));
     for (int X = 0; X < 3; ++X) {
       const int h = c.inner[X];
@@ -1057,9 +1244,10 @@ DECODE:
       ci.release[X] = j <= s.pos[X][h];  // the tile is reloaded (or stored) before the next run
     }
     ci.o_init = visit_is(c, s, s.last, false);
-    if (q.compute.full()) run_tasks<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, first_loop);
-    q.compute.push(ci);
-    for (int p = s.last; p >= j; --p) decode_stores<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, s, p, j);
+    ci.begin = !s.begun_compute;
+    s.begun_compute = true;
+    issue<E>(compute, ci);
+    for (int p = s.last; p >= j; --p) decode_stores<E>(c, s, p, j, store);
     if (j < 0) break;
     for (int k = j + 1; k <= s.last; ++k) {  // inner digits wrap to 0
       s.cur[d[D_LOOP_DIM + k]] -= s.idx[k] * d[D_LOOP_BLK + k];
@@ -1067,31 +1255,42 @@ DECODE:
     }
     s.idx[j] += 1;
     s.cur[d[D_LOOP_DIM + j]] += d[D_LOOP_BLK + j];
-    decode_loads<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, s, j);
+    decode_loads<E>(c, s, j, load);
     for (int k = j + 1; k <= s.last; ++k) {
       const int dim = d[D_LOOP_DIM + k];
       s.n[k] = trips(d[D_LOOP_FACTOR + k], c.bound[dim] - s.cur[dim], d[D_LOOP_BLK + k]);
-      decode_loads<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, s, k);
+      decode_loads<E>(c, s, k, load);
     }
   }
-  run_tasks<ROWS, COLS, WBITS, ABITS, FLOAT_OK>(c, first_loop);
-  for (int p = 0; p < MAX_LEVELS; ++p)
-    if (!q.load[p].empty() || !q.store[p].empty()) {
-      fprintf(stderr, "codax engine: tasks stalled with instructions left\n");
-      abort();
-    }
-  if (!q.compute.empty()) {
-    fprintf(stderr, "codax engine: compute stalled with instructions left\n");
+}
+
+#ifndef CODAX_HW
+// One call in C-simulation: the decode IP fetches the descriptor on chip and decodes the layer, running
+// the scheduler whenever a queue fills; then the IPs run until the queues are empty.
+template <class E>
+void run_layer(const int32_t *desc, const Dram &dram) {
+  Sim &m = sim();
+  queues_drain(m);
+  memset(&clock(), 0, sizeof(Clock));
+  m.dram = dram;
+  E::decode(m, desc);
+  run_tasks<E>(m);
+  bool left = !m.compute.empty();
+  for (int p = 0; p < MAX_LEVELS; ++p) left = left || !m.load[p].empty() || !m.store[p].empty();
+  if (left || !E::idle()) {
+    fprintf(stderr, "codax engine: tasks stalled with instructions left\n");
     abort();
   }
+  queues_drain(m);
 #ifdef CODAX_COUNT
   // the descriptor's fetch comes first: one burst of DESC_WORDS int32 words through the DRAM port;
   // every task's clock starts when it is in (decode needs it), so it shifts them all alike
-  const int desc_beats = (DESC_WORDS * 4 + mem.beat_bytes - 1) / mem.beat_bytes;
+  const int desc_beats = (DESC_WORDS * 4 + E::BEAT_BYTES - 1) / E::BEAT_BYTES;
   counts().beats += desc_beats;
-  cycles_total() += mem.axi_latency + desc_beats + q.end;
+  cycles_total() += E::AXI_LATENCY + desc_beats + clock().end;
 #endif
 }
+#endif
 
 }  // namespace codax
 
