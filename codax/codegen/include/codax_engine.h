@@ -637,16 +637,18 @@ PE_ROWS:
 //   own DMA engine, as the cost model assumes;
 // - one compute task, the PE array.
 // A buffer copy passes between tasks by dependence tokens, one FIFO per (kind, operand, level), each
-// token carrying its producer's completion time (CODAX_COUNT):
+// token carrying, in C-simulation, its producer's completion time (the cycle accounting's):
 //   full[X][h]  the filler of a copy -> its reader (compute, or the load task filling level h's child)
 //   free[X][h]  the last reader of a copy -> its filler (W, I; for O the store that emptied it):
-//               a level starts with one free token per copy, so a double-buffered level loads the next
-//               tile while the current one is read, a single-buffered level waits for the last read
+//               a filler starts a layer with one credit per copy and pops free tokens once they are
+//               used, so a double-buffered level loads the next tile while the current one is read,
+//               a single-buffered level waits for the last read
 //   done[h]     the last writer of an output tile (compute, or the store task of level h) -> the store
 //               that moves it out
 //   ps[h]       a store of partial sums -> the load that reads them back on the tile's next visit.
 // Every token a task pops was pushed by an instruction earlier in program order, so the tasks never
-// deadlock whatever their queue depths.
+// deadlock while no token FIFO is full: full, free and done FIFOs hold at most a level's copies, ps
+// FIFOs at most NestPlan.ps_tokens (report.json token_fifos).
 struct Insn {  // a LOAD or a STORE
   bool begin;  // the task's first instruction of the layer: it decodes the layer's constants first
   int X, h, par, copy, pcopy;
