@@ -49,11 +49,20 @@ def engine_symbol(accel: Accelerator, engine_name: str) -> str:
     return f"codax_engine_{c_ident(engine_name, 'e_')}"
 
 
+def _ports(engine) -> int:
+    """Port p moves tiles between level p (DRAM: 0) and the levels inside it; the innermost has none."""
+    return len(engine.level_names) - 1
+
+
+def _ip_prefix(index: int) -> str:
+    return f"codax_e{index}"
+
+
 def engine_ips(accel: Accelerator, index: int) -> list[str]:
     """The IPs of engine `index` (codax_engine.h, "the engine's IPs"): decode, a load and a store IP per
-    port (port p moves tiles between level p and the levels inside it), compute."""
-    ports = len(accel.engines[index].level_names) - 1
-    ip = f"codax_e{index}"
+    port, compute."""
+    ports = _ports(accel.engines[index])
+    ip = _ip_prefix(index)
     return [
         f"{ip}_decode",
         *(f"{ip}_{kind}_{p}" for p in range(ports) for kind in ("load", "store")),
@@ -66,7 +75,7 @@ def _engine_block(accel: Accelerator, index: int, sym: str) -> list[str]:
     pa = eng.pe_array
     arrays = level_arrays(accel, eng.name)
     ns = f"e{index}"
-    ports = len(eng.level_names) - 1  # port p moves tiles between level p and the levels inside it
+    ports = _ports(eng)
     beat = dram_beat_bytes(accel)
     widen = f"max_widen_bitwidth={8 * beat}"
     lines = [
@@ -144,7 +153,7 @@ def _engine_block(accel: Accelerator, index: int, sym: str) -> list[str]:
         out.append("#pragma HLS INTERFACE s_axilite port=return bundle=control")
         return out
 
-    ip = f"codax_{ns}"
+    ip = _ip_prefix(index)
     common = f"const int32_t desc[codax::DESC_WORDS], {dram_params}, {buf_params}, codax::Headers &hd"
     dram_struct = "  const codax::Dram dram = {weights, wt, x, y, r, ps};"
     lines += [

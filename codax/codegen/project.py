@@ -277,9 +277,9 @@ def token_fifos(graph, accel, mappings, sched: RuntimeSchedule) -> dict:
     ps: dict[str, dict[str, int]] = {e.name: {} for e in accel.engines}
     for layer in graph.layers:
         p = sched.plans[layer.name]
+        depths = ps[mappings[layer.name].engine]
         for h, n in p.ps_tokens().items():
-            lv = p.level_names[h]
-            ps[mappings[layer.name].engine][lv] = max(ps[mappings[layer.name].engine].get(lv, 0), n)
+            depths[p.level_names[h]] = max(depths.get(p.level_names[h], 0), n)
     return {"full": 2, "free": 2, "done": 2, "ps": ps}
 
 

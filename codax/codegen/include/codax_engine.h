@@ -698,13 +698,14 @@ inline Token stamp(double) {
 typedef hls::stream<Token> TokenQueue;
 
 // The token FIFOs, one per (kind, operand, level). In hardware: full, free and done FIFOs as deep as
-// the copies they count (2); a ps FIFO as deep as the output tiles of one pass over the reduction loops
-// outside the level (C-simulation's streams are unbounded).
+// the copies they count (2); a ps FIFO as deep as NestPlan.ps_tokens (report.json token_fifos).
+// C-simulation's streams are unbounded.
 struct TokenQueues {
   TokenQueue full[3][MAX_LEVELS], free[3][MAX_LEVELS], done[MAX_LEVELS], ps[MAX_LEVELS];
 };
 
 // ---- the cycle accounting (C-simulation only) -------------------------------------------------------
+#ifndef CODAX_HW
 // Each task's clock, and each port's traffic so far (its load and store tasks share its width).
 struct Clock {
   double t_load[MAX_LEVELS], t_store[MAX_LEVELS], t_compute, port_work[MAX_LEVELS];
@@ -718,7 +719,6 @@ inline Clock &clock() {
 
 inline double maxd(double a, double b) { return a > b ? a : b; }
 
-#ifndef CODAX_HW
 // `bits` cross port `par` (into or out of level `child`): they take their beats at the port's width
 // (for the DRAM port, the beats the transfer's addresses touched, c.port), and a per-PE register file
 // takes at least its share per PE at its own port's width. The port's load and store tasks share its
@@ -988,18 +988,6 @@ inline void decode_layer(Ctx &c, const int32_t *d, const Memory &mem, const Dram
   c.first_loop = last + 1;
   for (int h = 1; h < MAX_LEVELS; ++h)
     for (int X = 0; X < 3; ++X) c.credit[X][h] = d[D_DB + h] ? 2 : 1;
-}
-
-// The DRAM tensors of a call: the activation region's tensors at the offsets the descriptor names.
-inline Dram dram_of(const int32_t *d, const uint8_t *weights, uint8_t *act) {
-  Dram m;
-  m.wblob = weights;
-  m.wt = d[D_W_SRC] ? act + d[D_W_OFF] : 0;  // a run-time weight tensor (attention's K^T, V)
-  m.x = act + d[D_X_OFF];
-  m.y = act + d[D_Y_OFF];
-  m.r = d[D_R_OFF] >= 0 ? act + d[D_R_OFF] : 0;
-  m.ps = d[D_PS_OFF] >= 0 ? act + d[D_PS_OFF] : 0;
-  return m;
 }
 
 // ---- the engine's IPs ------------------------------------------------------------------------------
