@@ -3,7 +3,8 @@
 co-search on scikit-learn's digits (network + bitwidths + accelerator under a ZC706 budget)
 -> derived network (ONNX), accelerator (accel.yaml), mappings (mappings.yaml)
 -> codax compile (HLS project, runtime schedule, TVM executable with the layers in C-simulation)
--> run the executable on held-out digits and check it against ONNX Runtime -> report.
+-> run the executable on held-out digits; check it against the golden model (bit-exact) and, layer
+   by layer, ONNX Runtime (codax.verify) -> report.
 """
 
 from __future__ import annotations
@@ -51,19 +52,26 @@ def run_demo(out_dir: str = "out/demo", quick: bool = False, force: bool = False
     comp = compile_model(s / "net.onnx", s / "accel.yaml", out / "compiled", s / "mappings.yaml")
     compile_s = time.perf_counter() - t1
     print(comp.report.table())
-    print("\n== 3/3 run the TVM executable (offloaded layers in C-simulation) and check with ONNX Runtime")
+    print(
+        "\n== 3/3 run the TVM executable (offloaded layers in C-simulation), check it (golden, ONNX Runtime)"
+    )
     xs, ys = _held_out_digits(QUICK if quick else None)
     n = min(32, len(xs))
     refs = References(out / "compiled")
-    correct, golden_diff, ort_steps, ort_off, failing = 0, 0, 0.0, 0, 0
+    correct, golden_diff, layer_steps, failing, e2e_hist, agree = 0, 0, 0.0, 0, {}, 0
+    failing_layers: set[str] = set()
     for i in range(n):
         x = xs[i : i + 1]
         got = run_compiled(out / "compiled", x)[0]
-        (vs_golden, vs_ort), *_ = check_compiled(out / "compiled", x, [got], refs)
-        golden_diff += vs_golden.mismatching
-        ort_steps = max(ort_steps, vs_ort.max_steps if vs_ort.max_steps is not None else vs_ort.max_abs_err)
-        ort_off += vs_ort.off_by_one_step
-        failing += int(not (vs_golden.ok and vs_ort.ok))
+        check = check_compiled(out / "compiled", x, [got], refs)
+        golden_diff += sum(c.mismatching for c in check.golden)
+        layer_steps = max([layer_steps] + [c.max_steps or 0.0 for c in check.layers])
+        failing_layers.update(check.failing_layers)
+        failing += int(not check.ok)
+        e2e = check.end_to_end[0]
+        for k, v in e2e.steps_histogram.items():
+            e2e_hist[k] = e2e_hist.get(k, 0) + v
+        agree += e2e.argmax_agreement or 0.0
         correct += int(int(np.argmax(got)) == int(ys[i]))
     summary = {
         "search_seconds": round(search_s, 1),
@@ -71,8 +79,10 @@ def run_demo(out_dir: str = "out/demo", quick: bool = False, force: bool = False
         "test_accuracy_searched_net_int8": res.summary.get("test_acc_quantized"),
         f"executable_top1_on_{n}_held_out_digits": correct / n,
         "elements_differing_from_golden": golden_diff,
-        "max_steps_vs_onnxruntime": ort_steps,
-        "elements_one_step_off_onnxruntime": ort_off,
+        "max_layer_steps_vs_onnxruntime": layer_steps,
+        "layers_failing_check": sorted(failing_layers),
+        "end_to_end_steps_vs_onnxruntime": dict(sorted(e2e_hist.items(), key=lambda kv: int(kv[0]))),
+        "end_to_end_top1_agreement_onnxruntime": agree / n,
         "images_failing_check": failing,
         "predicted_fps_searched_bits": res.summary.get("exact_fps"),
         "predicted_energy_uj_searched_bits": res.summary.get("exact_energy_uj"),

@@ -160,31 +160,49 @@ def run_compiled(out_dir: str | Path, inputs: dict[str, np.ndarray] | np.ndarray
 
 
 class References:
-    """The two references a compiled output directory is checked against, built once: the golden
-    model of the network (accelerator layers through the numpy golden model, host ops through ONNX's
-    reference evaluator) and ONNX Runtime on the compiled model (reference semantics, no fusions)."""
+    """The references a network is checked against, built once: the golden model of the network
+    (accelerator layers through the numpy golden model, host ops through ONNX's reference
+    evaluator), ONNX Runtime on the model end to end (reference semantics, no fusions), and ONNX
+    Runtime per layer on the golden model's own tensors (`codax.verify`). `References(out_dir)`:
+    those of a compiled output directory; `References.of_model`: of a model for an accelerator."""
 
     def __init__(self, out_dir: str | Path) -> None:
+        out = Path(out_dir)
+        self._build(out / MODEL_COPY, out / "accel.yaml", load_mappings(out / "mappings.yaml"))
+
+    @classmethod
+    def of_model(
+        cls, model: str | Path, accel: str | Path | Accelerator, mappings: dict[str, Mapping] | None = None
+    ) -> References:
+        refs = cls.__new__(cls)
+        refs._build(Path(model), accel, mappings)
+        return refs
+
+    def _build(self, model: Path, accel, mappings) -> None:
         from codax.codegen.params import from_onnx
         from codax.frontend import extract_graph, import_onnx, load_onnx
-        from codax.hw import load_accelerator
         from codax.passes import pipeline
-        from codax.verify import output_steps
+        from codax.verify import LayerReference, output_steps
 
-        out = Path(out_dir)
-        lm = load_onnx(out / MODEL_COPY)  # widths read back as the compile read them
+        lm = load_onnx(model)  # widths read back as the compile read them
         self.model = lm.model
-        acc = load_accelerator(out / "accel.yaml")
-        mod = pipeline(acc, load_mappings(out / "mappings.yaml"))(import_onnx(lm))
-        self.graph = extract_graph(mod, accel=acc)
+        acc = _accelerator(accel)
+        self.graph = extract_graph(pipeline(acc, mappings)(import_onnx(lm)), accel=acc)
         self.params = {layer.name: from_onnx(self.model, layer) for layer in self.graph.layers}
         self.steps = output_steps(self.model)
-        self.session = _reference_session(out)
+        self.session = _reference_session(model)
+        # an offloaded layer's piece is named by the layer and ends at its output
+        ends = {t: layer.name for layer in self.graph.layers for t in layer.outputs}
+        self.layers = LayerReference(self.model, cuts=list(ends), names=ends)
 
-    def golden(self, inputs: dict[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
+    def golden_tensors(self, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+        """Every tensor the golden model computes, by name."""
         from codax.codegen.golden_net import golden_network
 
-        env = golden_network(self.model, self.graph, self.params, _feed(self.session, inputs))
+        return golden_network(self.model, self.graph, self.params, _feed(self.session, inputs))
+
+    def golden(self, inputs: dict[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
+        env = self.golden_tensors(inputs)
         return [env[o.name] for o in self.model.graph.output]
 
     def onnxruntime(self, inputs: dict[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
@@ -196,22 +214,34 @@ def check_compiled(
     inputs: dict[str, np.ndarray] | np.ndarray,
     outputs: list[np.ndarray] | None = None,
     refs: References | None = None,
-) -> list[tuple]:
-    """The compiled executable's outputs (run now unless given) checked against the golden model and
-    ONNX Runtime by the one rule of `codax.verify`: per output, (vs golden, vs onnxruntime)."""
-    from codax.verify import check_output
+):
+    """The compiled executable checked by the one rule of `codax.verify` (a NetworkCheck): its
+    outputs (run now unless given) bit-exact against the golden model; each layer of the golden
+    model within one step of ONNX Runtime run on the golden model's own input tensors; the outputs
+    against ONNX Runtime end to end, reported."""
+    from codax.verify import EXACT_RULE, FLOAT_RULE, REPORTED, NetworkCheck, compare
 
     refs = refs or References(out_dir)
     outs = run_compiled(out_dir, inputs) if outputs is None else outputs
-    return [
-        (check_output(o, g, st, "golden"), check_output(o, r, st, "onnxruntime"))
-        for o, g, r, st in zip(outs, refs.golden(inputs), refs.onnxruntime(inputs), refs.steps)
-    ]
+    env = refs.golden_tensors(inputs)
+    golden = [env[o.name] for o in refs.model.graph.output]
+    ort_outs = refs.onnxruntime(inputs)
+    return NetworkCheck(
+        golden=[
+            compare(o, g, st, "golden", EXACT_RULE if st is not None else FLOAT_RULE, f"output {i}")
+            for i, (o, g, st) in enumerate(zip(outs, golden, refs.steps))
+        ],
+        layers=refs.layers.check(env),
+        end_to_end=[
+            compare(o, r, st, "onnxruntime", REPORTED, f"output {i}")
+            for i, (o, r, st) in enumerate(zip(outs, ort_outs, refs.steps))
+        ],
+    )
 
 
 def reference_outputs(out_dir: str | Path, inputs: dict[str, np.ndarray] | np.ndarray) -> list[np.ndarray]:
     """ONNX Runtime on the compiled model, executing the ONNX reference semantics (no fusions)."""
-    sess = _reference_session(Path(out_dir))
+    sess = _reference_session(Path(out_dir) / MODEL_COPY)
     return sess.run(None, _feed(sess, inputs))
 
 
@@ -221,9 +251,9 @@ def _feed(sess, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndar
     return {names[0]: inputs} if isinstance(inputs, np.ndarray) else {n: inputs[n] for n in names}
 
 
-def _reference_session(out: Path):
+def _reference_session(model: Path):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(out / MODEL_COPY), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])

@@ -71,9 +71,11 @@ def test_compile_run_check(model, tmp_path):
     )
     assert rc == 0, err
     res = json.loads(stdout)
-    golden, ort = res["checks"][0]
-    assert (golden["reference"], ort["reference"]) == ("golden", "onnxruntime")
-    assert golden["ok"] and ort["ok"]
+    check = res["check"]
+    (golden,), (e2e,) = check["golden"], check["end_to_end"]
+    assert (golden["reference"], e2e["reference"]) == ("golden", "onnxruntime")
+    assert check["ok"] and golden["ok"] and e2e["ok"] is None  # end to end is reported
+    assert check["layers"] and all(c["ok"] and c["reference"] == "onnxruntime" for c in check["layers"])
     assert np.load(tmp_path / "y.npy").shape == (1, 8, 8, 8)
     # an existing output directory is refused, and left as it was
     before = sorted(p.name for p in out.iterdir())

@@ -71,5 +71,6 @@ def test_search_then_printed_handoff_then_checked_run(tmp_path, config):
     np.save(tmp_path / "x.npy", xs[:1])
     run = _codax("run", out, "--input", tmp_path / "x.npy", "--check", "--json", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
-    (golden, ort), *_ = json.loads(run.stdout)["checks"]
-    assert golden["ok"] and golden["mismatching"] == 0 and ort["ok"] and ort["max_steps"] <= 1
+    check = json.loads(run.stdout)["check"]
+    assert check["ok"] and check["golden"][0]["mismatching"] == 0
+    assert len(check["layers"]) >= len(widths) and all(c["max_steps"] <= 1 for c in check["layers"])

@@ -305,22 +305,69 @@ def quantize_qdq(float_path: str, out_path: str, qnet: QuantizedNet, calib: torc
 
 
 def export_qdq(model: DerivedNet, float_path: str, out_path: str, calib: torch.Tensor, test) -> dict:
-    """Calibrate the fused `model` at its widths (QuantizedNet), write its QDQ model and compare
-    ONNX Runtime on it with the PyTorch network on the test images."""
+    """Calibrate the fused `model` at its widths (QuantizedNet), write its QDQ model and check ONNX
+    Runtime on it against the PyTorch network on the test images by `codax.verify`'s rule: per layer
+    (each piece between quantization points run by ONNX Runtime on PyTorch's own integer tensors)
+    within one step; end to end (logits in steps, top-1) reported."""
+    from codax.verify import REPORTED, LayerReference, compare
+
     qnet = QuantizedNet(model, calib)
-    quantize_qdq(float_path, out_path, qnet, calib)
+    m = quantize_qdq(float_path, out_path, qnet, calib)
     x, y = test
     with torch.no_grad():
         ref = qnet(x).numpy()
     got = onnx_outputs(out_path, x.numpy())
     step = qnet.points["logits"].scale
+    ints = qnet.integers(x)
+    shapes = _tensor_shapes(m)  # a point's ONNX tensor may keep dims PyTorch flattened (pooled [N, C, 1, 1])
+    values = {
+        t: ints[p].reshape(len(x), *shapes[t][1:]) if t in shapes else ints[p]
+        for t, p in _integer_points(m, onnx.load(float_path), qnet).items()
+    }
+    values.update({m.graph.input[0].name: x.numpy(), m.graph.output[0].name: ref})
+    layers = LayerReference(m).check(values)
+    e2e = compare(got, ref, step, "pytorch", REPORTED, "logits")
     return {
         "test_acc_quantized": float((ref.argmax(1) == y.numpy()).mean()),
         "onnx_qdq_acc": float((got.argmax(1) == y.numpy()).mean()),
-        "onnx_qdq_top1_agreement": float((got.argmax(1) == ref.argmax(1)).mean()),
-        "onnx_qdq_max_abs_diff": float(np.abs(got - ref).max()),
-        "onnx_qdq_max_diff_steps": float(np.round(np.abs(got - ref).max() / step)),
+        "onnx_qdq_layers_checked": len(layers),
+        "onnx_qdq_layer_max_steps": max((c.max_steps or 0.0 for c in layers), default=0.0),
+        "onnx_qdq_layers_failing": [c.what for c in layers if not c.ok],
+        "onnx_qdq_top1_agreement": e2e.argmax_agreement,
+        "onnx_qdq_max_abs_diff": e2e.max_abs_err,
+        "onnx_qdq_max_diff_steps": e2e.max_steps,
+        "onnx_qdq_steps_histogram": e2e.steps_histogram,
     }
+
+
+def _tensor_shapes(m: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes by shape inference (the batch dim as 0 where symbolic)."""
+    inferred = onnx.shape_inference.infer_shapes(m)
+    return {
+        vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
+        for vi in inferred.graph.value_info
+        if vi.type.tensor_type.HasField("shape")
+    }
+
+
+def _integer_points(m: onnx.ModelProto, float_model: onnx.ModelProto, qnet: QuantizedNet) -> dict[str, str]:
+    """{integer tensor a DequantizeLinear of the QDQ model `m` reads: QuantizedNet point}: back from
+    the DequantizeLinear through the range Clip (narrow widths) to the QuantizeLinear and its input,
+    a tensor of the float export."""
+    from codax.verify import quantization_points
+
+    producer = {o: n for n in m.graph.node for o in n.output}
+    float_points = _point_tensors(float_model, qnet)
+    out = {}
+    for t in quantization_points(m):
+        q = producer[t]
+        if q.op_type == "Clip":
+            q = producer[q.input[0]]
+        src = q.input[0].removesuffix("_QuantizeLinear_Input")  # ORT's renaming of a graph output
+        if src not in float_points:  # a codax bug: the QDQ model quantizes a tensor the network does not
+            raise RuntimeError(f"quantized tensor {src} is no quantization point of the network")
+        out[t] = float_points[src]
+    return out
 
 
 def onnx_outputs(path: str, x: np.ndarray) -> np.ndarray:

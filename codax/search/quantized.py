@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -67,6 +68,7 @@ class QuantizedNet(nn.Module):
         self.model = model.eval()
         self.bits = {u.name: b for u, b in zip(model.space.units, model.bits)}  # (weight, act) per unit
         self._amax: dict[str, torch.Tensor] | None = {}
+        self._integers: dict[str, np.ndarray] | None = None  # recorded by integers()
         self.points: dict[str, TensorQuant] = {}
         with torch.no_grad():
             self._run(calib)  # records max |x| per point, float
@@ -92,7 +94,20 @@ class QuantizedNet(nn.Module):
             m = x.detach().abs().amax()
             self._amax[name] = torch.maximum(self._amax[name], m) if name in self._amax else m
             return x
-        return _q(x, self.points[name])
+        y = _q(x, self.points[name])
+        if self._integers is not None:  # y is an integer times the float32 scale: exact division
+            self._integers[name] = torch.round(y / self.points[name].scale).to(torch.int8).numpy()
+        return y
+
+    def integers(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        """The integer tensor at every quantization point (int8: each width is <= 8 bits) on `x`."""
+        self._integers = {}
+        try:
+            with torch.no_grad():
+                self._run(x)
+            return self._integers
+        finally:
+            self._integers = None
 
     def _layer(self, name: str, x: torch.Tensor, xq: torch.Tensor | None = None) -> torch.Tensor:
         """Layer `name` on its input (quantized here unless `xq`, the already quantized input, is given)."""
