@@ -173,8 +173,19 @@ def _search(args: argparse.Namespace) -> int:
             f"output directory {out} exists; pass --resume to continue it or --force to replace it"
         )
     res = run_search(args.config, out, resume=args.resume, progress=not args.json)
+    rc = 0
+    if args.format == "qonnx":  # net.onnx (QDQ) stays; the same network as QONNX for FINN / hls4ml
+        from codax.frontend.qonnx_export import export_qonnx
+
+        try:  # the search's outputs are written by now: a failed export is reported with them, exit 1
+            res.summary["qonnx"] = str(export_qonnx(out / "net.onnx", out / "net.qonnx.onnx"))
+        except CodaxError as e:
+            res.summary["qonnx"] = f"not written: {e}"
+            print(f"codax: error: QONNX export failed (net.onnx, the QDQ hand-off, is written): {e}",
+                  file=sys.stderr)  # fmt: skip
+            rc = 1
     print(json.dumps(res.summary, indent=2, default=str) if args.json else _summary_text(res.summary))
-    return 0
+    return rc
 
 
 def _summary_text(summary: dict) -> str:
@@ -263,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--resume", action="store_true", help="continue from the output's checkpoint")
     search.add_argument("--force", action="store_true", help="replace an existing output directory")
     search.add_argument("--json", action="store_true", help="machine-readable output")
+    search.add_argument(
+        "--format",
+        choices=["qdq", "qonnx"],
+        default="qdq",
+        help="network hand-off: net.onnx as ONNX QDQ (default), or also net.qonnx.onnx as QONNX "
+        "(Quant nodes, for FINN / hls4ml)",
+    )
     search.set_defaults(func=_search)
 
     demo = sub.add_parser("demo", help="run the main job end to end on the bundled default")

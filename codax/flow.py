@@ -63,6 +63,10 @@ def compile_model(
     acc = _accelerator(accel)
     given = load_mappings(mappings) if isinstance(mappings, (str, Path)) else mappings
     lm = load_onnx(model, shapes)
+    if lm.qonnx:  # a QONNX node's width the accelerator cannot run stops here, naming the node
+        from codax.frontend.qonnx_lower import check_widths_on
+
+        check_widths_on(lm.qonnx, acc)
     if calibrate is not None:
         lm = replace(load_onnx(quantize(lm, calibrate)), name=lm.name)
     if not analyze_only:

@@ -16,6 +16,7 @@ import onnx
 from onnx import external_data_helper
 
 from codax.errors import ModelError
+from codax.frontend.qonnx_lower import QuantTensor, is_qonnx, lower_qonnx
 from codax.frontend.widths import read_widths
 
 ModelSource = str | Path | bytes | onnx.ModelProto
@@ -37,6 +38,9 @@ class LoadedModel:
     # the model as given (its input shapes fixed), before the width rewrite: what ONNX Runtime runs as
     # the reference and what a compiled output keeps as model.onnx
     given: onnx.ModelProto | None = None
+    # a QONNX model: the QONNX node behind each quantized tensor (frontend.qonnx_lower); `given` is then
+    # the equal QDQ model, which ONNX Runtime runs
+    qonnx: dict[str, QuantTensor] = field(default_factory=dict)
 
     @property
     def shape_only(self) -> bool:
@@ -159,6 +163,9 @@ def load_onnx(source: ModelSource, shapes: dict[str, list[int]] | None = None) -
         else tuple(t.name for t in model.graph.initializer if external_data_helper.uses_external_data(t))
     )
     input_shapes = _fix_shapes(model, shapes)
+    declared: dict[str, QuantTensor] = {}
+    if is_qonnx(model):  # detected from the nodes' domain: QONNX models need no flag
+        model, declared = lower_qonnx(model, name)
     given = copy.deepcopy(model)
     model, widths = read_widths(model)  # 4-bit types as 8-bit ones, integer clips folded
     try:
@@ -167,5 +174,11 @@ def load_onnx(source: ModelSource, shapes: dict[str, list[int]] | None = None) -
     except Exception as e:
         raise ModelError(f"ONNX shape inference failed on {name!r}: {e}") from None
     return LoadedModel(
-        model=model, name=name, missing_weights=missing, input_shapes=input_shapes, widths=widths, given=given
+        model=model,
+        name=name,
+        missing_weights=missing,
+        input_shapes=input_shapes,
+        widths=widths,
+        given=given,
+        qonnx=declared,
     )

@@ -63,14 +63,15 @@ def read_widths(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, int]
     and the width in bits of each integer weight and quantized activation, by tensor name."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    _widen_int4(m)
-    widths = _weight_widths(m)
+    widen_int4(m)
+    widths = weight_widths(m)
     widths.update(_fold_integer_clips(m))
+    _through_views(m, widths)
     return m, widths
 
 
 # --- step 1: INT4 / UINT4 as 8-bit tensors with the 4-bit range ---------------------------------------
-def _widen_int4(m: onnx.ModelProto) -> None:
+def widen_int4(m: onnx.ModelProto) -> None:
     g = m.graph
     for vi in list(g.input) + list(g.output):
         if vi.type.tensor_type.elem_type in _WIDE:
@@ -135,7 +136,7 @@ def _int_clip(g: onnx.GraphProto, name: str, x: str, y: str, lo: int, hi: int, e
 
 
 # --- widths ---------------------------------------------------------------------------------------------
-def _weight_widths(m: onnx.ModelProto) -> dict[str, int]:
+def weight_widths(m: onnx.ModelProto) -> dict[str, int]:
     """Integer initializers read by a DequantizeLinear: the width their stored values need."""
     inits = {t.name: t for t in m.graph.initializer}
     out: dict[str, int] = {}
@@ -250,3 +251,15 @@ def _fold_integer_clips(m: onnx.ModelProto) -> dict[str, int]:
     del g.node[:]
     g.node.extend(rebuilt)
     return widths
+
+
+# ops whose output holds only values of their first input (reshapes, and MaxPool): they keep an integer
+# tensor's width, and commute with a per-tensor DequantizeLinear (dequantizing is increasing)
+VALUE_VIEWS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "MaxPool")
+
+
+def _through_views(m: onnx.ModelProto, widths: dict[str, int]) -> None:
+    """A view of an integer tensor (VALUE_VIEWS) holds values of the tensor, so has its width."""
+    for n in m.graph.node:
+        if n.op_type in VALUE_VIEWS and n.input and n.input[0] in widths:
+            widths[n.output[0]] = widths[n.input[0]]

@@ -9,6 +9,8 @@ accelerator supports it, else its widest supported width.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from codax.ir import Accelerator, Graph, Layer, Precision
 
 
@@ -32,6 +34,29 @@ def layer_at(layer: Layer, accel: Accelerator) -> Layer:
     if target is None or layer.precision.kind != "float":
         return layer
     return layer.with_(precision=target)
+
+
+def listed_width(bits: int, listed: tuple[int, ...]) -> int:
+    """The narrowest width in `listed` holding `bits`-bit values (they fit exactly); `bits` itself when no
+    listed width is that wide (the partition then says the layer exceeds the accelerator)."""
+    wider = [b for b in listed if b >= bits]
+    return min(wider) if wider else bits
+
+
+def at_listed_widths(layer: Layer, accel: Accelerator) -> Layer:
+    """An integer layer at the widths `accel` lists: a width it does not list (a 3-bit weight, a 5-bit
+    activation of a QONNX or QDQ model) runs at the next wider width it does list, so the engine, its
+    cost and its packing stay at widths the hardware was built for."""
+    p = layer.precision
+    if p.kind != "int":
+        return layer
+    runs = replace(
+        p,
+        weight=listed_width(p.weight, accel.weight_bits),
+        act=listed_width(p.act, accel.act_bits),
+        out=listed_width(p.out, accel.act_bits),
+    )
+    return layer if runs == p else layer.with_(precision=runs)
 
 
 def graph_at(graph: Graph, accel: Accelerator) -> Graph:

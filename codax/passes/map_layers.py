@@ -18,7 +18,7 @@ from tvm import relax
 from codax.errors import MappingError, ModelError
 from codax.frontend.graph_json import from_json
 from codax.hw.mapper import map_layer
-from codax.hw.precision import layer_at
+from codax.hw.precision import at_listed_widths, layer_at
 from codax.ir import DIMS, Accelerator, Epilogue, Layer, Mapping, load_mappings, validate_mapping
 from codax.passes import attrs as A
 from codax.passes.relax_layer import core_info, layer_from_relax
@@ -144,7 +144,7 @@ class MapLayers:
             )
         memo: dict[tuple, tuple[Mapping, float, float]] = {}
         for gv, f in funcs:
-            layer = layer_of_function(f, onnx_layers)
+            layer = at_listed_widths(layer_of_function(f, onnx_layers), self.accel)
             if self.analysis:
                 layer = layer_at(layer, self.accel)
             extra: dict = {}

@@ -41,6 +41,9 @@ class LayerRow:
     mapping_source: str | None
     cycles: float | None
     energy_pj: float | None
+    # the widths the model states where the accelerator does not list them (the layer runs at
+    # `precision`, the next wider widths it lists; codax.hw.precision.at_listed_widths)
+    model_precision: str | None = None
 
 
 @dataclass
@@ -160,6 +163,8 @@ def build_report(mod: tvm.IRModule, accel: Accelerator) -> CompileReport:
         if name in offl:
             o = offl[name]
             p = o.layer.precision
+            stated = og.graph.nodes.get(name)
+            stated = stated.precision if isinstance(stated, Layer) and stated.precision.kind == "int" else p
             rep.layers.append(
                 LayerRow(
                     layer=name,
@@ -172,8 +177,19 @@ def build_report(mod: tvm.IRModule, accel: Accelerator) -> CompileReport:
                     mapping_source=o.mapping_source,
                     cycles=o.cycles,
                     energy_pj=o.energy_pj,
+                    model_precision=_stated(stated) if _stated(stated) != _stated(p) else None,
                 )
             )
+    widened = [
+        f"{r.layer} ({r.model_precision} -> {_stated(offl[r.layer].layer.precision)})"
+        for r in rep.layers
+        if r.model_precision
+    ]
+    if widened:
+        rep.notes.append(
+            f"widths {accel.name} does not list run at the next wider width it lists (the values fit): "
+            + ", ".join(widened)
+        )
     analysed = sorted(
         {
             r.precision
@@ -190,6 +206,11 @@ def build_report(mod: tvm.IRModule, accel: Accelerator) -> CompileReport:
             "SAMPLES` builds it"
         )
     return rep
+
+
+def _stated(p) -> str:
+    """'w3a4o4': weight, input and output widths (a precision label with the output's width)."""
+    return f"w{p.weight}a{p.act}o{p.out}"
 
 
 def write_report(mod: tvm.IRModule, accel: Accelerator, out_dir: str | Path) -> CompileReport:

@@ -160,7 +160,9 @@ def test_int8_clipped_to_a_narrower_range_reads_as_that_width(tmp_path, bits):
     (layer,) = extract_graph(path).layers
     assert (layer.precision.weight, layer.precision.act, layer.precision.out) == (bw, ba, bo)
     (o,) = offloaded_layers(pipeline(int8_accel())(import_onnx(path))).values()
-    assert (o.layer.precision.weight, o.layer.precision.act, o.layer.precision.out) == (bw, ba, bo)
+    up = {3: 4, 5: 6}  # widths zc706-int8 (8, 6, 4) does not list run at the next wider one it lists
+    runs = tuple(up.get(b, b) for b in (bw, ba, bo))
+    assert (o.layer.precision.weight, o.layer.precision.act, o.layer.precision.out) == runs
     # the output range became the layer's clip activation (merged with the ReLU): nothing on the host
     ep = o.layer.epilogue
     upper = 6.0 if ep.activation == "relu6" else ep.clip_max  # [0, 6] is read as relu6
