@@ -96,19 +96,20 @@ def config(setting: dict, root: Path, recompute: bool) -> dict:
 
 
 def largest_ops(cs):
-    """op_probs replaced by a straight-through sample of each block's op with the most MACs."""
+    """The sampler's op draws replaced by each block's ops with the most MACs (the largest, and for a
+    pair the two largest): the most memory any sample takes."""
     import torch
-    import torch.nn.functional as F
 
-    a = cs.arch
-    big = [max(range(len(u.ops)), key=lambda o: float(cs.lt.macs[i, o])) for i, u in enumerate(cs.net.units)]
-    onehot = F.one_hot(torch.tensor(big), a.alpha.shape[1]).float().to(a.alpha.device)
+    order = [
+        sorted(range(len(u.ops)), key=lambda o: -float(cs.lt.macs[i, o])) for i, u in enumerate(cs.net.units)
+    ]
+    big = torch.tensor([(o[0], o[min(1, len(o) - 1)]) for o in order])
+    draw = cs.sampler.draw
 
-    def probs(tau=None, hard=False):
-        soft = F.softmax((a.alpha + a.op_mask) / (tau or 1.0), -1)
-        return onehot - soft.detach() + soft
+    def pick(logits, n):
+        return big[:, :n] if logits.shape == cs.arch.alpha.shape else draw(logits, n)
 
-    return probs
+    return pick
 
 
 def child(name: str, step: str, root: str, steps: int, threads: int, recompute: bool) -> None:
@@ -126,7 +127,7 @@ def child(name: str, step: str, root: str, steps: int, threads: int, recompute: 
     for i in range(steps + 2):
         x, y = (t.to(cs.device) for t in next(it))
         if i == steps + 1:  # last: every block on its largest op (the most memory any sample takes)
-            cs.arch.op_probs = largest_ops(cs)
+            cs.sampler.draw = largest_ops(cs)
         if cs.device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()

@@ -4,7 +4,7 @@ Runs the bundled default search (digits, small supernet, ZC706 budget) with a ta
 epochs and times, per step, (1) the whole step as training runs it (weight step + architecture
 step, lambda control included) and (2) the hardware part alone: expected cost + resources +
 penalty, forward and backward, including any cost-table refresh the step triggers (cache misses
-when the accelerator mode moves), plus the lambda controller's cost of the derived design. The
+when a drawn accelerator point is new), plus the lambda controller's cost of the derived design. The
 one-off table building and the per-epoch exact-mapper evaluation are reported separately.
 
 With the default cost tables (`search.relaxed_cost: mapper`) a table refresh runs the exact mapper
@@ -75,10 +75,9 @@ def measure(args, mode: str) -> dict:
             t1 = time.perf_counter()
             a = cs.arch
             h0 = time.perf_counter()
-            est = cs.estimate(
-                a.op_probs(tau), a.bit_probs("w", tau, hard=True), a.bit_probs("a", tau, hard=True)
-            )
-            (cs.lam * cs.hw_value(est) + est.penalty).backward()
+            op_w, bw, ba, _ = cs.arch_gates(tau)  # the architecture step's gates
+            hw, _ = cs.hw_term(op_w, bw, ba)
+            (cs.lam * hw).backward()
             a.zero_grad(set_to_none=True)
             with torch.no_grad():  # the lambda controller's look at the derived design
                 cs.estimate(None, onehot_design=cs.design())

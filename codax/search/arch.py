@@ -40,7 +40,10 @@ class ArchParams(nn.Module):
                 bmask[u] = float("-inf")
                 bmask[u, n_bits - 1] = 0.0
         self.register_buffer("bit_mask", bmask)
-        self.map_logits = nn.Parameter(torch.zeros(U, len(SUBS), m_count))
+        if m_count > 1:  # a choice among mapping templates
+            self.map_logits = nn.Parameter(torch.zeros(U, len(SUBS), m_count))
+        else:  # one mapping per layer and point (the mapper's): nothing to choose, no parameter
+            self.register_buffer("map_logits", torch.zeros(U, len(SUBS), 1))
         self.accel = nn.ParameterList(
             nn.Parameter(torch.zeros(k)) for _ in range(chunks) for k in space.sizes
         )
@@ -51,17 +54,14 @@ class ArchParams(nn.Module):
         return list(self.accel[e * self.n_cat : (e + 1) * self.n_cat])
 
     # --- probabilities ------------------------------------------------------------------------------
-    def op_probs(self, tau: float | None = None, hard: bool = False) -> torch.Tensor:
-        logits = self.alpha + self.op_mask
-        if tau is None:
-            return F.softmax(logits, -1)
-        return F.gumbel_softmax(logits, tau=tau, hard=hard, dim=-1)
+    def op_probs(self, tau: float | None = None) -> torch.Tensor:
+        """softmax(logits / tau) of the ops (masked): the distribution the paths are sampled from
+        at tau = 1 (sampling.PathSampler draws them, from its own generator)."""
+        return F.softmax((self.alpha + self.op_mask) / (tau or 1.0), -1)
 
-    def bit_probs(self, which: str, tau: float | None = None, hard: bool = False) -> torch.Tensor:
+    def bit_probs(self, which: str, tau: float | None = None) -> torch.Tensor:
         logits = (self.beta_w if which == "w" else self.beta_a) + self.bit_mask
-        if tau is None:
-            return F.softmax(logits, -1)
-        return F.gumbel_softmax(logits, tau=tau, hard=hard, dim=-1)
+        return F.softmax(logits / (tau or 1.0), -1)
 
     def map_probs(self) -> torch.Tensor:
         return F.softmax(self.map_logits, -1)

@@ -190,17 +190,20 @@ class BudgetConfig:
 
 @dataclass
 class SearchSettings:
+    # Auto-NBA's schedule scaled to the epochs: weights alone for the first quarter (30 of 120), and
+    # the Gumbel temperature from 5 down to 5 * 0.975^120 (0.24) at the end (0.88^24 = 0.975^120)
     epochs: int = 24
-    warmup_epochs: int = 4
+    warmup_epochs: int = 6
     batch_size: int = 64
     w_lr: float = 0.05
     w_momentum: float = 0.9
     w_weight_decay: float = 4e-5
     a_lr: float = 0.01
     tau0: float = 5.0
-    tau_decay: float = 0.9
-    # hard: one sampled path per block in both steps (GDAS / ProxylessNAS) | soft: all ops mixed (FBNet)
-    op_sampling: Literal["hard", "soft"] = "hard"
+    tau_decay: float = 0.88
+    # pair: one sampled op per block in the weight step, a sampled pair in the architecture step, the
+    # task loss and the hardware term through the same gates (sampling.py) | soft: all ops mixed (FBNet)
+    op_sampling: Literal["pair", "soft"] = "pair"
     objective: Literal["latency", "energy", "edp", "flops"] = "latency"  # flops: network-only proxy
     lambda_: float = field(default=0.3, metadata={"key": "lambda"})
     target_fps: float | None = None
@@ -224,7 +227,11 @@ class SearchSettings:
     # point (mappertable.py; the cost of what is derived) | templates: fixed tilings (hwcost.py)
     relaxed_cost: Literal["mapper", "templates"] = "mapper"
     relaxed: bool = True
-    mapping_candidates: int = 3
+    mapping_candidates: int = 3  # templates: the mapping logits choose among this many per layer
+    # the accelerator distribution (acceldist.py): an exact expectation over a space of at most this
+    # many fitting points, else this many points drawn per architecture step
+    accel_exact: int = 32
+    accel_samples: int = 2
     exact_every: int = 0  # steps between exact-mapper evaluations of the derived design (0: per epoch)
     max_steps_per_epoch: int | None = None
     threads: int | None = 1  # CPU intra-op threads: these tensors are small, extra threads mostly contend
@@ -434,6 +441,12 @@ def _validate(cfg: SearchConfig) -> None:
     _positive("search.derive_train_epochs", s.derive_train_epochs, allow_none=True)
     for k in ("epochs", "batch_size", "mapping_candidates", "derive_train_seeds", "derive_candidates"):
         _positive(f"search.{k}", getattr(s, k))
+    if s.accel_samples < 2 or s.accel_exact < 0:
+        raise ConfigError(
+            f"config: search.accel_samples must be >= 2 (the leave-one-out baseline of the "
+            f"accelerator gradient needs two samples), got {s.accel_samples}; search.accel_exact >= 0, "
+            f"got {s.accel_exact}"
+        )
     _positive("search.max_steps_per_epoch", s.max_steps_per_epoch, allow_none=True)
     _positive("search.threads", s.threads, allow_none=True)
     if not 0 <= s.warmup_epochs <= s.epochs:

@@ -3,11 +3,13 @@
 Bi-level, DARTS/FBNet style: supernet weights train on the `train` split with soft Gumbel mixing of
 bitwidths; op, bit, mapping and accelerator logits train on the `val` split with
     loss = CE + lambda * E[hardware cost] / reference + penalty(resources over budget),
-where bitwidths are hard (straight-through) samples (Auto-NBA's heterogeneous sampling). Ops are
-hard Gumbel samples in both steps (`search.op_sampling: hard`, GDAS style: one path forward,
-straight-through gradients to every op logit), so the weights are trained for the single networks
-that are derived; `soft` mixes all ops (FBNet). With a target FPS, lambda is the multiplier of that
-constraint, adapted by dual ascent (lambda_update). The exact mapper evaluates the derived design
+where the weight step trains one sampled op per block with soft Gumbel mixing of bitwidths and the
+architecture step samples a pair of ops and of widths per block (Auto-NBA's heterogeneous sampling,
+two paths' memory), the task loss and the hardware term both through the pair's gates
+(sampling.py: unbiased, and no gradient outside the pair); `search.op_sampling: soft` mixes all
+ops (FBNet). The samples come from the search's own generator (the same on every data-parallel
+rank). With a target FPS, lambda is the multiplier of that constraint, adapted by dual ascent
+(lambda_update). The exact mapper evaluates the derived design
 every epoch (or every `exact_every` steps) and the relaxed-vs-exact gap is logged.
 """
 
@@ -27,13 +29,15 @@ import torch.nn.functional as F
 
 from codax.errors import ConfigError
 from codax.search import ddp
+from codax.search.acceldist import AccelDist, expected_term, score_loss
 from codax.search.arch import ArchParams
 from codax.search.config import SearchConfig, load_config
 from codax.search.data import Splits, load_data
 from codax.search.derive import Design, build_graph, exact_cost
-from codax.search.hwcost import LayerTable, onehot_probs
+from codax.search.hwcost import LayerTable
 from codax.search.objective import HardwareObjective, HwEstimate, budget_of
 from codax.search.ranking import one_se_pick, standard_error
+from codax.search.sampling import PathSampler, onehot, pair_gates, run_mask
 from codax.search.scoring import brief_accuracy
 from codax.search.space import build_accel_space, build_accelerator, build_network_space
 from codax.search.supernet import Supernet
@@ -104,19 +108,25 @@ class CoSearch:
         self.budget = budget_of(cfg, self.space)
         self.chunks = int(cfg.accelerator.chunks)
         self.objective = s.objective
-        self.hard_ops = s.op_sampling == "hard"
+        self.pair_ops = s.op_sampling == "pair"
+        self.sampler = PathSampler(self.seed)  # architecture samples: the same stream on every rank
+        # mapping templates are a choice (one logit per template); the mapper's tables hold one mapping
+        # per layer and point, so there is nothing for mapping logits to choose and none are made
+        m_count = int(s.mapping_candidates) if s.relaxed_cost == "templates" else 1
         self.hw = HardwareObjective(
             self.net,
             self.space,
             self.lt,
             self.chunks,
             self.budget,
-            s.mapping_candidates,
+            m_count,
             s.relaxed,
             s.penalty,
             s.objective if s.relaxed_cost == "mapper" else None,
         )
         self.hw.check_feasible()
+        self.accel_dist = AccelDist(self.hw.feasible_points())
+        self.known_points: list[int] = []  # accelerator points drawn so far (hw_term)
         fl = cfg.bits.first_last
         fixed_idx = self.bits.index(fl) if fl in self.bits else len(self.bits) - 1
         fixed_bits = [None if u.searchable else fixed_idx for u in self.net.units]
@@ -128,7 +138,7 @@ class CoSearch:
             self.space,
             len(self.bits),
             self.chunks,
-            s.mapping_candidates,
+            m_count,
             fixed_bits,
             bool(cfg.bits.search),
         ).to(self.device)
@@ -165,11 +175,19 @@ class CoSearch:
 
     # --- hardware ---------------------------------------------------------------------------------
     def estimate(
-        self, op_w: torch.Tensor | None = None, bw=None, ba=None, onehot_design: Design | None = None
+        self,
+        op_w: torch.Tensor | None = None,
+        bw=None,
+        ba=None,
+        onehot_design: Design | None = None,
+        points: list[tuple] | None = None,
     ) -> HwEstimate:
-        """The relaxed hardware cost: of the given op / bit probabilities (None: the logits'
-        softmax), or of one design (`onehot_design`: its ops, widths and accelerator points)."""
+        """The hardware cost of the given op / bit weights (None: the logits' softmax) on accelerator
+        `points` (None: the most probable point that fits, the one `design()` derives), or of one
+        design (`onehot_design`: its ops, widths and accelerator points). Not differentiable in the
+        accelerator logits: `hw_term` is."""
         a = self.arch
+        pm = a.map_probs()
         if onehot_design is not None:
             d = onehot_design
             U, O = a.alpha.shape
@@ -178,11 +196,49 @@ class CoSearch:
             bw = F.one_hot(torch.tensor([self.bits.index(b[0]) for b in d.bits]), nb).float().to(dev)
             ba = F.one_hot(torch.tensor([self.bits.index(b[1]) for b in d.bits]), nb).float().to(dev)
             pm = F.one_hot(a.map_logits.argmax(-1), a.map_logits.shape[-1]).float()
-            acc = [[p.to(dev) for p in onehot_probs(self.space, c)] for c in d.accel]
-            return self.hw(op_w, bw, ba, pm, acc)
+            points = [tuple(d.accel)]
         if op_w is None:
             op_w, bw, ba = a.op_probs(), a.bit_probs("w"), a.bit_probs("a")
-        return self.hw(op_w, bw, ba, a.map_probs(), a.accel_probs())
+        if points is None:
+            points = [tuple(self.design_accel())]
+        return self.hw(op_w, bw, ba, pm, points)
+
+    def hw_term(
+        self, op_w: torch.Tensor, bw: torch.Tensor, ba: torch.Tensor
+    ) -> tuple[torch.Tensor, HwEstimate]:
+        """(hardware term of the loss, the estimate it was computed from): E_P[hw] over the
+        accelerator distribution P (acceldist.py) of the network the weights mix, differentiable in
+        the op / bit weights and the accelerator logits: the points with cached tables exactly
+        (all of them when one engine has at most `search.accel_exact` fitting points), the others
+        through `search.accel_samples` points drawn from P (with several engines: all through the
+        draws). The estimate returned is at the drawn points (all when nothing is drawn)."""
+        a, s = self.arch, self.cfg.search
+        if self.space.fixed is not None:
+            est = self.hw(op_w, bw, ba, a.map_probs(), [tuple([self.space.fixed] * self.chunks)])
+            return self.hw_value(est)[0] + est.penalty[0], est
+        dist = self.accel_dist
+        logits = [a.accel_logits(e) for e in range(self.chunks)]
+        n = int(s.accel_samples)
+        if self.chunks == 1:  # the points with cached tables exactly, the rest sampled (acceldist.py)
+            # the points drawn so far (their tables are cached), kept in the checkpoint: what enters
+            # exactly depends on the search's own history only, so a resumed search continues it
+            known = list(range(len(dist))) if len(dist) <= int(s.accel_exact) else self.known_points
+            seen: dict = {}
+
+            def cost(ix: list[int]) -> torch.Tensor:
+                seen["est"] = self.hw(op_w, bw, ba, a.map_probs(), [(dist.point(i),) for i in ix])
+                return self.hw_value(seen["est"]) + seen["est"].penalty
+
+            term, drawn = expected_term(dist, logits[0], known, n, self.sampler.gen, cost)
+            self.known_points = sorted(set(known) | set(drawn))
+            est = seen["est"]
+            return term, (est.take(list(range(len(known), len(known) + len(drawn)))) if drawn else est)
+        idx = [dist.sample(lg, n, self.sampler.gen) for lg in logits]  # the same draws on every rank
+        points = [tuple(dist.point(int(i[k])) for i in idx) for k in range(n)]
+        est = self.hw(op_w, bw, ba, a.map_probs(), points)
+        v = self.hw_value(est) + est.penalty
+        log_p = sum(dist.log_probs(lg)[i.to(lg[0].device)] for lg, i in zip(logits, idx))
+        return v.mean() + score_loss(v, log_p), est
 
     def hw_value(self, est: HwEstimate) -> torch.Tensor:
         if self.objective == "edp":
@@ -200,11 +256,16 @@ class CoSearch:
         """Every accelerator point of the space that fits the budget (per engine when chunked)."""
         return [tuple(int(i) for i in c) for c in self.hw.feasible_points()]
 
+    def design_accel(self) -> list[tuple]:
+        """Per engine, the most probable accelerator point that fits the budget."""
+        return [self.hw.project([p.detach().cpu() for p in e]) for e in self.arch.accel_probs()]
+
     def design(self) -> Design:
         """The argmax design (accelerator projected onto the budget)."""
         a = self.arch
-        accel = [self.hw.project([p.detach().cpu() for p in e]) for e in a.accel_probs()]
-        return Design(a.argmax_ops(), a.argmax_bits(self.bits), accel, a.map_logits.argmax(-1).tolist())
+        return Design(
+            a.argmax_ops(), a.argmax_bits(self.bits), self.design_accel(), a.map_logits.argmax(-1).tolist()
+        )
 
     def derive(self) -> tuple[Design, dict | None]:
         """The searched design. Without a target FPS: the argmax. With one, the argmax can overshoot
@@ -338,9 +399,17 @@ class CoSearch:
         return float(s.tau0) * float(s.tau_decay) ** epoch
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor, tau: float) -> tuple[float, float]:
-        a = self.arch
+        """Weights of one sampled op per block (all ops mixed with `op_sampling: soft`), widths mixed
+        by soft Gumbel weights (Auto-NBA)."""
+        a, smp = self.arch, self.sampler
         with torch.no_grad():
-            op_w, bw, ba = a.op_probs(tau, hard=self.hard_ops), a.bit_probs("w", tau), a.bit_probs("a", tau)
+            logits = a.alpha + a.op_mask
+            if self.pair_ops:
+                op_w = onehot(smp.one(logits), logits.shape[1], logits)
+            else:
+                op_w = smp.gumbel_soft(logits, tau)
+            bw = smp.gumbel_soft(a.beta_w + a.bit_mask, tau)
+            ba = smp.gumbel_soft(a.beta_a + a.bit_mask, tau)
         out = self.supernet(x, op_w, bw, ba)
         loss = F.cross_entropy(out, y)
         self.w_opt.zero_grad(set_to_none=True)
@@ -351,16 +420,15 @@ class CoSearch:
         return float(loss.detach()), float((out.argmax(1) == y).float().mean())
 
     def arch_step(self, x: torch.Tensor, y: torch.Tensor, tau: float) -> dict:
-        a = self.arch
-        op_w = a.op_probs(tau, hard=self.hard_ops)
-        bw, ba = a.bit_probs("w", tau, hard=True), a.bit_probs("a", tau, hard=True)
+        """One step of the logits on loss = CE + lambda * hw + penalty, both terms through the same
+        gates (sampling.py): a sampled pair of ops and of widths per block."""
+        op_w, bw, ba, run = self.arch_gates(tau)
         with frozen(self.supernet):  # the logits' gradient needs no weight gradients
-            out = self.supernet(x, op_w, bw, ba)
+            out = self.supernet(x, op_w, bw, ba, run=run)
         ce = F.cross_entropy(out, y)
         t0 = time.perf_counter()
-        est = self.estimate(op_w, bw, ba)
-        hw = self.hw_value(est)
-        loss = ce + self.lam * hw + est.penalty
+        hw, est = self.hw_term(op_w, bw, ba)
+        loss = ce + self.lam * hw
         self.hw_seconds = time.perf_counter() - t0
         self.a_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -384,11 +452,23 @@ class CoSearch:
         return {
             "val_ce": float(ce.detach()),
             "hw": float(hw.detach()),
-            "penalty": float(est.penalty.detach()),
+            "penalty": float(est.penalty.detach().mean()),
             "fps": est.fps,
-            "energy_uj": float(est.energy_pj.detach()) / 1e6,
-            **{f"exp_{k}": float(v.detach()) for k, v in est.resources.items()},
+            "energy_uj": float(est.energy_pj.detach().mean()) / 1e6,
+            **{f"exp_{k}": float(v.detach().mean()) for k, v in est.resources.items()},
         }
+
+    def arch_gates(self, tau: float) -> tuple:
+        """(op gates, weight-bit gates, activation-bit gates, ops to run) of one architecture step."""
+        a, smp = self.arch, self.sampler
+        bits = []
+        for lg in (a.beta_w + a.bit_mask, a.beta_a + a.bit_mask):
+            bits.append(pair_gates(lg, smp.pairs(lg)))
+        logits = a.alpha + a.op_mask
+        if not self.pair_ops:  # FBNet: every op mixed by soft Gumbel weights
+            return smp.gumbel_soft(logits, tau), *bits, None
+        pairs = smp.pairs(logits)
+        return pair_gates(logits, pairs), *bits, run_mask(pairs, logits.shape[1]).to(logits.device)
 
     def evaluate_supernet(self, split: str = "val") -> float:
         """Accuracy of the argmax network inside the supernet (argmax bits), batch statistics: of the
@@ -530,6 +610,8 @@ class CoSearch:
             "arch": self.arch.state_dict(),
             "w_opt": self.w_opt.state_dict(),
             "a_opt": self.a_opt.state_dict(),
+            "sampler": self.sampler.state(),
+            "known_points": self.known_points,
             "sched": self.sched.state_dict(),
             "history": self.history,
             "exact_log": self.exact_log,
@@ -557,6 +639,8 @@ class CoSearch:
         self.w_opt.load_state_dict(st["w_opt"])
         self.a_opt.load_state_dict(st["a_opt"])
         self.sched.load_state_dict(st["sched"])
+        self.sampler.load_state(st["sampler"])
+        self.known_points = list(st["known_points"])
         self.history, self.exact_log = st["history"], st["exact_log"]
         torch.set_rng_state(st["rng"]["torch"])
         np.random.set_state(st["rng"]["numpy"])
@@ -679,6 +763,16 @@ def _run(
         "cost_table_seconds": cs.hw.table_seconds,
         **_public(cs.exact(d)),
     }
+    if cs.epoch >= cfg.search.epochs:  # which accelerator picks the cost decided, and which are ties
+        from codax.search.visibility import choice_visibility
+
+        choices = choice_visibility(cs, d)
+        summary["accelerator_choices"] = choices
+        summary["choices_the_cost_cannot_see"] = [
+            c["choice"] if cs.chunks == 1 else f"e{c['engine']}.{c['choice']}"
+            for c in choices
+            if not c["sees"]
+        ]
     if finalize and cs.epoch >= cfg.search.epochs and main:
         from codax.search.finalize import finalize_design
 

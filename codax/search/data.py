@@ -20,6 +20,7 @@ derivation and the retraining use (for a lazy split it is read once, unaugmented
 
 from __future__ import annotations
 
+import copy
 import math
 import pickle
 from dataclasses import dataclass, field
@@ -59,6 +60,9 @@ class _Normalised(Dataset):
     def __init__(self, labels: np.ndarray, augment: bool):
         self.labels, self.augment = labels, augment
         self.mean, self.std = torch.zeros(1, 1, 1), torch.ones(1, 1, 1)
+        # the augmentation's random numbers (Splits.loader seeds it per rank and worker): never the
+        # global RNG, which would tie them to whatever else draws from it
+        self.gen: torch.Generator | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -81,8 +85,8 @@ class CifarImages(_Normalised):
     def image(self, i: int) -> torch.Tensor:
         x = torch.from_numpy(self.images[i]).float() / 255.0
         if self.augment:
-            x = random_crop(x, pad=4)
-            if torch.rand(()) < 0.5:
+            x = random_crop(x, pad=4, gen=self.gen)
+            if torch.rand((), generator=self.gen) < 0.5:
                 x = x.flip(-1)
         return x
 
@@ -99,34 +103,37 @@ class ImageFiles(_Normalised):
 
         with Image.open(self.files[i]) as f:
             img = f.convert("RGB")
-        img = random_resized_crop(img, self.size) if self.augment else centre_crop(img, self.size)
+        img = random_resized_crop(img, self.size, self.gen) if self.augment else centre_crop(img, self.size)
         x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
-        if self.augment and torch.rand(()) < 0.5:
+        if self.augment and torch.rand((), generator=self.gen) < 0.5:
             x = x.flip(-1)
         return x
 
 
-# --- augmentation (the usual recipes; random draws from torch's generator: seeded per worker) ----
-def random_crop(x: torch.Tensor, pad: int) -> torch.Tensor:
+# --- augmentation (the usual recipes; random draws from the split's generator) --------------------
+def random_crop(x: torch.Tensor, pad: int, gen: torch.Generator | None = None) -> torch.Tensor:
     """A random crop of the original size from the image zero-padded by `pad` on every side."""
     _, h, w = x.shape
     xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    i, j = (int(torch.randint(0, 2 * pad + 1, ())) for _ in range(2))
+    i, j = (int(torch.randint(0, 2 * pad + 1, (), generator=gen)) for _ in range(2))
     return xp[:, i : i + h, j : j + w]
 
 
-def random_resized_crop(img, size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+def random_resized_crop(
+    img, size: int, gen: torch.Generator | None = None, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
+):
     """Inception-style crop: a random area fraction and aspect ratio, resized to size x size
     (10 tries, then the centre crop)."""
     from PIL import Image
 
     w, h = img.size
     for _ in range(10):
-        area = w * h * float(torch.empty(()).uniform_(*scale))
-        r = math.exp(float(torch.empty(()).uniform_(math.log(ratio[0]), math.log(ratio[1]))))
+        area = w * h * float(torch.empty(()).uniform_(*scale, generator=gen))
+        r = math.exp(float(torch.empty(()).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=gen)))
         cw, ch = round(math.sqrt(area * r)), round(math.sqrt(area / r))
         if 0 < cw <= w and 0 < ch <= h:
-            i, j = int(torch.randint(0, h - ch + 1, ())), int(torch.randint(0, w - cw + 1, ()))
+            i = int(torch.randint(0, h - ch + 1, (), generator=gen))
+            j = int(torch.randint(0, w - cw + 1, (), generator=gen))
             return img.resize((size, size), Image.BILINEAR, box=(j, i, j + cw, i + ch))
     return centre_crop(img, size)
 
@@ -148,11 +155,15 @@ def centre_crop(img, size: int):
 # --- batches -------------------------------------------------------------------------------------
 class ShuffledBatches(Sampler):
     """Index batches of a shuffled split (in order when gen is None); under DDP each rank takes
-    every world-th index. The permutation is drawn when the sampler is made, so the order in which
-    loaders are created fixes the random stream (not the order in which workers start)."""
+    every world-th index, the permutation padded with its first indices to a multiple of world (as
+    torch's DistributedSampler): every rank the same number of batches, so the steps of all ranks
+    meet in the same all-reduces. The permutation is drawn when the sampler is made, so the order in
+    which loaders are created fixes the random stream (not the order in which workers start)."""
 
     def __init__(self, n: int, batch_size: int, gen: torch.Generator | None, rank: int = 0, world: int = 1):
         idx = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
+        total = math.ceil(n / world) * world
+        idx = idx.repeat(math.ceil(total / n))[:total] if n else idx
         self.idx, self.batch_size = idx[rank::world], batch_size
 
     def __len__(self) -> int:
@@ -197,12 +208,17 @@ class Splits:
         pin = torch.cuda.is_available()
         if isinstance(ds, TensorSplit):  # a batch is one indexing of the tensors
             return DataLoader(ds, sampler=sampler, batch_size=None, pin_memory=pin)
-        workers_gen = None if gen is None else torch.Generator().manual_seed(int(gen.initial_seed()) + 1)
+        base = 0 if gen is None else int(gen.initial_seed())
+        aug_seed = int(np.random.SeedSequence([base, rank, 1]).generate_state(1)[0])
+        if ds.augment:  # a copy with its own augmentation stream: one per rank (and per worker)
+            ds = copy.copy(ds)
+            ds.gen = torch.Generator().manual_seed(aug_seed)
         return DataLoader(
             ds,
             batch_sampler=[b.tolist() for b in sampler],
             num_workers=self.workers,
-            generator=workers_gen,
+            generator=torch.Generator().manual_seed(aug_seed + 1),
+            worker_init_fn=_seed_worker,
             pin_memory=pin,
             persistent_workers=False,
         )
@@ -232,9 +248,14 @@ class Splits:
         return self.tensors("test")
 
 
-def _unaugmented(ds: _Normalised) -> _Normalised:
-    import copy
+def _seed_worker(worker_id: int) -> None:
+    """A worker's augmentation stream from its seed (the loader's generator + worker id)."""
+    info = torch.utils.data.get_worker_info()
+    if info is not None and getattr(info.dataset, "gen", None) is not None:
+        info.dataset.gen = torch.Generator().manual_seed(info.seed % 2**63)
 
+
+def _unaugmented(ds: _Normalised) -> _Normalised:
     plain = copy.copy(ds)
     plain.augment = False
     return plain

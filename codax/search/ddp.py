@@ -2,6 +2,8 @@
 
 The single-process path never touches torch.distributed. Each rank takes every WORLD_SIZE-th sample
 of a batch list; gradients (weights and logits) are averaged with all_reduce; rank 0 writes output.
+The architecture samples come from a generator seeded by the search seed alone (the same paths on
+every rank), the data augmentation from one seeded per rank (data.Splits.loader).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ def rank_world() -> tuple[int, int]:
 
 
 def average_grads(params) -> None:
+    """Average the gradients over the ranks. The parameters with a gradient are those of the sampled
+    paths, the same on every rank (sampling.PathSampler draws them from the search seed alone), so
+    every rank meets the same all-reduces; a parameter outside the paths keeps no gradient and the
+    optimiser leaves it alone, as in a single process."""
     if not active():
         return
     import torch.distributed as dist

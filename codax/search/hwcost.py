@@ -5,13 +5,9 @@ template) is one CostInputs row. Mapping templates are per-layer tilings filled 
 accelerator's buffers, one per DRAM loop order (output-, weight-, input-reuse); the per-layer
 mapping logits choose among them. The exact mapper is run separately on the derived design.
 
-Accelerator choices are independent categoricals. Their expected cost is linearised around the
-current mode (argmax) point: E[cost] ~ mean_c sum_o p_c(o) cost(c = o, others = mode). That is a
-convex mix (weights >= 0, sum 1), equals the exact cost when the probabilities are one-hot, and its
-gradient w.r.t. p_c(o) is the cost of switching choice c to option o -- the DNA-style signal, with
-only 1 + sum_c (K_c - 1) accelerator points per step instead of prod_c K_c. Costs of a point do not
-depend on the logits, so they are computed once per accelerator point and cached: a search step
-only contracts cached tables with probabilities (cheap), as the step-cost benchmark shows.
+The cost of an accelerator point does not depend on any logit, so it is computed once per point
+and cached: a search step only contracts cached tables with the op, bit and mapping weights, on the
+points the accelerator distribution gives (acceldist.py: its samples, or all its points).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The hardware term of the co-search loss: expected cost and resources of the supernet on the
-accelerator distribution, differentiable w.r.t. op, bit, mapping and accelerator probabilities."""
+"""The hardware term of the co-search loss: cost and resources of the supernet, mixed by its op, bit
+and mapping weights (differentiable in them), on given accelerator points (the accelerator
+distribution's samples or all its points, acceldist.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from codax.search.space import AccelSpace, NetworkSpace
 
 @dataclass
 class HwEstimate:
+    """Per accelerator point of the estimate ([points] tensors)."""
+
     period_cycles: torch.Tensor  # slowest engine (throughput)
     cycles: torch.Tensor  # end-to-end latency
     energy_pj: torch.Tensor
@@ -28,7 +31,21 @@ class HwEstimate:
 
     @property
     def fps(self) -> float:
-        return self.clock_mhz * 1e6 / float(self.period_cycles.detach())
+        """At the mean period over the estimate's accelerator points."""
+        return self.clock_mhz * 1e6 / float(self.period_cycles.detach().mean())
+
+    def take(self, pos: list[int]) -> HwEstimate:
+        """The estimate at some of its points."""
+        i = torch.tensor(pos, dtype=torch.long, device=self.period_cycles.device)
+        return HwEstimate(
+            self.period_cycles[i],
+            self.cycles[i],
+            self.energy_pj[i],
+            self.macs[i],
+            {k: v[i] for k, v in self.resources.items()},
+            self.penalty[i],
+            self.clock_mhz,
+        )
 
     def value(self, objective: str) -> torch.Tensor:
         return {
@@ -54,7 +71,7 @@ def budget_of(cfg: SearchConfig, space: AccelSpace) -> dict[str, float]:
 
 
 class HardwareObjective:
-    """Expected hardware cost of the supernet; see hwcost.py for the linearisation around the mode."""
+    """Hardware cost of the supernet on accelerator points, from cached per-point cost tables."""
 
     def __init__(
         self,
@@ -86,13 +103,14 @@ class HardwareObjective:
         self._stacked: tuple = (None, None)  # the latest stacked tables, on the device asked for
         self.table_seconds = 0.0
         self._res_cache: dict[tuple, dict[str, float]] = {}
-        self.surrogate = None  # set by the surrogate mode: callable(units, p_w, p_a, probs) -> [U_e, O, S, 2]
+        self.surrogate = (
+            None  # set by the surrogate mode: callable(units, p_w, p_a, one-hot point) -> [u, O, S, 2]
+        )
 
     # --- analytic tables ---------------------------------------------------------------------------
     def tables(self, cfgs: list[tuple], device: torch.device | None = None) -> torch.Tensor:
         """[V, n, B, M, 2] cost tables of the points (built and cached on the host, where the mapper
-        runs); on `device` (kept there while the same points are asked for: the mode's variants
-        change only when the mode moves)."""
+        runs); on `device` (kept there while the same points are asked for)."""
         import time
 
         missing = [c for c in dict.fromkeys(cfgs) if c not in self.cache]
@@ -122,59 +140,57 @@ class HardwareObjective:
         best = t[..., 0].argmin(-1)  # the fastest template
         return torch.gather(t, 2, best[..., None, None].expand(*best.shape, 1, 2)).squeeze(2)
 
-    def variants(self, probs: list[torch.Tensor]) -> tuple[list[tuple], torch.Tensor]:
-        """Accelerator points around the mode and their (differentiable) mixing weights."""
-        if self.space.fixed is not None:
-            return [self.space.fixed], torch.ones(1, device=probs[0].device)
-        mode = tuple(int(p.argmax()) for p in probs)
-        cfgs, ws = [], []
-        n = len(probs)
-        for c, p in enumerate(probs):
-            for o in range(p.shape[0]):
-                if not p.requires_grad and float(p[o]) == 0.0:
-                    continue  # a one-hot design (derivation, lambda control): only its own point
-                cfg = mode[:c] + (o,) + mode[c + 1 :]
-                cfgs.append(cfg)
-                ws.append(p[o] / n)
-        uniq = list(dict.fromkeys(cfgs))
-        dev = probs[0].device
-        pos = torch.tensor([uniq.index(c) for c in cfgs], device=dev)
-        w = torch.zeros(len(uniq), device=dev).index_add(0, pos, torch.stack(ws))
-        return uniq, w
-
-    def layer_costs(self, units: list[int], p_w, p_a, p_map, probs) -> torch.Tensor:
-        """[len(units), O, S, 2] expected (cycles, energy) of each op's sub-layers."""
-        if self.surrogate is not None:
-            return self.surrogate(units, p_w, p_a, probs)
-        cfgs, w = self.variants(probs)
+    def layer_costs(self, units: list[int], p_w, p_a, p_map, cfgs: list[tuple]) -> torch.Tensor:
+        """[len(cfgs), len(units), O, S, 2] (cycles, energy) of each op's sub-layers on each
+        accelerator point, mixed over the bit and mapping weights."""
         dev = p_w.device
+        if self.surrogate is not None:
+            return torch.stack(
+                [
+                    self.surrogate(units, p_w, p_a, [p.to(dev) for p in onehot_probs(self.space, c)])
+                    for c in cfgs
+                ]
+            )
         T = self.tables(cfgs, dev)  # [V, n, B, M, 2]
         idx = self.lt.index[units].to(dev)  # [u, O, S]
         g = T[:, idx.clamp(min=0)] * (idx >= 0).view(1, *idx.shape, 1, 1, 1).float()  # [V, u, O, S, B, M, 2]
         pb = (p_w[units].unsqueeze(2) * p_a[units].unsqueeze(1)).flatten(1)  # [u, B]
-        return torch.einsum("vuosbmk,v,ub,usm->uosk", g, w, pb, p_map[units])
+        return torch.einsum("vuosbmk,ub,usm->vuosk", g, pb, p_map[units])
 
     # --- the estimate ------------------------------------------------------------------------------
-    def __call__(self, p_op, p_w, p_a, p_map, accel_probs: list[list[torch.Tensor]]) -> HwEstimate:
+    def __call__(self, p_op, p_w, p_a, p_map, points: list[tuple]) -> HwEstimate:
+        """The cost of the network mixed by the op / bit / mapping weights on each of `points`
+        (one accelerator point per engine each): [len(points)] tensors. The accelerator's
+        distribution enters through which points are given (acceldist.py)."""
         dev = p_op.device  # the step's device: the hardware term runs beside the supernet
-        engines_cycles, energy = [], torch.zeros((), device=dev)
-        res: dict[str, torch.Tensor] = {}
+        n = len(points)
+        cyc, energy = [], torch.zeros(n, device=dev)
         for e in range(self.chunks):
             units = [u for u in range(len(self.net.units)) if self.engine_of[u] == e]
-            C = self.layer_costs(units, p_w, p_a, p_map, accel_probs[e]).sum(2)  # [u, O, 2]
-            per_unit = (p_op[units].unsqueeze(-1) * C).sum(1)  # [u, 2]
-            engines_cycles.append(per_unit[:, 0].sum())
-            energy = energy + per_unit[:, 1].sum()
-            for k, v in expected_resources(self.space, accel_probs[e]).items():
-                res[k] = res.get(k, torch.zeros((), device=dev)) + v
-        cyc = torch.stack(engines_cycles)
-        macs = (p_op * self.lt.macs.float().to(dev)).sum()
-        pen = torch.zeros((), device=dev)
+            cfgs = [tuple(pt[e]) for pt in points]
+            uniq = list(dict.fromkeys(cfgs))
+            C = self.layer_costs(units, p_w, p_a, p_map, uniq).sum(3)  # [V, u, O, 2]
+            per = (p_op[units].unsqueeze(-1) * C).sum((1, 2))  # [V, 2]
+            pos = torch.tensor([uniq.index(c) for c in cfgs], device=dev)
+            cyc.append(per[pos, 0])
+            energy = energy + per[pos, 1]
+        totals: dict[str, list[float]] = {}
+        for pt in points:
+            r: dict[str, float] = {}
+            for e in range(self.chunks):
+                for k, v in self.config_resources(tuple(pt[e])).items():
+                    r[k] = r.get(k, 0.0) + v
+            for k, v in r.items():
+                totals.setdefault(k, []).append(v)
+        res = {k: torch.tensor(v, dtype=torch.float32, device=dev) for k, v in totals.items()}
+        pen = torch.zeros(n, device=dev)
         for k, limit in self.budget.items():
             if k in res:
                 pen = pen + torch.relu(res[k] / limit - 1.0)
+        c = torch.stack(cyc)  # [E, n]
+        macs = (p_op * self.lt.macs.float().to(dev)).sum().expand(n)
         return HwEstimate(
-            cyc.max(), cyc.sum(), energy, macs, res, pen * self.penalty_w, self.space.base.clock_mhz
+            c.amax(0), c.sum(0), energy, macs, res, pen * self.penalty_w, self.space.base.clock_mhz
         )
 
     # --- budget ------------------------------------------------------------------------------------

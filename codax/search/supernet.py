@@ -2,8 +2,8 @@
 
 Fake quantisation is symmetric per-tensor with a straight-through estimator. A layer's weights and
 input activations are mixed over bitwidths by probabilities: soft Gumbel weights when the network
-weights are trained, hard (straight-through one-hot) samples when the bit logits are trained
-(Auto-NBA's heterogeneous sampling: one conv per layer either way, so memory stays constant).
+weights are trained, a sampled pair's gates when the bit logits are trained (Auto-NBA's
+heterogeneous sampling, sampling.py: one conv per layer either way, so memory stays constant).
 
 Module paths are the layer names used everywhere downstream: `stem`, `b<i>.expand`, `b<i>.dw`,
 `b<i>.project`, `head`, `fc` (each issues exactly one conv/linear call, so the ONNX node of that call
@@ -36,34 +36,53 @@ def fake_quant(x: torch.Tensor, bits: int, amax: torch.Tensor | None = None) -> 
     return q + (x - x.detach())  # the value is q exactly (x + (q - x) would round), d/dx = 1
 
 
-def active(probs: torch.Tensor) -> list[int]:
-    """Indices of the non-zero entries of a probability vector: the paths a forward runs.
+def active(probs: torch.Tensor, run: torch.Tensor | None = None) -> list[int]:
+    """Indices of the paths a forward runs: the non-zero entries of a probability vector, or the
+    entries of `run` (a bool mask) when given.
 
-    A hard sample (straight-through one-hot: value one-hot, gradient of the soft probabilities)
-    runs one path; its entry's gradient reaches every logit through the softmax's Jacobian (GDAS,
-    ProxylessNAS), so the paths whose value is zero are not run in either step and memory does
-    not grow with the number of candidates. Soft probabilities are never exactly zero: every path
-    runs (FBNet's mixing). One host sync per call, not one per entry."""
+    A one-hot sample runs one path and a sampled pair two (sampling.pair_gates: the second gate is
+    0 in value but its output gives the gate's gradient), so memory does not grow with the number
+    of candidates. Soft probabilities are never exactly zero: every path runs (FBNet's mixing). One
+    host sync per call, not one per entry."""
+    if run is not None:
+        return torch.nonzero(run).flatten().tolist()
     return torch.nonzero(probs.detach()).flatten().tolist()
+
+
+class _BitMix(torch.autograd.Function):
+    """x + sum_b p_b (Q_b(x) - x) over the non-zero p_b, straight-through in x. The gradient of
+    every p_b (zero-valued ones included: a sampled pair's second width) is <g, Q_b(x) - x>,
+    recomputed in backward from x, so the architecture step keeps one tensor per layer input
+    whatever the number of widths."""
+
+    @staticmethod
+    def forward(ctx, x, probs, choices):
+        amax = x.abs().amax()
+        delta = None
+        for i in active(probs):
+            term = probs[i] * (fake_quant(x, choices[i], amax) - x)
+            delta = term if delta is None else delta + term
+        ctx.choices = choices
+        ctx.save_for_backward(x, amax)
+        return x.clone() if delta is None else x + delta
+
+    @staticmethod
+    def backward(ctx, g):
+        x, amax = ctx.saved_tensors
+        gp = None
+        if ctx.needs_input_grad[1]:
+            gp = torch.stack([(g * (fake_quant(x, b, amax) - x)).sum() for b in ctx.choices])
+        return g, gp, None
 
 
 def mix_quant(x: torch.Tensor, probs: torch.Tensor | None, choices: list[int]) -> torch.Tensor:
     """sum_b probs[b] * Q_b(x) = x + sum_b probs[b] * (Q_b(x) - x) (straight-through); a one-hot
     probs (hard sample) quantises at one width only (see `active`). Gradients reach probs through
-    the mix."""
+    the mix, for every width (`_BitMix`)."""
     if probs is None:
         return x
-    amax = x.detach().abs().amax()
-    xd = x.detach()
-    delta = None
-    for i in active(probs):
-        p, b = probs[i], choices[i]
-        term = p * (fake_quant(xd, b, amax) - xd)
-        delta = term if delta is None else delta + term
-    if delta is None:
-        return x
     # sum_b p_b = 1 for softmax/one-hot probs, so the value is the mix and d/dx is the identity
-    return x + delta
+    return _BitMix.apply(x, probs, list(choices))
 
 
 class ConvBNAct(nn.Module):
@@ -278,9 +297,11 @@ class Supernet(nn.Module):
         bit_w: torch.Tensor | None,
         bit_a: torch.Tensor | None,
         units: range | None = None,
+        run: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """op_w [U, max_ops]; bit_w / bit_a [U, n_bits] (None: float). `units`: run only these
-        consecutive units, `x` being the first one's input (a cached prefix's output reused)."""
+        consecutive units, `x` being the first one's input (a cached prefix's output reused).
+        `run` [U, max_ops] bool: the ops to run (default: the non-zero entries of op_w)."""
         for u in range(len(self.units)) if units is None else units:
             if self.recompute and torch.is_grad_enabled():
                 x = checkpoint(
@@ -290,11 +311,12 @@ class Supernet(nn.Module):
                     op_w,
                     bit_w,
                     bit_a,
+                    run,
                     use_reentrant=False,
                     context_fn=lambda u=u: (contextlib.nullcontext(), _frozen_stats(self._modules_of(u))),
                 )
             else:
-                x = self._unit(u, x, op_w, bit_w, bit_a)
+                x = self._unit(u, x, op_w, bit_w, bit_a, run)
         return x
 
     def _modules_of(self, u: int) -> list[nn.Module]:
@@ -302,7 +324,7 @@ class Supernet(nn.Module):
         name = self.space.units[u].name
         return [self.units[u]] + ([self.shared[name]] if name in self.shared else [])
 
-    def _unit(self, u: int, x, op_w, bit_w, bit_a) -> torch.Tensor:
+    def _unit(self, u: int, x, op_w, bit_w, bit_a, run=None) -> torch.Tensor:
         unit, ops = self.space.units[u], self.units[u]
         qw = None if bit_w is None else bit_w[u]
         qa = None if bit_a is None else bit_a[u]
@@ -313,7 +335,7 @@ class Supernet(nn.Module):
             return _call(ops[0], x, qw, qa, ch)
         out = None
         xq = None if ch is None else mix_quant(x, qa, ch)  # once for all ops of the unit
-        for o in active(op_w[u]):
+        for o in active(op_w[u], None if run is None else run[u]):
             term = op_w[u, o] * _call(ops[o], x, qw, qa, ch, xq)
             out = term if out is None else out + term
         return out

@@ -19,6 +19,13 @@ def test_derived_accelerator_respects_budget(tiny, tmp_path):
     s = r.summary
     assert s["design_dsp"] <= 100 and s["exact_dsp"] <= 100
     assert s["design_bram18"] <= 60 and s["exact_bram18"] <= 60
+    # every accelerator choice is reported with its options' costs (over the budget: None), and the
+    # choices no option of which changes the derived design's cost are named as such
+    choices = {c["choice"]: c for c in s["accelerator_choices"]}
+    names = ["rows", "cols", "buf_W", "buf_I", "buf_O", "dataflow", "double_buffer"]
+    assert sorted(choices) == sorted(names)
+    assert any(v is None for v in choices["rows"]["costs"].values()) or "cycles" in choices["rows"]["sees"]
+    assert s["choices_the_cost_cannot_see"] == [n for n in names if not choices[n]["sees"]]
 
 
 def test_infeasible_budget_names_smallest_design(tiny):

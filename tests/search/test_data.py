@@ -164,13 +164,18 @@ def test_search_steps_on_a_cifar_folder_with_workers(tiny, tmp_path):
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 200), batch=st.integers(1, 64), world=st.integers(1, 4), seed=st.integers(0, 1000))
 def test_ranks_partition_each_epoch(n, batch, world, seed):
-    """Under DDP the ranks' batches cover every index of the split exactly once per epoch, each
-    batch at most `batch` long, and the same seed gives the same order."""
-    seen = []
+    """Under DDP the ranks' batches cover every index of the split once per epoch, padded with the
+    permutation's first indices to a multiple of the ranks (every rank the same number of batches:
+    the ranks' steps meet in the same all-reduces), each batch at most `batch` long, and the same
+    seed gives the same order."""
+    seen, counts = [], set()
     for rank in range(world):
         got = list(ShuffledBatches(n, batch, torch.Generator().manual_seed(seed), rank, world))
         assert all(0 < len(b) <= batch for b in got)
         again = list(ShuffledBatches(n, batch, torch.Generator().manual_seed(seed), rank, world))
         assert all(torch.equal(a, b) for a, b in zip(got, again))
         seen += [int(i) for b in got for i in b]
-    assert sorted(seen) == list(range(n))
+        counts.add(len(got))
+    assert len(counts) == 1
+    assert sorted(set(seen)) == list(range(n))
+    assert len(seen) == -(-n // world) * world

@@ -67,13 +67,19 @@ def test_expected_resources_are_the_accelerators(cs):
 def test_mapper_table_gradients_reach_op_bit_and_accelerator_logits(cs):
     a = cs.arch
     a.zero_grad(set_to_none=True)
-    est = cs.estimate(a.op_probs(1.0), a.bit_probs("w", 1.0, hard=True), a.bit_probs("a", 1.0, hard=True))
-    (cs.hw_value(est) + est.penalty).backward()
+    s = cs.cfg.search
+    samples, s.accel_samples = s.accel_samples, 6  # six accelerator points: their choices differ
+    try:
+        loss, _ = cs.hw_term(a.op_probs(), a.bit_probs("w"), a.bit_probs("a"))
+    finally:
+        s.accel_samples = samples
+    loss.backward()
     searchable = cs.net.searchable
     assert a.alpha.grad[searchable].abs().sum(-1).gt(0).all()
     assert a.beta_w.grad[searchable].abs().sum(-1).gt(0).all()
     for name, lg in zip(cs.space.names, a.accel_logits(0)):
         if name in ("rows", "cols", "dataflow"):  # choices that change every layer's cycles
             assert lg.grad is not None and lg.grad.abs().sum() > 0, name
-    # one mapping per layer and point: the mapper chose it, the mapping logits have nothing to choose
-    assert a.map_logits.grad is None or a.map_logits.grad.abs().max() <= 1e-5 * a.alpha.grad.abs().max()
+    # one mapping per layer and point: the mapper chose it; there are no mapping logits to train
+    assert "map_logits" not in dict(a.named_parameters())
+    assert a.map_logits.shape[-1] == 1
