@@ -54,8 +54,8 @@ def test_search_then_printed_handoff_then_checked_run(tmp_path, config):
     rep = json.loads((out / "report.json").read_text())
     assert rep["total_cycles"] == pytest.approx(summary["exact_cycles"], rel=1e-9)
     assert rep["total_energy_pj"] / 1e6 == pytest.approx(summary["exact_energy_uj"], rel=1e-9)
-    assert rep["resources"]["dsp"] == summary["exact_dsp"]
-    assert rep["resources"]["bram18"] == summary["exact_bram18"]
+    assert rep["resources"]["model"]["dsp"] == summary["exact_dsp"]  # the cost model's, as searched
+    assert rep["resources"]["model"]["bram18"] == summary["exact_bram18"]
     searched = load_mappings(tmp_path / "out" / "search" / "mappings.yaml")
     sched = yaml.safe_load((out / "schedule.yaml").read_text())
     widths = {c["node"]: c["widths"] for c in sched["calls"] if c["kind"] == "accel"}

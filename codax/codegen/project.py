@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from codax.codegen.engine import engine_sources
+from codax.codegen.hls_engine import engine_source_resources
+from codax.codegen.hls_reader import HlsReadError
 from codax.codegen.names import Namer
 from codax.codegen.packing import pack_tensor
 from codax.codegen.params import LayerParams
@@ -189,8 +191,23 @@ def _part(accel: Accelerator) -> str:
 
 
 def resources_entry(accel: Accelerator) -> dict:
-    """report.json `resources`: per engine what the sources instantiate (multipliers, arrays) and
-    what the cost model charges for it; totals over the engines."""
+    """report.json `resources`: read from the generated sources (codax.codegen.hls_resources) --
+    `arrays` (one entry per array the synthesis tops hold: name, element bits, depth, banks, storage,
+    BRAM18), `bram18` their sum, `dsp` from the multiply sites (`multipliers`; None for an ASIC target,
+    which has no DSPs), `fifos` -- and under `model` the cost model's figures for the accelerator
+    (codax.hw.evaluate), the ones the search optimizes, beside them for comparison. When the sources
+    cannot be read (libclang missing, a parse error), `error` says why instead and the project is
+    written all the same."""
+    try:
+        code = engine_source_resources(accel).to_dict()
+    except HlsReadError as e:
+        code = {"error": f"the sources were not read: {e}"}
+    return {**code, "model": model_resources_entry(accel)}
+
+
+def model_resources_entry(accel: Accelerator) -> dict:
+    """The cost model's resources: per engine the multipliers and buffers accel.yaml declares and the
+    DSP/BRAM18/LUT (or mm2) the model charges for them; totals over the engines."""
     engines = {}
     total = {"dsp": 0.0, "bram18": 0.0, "lut": 0.0, "area_mm2": 0.0}
     for e in accel.engines:
@@ -293,7 +310,15 @@ def readme(graph: Graph, accel: Accelerator, sched: RuntimeSchedule, rep: dict) 
     )
     res = rep["resources"]
     lines = []
-    for name, e in res["engines"].items():
+    if "error" in res:
+        lines.append(f"- {res['error']}; the cost model's figures below (`resources.model`)")
+    elif accel.target == "fpga":
+        lines.append(
+            f"- read from the sources: {res['bram18']:,} BRAM18 over {len(res['arrays'])} arrays, "
+            f"{res['dsp']:,} DSP ({res['dsp_kind']}) over {len(res['multipliers'])} multiply sites "
+            "(report.json `resources`); the cost model's figures below (`resources.model`)"
+        )
+    for name, e in res["model"]["engines"].items():
         lines.append(
             f"- engine `{name}`: {e['pe_array'][0]} x {e['pe_array'][1]} PE array ({e['multipliers']} "
             f"multipliers), {e['buffer_bytes']:,} B of on-chip arrays -> "

@@ -104,15 +104,16 @@ def sources_hardware(out) -> dict[str, dict]:
 
 @pytest.mark.parametrize("accel_name", ["zc706-int8", "zcu102-int8", "zcu102-mixed", "eyeriss-like"])
 def test_resources_by_construction(tmp_path, accel_name):
-    """The multipliers and buffer bytes instantiated in the sources equal report.json's resources
-    entry, which equals the cost model's."""
+    """The PE multipliers and buffer bytes declared in the sources equal the cost model's entry in
+    report.json (`resources.model`; the figures read from the whole sources are `resources` itself,
+    tests/codegen/test_hls_reader_resources.py)."""
     from codax.hw.library import load_device
     from codax.hw.resources import bram18, dsp_per_mac
 
     acc = load_accelerator(accel_name)
     g = _two_layer_graph()
     out = write_project(g, acc, mapped(g, acc), random_graph_params(g), tmp_path / "p")
-    rep = json.loads((out / "report.json").read_text())["resources"]
+    rep = json.loads((out / "report.json").read_text())["resources"]["model"]  # the cost model's figures
     found = sources_hardware(out)
     assert set(found) == {e.name for e in acc.engines}
     for e in acc.engines:
@@ -355,7 +356,7 @@ def test_two_engines_one_program(tmp_path):
     out = write_project(g, acc, maps, prm, tmp_path / "p", tb_values=env)
     found = sources_hardware(out)
     assert found["main"]["multipliers"] == 16 * 32 and found["chunk1"]["multipliers"] == 64
-    rep = json.loads((out / "report.json").read_text())["resources"]
+    rep = json.loads((out / "report.json").read_text())["resources"]["model"]
     assert rep["dsp"] == accelerator_resources(acc).dsp == sum(e["dsp"] for e in rep["engines"].values())
     # the engine index of each call is in its descriptor; the testbench runs both on their engines
     exe = tmp_path / "tb"
