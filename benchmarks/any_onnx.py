@@ -72,22 +72,29 @@ def _brevitas_row(tmp: Path, accel: str, inputs: int = 8) -> dict:
         assert len(got) == total == 5, f"{len(got)} of {total} activation Quants compared (want 5 of 5)"
         for k, v in got.items():
             steps[k] = max(steps.get(k, 0.0), v)
-    t = res.report.totals
     return {
-        "model": "brevitas_qonnx",
+        **_report_row("brevitas_qonnx", res.report),
+        "model_precisions": sorted({r.model_precision for r in res.report.layers if r.model_precision}),
+        "compile_s": compile_s,
+        "checked_inputs": inputs,
+        "elements_off_golden": off,
+        "max_steps_vs_qonnx": steps,
+    }
+
+
+def _report_row(model: str, report) -> dict:
+    """What a compile report says of a model: nodes, offloaded layers and MACs, widths, cycles."""
+    t = report.totals
+    return {
+        "model": model,
         "onnx_nodes": t["onnx_nodes"],
         "offloaded_layers": t["offloaded_layers"],
         "offloaded_macs": t["offloaded_macs"],
         "model_macs": t["model_macs"],
         "offloaded_mac_share": t["offloaded_mac_share"],
-        "precisions": sorted({r.precision for r in res.report.layers}),
-        "model_precisions": sorted({r.model_precision for r in res.report.layers if r.model_precision}),
-        "host_mac_nodes": _host_mac_nodes(res.report),
+        "precisions": sorted({r.precision for r in report.layers}),
+        "host_mac_nodes": _host_mac_nodes(report),
         "cycles": t["cycles"],
-        "compile_s": compile_s,
-        "checked_inputs": inputs,
-        "elements_off_golden": off,
-        "max_steps_vs_qonnx": steps,
     }
 
 
@@ -101,22 +108,7 @@ def main() -> None:
         for name, path in _models(Path(td)).items():
             t0 = time.perf_counter()
             res = compile_model(path, args.accel, Path(td) / f"out_{name}", analyze_only=True)
-            t = res.report.totals
-            host_mac_nodes = _host_mac_nodes(res.report)
-            rows.append(
-                {
-                    "model": name,
-                    "onnx_nodes": t["onnx_nodes"],
-                    "offloaded_layers": t["offloaded_layers"],
-                    "offloaded_macs": t["offloaded_macs"],
-                    "model_macs": t["model_macs"],
-                    "offloaded_mac_share": t["offloaded_mac_share"],
-                    "precisions": sorted({r.precision for r in res.report.layers}),
-                    "host_mac_nodes": host_mac_nodes,
-                    "cycles": t["cycles"],
-                    "analysis_s": time.perf_counter() - t0,
-                }
-            )
+            rows.append({**_report_row(name, res.report), "analysis_s": time.perf_counter() - t0})
         rows.append(_brevitas_row(Path(td), args.accel))
     head = (
         f"{'model':20s} {'nodes':>6s} {'layers':>6s} {'MACs offloaded':>16s} {'of MACs':>14s} "
