@@ -194,9 +194,13 @@ class LayerReference:
             inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
         except Exception:  # noqa: BLE001 - types are then taken from the fed values
             inferred = model
-        self.types = {
-            vi.name: vi.type.tensor_type.elem_type
-            for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+        infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+        self.types = {vi.name: vi.type.tensor_type.elem_type for vi in infos}
+        # shapes as inferred, a symbolic dim (the batch) as 0
+        self.shapes = {
+            vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
+            for vi in infos
+            if vi.type.tensor_type.HasField("shape")
         }
         self._sessions: dict[tuple, object] = {}
 

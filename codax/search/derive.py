@@ -314,18 +314,18 @@ def export_qdq(model: DerivedNet, float_path: str, out_path: str, calib: torch.T
     qnet = QuantizedNet(model, calib)
     m = quantize_qdq(float_path, out_path, qnet, calib)
     x, y = test
-    with torch.no_grad():
-        ref = qnet(x).numpy()
+    out, ints = qnet.run_integers(x)
+    ref = out.numpy()
     got = onnx_outputs(out_path, x.numpy())
     step = qnet.points["logits"].scale
-    ints = qnet.integers(x)
-    shapes = _tensor_shapes(m)  # a point's ONNX tensor may keep dims PyTorch flattened (pooled [N, C, 1, 1])
+    pieces = LayerReference(m)
+    shapes = pieces.shapes  # a point's ONNX tensor may keep dims PyTorch flattened (pooled [N, C, 1, 1])
     values = {
         t: ints[p].reshape(len(x), *shapes[t][1:]) if t in shapes else ints[p]
         for t, p in _integer_points(m, onnx.load(float_path), qnet).items()
     }
     values.update({m.graph.input[0].name: x.numpy(), m.graph.output[0].name: ref})
-    layers = LayerReference(m).check(values)
+    layers = pieces.check(values)
     e2e = compare(got, ref, step, "pytorch", REPORTED, "logits")
     return {
         "test_acc_quantized": float((ref.argmax(1) == y.numpy()).mean()),
@@ -337,16 +337,6 @@ def export_qdq(model: DerivedNet, float_path: str, out_path: str, calib: torch.T
         "onnx_qdq_max_abs_diff": e2e.max_abs_err,
         "onnx_qdq_max_diff_steps": e2e.max_steps,
         "onnx_qdq_steps_histogram": e2e.steps_histogram,
-    }
-
-
-def _tensor_shapes(m: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    """Tensor shapes by shape inference (the batch dim as 0 where symbolic)."""
-    inferred = onnx.shape_inference.infer_shapes(m)
-    return {
-        vi.name: tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
-        for vi in inferred.graph.value_info
-        if vi.type.tensor_type.HasField("shape")
     }
 
 

@@ -68,7 +68,7 @@ class QuantizedNet(nn.Module):
         self.model = model.eval()
         self.bits = {u.name: b for u, b in zip(model.space.units, model.bits)}  # (weight, act) per unit
         self._amax: dict[str, torch.Tensor] | None = {}
-        self._integers: dict[str, np.ndarray] | None = None  # recorded by integers()
+        self._integers: dict[str, np.ndarray] | None = None  # recorded by run_integers()
         self.points: dict[str, TensorQuant] = {}
         with torch.no_grad():
             self._run(calib)  # records max |x| per point, float
@@ -99,13 +99,14 @@ class QuantizedNet(nn.Module):
             self._integers[name] = torch.round(y / self.points[name].scale).to(torch.int8).numpy()
         return y
 
-    def integers(self, x: torch.Tensor) -> dict[str, np.ndarray]:
-        """The integer tensor at every quantization point (int8: each width is <= 8 bits) on `x`."""
+    def run_integers(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+        """The output on `x` and, by point name, the integer tensor at every quantization point (int8:
+        each width is <= 8 bits), from one forward pass."""
         self._integers = {}
         try:
             with torch.no_grad():
-                self._run(x)
-            return self._integers
+                out = self._run(x)
+            return out, self._integers
         finally:
             self._integers = None
 

@@ -376,15 +376,6 @@ def test_bad_sources_raise_clear_errors():
 # ---- report.json of a compiled network -----------------------------------------------------------
 
 
-def _graph():
-    g = Graph("g", inputs=("in",), outputs=("a_out",))
-    g.add(
-        conv2d("a", c_in=4, c_out=4, hw=(6, 6), kernel=(3, 3), pads=(1, 1, 1, 1),
-               epilogue=Epilogue(bias=True, requant=True), inputs=("in",), outputs=("a_out",))
-    )  # fmt: skip
-    return g
-
-
 def _project_files(out: Path) -> dict[str, str]:
     return {
         p.relative_to(out).as_posix(): p.read_text() for p in out.rglob("*") if p.suffix in (".cpp", ".h")
@@ -400,7 +391,7 @@ def _clang_listing(out: Path, synthesis: bool) -> dict[str, set[tuple[str, str]]
 
     import clang.cindex as ci
 
-    from codax.codegen.csim import ap_types_dir
+    from codax.codegen.csim import MAX_LEVELS, ap_types_dir
 
     root = str(out.resolve())
     cxx_include = subprocess.run(["g++", "-print-file-name=include"], capture_output=True, text=True).stdout
@@ -409,7 +400,15 @@ def _clang_listing(out: Path, synthesis: bool) -> dict[str, set[tuple[str, str]]
     views = (
         ["-DCODAX_SYNTHESIS_VIEW", "-I", f"{root}/include"]
         if synthesis
-        else ["-DCODAX_COUNT", "-DCODAX_TRACE", "-DCODAX_MAX_LEVELS=8", "-I", root, "-I", f"{root}/include"],
+        else [
+            "-DCODAX_COUNT",
+            "-DCODAX_TRACE",
+            f"-DCODAX_MAX_LEVELS={MAX_LEVELS}",
+            "-I",
+            root,
+            "-I",
+            f"{root}/include",
+        ],
     )
     for view in views:
         tu = index.parse(
