@@ -50,6 +50,7 @@ void codax_counts_get(unsigned long long *dst) {
   for (int h = 0; h < CODAX_MAX_LEVELS; ++h) dst[CODAX_MAX_LEVELS * 6 + 2 + h] = c.ps_peak[h];
 }
 double codax_cycles_get(void) { return codax::cycles_total(); }
+double codax_fetch_get(void) { return codax::last_fetch_cycles(); }
 void codax_schedule_seed(unsigned seed) { codax::schedule_seed() = seed; }
 }
 """
@@ -150,8 +151,9 @@ class Counts:
     words_out: dict[str, dict[str, int]]
     macs: int
     cycles: float = 0.0  # the engine's accounted cycles (codax_engine.h, "cycle accounting")
-    dram_beats: int = 0  # beats its DRAM port moved, the descriptor's fetch included
+    dram_beats: int = 0  # beats its DRAM port moved, the descriptors' fetch and prefetch included
     ps_peak: dict[str, int] | None = None  # per output level: most partial-sum tokens outstanding at once
+    fetch_cycles: float = 0.0  # of `cycles`, the last call's wait for its descriptor (exposed fetch)
 
 
 def _ptr(b) -> ctypes.c_void_p | None:
@@ -177,15 +179,26 @@ class EngineSim:
         self.entries = {}
         for name, sym in self.source.entries.items():
             fn = getattr(self.lib, sym)
-            fn.argtypes = [ctypes.c_void_p] * 7
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int] + [ctypes.c_void_p] * 6
             fn.restype = None
             self.entries[name] = fn
         if count:
             self.lib.codax_cycles_get.restype = ctypes.c_double
+            self.lib.codax_fetch_get.restype = ctypes.c_double
 
-    def run(self, engine: str, desc: np.ndarray, wblob, x, y, r=None, ps=None, wt=None) -> None:
-        d = np.ascontiguousarray(desc, dtype=np.int32)
-        self.entries[engine](_ptr(d), _ptr(wblob), _ptr(x), _ptr(y), _ptr(r), _ptr(ps), _ptr(wt))
+    def run(
+        self, engine: str, program: np.ndarray, wblob, x, y, r=None, ps=None, wt=None, call: int = 0
+    ) -> None:
+        """Run call `call` of `program` ([calls, DESC_WORDS] descriptors, or one descriptor: a program of
+        one call). The engine prefetches call + 1 while the call runs: the next call of the same
+        program finds its descriptor on chip."""
+        d = np.ascontiguousarray(program, dtype=np.int32)
+        calls = 1 if d.ndim == 1 else d.shape[0]
+        if d.ndim > 2 or not 0 <= call < calls:
+            raise ValueError(
+                f"call {call} is not a call of a program of {calls} descriptor(s) (shape {d.shape})"
+            )
+        self.entries[engine](_ptr(d), calls, call, _ptr(wblob), _ptr(x), _ptr(y), _ptr(r), _ptr(ps), _ptr(wt))
 
     def counts_reset(self) -> None:
         self.lib.codax_counts_reset()
@@ -207,7 +220,9 @@ class EngineSim:
         }
         cycles = float(self.lib.codax_cycles_get())
         ps_peak = {lv: int(raw[MAX_LEVELS * 6 + 2 + h]) for h, lv in enumerate(names)}
-        return Counts(w_in, w_out, int(raw[MAX_LEVELS * 6]), cycles, int(raw[MAX_LEVELS * 6 + 1]), ps_peak)
+        beats = int(raw[MAX_LEVELS * 6 + 1])
+        fetch = float(self.lib.codax_fetch_get())
+        return Counts(w_in, w_out, int(raw[MAX_LEVELS * 6]), cycles, beats, ps_peak, fetch)
 
 
 _SIMS: dict[tuple[str, bool], EngineSim] = {}
@@ -258,13 +273,26 @@ class LayerKernel:
         x: np.ndarray,
         residual: np.ndarray | None = None,
         weight: np.ndarray | None = None,
+        program: np.ndarray | None = None,
+        call: int = 0,
     ):
         """Run the layer on tensors in its layouts (codax.codegen.golden): returns (y, Counts or None).
-        `weight`: the run-time weight tensor of a layer that has one."""
+        `weight`: the run-time weight tensor of a layer that has one. `program` ([calls, DESC_WORDS]):
+        run the layer as call `call` of that program, whose row `call` must be this layer's descriptor
+        (`descriptor`); the engine then prefetches the program's next descriptor while it runs, and a
+        call the call before prefetched finds its descriptor on chip. By default the layer is a program
+        of one call."""
         lay = self.layer
         wd = Widths.of(lay, params)
         with_weight(lay, params, weight)  # refuses a missing run-time weight
         blob, desc = single_layer_call(self.plan, self.accel, params, wd)
+        if program is None:
+            program, call = desc, 0
+        elif not (0 <= call < len(program) and np.array_equal(np.asarray(program)[call], desc)):
+            raise ValueError(
+                f"layer {lay.name}: program row {call} is not this layer's descriptor; build the program "
+                "from each call's LayerKernel.descriptor(params), in call order"
+            )
         xb = _buf(pack_tensor(np.asarray(x).reshape(-1), wd.x, wd.is_float))
         wt = None
         if lay.runtime_weight:
@@ -279,7 +307,7 @@ class LayerKernel:
             rb = _buf(pack_tensor(np.asarray(residual).reshape(-1), wd.r, wd.is_float))
         if self.count:
             self.engine.counts_reset()
-        self.engine.run(self.mapping.engine, desc, _buf(blob), xb, y, rb, ps, wt)
+        self.engine.run(self.mapping.engine, program, _buf(blob), xb, y, rb, ps, wt, call=call)
         counts = self.engine.counts(self.mapping.engine) if self.count else None
         out = unpack(y, n_out, wd.y, wd.y_signed, dtype=params.y_dtype)
         if lay.op == "matmul":  # [G, N, K] as the engine wrote it
@@ -287,6 +315,10 @@ class LayerKernel:
         else:
             out = out.reshape(lay.N, lay.G * lay.K, lay.P, lay.Q)
         return out, counts
+
+    def descriptor(self, params: LayerParams) -> np.ndarray:
+        """The layer's descriptor for these parameters ([DESC_WORDS] int32): a row of a program."""
+        return single_layer_call(self.plan, self.accel, params, Widths.of(self.layer, params))[1]
 
 
 def run_layer(

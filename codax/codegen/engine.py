@@ -6,9 +6,10 @@
                               synthesis top (codax_e<i>_decode, _load_<port>, _store_<port>,
                               _compute: VTA's fetch / load / store / compute modules); the policy
                               C-simulation's scheduler calls them by; and its C-simulation entry
-                              codax_engine_<name>(desc, weights, x, y, r, psum, wt) = run_layer
-    top.cpp                   codax_top(program, call, weights, act): the C-simulation driver (VTA's
-                              vta()): reads descriptor `call` of the program and runs its engine
+                              codax_engine_<name>(program, calls, call, weights, x, y, r, psum, wt)
+                              = run_layer: call `call` of a program of `calls` descriptors
+    top.cpp                   codax_top(program, calls, call, weights, act): the C-simulation driver
+                              (VTA's vta()): reads descriptor `call` of the program and runs its engine
 
 Everything here is a function of the accelerator alone (a test checks that two networks give
 byte-identical sources). The arrays are the buffers the cost model charges: `level_arrays` is the
@@ -101,6 +102,8 @@ def _engine_block(accel: Accelerator, index: int, sym: str) -> list[str]:
         lines.append(f"static codax::LoadIP load_regs_{p};")
         lines.append(f"static codax::StoreIP store_regs_{p};")
     lines.append("static codax::ComputeIP compute_regs;")
+    # the decode IP's one register that survives a call: the call whose descriptor it prefetched
+    lines.append("static int desc_next = -1;  // (-1: none)")
     # the Memory view of the buffers, built from the arrays an IP is given
     params = ", ".join(f"uint8_t *{ident}_" for ident in declared.values())
     lines += [
@@ -161,20 +164,25 @@ def _engine_block(accel: Accelerator, index: int, sym: str) -> list[str]:
         "// (run_hls.tcl); C-simulation runs them from the scheduler below.",
         f"namespace {{ struct {ns}_sched; }}  // C-simulation's policy (below): local to each copy",
         "",
-        f"CODAX_IP void {ip}_decode(const int32_t *program, int32_t desc[codax::DESC_WORDS],",
+        f"CODAX_IP bool {ip}_decode(const int32_t *program, int calls, int call,",
+        "    int32_t desc[2][codax::DESC_WORDS],",
         f"    hls::stream<codax::Insn> load[{L}], hls::stream<codax::Insn> store[{L}],",
         "    hls::stream<codax::CInsn> &compute) {",
         f"#pragma HLS INTERFACE m_axi port=program offset=slave bundle=gmem {widen}",
+        "#pragma HLS INTERFACE s_axilite port=calls bundle=control",
+        "#pragma HLS INTERFACE s_axilite port=call bundle=control",
         "#pragma HLS INTERFACE bram port=desc",
         "#pragma HLS INTERFACE axis port=load",
         "#pragma HLS INTERFACE axis port=store",
         "#pragma HLS INTERFACE axis port=compute",
         "#pragma HLS INTERFACE s_axilite port=return bundle=control",
-        "  // the fetch: the call's descriptor, one burst, into the on-chip copy every IP decodes",
-        "  memcpy(desc, program, sizeof(int32_t) * codax::DESC_WORDS);",
+        "  // the fetch: the call's descriptor into copy call & 1 (unless the call before prefetched it),",
+        "  // the next call's into the other copy; the copy every IP decodes is the call's",
+        f"  const bool fetched = codax::fetch_descriptors(program, calls, call, desc, {ns}::desc_next);",
         "  static codax::Ctx layer;",
-        "  codax::decode_layer(layer, desc, codax::Memory(), codax::Dram(), 0);",
+        "  codax::decode_layer(layer, desc[call & 1], codax::Memory(), codax::Dram(), 0);",
         f"  codax::decode_task<{ns}_sched>(layer, load, store, compute);",
+        "  return fetched;",
         "}",
         "",
     ]
@@ -191,8 +199,8 @@ def _engine_block(accel: Accelerator, index: int, sym: str) -> list[str]:
             f"    {tq} free[3][{L}], {tq} done[{L}], {tq} psq[{L}]) {{",
             *pragmas(["insns", "free", "done", "psq"]),
             dram_struct,
-            f"  return codax::store_step({ns}::store_regs_{p}, desc, {mem}, dram, hd, insns, "
-            "free, done, psq);",
+            f"  return codax::store_step<{str(accel.float_ok).lower()}>({ns}::store_regs_{p}, desc, {mem}, "
+            "dram, hd, insns, free, done, psq);",
             "}",
             "",
         ]
@@ -213,8 +221,21 @@ def _engine_block(accel: Accelerator, index: int, sym: str) -> list[str]:
         "namespace {",
         f"struct {ns}_sched {{",
         f"  enum {{ PORTS = {ports}, BEAT_BYTES = {beat}, AXI_LATENCY = {accel.dram.latency} }};",
-        "  static void decode(codax::Sim &m, const int32_t *program) {",
-        f"    {ip}_decode(program, m.desc, m.load, m.store, m.compute);",
+        "  // the engine's descriptor memory (the decode IP's two copies) and, for the accounting, what",
+        "  // of the last prefetch outlasted its layer",
+        "  struct Fetch {",
+        "    int32_t desc[2][codax::DESC_WORDS];",
+        "    double slack;",
+        "  };",
+        "  static Fetch &fetch() {",
+        "    static Fetch f;",
+        "    return f;",
+        "  }",
+        "  static double &prefetch_slack() { return fetch().slack; }",
+        "  static bool decode(codax::Sim &m, const int32_t *program, int calls, int call) {",
+        "    m.desc = fetch().desc[call & 1];",
+        f"    if (call == {ns}::desc_next) codax::check_prefetched(m.desc, program, call);",
+        f"    return {ip}_decode(program, calls, call, fetch().desc, m.load, m.store, m.compute);",
         "  }",
         "  static bool load(int p, codax::Sim &m) {",
         "    switch (p) {",
@@ -252,12 +273,14 @@ def _engine_block(accel: Accelerator, index: int, sym: str) -> list[str]:
         f"namespace {{ struct {ns}_sched {{}}; }}",
         "#endif",
         "",
-        "// The engine's C-simulation entry: one call (the descriptor in DRAM, the call's tensors).",
-        f'extern "C" CODAX_ENTRY void {sym}(const int32_t *desc, const uint8_t *weights, const uint8_t *x,',
-        "                                  uint8_t *y, const uint8_t *r, uint8_t *ps, const uint8_t *wt) {",
+        "// The engine's C-simulation entry: one call, `call` of the program of `calls` descriptors in DRAM,",
+        "// on the call's tensors.",
+        f'extern "C" CODAX_ENTRY void {sym}(const int32_t *program, int calls, int call,',
+        "                                  const uint8_t *weights, const uint8_t *x, uint8_t *y,",
+        "                                  const uint8_t *r, uint8_t *ps, const uint8_t *wt) {",
         "#ifndef CODAX_HW",
         "  const codax::Dram dram = {weights, wt, x, y, r, ps};",
-        f"  codax::run_layer<{ns}_sched>(desc, dram);",
+        f"  codax::run_layer<{ns}_sched>(program, calls, call, dram);",
         "#endif",
         "}",
         "",
@@ -325,8 +348,8 @@ def engine_sources(accel: Accelerator) -> EngineSource:
         "",
     ]
     top += [
-        f'extern "C" void {sym}(const int32_t *desc, const uint8_t *weights, const uint8_t *x, uint8_t *y, '
-        "const uint8_t *r, uint8_t *ps, const uint8_t *wt);"
+        f'extern "C" void {sym}(const int32_t *program, int calls, int call, const uint8_t *weights, '
+        "const uint8_t *x, uint8_t *y, const uint8_t *r, uint8_t *ps, const uint8_t *wt);"
         for sym in entries.values()
     ]
     top += [
@@ -343,7 +366,8 @@ def engine_sources(accel: Accelerator) -> EngineSource:
         "#define CODAX_ACT_BYTES 16777216",
         "#endif",
         "",
-        "void codax_top(const int32_t *program, int call, const uint8_t *weights, uint8_t *act) {",
+        "// call `call` of the program's `calls`: the engine prefetches call + 1 while it runs",
+        "void codax_top(const int32_t *program, int calls, int call, const uint8_t *weights, uint8_t *act) {",
         "  // one DRAM port, as the cost model has it: every m_axi argument in one bundle, its bursts",
         f"  // widened to dram.bandwidth = {beat} B per beat (UG1399, Automatic Port Width",
         "  // Resizing)",
@@ -351,6 +375,7 @@ def engine_sources(accel: Accelerator) -> EngineSource:
         + widen,
         f"#pragma HLS INTERFACE m_axi port=weights offset=slave bundle=gmem depth=CODAX_WEIGHT_BYTES {widen}",
         f"#pragma HLS INTERFACE m_axi port=act offset=slave bundle=gmem depth=CODAX_ACT_BYTES {widen}",
+        "#pragma HLS INTERFACE s_axilite port=calls",
         "#pragma HLS INTERFACE s_axilite port=call",
         "#pragma HLS INTERFACE s_axilite port=return",
         "  const int32_t *d = program + (long)call * codax::DESC_WORDS;",
@@ -363,7 +388,8 @@ def engine_sources(accel: Accelerator) -> EngineSource:
     for i, sym in enumerate(entries.values()):
         top += [
             f"  case {i}:",
-            f"    {sym}(d, weights, act + d[codax::D_X_OFF], act + d[codax::D_Y_OFF], r, ps, wt);",
+            f"    {sym}(program, calls, call, weights, act + d[codax::D_X_OFF], act + d[codax::D_Y_OFF], r, "
+            "ps, wt);",
             "    break;",
         ]
     top += ["  default:", "    break;", "  }", "}", ""]

@@ -1,6 +1,6 @@
 """The HLS reader on an accelerator's generated engine: the resources its sources instantiate
-(codax.codegen.hls_resources, cached on disk per content) and their idiom violations
-(codax.codegen.hls_idioms)."""
+(codax.codegen.hls_resources, cached on disk per content), their idiom violations
+(codax.codegen.hls_idioms) and the II of each pipelined loop (codax.codegen.hls_ii)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from codax.codegen import hls_idioms as HI
+from codax.codegen import hls_ii as HII
 from codax.codegen import hls_reader as R
 from codax.codegen import hls_resources as HR
 from codax.codegen import hls_types as HT
@@ -53,6 +54,16 @@ def engine_violations(accel) -> list[HI.Violation]:
         float_mac=accel.float_ok,
         mac_functions=MAC_FUNCTIONS,
     )
+
+
+def engine_loop_iis(accel) -> list[HII.LoopII]:
+    """The II its memory ports allow each pipelined loop of accelerator `accel`'s generated engine
+    (every IP a top, read in the synthesis view)."""
+    from codax.codegen.engine import engine_sources
+
+    src = engine_sources(accel)
+    sources = R.parse(dict(src.files), ("engine.cpp",))
+    return HII.loop_iis(sources, sources.unit("engine.cpp", R.SYNTHESIS_VIEW), list(src.ips))
 
 
 @functools.lru_cache(maxsize=16)

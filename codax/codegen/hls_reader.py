@@ -35,7 +35,7 @@ import hashlib
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from codax.codegen.hls_types import is_float, is_signed, type_bits
@@ -451,6 +451,14 @@ class Context:
     # (USR, values) of the induction variables of fully unrolled loops: per copy a constant
     constants: frozenset = frozenset()
     usrs: tuple[str, ...] = ()  # the USRs of the functions on the path (the recursion guard)
+    # the outermost unrolled loop around the cursor: the call depth (len(path)) it sits at and its
+    # extent (file, first and last offset); a variable declared inside it, or in a function called
+    # inside it, takes one value per copy (None: no unrolled loop around)
+    unroll_depth: int | None = None
+    unroll_extent: tuple | None = None
+    # the arguments the calls on the path bind to their functions' parameters: (parameter's extent,
+    # argument cursor, the caller's bindings), innermost call last
+    bindings: tuple = ()
 
     @property
     def function(self) -> str:
@@ -471,7 +479,9 @@ class Loop:
 
 @dataclass
 class Event:
-    """What `walk` meets: kind is 'loop', 'mul', 'fadd', 'decl', 'ref', 'call', 'float', 'new'."""
+    """What `walk` meets: kind is 'loop', 'mul', 'fadd', 'decl', 'ref', 'call', 'float', 'new', 'index'
+    (an array or pointer subscript, the outermost of a chain a[i][j]; `target` is how it is used: 'r'
+    read, 'w' written by an assignment, 'rw' read and written by a compound assignment or ++ / --)."""
 
     kind: str
     cursor: object
@@ -607,6 +617,40 @@ def _step(inc, var) -> int | None:
     return None
 
 
+def _extent(c) -> tuple:
+    e = c.extent
+    return (e.start.file.name if e.start.file else "", e.start.offset, e.end.offset)
+
+
+def _note_written(c, kind, written: dict) -> None:
+    """Record the subscript an assignment (=, op=, ++ / --; built-in or an overloaded operator) writes."""
+    if kind == K.BINARY_OPERATOR:
+        op = binary_op(c)
+        mode = "w" if op == "=" else None
+    elif kind == K.COMPOUND_ASSIGNMENT_OPERATOR:
+        mode = "rw"
+    elif kind == K.UNARY_OPERATOR:
+        toks = [t.spelling for t in c.get_tokens()][:1] + [t.spelling for t in c.get_tokens()][-1:]
+        mode = "rw" if "++" in toks or "--" in toks else None
+    elif kind == K.CALL_EXPR and c.spelling.startswith("operator"):
+        op = c.spelling[len("operator") :]
+        mode = (
+            "w" if op == "=" else ("rw" if op in ("+=", "-=", "*=", "|=", "&=", "^=", "++", "--") else None)
+        )
+    else:
+        mode = None
+    if mode is None:
+        return
+    lhs = next(iter(c.get_children()), None)
+    if kind == K.CALL_EXPR:  # an overloaded operator: its callee reference may come first
+        lhs = next((a for a in c.get_children() if strip_casts(a).kind != K.DECL_REF_EXPR
+                    or not same(strip_casts(a).referenced, c.referenced)), None)  # fmt: skip
+    if lhs is not None:
+        lhs = strip_casts(lhs)
+        if lhs.kind == K.ARRAY_SUBSCRIPT_EXPR:
+            written[_extent(lhs)] = mode
+
+
 class Walker:
     """Follows one top through the sources (see the module docstring); `events()` yields what it meets."""
 
@@ -622,6 +666,8 @@ class Walker:
     def events(self) -> Iterator[Event]:
         ctx = Context(self.top, (self.top,), usrs=(self.fn.get_usr(),))
         self._targets: list[str | None] = [None]
+        self._written: dict[tuple, str] = {}  # subscripts an assignment writes: extent -> 'w' | 'rw'
+        self._inner: set[tuple] = set()  # subscripts that are the base of an outer one (a[i] in a[i][j])
         yield from self._function(self.fn, ctx)
 
     def _function(self, fn, ctx: Context) -> Iterator[Event]:
@@ -637,8 +683,7 @@ class Walker:
         loops = [k for k in body.walk_preorder() if k.kind in _loop_kinds()]
         own = [p for p in pragmas if _inside(p, body) and not any(_inside(p, n) for n in loops)]
         if ctx.pipeline is None and any(p.directive == "PIPELINE" and not is_off(p) for p in own):
-            ctx = Context(ctx.top, ctx.path, ctx.copies, (ctx.function, fn.location.line), ctx.unrolled,
-                          ctx.constants, ctx.usrs)  # fmt: skip
+            ctx = replace(ctx, pipeline=(ctx.function, fn.location.line))
         yield from self._visit(body, ctx, pragmas, None)
 
     def _visit(self, c, ctx: Context, pragmas: list[Pragma], label: str | None) -> Iterator[Event]:
@@ -661,6 +706,15 @@ class Walker:
         if kind in _loop_kinds():
             yield from self._loop(c, ctx, pragmas, label)
             return
+        _note_written(c, kind, self._written)
+        if kind == K.ARRAY_SUBSCRIPT_EXPR:
+            key = _extent(c)
+            if key not in self._inner:
+                base = strip_casts(next(c.get_children()))
+                while base.kind == K.ARRAY_SUBSCRIPT_EXPR:
+                    self._inner.add(_extent(base))
+                    base = strip_casts(next(base.get_children()))
+                yield Event("index", c, ctx, target=self._written.get(key, "r"))
         if kind == K.VAR_DECL:
             yield Event("decl", c, ctx)
         elif kind in (K.DECL_REF_EXPR, K.MEMBER_REF_EXPR) and _is_var(c.referenced):
@@ -710,8 +764,9 @@ class Walker:
         usr = body.get_usr()
         if usr in ctx.usrs:
             return  # a recursive call (HLS rejects recursion): read once
-        inner = Context(ctx.top, (*ctx.path, callee.spelling), ctx.copies, ctx.pipeline, ctx.unrolled,
-                        ctx.constants, (*ctx.usrs, usr))  # fmt: skip
+        params = [k for k in body.get_children() if k.kind == K.PARM_DECL]
+        bound = tuple((_extent(p), a, ctx.bindings) for p, a in zip(params, c.get_arguments()))
+        inner = replace(ctx, path=(*ctx.path, callee.spelling), usrs=(*ctx.usrs, usr), bindings=bound)
         saved, self._targets = self._targets, [None]
         try:
             yield from self._function(body, inner)
@@ -752,7 +807,11 @@ class Walker:
                 }
         if pipe and pipeline is None:
             pipeline = (ctx.function, c.location.line)
-        inner = Context(ctx.top, ctx.path, copies, pipeline, unrolled, constants, ctx.usrs)
+        depth, extent = ctx.unroll_depth, ctx.unroll_extent
+        if unrolled and depth is None:
+            depth, extent = len(ctx.path), _extent(c)
+        inner = replace(ctx, copies=copies, pipeline=pipeline, unrolled=unrolled, constants=constants,
+                        unroll_depth=depth, unroll_extent=extent)  # fmt: skip
         for k in kids:
             yield from self._visit(k, inner, pragmas, None)
 
@@ -796,3 +855,33 @@ def operand_bits(expr, constants: frozenset = frozenset()) -> Operand:
         if values is not None:
             return Operand(bits, signed, values)
     return Operand(bits, signed)
+
+
+def copy_invariant(var, ctx: Context) -> bool:
+    """Whether variable `var` (a declaration) has one value across the copies the unrolled loops around
+    `ctx` make: declared at namespace scope or static, in a function the path entered before the
+    outermost unrolled loop, or in that loop's function outside the loop."""
+    if ctx.unroll_depth is None or has_static_storage(var):
+        return True
+    fn = var.semantic_parent
+    while fn is not None and fn.kind not in (K.FUNCTION_DECL, K.CXX_METHOD, K.FUNCTION_TEMPLATE):
+        fn = fn.semantic_parent
+    if fn is None:
+        return True  # a field or a namespace-scope declaration
+    depth = max((k + 1 for k, name in enumerate(ctx.path) if name == fn.spelling), default=None)
+    if depth is None or depth > ctx.unroll_depth:
+        return False
+    if depth < ctx.unroll_depth:
+        return True
+    file, start, end = ctx.unroll_extent
+    loc = var.extent.start
+    return not ((loc.file.name if loc.file else "") == file and start <= loc.offset <= end)
+
+
+def argument_of(param, bindings: tuple) -> tuple[object, tuple] | None:
+    """(argument cursor, the caller's bindings) that a call's `bindings` (Context.bindings) give `param`."""
+    key = _extent(param)
+    for k, arg, outer in bindings:
+        if k == key:
+            return arg, outer
+    return None

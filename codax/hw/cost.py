@@ -28,6 +28,7 @@ The counting rules, which the generated HLS code follows too (see docs/cost_mode
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -49,7 +50,7 @@ class CostOutputs:
     stall_cycles: torch.Tensor  # [B] transfers that do not overlap compute
     fill_cycles: torch.Tensor  # [B] first input tiles of double-buffered levels, before compute starts
     drain_cycles: torch.Tensor  # [B] last output tiles of double-buffered levels, after compute ends
-    fetch_cycles: torch.Tensor  # [B] the descriptor's fetch through the DRAM port, before anything else
+    fetch_cycles: torch.Tensor  # [B] the descriptor's fetch through the DRAM port (a call on its own)
     dram_beats: torch.Tensor  # [B] beats the DRAM port moves: the tiles' and the descriptor's
     energy_pj: torch.Tensor  # [B]
     mac_energy_pj: torch.Tensor  # [B]
@@ -559,8 +560,10 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
     dram_pipe = torch.where(x.w_stream > 0, dram_ov, torch.maximum(dram_pipe, beats_ov)) * (dram_ov > 0)
     onchip = overlapped + tail  # the on-chip ports' bound, as before
     stall = (torch.maximum(onchip, dram_pipe) - busy - serial).relu() + serial
-    # every call first fetches its descriptor through the DRAM port: one burst, latency and beats
-    desc_beats = torch.ceil(DESCRIPTOR_WORDS * 4.0 / bandwidth[0]) * ones
+    # a call on its own (a program of one call) first fetches its descriptor through the DRAM port:
+    # one burst, latency and beats. In a run of calls the call before prefetches it instead
+    # (chained_cycles: codax.hw.evaluate.evaluate_network, the search's objective).
+    desc_beats = descriptor_beats(bandwidth[0]) * ones
     fetch = x.axi_latency + desc_beats
     cycles = fetch + busy + stall + fill_cycles + drain_cycles
 
@@ -591,6 +594,34 @@ def cost_core_structured(x: CostInputs, st: Structure, relaxed: bool = False) ->
         utilization=macs / (cycles * pes),
         spatial_utilization=macs / (compute * pes),
     )
+
+
+# --- the descriptor fetch across calls --------------------------------------------------------------
+# The engine prefetches the next call's descriptor while a layer runs (codax_engine.h, "the descriptor
+# fetch"): the prefetch is the DRAM port's first transfer of the layer (its beats delay the layer's own
+# transfers by as many cycles) and is in at F = latency + beats after the layer starts. A run's first
+# call, and a call after one on another engine, fetches its own descriptor first (F); every other call
+# waits only for what of the prefetch outlasted the call before: relu(F - that call's cycles).
+def descriptor_beats(dram_bandwidth):
+    """Beats one descriptor (DESCRIPTOR_WORDS int32 words) takes on a DRAM port of this many bytes."""
+    if isinstance(dram_bandwidth, torch.Tensor):
+        return torch.ceil(DESCRIPTOR_WORDS * 4.0 / dram_bandwidth)
+    return float(math.ceil(DESCRIPTOR_WORDS * 4.0 / float(dram_bandwidth)))
+
+
+def descriptor_fetch_cycles(dram_latency: float, dram_bandwidth: float) -> float:
+    """F: one descriptor's round trip through the DRAM port (latency, then its beats)."""
+    return float(dram_latency) + descriptor_beats(dram_bandwidth)
+
+
+def chained_cycles(own: torch.Tensor, fetch, prefetch_beats, last: torch.Tensor) -> torch.Tensor:
+    """Cycles of calls in a run on one engine, the run's fetch F counted once apart: `own` [..., n]
+    each call's cycles with its descriptor on chip and no prefetch; `last` [..., n] (bool or 0/1) the
+    run's last call, which prefetches nothing. Every other call prefetches the next one (its own
+    cycles grow by the prefetch's beats) and the next waits relu(F - those cycles): together
+    max(own + beats, F). The run's total is F + the sum over its calls."""
+    with_prefetch = torch.maximum(own + prefetch_beats, torch.as_tensor(fetch, dtype=own.dtype))
+    return torch.where(torch.as_tensor(last, dtype=torch.bool), own, with_prefetch)
 
 
 def expected(probs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

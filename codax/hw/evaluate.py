@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from codax.errors import ConfigError
-from codax.hw.cost import CostOutputs, cost_core
+from codax.hw.cost import CostOutputs, cost_core, descriptor_beats
 from codax.hw.encode import CostInputs, batch_of_one, encode, stack
 from codax.hw.library import load_device, load_technology
 from codax.hw.resources import asic_area_um2, bram18, dsp_per_mac, lut, lutram_bits
@@ -47,8 +47,11 @@ class LayerCost:
     spatial_utilization: float
     resources: Resources
     latency_s: float = 0.0
-    dram_beats: float = 0.0  # beats the DRAM port moves (tiles in their layouts), the descriptor's included
-    fetch_cycles: float = 0.0  # the descriptor's fetch, before the layer's tasks start
+    dram_beats: float = 0.0  # beats the DRAM port moves (tiles in their layouts), the descriptors' included
+    # the cycles the call waits for its descriptor before its tasks start: a layer on its own fetches it
+    # (latency + beats); in a network (evaluate_network) the call before prefetched it, and this is
+    # what of that prefetch outlasted the call before (the exposed fetch)
+    fetch_cycles: float = 0.0
 
     @property
     def edp(self) -> float:
@@ -240,16 +243,47 @@ def evaluate_core(layer: Layer, accel: Accelerator, mapping: Mapping) -> tuple[C
     return x, cost_core(x)
 
 
+def chain_calls(alone: list[LayerCost], accel: Accelerator) -> list[LayerCost]:
+    """The costs of layers run as a program's calls, in this order, from their costs as calls on their
+    own (codax.hw.cost, "the descriptor fetch across calls"). Each call but the last prefetches the
+    next one's descriptor: the prefetch's beats are the first on its DRAM port (its cycles and beats
+    grow by them); a call the call before, on the same engine, prefetched for waits only for what of
+    the prefetch outlasted that call: its fetch_cycles, relu(F - that call's cycles). The first call,
+    and one after a call on another engine, fetches its own descriptor (F)."""
+    beats = descriptor_beats(accel.dram.bandwidth)
+    out: list[LayerCost] = []
+    for i, c in enumerate(alone):
+        fetch = c.fetch_cycles  # F: latency + beats
+        own = c.cycles - fetch
+        prefetches = i + 1 < len(alone)
+        fetched = i == 0 or alone[i - 1].engine != c.engine
+        exposed = fetch if fetched else max(0.0, fetch - out[-1].cycles + out[-1].fetch_cycles)
+        cycles = own + (beats if prefetches else 0.0) + exposed
+        out.append(
+            replace(
+                c,
+                cycles=cycles,
+                fetch_cycles=exposed,
+                dram_beats=c.dram_beats - beats + beats * (fetched + prefetches),
+                utilization=c.utilization * c.cycles / cycles,
+                latency_s=cycles / (accel.clock_mhz * 1e6),
+            )
+        )
+    return out
+
+
 def evaluate_network(graph: Graph, accel: Accelerator, mappings: dict[str, Mapping]) -> NetworkCost:
-    """Per-layer costs and network totals. Layers run one after another on their engines; with
-    several engines the network is pipelined, so throughput is set by the busiest engine."""
+    """Per-layer costs and network totals. Layers run one after another on their engines, each a call
+    of the program in the graph's order (chain_calls: a call's descriptor is prefetched by the call
+    before); with several engines the network is pipelined, so throughput is set by the busiest
+    engine."""
     missing = [layer.name for layer in graph.layers if layer.name not in mappings]
     if missing:
         raise ConfigError(
             f"no mapping for layer(s) {', '.join(missing[:5])}; map them first (codax.hw.map_graph)"
         )
     layers = graph.layers
-    costs = evaluate_many([(layer, accel, mappings[layer.name]) for layer in layers])
+    costs = chain_calls(evaluate_many([(layer, accel, mappings[layer.name]) for layer in layers]), accel)
     engine_cycles: dict[str, float] = {e.name: 0.0 for e in accel.engines}
     for c in costs:
         engine_cycles[c.engine] += c.cycles

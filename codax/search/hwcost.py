@@ -174,7 +174,9 @@ def configs_costs(
     with torch.no_grad():
         out = cost_core(x, relaxed=relaxed)
     bad = 1.0 + (INFEASIBLE - 1.0) * (~out.legal).to(DTYPE)
-    res = torch.stack([out.cycles * bad, out.energy_pj * bad], dim=-1).to(torch.float32)
+    # a call's own cycles, its descriptor on chip: the objective charges the descriptor fetch across
+    # the network's calls (codax.hw.cost.chained_cycles)
+    res = torch.stack([(out.cycles - out.fetch_cycles) * bad, out.energy_pj * bad], dim=-1).to(torch.float32)
     n, B = len(lt.layers), lt.wb.shape[-1]
     return list(res.view(len(cfgs), n, B, m_count, 2).unbind(0))
 
@@ -182,7 +184,8 @@ def configs_costs(
 def config_costs(
     lt: LayerTable, space: AccelSpace, cfg: tuple[int, ...], m_count: int, relaxed: bool
 ) -> torch.Tensor:
-    """[n_layers, n_bit_combos, M, 2] (cycles, energy pJ) of every layer on one engine point."""
+    """[n_layers, n_bit_combos, M, 2] (cycles, energy pJ) of every layer on one engine point; the
+    cycles are each call's own, its descriptor on chip (the fetch is charged per network)."""
     return configs_costs(lt, space, [cfg], m_count, relaxed)[0]
 
 

@@ -36,7 +36,8 @@ def mapper_costs(
     objective: str,
     rows: list[int] | None = None,
 ) -> list[torch.Tensor]:
-    """[n_layers, n_bit_combos, m_count, 2] (cycles, energy pJ) per engine point, every mapping slot
+    """[n_layers, n_bit_combos, m_count, 2] (cycles, energy pJ) per engine point (cycles: each call's
+    own, its descriptor on chip, as in hwcost.configs_costs), every mapping slot
     holding the mapper's mapping (the mapping logits have nothing left to choose). `rows`: only
     these layers (the others stay zero)."""
     obj = objective if objective in MAPPER_OBJECTIVES else "latency"
@@ -62,7 +63,8 @@ def mapper_costs(
                 where.append((i, b))
         t = torch.zeros(n, B, 2)
         for (i, b), c in zip(where, evaluate_many(points, check=False)):
-            t[i, b, 0], t[i, b, 1] = c.cycles, c.energy_pj
+            # the call's own cycles, its descriptor on chip: the objective charges the fetch per network
+            t[i, b, 0], t[i, b, 1] = c.cycles - c.fetch_cycles, c.energy_pj
         if missing:  # no legal mapping: the templates' cost, already penalised as infeasible
             tmpl = configs_costs(lt, space, [cfg], m_count, True)[0].amin(2)  # [n, B, 2]
             t[missing] = tmpl[missing]

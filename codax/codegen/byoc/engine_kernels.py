@@ -172,8 +172,8 @@ class EngineKernelFactory:
                 f"{MARKER} layer {_comment(layer.name)} on engine {_comment(mapping.engine)} of "
                 f"{_comment(self.accel.name)}",
                 f'#include "{ADAPTER_HEADER}"',
-                f'extern "C" void {sym}(const int32_t *, const uint8_t *, const uint8_t *, uint8_t *, '
-                "const uint8_t *, uint8_t *, const uint8_t *);",
+                f'extern "C" void {sym}(const int32_t *, int, int, const uint8_t *, const uint8_t *, '
+                "uint8_t *, const uint8_t *, uint8_t *, const uint8_t *);",
                 c_array(f"{c}_desc", desc, "int32"),
                 embed_bytes(f"{c}_blob", blob),
                 f"{spec.prototype()} {{",

@@ -1,12 +1,13 @@
-// codax_byoc_adapter.h -- the BYOC layer ABI -> the engine's (descriptor, weights, x, y, r, psum).
+// codax_byoc_adapter.h -- the BYOC layer ABI -> the engine's (program, calls, call, weights, x, y, r, psum).
 #pragma once
 #include <stdint.h>
 #include <string.h>
 #include <vector>
 
 namespace codax_byoc {
-typedef void (*EngineEntry)(const int32_t *, const uint8_t *, const uint8_t *, uint8_t *, const uint8_t *,
-                            uint8_t *, const uint8_t *);
+// (program, calls, call, weights, x, y, r, psum, wt): a BYOC call is a program of one call, its descriptor
+typedef void (*EngineEntry)(const int32_t *, int, int, const uint8_t *, const uint8_t *, uint8_t *,
+                            const uint8_t *, uint8_t *, const uint8_t *);
 
 // Integers -> bit-packed at `bits` (element i at bit i * bits, least significant first); floats as bytes.
 template <typename T>
@@ -47,7 +48,7 @@ int call(EngineEntry engine, const int32_t *desc, const uint8_t *weights, const 
   std::vector<uint8_t> rb = r ? pack(r, ny, rbits) : std::vector<uint8_t>();
   std::vector<uint8_t> wb = wt ? pack(wt, nw, wbits) : std::vector<uint8_t>();
   std::vector<uint8_t> yb((ny * ybits + 7) / 8 + 8, 0), ps(psum_bytes + 8, 0);
-  engine(desc, weights, xb.data(), yb.data(), r ? rb.data() : 0, ps.data(), wt ? wb.data() : 0);
+  engine(desc, 1, 0, weights, xb.data(), yb.data(), r ? rb.data() : 0, ps.data(), wt ? wb.data() : 0);
   unpack(yb.data(), ny, ybits, ysgn, y);
   return 0;
 }

@@ -159,19 +159,163 @@ inline void wr(uint8_t *m, i64 i, int bits, i64 value) {
   }
 }
 
-// Integer epilogue (float32 requantization, defined by codax/codegen/golden.py):
-//   v = float32(acc + bias) * M[ch]  (+ float32(res - zr) * MR when a residual is fused)
-//   q = clamp(rint(v) + zy, lo, hi)    rint = round half to even (the default FP rounding mode)
-inline int requant(int32_t acc, float m, bool has_res, int res, int zr, float mr, int zy, int lo, int hi) {
-  float v = (float)acc * m;
-  if (has_res) v = v + (float)(res - zr) * mr;
-  float r = rintf(v);
-  if (r > 1073741824.0f) r = 1073741824.0f;
-  if (r < -1073741824.0f) r = -1073741824.0f;
-  long q = (long)r + zy;
-  if (q < lo) q = lo;
-  if (q > hi) q = hi;
-  return (int)q;
+// ---- the requantizer, in integer arithmetic ---------------------------------------------------------
+// Requantization is defined in float32 (codax/codegen/golden.py: ONNX Runtime rounds through float32,
+// and every output must match it bit for bit), but the datapath stays integer: each float32 step below
+// is the IEEE-754 operation (round to nearest, ties to even) carried out exactly on integers, so the
+// store IP builds two 24 x 24-bit multipliers, a 28-bit adder, priority encoders and shifters, and no
+// floating-point core.
+// The multipliers stay float32 bit patterns in the descriptor and the weights blob.
+// A float32 value is held as (-1)^neg * sig * 2^q with sig < 2^24 and q >= -149 (the subnormals'
+// quantum); every finite float32 is one such pair, and when q > -149 sig is normalized (>= 2^23).
+// Inf and NaN are classes of their own, so every bit pattern a descriptor may hold gets the float
+// definition's result.
+enum F32Class { F32_FINITE = 0, F32_INF = 1, F32_NAN = 2 };
+const int F32_MIN_Q = -149;  // quantum of the subnormals: 2^-126 / 2^23
+const int F32_MAX_Q = 104;  // quantum of the largest binade: (2^24 - 1) * 2^104 is FLT_MAX
+
+struct Fp32 {
+  bool neg;
+  int cls;  // F32Class
+  uint32_t sig;
+  int q;
+};
+
+// Index of the highest set bit of v > 0: a six-level priority encoder (no data-dependent loop).
+inline int msb64(uint64_t v) {
+  int n = 0;  // the highest set bit is in [n, n + 2 * step): halve the interval six times
+  if (v >> (n + 32)) n += 32;
+  if (v >> (n + 16)) n += 16;
+  if (v >> (n + 8)) n += 8;
+  if (v >> (n + 4)) n += 4;
+  if (v >> (n + 2)) n += 2;
+  if (v >> (n + 1)) n += 1;
+  return n;
+}
+
+// v / 2^sh rounded to nearest, ties to even: IEEE's default rounding, and rint's. Callers keep
+// v < 2^62, so shifting by 63 (the cap) leaves less than half a unit, as any larger shift would.
+inline uint64_t shr_rne(uint64_t v, int sh) {
+  if (sh <= 0) return v;
+  if (sh > 63) sh = 63;
+  const uint64_t kept = v >> sh, rest = v & ((1ULL << sh) - 1), half = 1ULL << (sh - 1);
+  return kept + ((rest > half || (rest == half && (kept & 1))) ? 1 : 0);
+}
+
+// The float32 nearest to (-1)^neg * mag * 2^e (mag < 2^62): 24 significant bits, or the subnormals'
+// fixed quantum below 2^-126 (gradual underflow), and infinity past FLT_MAX. A caller that dropped
+// low bits ORs them into mag's lowest bit (a sticky bit), at least two bits below the rounding one.
+inline Fp32 fp_round(bool neg, uint64_t mag, int e) {
+  Fp32 r = {neg, F32_FINITE, 0, F32_MIN_Q};
+  if (mag == 0) return r;
+  int q = msb64(mag) + e - 23;
+  if (q < F32_MIN_Q) q = F32_MIN_Q;
+  uint64_t s = q >= e ? shr_rne(mag, q - e) : mag << (e - q);
+  if (s >> 24) {  // rounding carried into a 25th bit: 2^24 * 2^q is 2^23 * 2^(q + 1), exactly
+    s >>= 1;
+    ++q;
+  }
+  r.sig = (uint32_t)s;
+  r.q = q;
+  if (q > F32_MAX_Q) r.cls = F32_INF;  // round to nearest overflows to infinity
+  return r;
+}
+
+// A float32 bit pattern as sign, class and (sig, q): the hidden bit restored for normal numbers.
+inline Fp32 fp_decode(uint32_t bits) {
+  const int ex = (int)((bits >> 23) & 0xFF);
+  const uint32_t man = bits & 0x7FFFFF;
+  const int cls = ex == 255 ? (man ? F32_NAN : F32_INF) : F32_FINITE;
+  const Fp32 r = {(bits >> 31) != 0, cls, ex ? (man | 0x800000u) : man, ex ? ex - 150 : F32_MIN_Q};
+  return r;
+}
+
+// float32(v): an integer rounded to 24 significant bits.
+inline Fp32 fp_from_int(i64 v) { return fp_round(v < 0, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, 0); }
+
+// The integer value of float32(v) (|v| < 2^40): float32 integers above 2^24 are multiples of 2^(q >= 1).
+inline i64 f32_int(i64 v) {
+  const Fp32 f = fp_from_int(v);
+  const i64 mag = f.q >= 0 ? (i64)f.sig << f.q : (i64)(f.sig >> -f.q);  // q < 0 only below 2^24: exact
+  return f.neg ? -mag : mag;
+}
+
+// a * b in float32: the exact 48-bit product of the significands, rounded once.
+inline Fp32 fp_mul(const Fp32 &a, const Fp32 &b) {
+  const bool neg = a.neg != b.neg;
+  const bool zero = (a.cls == F32_FINITE && a.sig == 0) || (b.cls == F32_FINITE && b.sig == 0);
+  if (a.cls == F32_NAN || b.cls == F32_NAN || ((a.cls == F32_INF || b.cls == F32_INF) && zero)) {
+    const Fp32 nan = {neg, F32_NAN, 0, 0};
+    return nan;
+  }
+  if (a.cls == F32_INF || b.cls == F32_INF) {
+    const Fp32 inf = {neg, F32_INF, 0, 0};
+    return inf;
+  }
+  const ap_uint<24> sa = a.sig, sb = b.sig;
+  const ap_uint<48> p = sa * sb;
+  return fp_round(neg, p.to_uint64(), a.q + b.q);
+}
+
+// a + b in float32, as an adder with three guard bits: the operand of coarser quantum is widened by 3
+// bits, the other aligned to it with the bits shifted out ORed into its lowest bit (the sticky bit).
+// That rounds exactly: bits drop only when the quanta differ by 4 or more, and then |a| > 8 |b| keeps
+// the sum's quantum at least half of a's, so every rounding boundary (a float32 or a midpoint) is an
+// even multiple of the guard unit, while the jammed sum is odd and lies between the same boundaries
+// as the exact one (below it when adding, above it when subtracting: a is a multiple of 8 units).
+inline Fp32 fp_add(const Fp32 &x, const Fp32 &y) {
+  if (x.cls == F32_NAN || y.cls == F32_NAN || (x.cls == F32_INF && y.cls == F32_INF && x.neg != y.neg)) {
+    const Fp32 nan = {false, F32_NAN, 0, 0};
+    return nan;
+  }
+  if (x.cls == F32_INF) return x;
+  if (y.cls == F32_INF) return y;
+  if (y.sig == 0) return x;
+  if (x.sig == 0) return y;
+  const bool swap = y.q > x.q;
+  const Fp32 &a = swap ? y : x, &b = swap ? x : y;
+  const int d = a.q - b.q > 31 ? 31 : a.q - b.q;  // b.sig << 3 < 2^27: a shift of 31 clears it
+  const uint32_t aw = a.sig << 3, bw = b.sig << 3;
+  const uint32_t bt = (bw >> d) | ((bw & ((1u << d) - 1)) != 0 ? 1u : 0u);
+  if (a.neg == b.neg) return fp_round(a.neg, aw + bt, a.q - 3);
+  return aw >= bt ? fp_round(a.neg, aw - bt, a.q - 3) : fp_round(b.neg, bt - aw, a.q - 3);
+}
+
+// rint(v) (ties to even) clamped to +-2^30, as golden.py's np.clip(np.rint(v), -2^30, 2^30). NaN, which
+// the clamp passes, is the caller's: the float definition converts it to INT64_MIN (x86, NumPy).
+inline i64 fp_rint_clamped(const Fp32 &v) {
+  const uint64_t lim = 1ULL << 30;
+  uint64_t mag;
+  if (v.cls == F32_INF || v.q >= 7) mag = lim;  // q >= 7: normalized, so |v| >= 2^23 * 2^7
+  else if (v.q >= 0) mag = (uint64_t)v.sig << v.q;  // below 2^30: exact
+  else mag = shr_rne(v.sig, -v.q);  // rounds to at most 2^30
+  return v.neg ? -(i64)mag : (i64)mag;
+}
+
+// A float32 bound of the descriptor (D_CLAMP) as an integer, truncated toward zero as a C cast does;
+// infinities and NaN saturate at +-2^62, beyond any output.
+inline i64 f32_bits_to_int(uint32_t bits) {
+  const Fp32 f = fp_decode(bits);
+  uint64_t mag;
+  if (f.cls != F32_FINITE || f.q >= 39) mag = 1ULL << 62;  // q >= 39: |f| >= 2^23 * 2^39
+  else if (f.q >= 0) mag = (uint64_t)f.sig << f.q;
+  else mag = f.sig >> (-f.q > 31 ? 31 : -f.q);  // sig < 2^24: 31 bits shift it all out
+  return f.neg ? -(i64)mag : (i64)mag;
+}
+
+// Integer epilogue (float32 requantization, defined by codax/codegen/golden.py), on the float32 bit
+// patterns of the multipliers M[ch] (`m`) and MR (`mr`):
+//   v = float32(acc + bias) * M[ch]  (+ (float32(res) - float32(zr)) * MR when a residual is fused)
+//   q = clamp(rint(v) + zy, lo, hi)    rint = round half to even, clamped to +-2^30 first
+inline i64 requant(int32_t acc, uint32_t m, bool has_res, i64 res, int zr, uint32_t mr, int zy, i64 lo,
+                   i64 hi) {
+  Fp32 v = fp_mul(fp_from_int(acc), fp_decode(m));
+  if (has_res) {  // float32(res) - float32(zr) is an integer: float32 integers subtract exactly
+    v = fp_add(v, fp_mul(fp_from_int(f32_int(res) - f32_int(zr)), fp_decode(mr)));
+  }
+  // NaN (inf - inf, from multipliers past 2^96) converts to INT64_MIN, and the zero point wraps it
+  const i64 q = v.cls == F32_NAN ? (i64)((1ULL << 63) + (uint64_t)(i64)zy) : fp_rint_clamped(v) + zy;
+  return q < lo ? lo : (q > hi ? hi : q);
 }
 
 inline i64 wrap(i64 v, int bits) {  // two's complement wrap to `bits` (the accumulator's width)
@@ -202,11 +346,19 @@ struct Memory {
 // operand read, multiply, accumulate, write back); a transfer's time is its beats at the port's width.
 // Every DRAM transfer pays the DRAM latency once (Memory::axi_latency, accel.yaml dram.latency): its
 // bursts are issued back to back and the m_axi adapter keeps several in flight, so only the first
-// one's latency is exposed. A call first fetches its descriptor (DESC_WORDS words) over the same
-// port: one burst, latency plus its beats, before decode can start.
+// one's latency is exposed. A call's descriptor (DESC_WORDS words) crosses the same port: the call
+// before prefetched it while its layer ran (its beats the first on the port, done at latency plus
+// beats: the call waits only for what of that outlasted the layer before), or, for a run's first call
+// or an out-of-order one, the call fetches it first, latency plus beats, before decode can start.
 const int COMPUTE_II = 1;
 
 inline double &cycles_total() {
+  static double c = 0;
+  return c;
+}
+
+// The last call's exposed descriptor fetch (CODAX_COUNT): cycles it waited for its descriptor.
+inline double &last_fetch_cycles() {
   static double c = 0;
   return c;
 }
@@ -492,30 +644,36 @@ LOAD_O:
   return n * bits;
 }
 
-// The fused epilogue of one final output element (accumulator `acc` of channel `ch`).
+// The fused epilogue of one final output element (accumulator `acc` of channel `ch`). FLOAT_OK: the
+// engine runs float layers (accel.yaml); only then is the float32 epilogue built, as the PE array's
+// float MAC is. Integer layers take integers only: the clamp bounds are read from their float32 bit
+// patterns, the requantization is requant's integer emulation of float32.
+template <bool FLOAT_OK>
 inline i64 epilogue(const Ctx &c, i64 acc, int ch, i64 raddr) {
   const int32_t *d = c.d;
-  const float lo = f32(d[D_CLAMP]), hi = f32(d[D_CLAMP + 1]);
-  if (c.is_float) {
+  if (FLOAT_OK && c.is_float) {
+    const float lo = f32(d[D_CLAMP]), hi = f32(d[D_CLAMP + 1]);
     float v = f32(acc);
     if (d[D_HAS_BIAS]) v = v + f32(rd(c.dram.wblob + d[D_B_OFF], ch, 32, false));
     if (d[D_HAS_RES]) v = v + f32(rd(c.dram.r, raddr, 32, false));
     v = v < lo ? lo : (v > hi ? hi : v);
     return bits32(v);
   }
+  const i64 lo = f32_bits_to_int((uint32_t)d[D_CLAMP]), hi = f32_bits_to_int((uint32_t)d[D_CLAMP + 1]);
   i64 a = acc;
   if (d[D_HAS_BIAS]) a = wrap(a + rd(c.dram.wblob + d[D_B_OFF], ch, 32, true), c.bits[OP_O]);
-  const int res = d[D_HAS_RES] ? (int)rd(c.dram.r, raddr, c.rbits, c.rsgn) : 0;
+  const i64 res = d[D_HAS_RES] ? rd(c.dram.r, raddr, c.rbits, c.rsgn) : 0;
   if (d[D_REQUANT]) {
-    const float m = f32(rd(c.dram.wblob + d[D_M_OFF], ch, 32, false));
-    return requant((int32_t)a, m, d[D_HAS_RES] != 0, res, c.zr, f32(d[D_M_RES]), c.zy, (int)lo, (int)hi);
+    const uint32_t m = (uint32_t)rd(c.dram.wblob + d[D_M_OFF], ch, 32, false);
+    return requant((int32_t)a, m, d[D_HAS_RES] != 0, res, c.zr, (uint32_t)d[D_M_RES], c.zy, lo, hi);
   }
-  i64 v = a + (d[D_HAS_RES] ? (i64)(res - c.zr) : 0);
-  return v < (i64)lo ? (i64)lo : (v > (i64)hi ? (i64)hi : v);
+  const i64 v = a + (d[D_HAS_RES] ? res - c.zr : 0);
+  return v < lo ? lo : (v > hi ? hi : v);
 }
 
 // Output tile out: to its on-chip parent, or to DRAM -- partial sums until its last visit, then the
 // final values through the epilogue at output width.
+template <bool FLOAT_OK>
 inline i64 store_o(Ctx &c, int h, int par, bool last) {
   const int *o = c.o[OP_O][h], *e = c.e[OP_O][h];
   const uint8_t *src = c.buf(OP_O, h);
@@ -539,7 +697,7 @@ STORE_O:
               const i64 at = strided(c.ys, n_, g_, k_, p_, q_), rat = strided(c.rs, n_, g_, k_, p_, q_);
               c.port.touch(at, c.ybits);
               if (c.d[D_HAS_RES]) c.rport.touch(rat, c.rbits);
-              wr(dst, at, c.ybits, epilogue(c, v, g_ * c.bound[DK] + k_, rat));
+              wr(dst, at, c.ybits, epilogue<FLOAT_OK>(c, v, g_ * c.bound[DK] + k_, rat));
             } else {
               const i64 at = o_parent_at(c, h, par, a, b, k, p, q);
               if (par == 0) c.port.touch(at, bits);
@@ -806,12 +964,13 @@ inline void load_task(Ctx &c, TokenQueue full[3][MAX_LEVELS], TokenQueue free[3]
 // STORE: move copy `copy` of output level h out to the parent's copy `pcopy` (or DRAM).
 inline bool store_ready(TokenQueue done[MAX_LEVELS], const Insn &i) { return !done[i.h].empty(); }
 
+template <bool FLOAT_OK>
 inline void store_task(Ctx &c, TokenQueue free[3][MAX_LEVELS], TokenQueue done[MAX_LEVELS],
                        TokenQueue ps[MAX_LEVELS], const Insn &i) {
   const Token k_done = done[i.h].read();
   c.bind(OP_O, i.h, i.copy);
   if (i.par) c.bind(OP_O, i.par, i.pcopy);
-  const i64 bits = store_o(c, i.h, i.par, i.last);
+  const i64 bits = store_o<FLOAT_OK>(c, i.h, i.par, i.last);
   Token k_end = stamp(0);
 #ifndef CODAX_HW
   Clock &k = clock();
@@ -1031,11 +1190,12 @@ inline bool load_step(LoadIP &ip, const int32_t *desc, const Memory &mem, const 
   return true;
 }
 
+template <bool FLOAT_OK>
 inline bool store_step(StoreIP &ip, const int32_t *desc, const Memory &mem, const Dram &dram, Headers &hd,
                        hls::stream<Insn> &insns, TokenQueue free[3][MAX_LEVELS], TokenQueue done[MAX_LEVELS],
                        TokenQueue ps[MAX_LEVELS]) {
   if (!hold_next(ip, insns, desc, mem, dram, hd) || !store_ready(done, ip.i)) return false;
-  store_task(ip.c, free, done, ps, ip.i);
+  store_task<FLOAT_OK>(ip.c, free, done, ps, ip.i);
   ip.has = false;
   return true;
 }
@@ -1059,7 +1219,7 @@ struct Sim {
   hls::stream<CInsn> compute;  // decode -> the compute task
   TokenQueues tq;
   Headers hd;
-  int32_t desc[DESC_WORDS];
+  const int32_t *desc;  // the call's copy in its engine's descriptor memory (E::decode sets it)
   Dram dram;
 };
 
@@ -1254,16 +1414,53 @@ DECODE:
   }
 }
 
+// ---- the descriptor fetch (VTA's fetch module: instructions fetched ahead of the work) ---------------
+// The decode IP's descriptor memory holds two copies: call c decodes copy c & 1. A call whose descriptor
+// the call before prefetched starts on it at once; any other (a run's first call, an out-of-order call)
+// fetches its own first. Every call then prefetches call + 1 of the program (when there is one) into the
+// other copy while its layer runs. Between calls only `next`, the index of the prefetched call, survives;
+// the program is constant in DRAM, so the copy stays valid across the host's ops between calls.
+inline bool desc_prefetched(int next, int call) { return call == next; }
+inline bool desc_prefetches(int calls, int call) { return call + 1 < calls; }
+
+// Returns whether the call fetched its own descriptor (it was not prefetched).
+inline bool fetch_descriptors(const int32_t *program, int calls, int call, int32_t copies[2][DESC_WORDS],
+                              int &next) {
+  const int32_t *own = program + (long)call * DESC_WORDS;
+  const bool fetched = !desc_prefetched(next, call);
+  if (fetched) memcpy(copies[call & 1], own, sizeof(int32_t) * DESC_WORDS);  // one burst
+  next = desc_prefetches(calls, call) ? call + 1 : -1;
+  if (next >= 0) memcpy(copies[next & 1], own + DESC_WORDS, sizeof(int32_t) * DESC_WORDS);
+  return fetched;
+}
+
 #ifndef CODAX_HW
-// One call in C-simulation: the decode IP fetches the descriptor on chip and decodes the layer, running
-// the scheduler whenever a queue fills; then the IPs run until the queues are empty.
+// C-simulation's check of the decode IP's premise: a prefetched copy is the program's descriptor (the
+// program did not change between the calls).
+inline void check_prefetched(const int32_t *copy, const int32_t *program, int call) {
+  if (memcmp(copy, program + (long)call * DESC_WORDS, sizeof(int32_t) * DESC_WORDS) != 0) {
+    fprintf(stderr, "codax engine: call %d's prefetched descriptor is not the program's: the program changed "
+                    "between calls (run a new program from its first call)\n", call);
+    abort();
+  }
+}
+
+// One call in C-simulation: the decode IP takes the call's descriptor (prefetched, or fetched now),
+// prefetches the next one and decodes the layer, running the scheduler whenever a queue fills; then the
+// IPs run until the queues are empty. `program` holds `calls` descriptors; this call runs `call`.
 template <class E>
-void run_layer(const int32_t *desc, const Dram &dram) {
+void run_layer(const int32_t *program, int calls, int call, const Dram &dram) {
   Sim &m = sim();
   queues_drain(m);
   memset(&clock(), 0, sizeof(Clock));
   m.dram = dram;
-  E::decode(m, desc);
+  const int desc_beats = (DESC_WORDS * 4 + E::BEAT_BYTES - 1) / E::BEAT_BYTES;
+  const double fetch = E::AXI_LATENCY + desc_beats;  // one descriptor's round trip through the port
+  const bool prefetches = desc_prefetches(calls, call);
+  // the prefetch is the first transfer on the DRAM port as the layer starts: the layer's own
+  // transfers share the port's width with its beats; it is in at latency + beats
+  if (prefetches) clock().port_work[0] += desc_beats;
+  const bool fetched = E::decode(m, program, calls, call);
   run_tasks<E>(m);
   bool left = !m.compute.empty();
   for (int p = 0; p < MAX_LEVELS; ++p) left = left || !m.load[p].empty() || !m.store[p].empty();
@@ -1272,12 +1469,16 @@ void run_layer(const int32_t *desc, const Dram &dram) {
     abort();
   }
   queues_drain(m);
+  // a fetched descriptor comes first, every task's clock starting when it is in (decode needs it);
+  // a prefetched one costs what of its prefetch outlasted the call before
+  const double exposed = fetched ? fetch : E::prefetch_slack();
+  E::prefetch_slack() = prefetches ? maxd(0.0, fetch - clock().end) : 0.0;
 #ifdef CODAX_COUNT
-  // the descriptor's fetch comes first: one burst of DESC_WORDS int32 words through the DRAM port;
-  // every task's clock starts when it is in (decode needs it), so it shifts them all alike
-  const int desc_beats = (DESC_WORDS * 4 + E::BEAT_BYTES - 1) / E::BEAT_BYTES;
-  counts().beats += desc_beats;
-  cycles_total() += E::AXI_LATENCY + desc_beats + clock().end;
+  counts().beats += (fetched ? desc_beats : 0) + (prefetches ? desc_beats : 0);
+  cycles_total() += exposed + clock().end;
+  last_fetch_cycles() = exposed;
+#else
+  (void)exposed;
 #endif
 }
 #endif

@@ -16,7 +16,9 @@
 #include <vector>
 #include <stdint.h>
 
-void codax_top(const int32_t *program, int call, const uint8_t *weights, uint8_t *act);
+#include "codax_program.h"
+
+void codax_top(const int32_t *program, int calls, int call, const uint8_t *weights, uint8_t *act);
 
 static bool read_file(const std::string &path, std::vector<uint8_t> &buf) {
   FILE *f = fopen(path.c_str(), "rb");
@@ -38,6 +40,8 @@ int main() {
   }
   std::vector<int32_t> program(prog_bytes.size() / 4 + 1);
   memcpy(program.data(), prog_bytes.data(), prog_bytes.size());
+  // calls run in schedule order: each finds its descriptor prefetched by the call before
+  const int calls = (int)(prog_bytes.size() / (4 * codax::DESC_WORDS));
   std::ifstream manifest("tb_data/manifest.txt");
   if (!manifest) {
     printf("codax tb: tb_data/manifest.txt missing\n");
@@ -73,7 +77,11 @@ int main() {
     long off, bytes;
     std::string file;
     in >> index >> off >> bytes >> file >> is_float;
-    codax_top(program.data(), index, weights.data(), act.data());
+    if (index < 0 || index >= calls) {
+      printf("codax tb: call %d is not a call of program.bin (%d calls)\n", index, calls);
+      return 2;
+    }
+    codax_top(program.data(), calls, index, weights.data(), act.data());
     std::vector<uint8_t> g;
     if (!read_file("tb_data/" + file, g) || (long)g.size() != bytes) {
       printf("codax tb: tb_data/%s missing\n", file.c_str());
