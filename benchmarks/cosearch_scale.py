@@ -8,17 +8,25 @@ Settings (random images written in the layouts codax reads, so the data path is 
   20 GB).
 Each (setting, step) runs in its own process, so a step's peak resident memory is its own (the
 architecture step's peak does not include the weight step's and the reverse). Step times are the
-median of `--steps` steps on sampled paths; the peak includes one last step with every block on its
-largest op (the most memory any sample can take). Both steps run one
-sampled path per block; the rows are measured with `search.recompute: true` (each unit's
-activations recomputed in backward) and report the same steps without it (`*_no_recompute`).
-The device is picked as the search picks it (CUDA when present); on CUDA the peak allocated GPU
-memory is reported too. The cost tables are the mapping templates' (`search.relaxed_cost:
-templates`): the step contracts tables of the same shape either way, and the mapper's, built in
-seconds per accelerator point, would put table refreshes inside the timed steps. Step times on a
-shared machine move with its load (`load_average_at_end`).
+median of `--steps` steps on sampled paths (and their mean); the peak includes one last step with
+every block on its largest op (the most memory any sample can take). The weight step runs one
+sampled path per block, the architecture step a sampled pair.
 
-    .venv/bin/python benchmarks/cosearch_scale.py [--steps 3] [--threads 1] [--settings cifar22_32x32_b64]
+The rows are the DEFAULT configuration (`defaults: true`): the config sets only the data, the
+preset and the batch size (plus `warmup_epochs: 0`, which no step reads), so `search.recompute`
+is its default `auto` (each row says what it resolved to: `recomputed`) and the cost tables are the
+default `search.relaxed_cost` (the exact mapper's). Tables are built when a step first asks for an
+accelerator point: `table_build_s` is their time in the architecture step's process (the
+constructor's reference point and the first, untimed step's points), `table_build_in_steps_s`
+the part inside the timed steps (points first drawn there; it is in their step times), and
+`hw_fraction` the hardware term's share of the mean architecture step (table builds included).
+`--compare SETTING...` adds those settings' steps with `search.recompute` forced false
+(`*_recompute_false`: every activation kept). The device is picked as the search picks it (CUDA
+when present); on CUDA the peak allocated GPU memory is reported too. Step times on a shared machine
+move with its load (`load_average_at_start`, `load_average_at_end`).
+
+    .venv/bin/python benchmarks/cosearch_scale.py [--steps 3] [--threads 1]
+        [--settings cifar22_32x32_b64 ...] [--compare cifar22_32x32_b64 ...]
 """
 
 from __future__ import annotations
@@ -76,23 +84,17 @@ def write_image_folder(root: Path, n: int, size: int, classes: int = 10) -> None
         Image.fromarray(img).save(c / f"{i}.jpg", quality=90)
 
 
-def config(setting: dict, root: Path, recompute: bool) -> dict:
+def config(setting: dict, root: Path, recompute: bool | None = None) -> dict:
+    """The setting's search config: the defaults but for the data, the preset and the batch size
+    (`warmup_epochs: 0` too, read by the epoch loop only, which the steps here do not run);
+    `recompute` forces search.recompute (None: its default)."""
     data = {"name": setting["data"], "root": str(root)}
     if setting["data"] == "imagefolder":
         data["image_size"] = setting["size"]
-    return {
-        "data": data,
-        "network": {"preset": setting["preset"]},
-        # the step's hardware term contracts cost tables of the same shape whatever fills them; the
-        # templates fill them in milliseconds, the mapper in seconds per accelerator point, and a
-        # refresh would be timed as part of the step it falls in (cosearch_step_cost.py measures it)
-        "search": {
-            "batch_size": setting["batch"],
-            "warmup_epochs": 0,
-            "recompute": recompute,
-            "relaxed_cost": "templates",
-        },
-    }
+    search = {"batch_size": setting["batch"], "warmup_epochs": 0}
+    if recompute is not None:
+        search["recompute"] = recompute
+    return {"data": data, "network": {"preset": setting["preset"]}, "search": search}
 
 
 def largest_ops(cs):
@@ -112,7 +114,7 @@ def largest_ops(cs):
     return pick
 
 
-def child(name: str, step: str, root: str, steps: int, threads: int, recompute: bool) -> None:
+def child(name: str, step: str, root: str, steps: int, threads: int, recompute: bool | None) -> None:
     """One (setting, step) in this process: times `steps` steps after a warm-up one; prints JSON."""
     import torch
 
@@ -123,7 +125,16 @@ def child(name: str, step: str, root: str, steps: int, threads: int, recompute: 
     cs = CoSearch(load_config(config(SETTINGS[name], Path(root), recompute)))
     it = iter(cs.data.loader("train" if step == "weight" else "val", cs.cfg.search.batch_size, seed=0))
     tau = cs.tau(0)
-    times, hw = [], []
+    times, hw, recomputed = [], [], []
+    sn, forward = cs.supernet, cs.supernet.forward
+
+    def noting_forward(x, op_w, *args, **kw):  # what `recompute` resolved to in each step's forward
+        if torch.is_grad_enabled():
+            recomputed.append(sn.recomputes(x.shape[0], op_w, kw.get("run"), kw.get("units")))
+        return forward(x, op_w, *args, **kw)
+
+    sn.forward = noting_forward
+    table_s = [cs.hw.table_seconds]
     for i in range(steps + 2):
         x, y = (t.to(cs.device) for t in next(it))
         if i == steps + 1:  # last: every block on its largest op (the most memory any sample takes)
@@ -137,13 +148,20 @@ def child(name: str, step: str, root: str, steps: int, threads: int, recompute: 
             cs.arch_step(x, y, tau)
         if cs.device.type == "cuda":
             torch.cuda.synchronize()
-        if 0 < i <= steps:  # the first step warms up allocators and caches
+        table_s.append(cs.hw.table_seconds)
+        if 0 < i <= steps:  # the first step warms up allocators and caches (and builds tables)
             times.append(time.perf_counter() - t0)
             if step == "arch":
                 hw.append(cs.hw_seconds)
     out = {
         "step_s": statistics.median(times),
-        "hw_s": statistics.median(hw) if hw else None,
+        "mean_step_s": statistics.mean(times),
+        "hw_fraction": statistics.mean(hw) / statistics.mean(times) if hw else None,
+        "table_build_s": cs.hw.table_seconds,
+        "table_build_in_steps_s": table_s[steps + 1] - table_s[1],
+        "recomputed": sorted(set(recomputed)),
+        "relaxed_cost": cs.cfg.search.relaxed_cost,
+        "recompute_setting": cs.cfg.search.recompute,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,  # KB on Linux
         "device": str(cs.device),
         "candidate_ops": cs.net.max_ops,
@@ -154,8 +172,12 @@ def child(name: str, step: str, root: str, steps: int, threads: int, recompute: 
     print(json.dumps(out))
 
 
-def run(name: str, steps: int, threads: int) -> dict:
+FORCED = {"default": None, "recompute_false": False}  # search.recompute per variant (None: default)
+
+
+def run(name: str, steps: int, threads: int, compare: bool) -> dict:
     s = SETTINGS[name]
+    variants = list(FORCED) if compare else ["default"]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if s["data"] == "cifar10":
@@ -163,22 +185,30 @@ def run(name: str, steps: int, threads: int) -> dict:
         else:
             write_image_folder(root, s["batch"] * (steps + 1) * 4, s["size"])
         res = {}
-        for recompute in (True, False):
+        for variant in variants:
             for step in ("weight", "arch"):
                 cmd = [sys.executable, __file__, "--child", name, step, str(root), str(steps), str(threads)]
-                p = subprocess.run(cmd + [str(int(recompute))], capture_output=True, text=True, check=False)
+                p = subprocess.run(cmd + [variant], capture_output=True, text=True, check=False)
                 if p.returncode:
-                    raise RuntimeError(f"{name} {step} step failed:\n{p.stderr[-3000:]}")
-                res[step, recompute] = json.loads(p.stdout.strip().splitlines()[-1])
-    w, a = res["weight", True], res["arch", True]
-    w0, a0 = res["weight", False], res["arch", False]
+                    raise RuntimeError(f"{name} {step} step ({variant}) failed:\n{p.stderr[-3000:]}")
+                res[step, variant] = json.loads(p.stdout.strip().splitlines()[-1])
+    w, a = res["weight", "default"], res["arch", "default"]
     row = {
         "setting": name,
+        "defaults": True,
+        "recompute": a["recompute_setting"],
+        "weight_recomputed": w["recomputed"],
+        "arch_recomputed": a["recomputed"],
+        "relaxed_cost": a["relaxed_cost"],
         "weight_step_s": w["step_s"],
         "arch_step_s": a["step_s"],
+        "weight_mean_step_s": w["mean_step_s"],
+        "arch_mean_step_s": a["mean_step_s"],
         "weight_peak_rss_gb": w["peak_rss_gb"],
         "arch_peak_rss_gb": a["peak_rss_gb"],
-        "hw_fraction": a["hw_s"] / a["step_s"],
+        "hw_fraction": a["hw_fraction"],
+        "table_build_s": a["table_build_s"],
+        "table_build_in_steps_s": a["table_build_in_steps_s"],
         "device": a["device"],
         "batch": s["batch"],
         "image_size": s["size"],
@@ -187,44 +217,51 @@ def run(name: str, steps: int, threads: int) -> dict:
         "candidate_ops": a["candidate_ops"],
         "peak_rss_target_gb": s["limit_gb"],
         "meets_target": max(w["peak_rss_gb"], a["peak_rss_gb"]) <= s["limit_gb"],
-        "recompute": True,
-        # the same steps keeping every activation (search.recompute: false): the sampled paths alone
-        "weight_step_s_no_recompute": w0["step_s"],
-        "arch_step_s_no_recompute": a0["step_s"],
-        "weight_peak_rss_gb_no_recompute": w0["peak_rss_gb"],
-        "arch_peak_rss_gb_no_recompute": a0["peak_rss_gb"],
     }
     for k in ("peak_gpu_gb",):
         if k in a:
             row[f"weight_{k}"], row[f"arch_{k}"] = w[k], a[k]
+    for variant in variants[1:]:  # the same steps with search.recompute forced
+        for step in ("weight", "arch"):
+            r = res[step, variant]
+            row[f"{step}_step_s_{variant}"] = r["step_s"]
+            row[f"{step}_peak_rss_gb_{variant}"] = r["peak_rss_gb"]
     return row
 
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), sys.argv[7] == "1")
+        child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), FORCED[sys.argv[7]])
         return 0
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--compare", nargs="*", default=[], help="settings also run with search.recompute false")
     ap.add_argument("--settings", nargs="*", default=list(SETTINGS))
     ap.add_argument("--out", default=str(ROOT / "results" / "cosearch_scale.json"))
     args = ap.parse_args()
+    load_at_start = os.getloadavg()
     rows = []
     for name in args.settings:
-        row = run(name, args.steps, args.threads)
+        row = run(name, args.steps, args.threads, name in args.compare)
         rows.append(row)
         print(
-            f"{name:20s} weight {row['weight_step_s']:6.2f} s {row['weight_peak_rss_gb']:5.2f} GB   "
+            f"{name:20s} defaults (recompute {row['recompute']}: weight {row['weight_recomputed']}, "
+            f"arch {row['arch_recomputed']}; relaxed_cost {row['relaxed_cost']})   "
+            f"weight {row['weight_step_s']:6.2f} s {row['weight_peak_rss_gb']:5.2f} GB   "
             f"arch {row['arch_step_s']:6.2f} s {row['arch_peak_rss_gb']:5.2f} GB   "
-            f"hw {row['hw_fraction']:.1%}   {row['device']}   without recompute: weight "
-            f"{row['weight_peak_rss_gb_no_recompute']:.2f} GB, "
-            f"arch {row['arch_peak_rss_gb_no_recompute']:.2f} GB   "
+            f"hw {row['hw_fraction']:.1%}   tables {row['table_build_s']:.1f} s "
+            f"({row['table_build_in_steps_s']:.1f} s in timed steps)   {row['device']}   "
             f"target {row['peak_rss_target_gb']} GB: {'met' if row['meets_target'] else 'MISSED'}",
             flush=True,
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    meta = {"threads": args.threads, "steps": args.steps, "load_average_at_end": os.getloadavg()}
+    meta = {
+        "threads": args.threads,
+        "steps": args.steps,
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": os.getloadavg(),
+    }
     Path(args.out).write_text(json.dumps({**meta, "rows": rows}, indent=2))
     return 0
 

@@ -1,50 +1,60 @@
-"""Co-search vs a two-stage flow, a fixed accelerator, and sample-based co-exploration, on digits.
+"""Co-search vs a two-stage flow and a fixed accelerator on digits, over search seeds, scored on
+held-out images; and a sweep of the hardware weight.
 
-At equal search budget (same epochs and steps for every gradient search, and the same derivation:
-each method's argmax designs of its last epochs trained with the same recipe and seeds and picked
-by the one-standard-error rule, see baselines.derive_by_training and CoSearch.derive):
-  (a) two-stage: network searched under a FLOPs proxy (parsimony in its derivation: fewer MACs),
-      then the best accelerator for it (every feasible point of the same accelerator space, exact
-      evaluation of the winner);
-  (b) fixed accelerator: the network searched for the library design zc706-int8 (parsimony: FPS
-      on it), evaluated on it;
-  (c) co-search: network + bitwidths + accelerator together, lambda adapted to a target FPS equal to
-      the best baseline FPS, widths of the derived design fitted to the target (refine.py); its
-      search time includes that derivation.
-Every derived network is retrained from scratch with the same recipe and the same seeds (the
-initialisation included), fake-quantised at the widths its accelerator runs; accuracy is the mean
-test accuracy of --folds-fold cross-validation over the whole data set with --seeds retrainings per
-fold (every image tested once per seed; see final_accuracy), FPS from the exact mapper and cost
-model. Retrainings are paired by (fold, seed) across methods: the co-search's accuracy minus each
-baseline's is reported as the mean of the paired differences with its standard error over runs,
-and over seeds and images (see paired_difference). The co-search's derivation ranks its fitted
-candidates by `val` accuracy after training on `train` with the same recipe (--retrain epochs; see
-CoSearch.derive), inside its search time; no choice of any search looks at the test split.
-A reference design, the fixed baseline's network on the co-search's accelerator, shows whether the
-co-search's space holds a design that dominates both baselines (its accuracy is the fixed row's).
+Protocol (every search, every method):
+- Data: one train / val / test split of the 1,797 digits for every search (data seed DATA_SEED,
+  whatever the search seed; data.load_data draws `test` first and train / val from the rest, so the
+  three are disjoint). Searches train weights on `train` and logits on `val`; derivations rank on
+  `val`; nothing before the final scoring reads `test`.
+- Methods, each searched with --seeds search seeds (0, 1, ...) at the same epochs and steps:
+  (a) two-stage: the network searched under a FLOPs proxy, derived among its last argmax designs by
+      training (baselines.derive_by_training, parsimony: fewer MACs), then the fastest accelerator for
+      it by the exact mapper (baselines.best_accelerator_for: the mapping templates shortlist the
+      top --shortlist fitting points, the mapper picks among them; 0: every fitting point);
+  (b) fixed accelerator: the network searched for the library design zc706-int8 and derived the same
+      way (parsimony: FPS on it), evaluated on that design;
+  (c) co-search: network, widths and accelerator together, lambda adapted to a target FPS (--target
+      x the faster baseline of the same seed), the derived design fitted to it (CoSearch.derive).
+- Sweep: the co-search with a fixed hardware weight (search.lambda, no target FPS) at each of
+  --weights; the weight 0 (no hardware term) with --weight0-seeds seeds, the others with one. Its
+  design is the search's argmax (what `codax search` derives without a target).
+- Scoring: each derived network retrained from scratch with the search's retraining recipe (train +
+  val, fake-quantised at its widths, --retrain epochs) from --retrain-seeds seeds (RETRAIN_SEED,
+  RETRAIN_SEED + 1, ...: the same for every design), accuracy on `test`, mean over those seeds; FPS
+  and energy from the exact mapper and cost model (the library design's for (b)).
+- Per method: mean and sample standard deviation over search seeds of held-out accuracy, FPS and
+  energy; the hypervolume of its (held-out accuracy, FPS) points above the reference point (accuracy
+  HV_ACC, FPS half the smallest FPS of any design in the run), FPS divided by the reference FPS so the
+  figure has no unit; the same for the sweep's points.
+- Optional (--sample-budget > 0): sample-based co-exploration (random sampling and regularised
+  evolution) against the seed-0 co-search, until a sample reaches the co-search result's brief-training
+  reward or the budget (x the co-search time) runs out; skipped when the budget is 0 (the JSON says so).
 
-Search efficiency: sample-based co-exploration -- random sampling and regularised evolution of
-(network, bits, accelerator) designs, each evaluated exactly and, when it meets the FPS target,
-briefly trained -- runs until a sample reaches the co-search result's reward (brief-training
-validation accuracy, mean over --brief-seeds trainings, with exact FPS >= the target; the same
-brief training for both) or its time
-budget (--sample-budget x the co-search time) runs out, --sampler-seeds times per sampler (seeds
-0, 1, ...: one run's time to reach is mostly its luck). Each run's ratio is its time to reach over
-the co-search time (a lower bound, its budget's, when it does not reach); the printed figure per
-sampler is the median over its runs (see median_ratio).
+Jobs run in --jobs worker processes (one thread each), seed by seed with the sweep spread between
+(job_order); a co-search job starts once both baselines of its seed are done (its target is their
+FPS). The JSON is rewritten after every job ("complete": false until the last). The relaxed cost
+tables (a mapper search per supernet layer and accelerator point, seconds each) are the same for
+every job of a run, so each job starts with the tables earlier jobs built (--table-cache, emptied at
+the start of a run); a search's time therefore depends on the jobs before it and is not compared.
+The derivations' training (ranking candidates on `val`) runs --derive-epochs epochs, --derive-seeds
+seeds; `args` in the JSON records every such setting of the run.
 
-    .venv/bin/python benchmarks/cosearch_vs_baselines.py [--epochs 16] [--quick]
+    .venv/bin/python benchmarks/cosearch_vs_baselines.py [--epochs 24] [--jobs 2] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import hashlib
 import json
+import os
+import statistics
 import sys
+import tempfile
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
@@ -57,11 +67,14 @@ from codax.search.baselines import (  # noqa: E402
     brief_reward,
     coexploration,
     derive_by_training,
+    exact_network_cost,
 )
 from codax.search.config import load_config  # noqa: E402
 from codax.search.cosearch import CoSearch  # noqa: E402
-from codax.search.derive import Design, build_graph, exact_cost  # noqa: E402
-from codax.search.finalize import train_from_scratch  # noqa: E402
+from codax.search.data import load_data  # noqa: E402
+from codax.search.derive import build_graph, exact_cost  # noqa: E402
+from codax.search.finalize import accuracy, train_from_scratch  # noqa: E402
+from codax.search.mappertable import MAPPER_OBJECTIVES  # noqa: E402
 
 ZC706 = {
     "rows": 16,
@@ -70,374 +83,484 @@ ZC706 = {
     "dataflow": "weight-stationary",
     "double_buffer": True,
 }
+DATA_SEED = 0  # one split for every search: its `test` images are held out from all of them
+RETRAIN_SEED = 1000  # first retraining seed of the scoring (the same seeds for every design)
+HV_ACC = 0.9  # hypervolume reference accuracy
+METHODS = ("two-stage", "fixed", "co-search")
+LABELS = {
+    "two-stage": "two-stage (FLOPs, then accelerator by the mapper)",
+    "fixed": "fixed accelerator (zc706-int8)",
+    "co-search": "co-search (codax)",
+}
 
 
-def search(cfg: dict) -> tuple[CoSearch, float]:
+# --- one search and its scoring (runs in a worker process) ---------------------------------------
+def search_config(args: dict, kind: str, seed: int, weight: float | None, target: float | None) -> dict:
+    s = {
+        "epochs": args["epochs"],
+        "warmup_epochs": args["warmup"] if args["warmup"] is not None else max(1, args["epochs"] // 4),
+        "objective": "latency",
+        "derive_train_epochs": args["derive_epochs"],
+        "derive_train_seeds": args["derive_seeds"],
+        "derive_candidates": args["derive_candidates"],
+        "max_steps_per_epoch": args["max_steps"],
+    }
+    cfg: dict = {"seed": seed, "search": s, "retrain": {"epochs": args["retrain"]}}
+    if kind == "two-stage":
+        s["objective"] = "flops"
+    elif kind == "fixed":
+        cfg["accelerator"] = {"fixed": ZC706}
+    elif kind == "co-search":
+        s["target_fps"] = target
+    elif kind == "sweep":
+        s["lambda"] = weight
+    else:
+        raise ValueError(f"kind must be two-stage, fixed, co-search or sweep, got {kind!r}")
+    return cfg
+
+
+def new_search(cfg: dict) -> CoSearch:
+    """A search whose data is the shared split: CoSearch draws its split from the search seed, which
+    would put one seed's test images in another seed's train / val."""
     cs = CoSearch(load_config(cfg))
-    t0 = time.perf_counter()
-    for _ in range(cs.cfg.search.epochs):
-        cs.run_epoch(progress=False)
-    return cs, time.perf_counter() - t0
+    cs.data = load_data(cs.cfg, DATA_SEED)
+    return cs
 
 
-def cv_folds(data, k: int, seed: int = 0) -> list[SimpleNamespace]:
-    """k folds over every image of the data set (train, val and test together), each a split with
-    4/5 of the images to train on and the rest to test on: every image is tested once. The images
-    are already normalised (by the training split's statistics), so the folds share one scale."""
-    x = torch.cat([data.train[0], data.val[0], data.test[0]])
-    y = torch.cat([data.train[1], data.val[1], data.test[1]])
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    parts = perm.chunk(k)
+def table_key(cs: CoSearch, point: tuple) -> str:
+    """What a relaxed cost table depends on beyond the network space (the same in every job): the
+    accelerator point's values (not its indices: the fixed space indexes other options), the mapping
+    slots and the mapper's objective (a FLOPs search's tables hold the latency mapper's)."""
+    obj = cs.hw.mapper_objective if cs.hw.mapper_objective in MAPPER_OBJECTIVES else "latency"
+    return json.dumps([cs.space.describe(point), cs.hw.m_count, obj], sort_keys=True)
+
+
+def load_tables(cs: CoSearch, path: Path | None) -> int:
+    """Seed the search's table cache with the tables earlier jobs of the run built (a table is a
+    deterministic function of its key: a mapper search per supernet layer, seconds per point)."""
+    if path is None or cs.hw.mapper_objective is None or not path.exists():
+        return 0
+    try:
+        stored = torch.load(path)
+    except Exception:  # noqa: BLE001 - a file being replaced by another job: build the tables again
+        return 0
+    for c in cs.space.all_configs():
+        t = stored.get(table_key(cs, c))
+        if t is not None:
+            cs.hw.cache[c] = t
+    return len(cs.hw.cache)
+
+
+def save_tables(cs: CoSearch, path: Path | None) -> None:
+    if path is None or cs.hw.mapper_objective is None:
+        return
+    stored = {}
+    if path.exists():
+        try:
+            stored = torch.load(path)
+        except Exception:  # noqa: BLE001 - see load_tables
+            stored = {}
+    stored.update({table_key(cs, c): t for c, t in cs.hw.cache.items()})
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(stored, tmp)
+    os.replace(tmp, path)
+
+
+def split_digest(cs: CoSearch) -> str:
+    x, y = cs.data.test
+    return hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()[:16]
+
+
+def held_out_accuracy(cs: CoSearch, d, epochs: int, seeds: int) -> list[float]:
+    """`test` accuracy of the design's network retrained from scratch on train + val (the search's
+    retraining recipe, fake-quantised at its widths), one per retraining seed."""
+    r = cs.cfg.retrain
     out = []
-    for i in range(k):
-        tr = torch.cat([p for j, p in enumerate(parts) if j != i])
-        out.append(SimpleNamespace(train=(x[tr], y[tr]), val=(x[:0], y[:0]), test=(x[parts[i]], y[parts[i]])))
+    for i in range(seeds):
+        m = train_from_scratch(
+            cs.net, d, cs.data, epochs, float(r.lr), int(r.batch_size), True, RETRAIN_SEED + i
+        )
+        m.quantize = True
+        out.append(accuracy(m, *cs.data.test))
     return out
 
 
-def final_accuracy(
-    cs: CoSearch, d, epochs: int, seeds: int, folds: int
-) -> tuple[float, float, list[float], torch.Tensor]:
-    """Test accuracy by k-fold cross-validation over the whole data set: for each of `folds` folds
-    and each of `seeds` seeds (the same for every method), the design's network is retrained from
-    scratch on the fold's training images, fake-quantised at its widths, and tested on the fold's
-    held-out images. One split's 360 test images cannot tell these networks apart (one image is
-    0.28 points, and the ordering of designs flips between `val` and `test`); the folds test every
-    one of the 1,797 images. Returns the mean and its standard error over the folds x seeds runs,
-    each run's accuracy, and [seeds, images]: whether each image was classified correctly."""
-    splits = cv_folds(cs.data, folds)
-    accs, correct = [], torch.zeros(seeds, sum(len(f.test[1]) for f in splits))
-    at = 0
-    for f in splits:
-        x, y = f.test
-        for s in range(seeds):
-            m = train_from_scratch(cs.net, d, f, epochs, 0.05, 64, True, cs.seed + 1000 + s)
-            m.quantize = True
-            with torch.no_grad():
-                ok = m.eval()(x).argmax(1) == y
-            correct[s, at : at + len(y)] = ok.double()
-            accs.append(float(ok.double().mean()))
-        at += len(y)
-    mean = sum(accs) / len(accs)
-    var = sum((a - mean) ** 2 for a in accs) / max(1, len(accs) - 1)
-    return mean, (var / len(accs)) ** 0.5, accs, correct
-
-
-def paired_difference(a: list[float], b: list[float], ca: torch.Tensor, cb: torch.Tensor) -> dict:
-    """Mean and standard error of a[i] - b[i] (the same fold and retraining seed i for both). `se`
-    counts the retraining noise only (runs); `se_seeds_and_images` also the sampling of the test
-    images: both methods are scored on the same images, and a difference that rests on a few images
-    would change on others, which the run-paired error does not see. It is the two-way random-effects
-    estimate from the per-seed, per-image differences D [seeds S, images N] (ca, cb: correct):
-    Var(mean D) = var(row means) / S + var(column means) / N - residual variance / (S N)."""
-    d = [x - y for x, y in zip(a, b)]
-    n = len(d)
-    mean = sum(d) / n
-    se = (sum((x - mean) ** 2 for x in d) / max(1, n - 1) / n) ** 0.5
-    D = ca.double() - cb.double()
-    S, N = D.shape
-    rows, cols = D.mean(1, keepdim=True), D.mean(0, keepdim=True)
-    resid = float(((D - rows - cols + D.mean()) ** 2).sum()) / max(1, (S - 1) * (N - 1))
-    var_rows = float(rows.var()) if S > 1 else 0.0
-    var = var_rows / S + float(cols.var()) / N - resid / (S * N)
-    return {
-        "mean": mean,
-        "se": se,
-        "se_seeds_and_images": max(0.0, var) ** 0.5,
-        "n": n,
-        "test_images": N,
-        "wins": sum(x > 0 for x in d),
-        "ties": sum(x == 0 for x in d),
-        "losses": sum(x < 0 for x in d),
-    }
-
-
-def median_ratio(runs: list[dict]) -> dict:
-    """Median time-to-reach ratio over sampler runs (one run's time is mostly its luck). A run that
-    did not reach counts as slower than every run that did; when the median falls on such a run the
-    median is a lower bound (the budget's ratio)."""
-    order = sorted(runs, key=lambda r: (r["ratio_is_lower_bound"], r["ratio"]))
-    lo, hi = order[(len(order) - 1) // 2], order[len(order) // 2]  # the same run when the count is odd
-    return {"ratio": (lo["ratio"] + hi["ratio"]) / 2, "ratio_is_lower_bound": hi["ratio_is_lower_bound"]}
-
-
-def dominance(acc: float, fps: float, rows: dict) -> dict:
-    """Per baseline row: whether (acc, fps) is at least as good in both."""
-    return {k: bool(acc >= r["acc"] and fps >= r["fps"]) for k, r in rows.items() if k != "co-search (codax)"}
-
-
-def widths(cs: CoSearch, d) -> list[str]:
-    """w/a widths of the units that have layers (skip units have none)."""
-    return [
-        f"{u.name}:{w}/{a}" for u, o, (w, a) in zip(cs.net.units, d.ops, d.bits) if u.ops[o].kind != "skip"
-    ]
-
-
-def row(cs: CoSearch, d, cost: dict, search_s: float, accel, args) -> dict:
-    acc, se, accs, correct = final_accuracy(cs, d, args.retrain, args.seeds, args.folds)
-    return {
-        "_correct": correct,
-        "acc": acc,
-        "acc_se": se,
-        "accs": accs,
-        **cost,
-        "search_s": search_s,
-        "accel": accel,
-        "ops": [u.ops[o].label for u, o in zip(cs.net.units, d.ops)],
-        "widths": widths(cs, d),
-    }
-
-
-def exact_row(cs: CoSearch, d) -> dict:
-    ex = cs.exact(d)
-    return {
-        "fps": ex["exact_fps"],
-        "energy_uj": ex["exact_energy_uj"],
-        "dsp": ex["exact_dsp"],
-        "bram18": ex["exact_bram18"],
-        "mapper": ex["mapper"],
-    }
-
-
-def on_library(cs: CoSearch, d, name: str) -> dict:
-    """Exact cost of the design's network on a library accelerator."""
-    accel = load_accelerator(name)
-    graph, _ = build_graph(cs.net, d)
-    maps, cost, used = exact_cost(graph, accel, {}, "latency", cs.lt, cs.space, d.accel)
+def cost_row(cost) -> dict:
     return {
         "fps": cost.fps,
         "energy_uj": cost.energy_pj / 1e6,
         "dsp": cost.resources.dsp,
         "bram18": cost.resources.bram18,
-        "mapper": used,
+        "macs": cost.macs,
     }
+
+
+def on_library(cs: CoSearch, d, name: str):
+    """Exact cost of the design's network on a library accelerator."""
+    graph, _ = build_graph(cs.net, d)
+    return exact_cost(graph, load_accelerator(name), {}, "latency", cs.lt, cs.space, d.accel)[1]
+
+
+def network_of(cs: CoSearch, d) -> dict:
+    """The derived network: op per unit and w/a widths of the units that have layers."""
+    units = cs.net.units
+    return {
+        "ops": [u.ops[o].label for u, o in zip(units, d.ops)],
+        "widths": [
+            f"{u.name}:{w}/{a}" for u, o, (w, a) in zip(units, d.ops, d.bits) if u.ops[o].kind != "skip"
+        ],
+    }
+
+
+def run_job(job: dict, args: dict) -> dict:
+    """Search, derive and score one (kind, seed[, weight]) job."""
+    torch.set_num_threads(1)
+    kind, seed = job["kind"], job["seed"]
+    cs = new_search(search_config(args, kind, seed, job.get("weight"), job.get("target")))
+    tables = Path(args["table_cache"]) if args["table_cache"] else None
+    cached = load_tables(cs, tables)
+    t0 = time.perf_counter()
+    for _ in range(cs.cfg.search.epochs):
+        cs.run_epoch(progress=False)
+    search_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    extra: dict = {}
+    if kind == "two-stage":  # stage one knows no accelerator: its parsimony is the proxy it searched
+        net_d, extra["derivation"] = derive_by_training(cs, lambda d: -build_graph(cs.net, d)[0].macs)
+        d, extra["accelerator_stage"] = best_accelerator_for(cs, net_d, args["shortlist"] or None)
+    elif kind == "fixed":
+        d, extra["derivation"] = derive_by_training(cs, lambda d: on_library(cs, d, "zc706-int8").fps)
+    else:
+        d, fit = cs.derive()
+        if fit is not None:
+            extra["target_fps"] = job["target"]
+            extra["target_fit"] = {k: v for k, v in fit.items() if k not in ("design", "candidates")}
+            extra["target_fit"]["candidates"] = [
+                {k: v for k, v in c.items() if k != "design"} for c in fit["candidates"]
+            ]
+    derive_s = time.perf_counter() - t1
+    built = len(cs.hw.cache) - cached
+    save_tables(cs, tables)
+    cost = on_library(cs, d, "zc706-int8") if kind == "fixed" else exact_network_cost(cs, d)
+    t2 = time.perf_counter()
+    accs = held_out_accuracy(cs, d, args["retrain"], args["retrain_seeds"])
+    row = {
+        "kind": kind,
+        "seed": seed,
+        "weight": job.get("weight"),
+        **network_of(cs, d),
+        **cost_row(cost),
+        "accel": "zc706-int8" if kind == "fixed" else cs.space.describe(d.accel[0]),
+        "test_acc": sum(accs) / len(accs),
+        "test_accs": accs,
+        "search_s": search_s,
+        "derive_s": derive_s,
+        "retrain_s": time.perf_counter() - t2,
+        "tables": {"from_earlier_jobs": cached, "built": built, "seconds": cs.hw.table_seconds},
+        "test_split": split_digest(cs),
+        "test_images": len(cs.data.test[1]),
+        "trajectory": [
+            {k: h.get(k) for k in ("epoch", "lambda", "val_acc", "exact_fps", "macs")} for h in cs.history
+        ],
+        **extra,
+    }
+    if job.get("coexplore"):
+        row["coexploration"] = coexplore(cs, d, min(job["target"], cost.fps), search_s + derive_s, args)
+    return row
+
+
+def coexplore(cs: CoSearch, d, fps_req: float, t_c: float, args: dict) -> dict:
+    """Sample-based co-exploration vs this co-search result: each sampler's runs, time to reach the
+    co-search's brief-training reward over the co-search time (a lower bound when not reached)."""
+    reward = brief_reward(cs, d, args["brief"], args["brief_seeds"])
+    out = {"fps_required": fps_req, "cosearch_seconds": t_c, "cosearch_reward": reward}
+    for strategy in ("random", "evolution"):
+        runs = []
+        for seed in range(args["sampler_seeds"]):
+            budget = args["sample_budget"] * t_c
+            r = coexploration(cs, strategy, reward, fps_req, budget, args["brief"], args["brief_seeds"], seed)
+            reached = r["seconds_to_reach"]
+            runs.append(
+                {
+                    "seconds_to_reach": reached,
+                    "ratio": (reached if reached is not None else r["elapsed"]) / t_c,
+                    "ratio_is_lower_bound": reached is None,
+                    "samples": len(r["samples"]),
+                    "best_reward": r["best_reward"],
+                }
+            )
+        out[strategy] = runs
+    return out
+
+
+# --- scheduling ----------------------------------------------------------------------------------
+def job_order(args: argparse.Namespace) -> list[dict]:
+    """Seed by seed (two-stage, fixed, co-search), the sweep's searches spread between them, so that a
+    run cut short still holds every method and part of the sweep. A co-search job waits for its
+    seed's baselines (its target is their FPS)."""
+    sweep = [
+        {"kind": "sweep", "seed": s, "weight": w}
+        for s in range(max(args.weight0_seeds, 1))
+        for w in args.weights
+        if s < (args.weight0_seeds if w == 0 else 1)
+    ]
+    order = []
+    for s in range(args.seeds):
+        order += [{"kind": "two-stage", "seed": s}, {"kind": "fixed", "seed": s}]
+        order += sweep[: max(1, len(sweep) // args.seeds)] if s < args.seeds - 1 else sweep
+        sweep = [] if s == args.seeds - 1 else sweep[max(1, len(sweep) // args.seeds) :]
+        order.insert(len(order) - 1, {"kind": "co-search", "seed": s})
+    return order
+
+
+def ready(job: dict, rows: list[dict], args: argparse.Namespace) -> dict | None:
+    """The job with what it needs from finished jobs, or None while they run."""
+    if job["kind"] != "co-search":
+        return job
+    base = [r for r in rows if r["kind"] in ("two-stage", "fixed") and r["seed"] == job["seed"]]
+    if len(base) < 2:
+        return None
+    target = max(r["fps"] for r in base) * args.target
+    return job | {"target": target, "coexplore": job["seed"] == 0 and args.sample_budget > 0}
+
+
+def run_all(args: argparse.Namespace, on_row) -> list[dict]:
+    """Every job on --jobs workers, in job_order (a co-search job is passed over until it is ready);
+    on_row(rows) after each finished job."""
+    a, queue = vars(args), job_order(args)
+    rows, running = [], {}
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        while queue or running:
+            while len(running) < args.jobs:
+                job = next((j for j in (ready(q, rows, args) for q in queue) if j is not None), None)
+                if job is None:
+                    break
+                queue = [
+                    q
+                    for q in queue
+                    if (q["kind"], q["seed"], q.get("weight"))
+                    != (job["kind"], job["seed"], job.get("weight"))
+                ]
+                running[pool.submit(run_job, job, a)] = job
+                print(f"[{time.strftime('%H:%M:%S')}] start {job}", flush=True)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in done:
+                job = running.pop(f)
+                r = f.result()
+                rows.append(r)
+                print(
+                    f"[{time.strftime('%H:%M:%S')}] done {job}: test acc {r['test_acc']:.4f}, "
+                    f"FPS {r['fps']:,.0f}, MACs {r['macs']:,}, ops {r['ops']}, widths {r['widths']}, "
+                    f"search {r['search_s']:.0f} s, derive {r['derive_s']:.0f} s, "
+                    f"retrain {r['retrain_s']:.0f} s, tables {r['tables']}",
+                    flush=True,
+                )
+                on_row(rows)
+    return rows
+
+
+# --- summary -------------------------------------------------------------------------------------
+def mean_sd(xs: list[float]) -> dict:
+    return {"mean": statistics.fmean(xs), "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs)}
+
+
+def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """Area dominated by (accuracy, normalised FPS) points above the reference point, both maximised."""
+    pts = sorted((p for p in points if p[0] > ref[0] and p[1] > ref[1]), key=lambda p: -p[1])
+    area, best_acc = 0.0, ref[0]
+    for i, (acc, fps) in enumerate(pts):  # by FPS falling: each point adds the strip its accuracy gains
+        best_acc = max(best_acc, acc)
+        lower = pts[i + 1][1] if i + 1 < len(pts) else ref[1]
+        area += (best_acc - ref[0]) * (fps - lower)
+    return area
+
+
+def summarise(rows: list[dict], args: argparse.Namespace) -> dict:
+    digests = {r["test_split"] for r in rows}
+    if len(digests) != 1:
+        raise RuntimeError(f"searches scored on different test splits: {sorted(digests)}")
+    fps_ref = min(r["fps"] for r in rows) / 2
+    ref = (HV_ACC, 1.0)
+    pts = lambda rs: [(r["test_acc"], r["fps"] / fps_ref) for r in rs]  # noqa: E731
+    methods = {}
+    for k in METHODS:
+        rs = sorted((r for r in rows if r["kind"] == k), key=lambda r: r["seed"])
+        methods[k] = {
+            "test_acc": mean_sd([r["test_acc"] for r in rs]),
+            "fps": mean_sd([r["fps"] for r in rs]),
+            "energy_uj": mean_sd([r["energy_uj"] for r in rs]),
+            "macs": mean_sd([r["macs"] for r in rs]),
+            "hypervolume": hypervolume(pts(rs), ref),
+        }
+    sweep = sorted((r for r in rows if r["kind"] == "sweep"), key=lambda r: (r["weight"], r["seed"]))
+    weights = sorted({r["weight"] for r in sweep})
+    per_weight = {
+        w: {
+            "macs_mean": statistics.fmean(r["macs"] for r in sweep if r["weight"] == w),
+            "test_acc_mean": statistics.fmean(r["test_acc"] for r in sweep if r["weight"] == w),
+            "fps_mean": statistics.fmean(r["fps"] for r in sweep if r["weight"] == w),
+            "seeds": sum(r["weight"] == w for r in sweep),
+        }
+        for w in weights
+    }
+    macs = [per_weight[w]["macs_mean"] for w in weights]
+    seed0 = [next(r["macs"] for r in sweep if r["weight"] == w and r["seed"] == 0) for w in weights]
+    w0 = [r["test_acc"] for r in sweep if r["weight"] == 0]
+    return {
+        "units": "accuracies are fractions of the test images (0.98 = 98%); FPS frames/s; energy uJ/frame",
+        "weight0_accuracy": statistics.fmean(w0) if w0 else None,
+        "weight0_accuracy_sd": statistics.stdev(w0) if len(w0) > 1 else None,
+        "sweep_distinct_networks": len({tuple(r["ops"]) for r in sweep}),
+        "sweep_distinct_networks_with_widths": len({(tuple(r["ops"]), tuple(r["widths"])) for r in sweep}),
+        "sweep_macs_nonincreasing": all(b <= a for a, b in zip(seed0, seed0[1:])),
+        "sweep_macs_rule": "search seed 0 at every weight (the same initialisation), weights ascending",
+        "sweep_macs_seed0": seed0,
+        "sweep_macs_mean_nonincreasing": all(b <= a for a, b in zip(macs, macs[1:])),
+        "sweep_per_weight": per_weight,
+        "sweep_hypervolume": hypervolume(pts(sweep), ref),
+        "hypervolume_reference": {
+            "accuracy": HV_ACC,
+            "fps": fps_ref,
+            "fps_rule": "half the smallest FPS of any design in this run (methods and sweep)",
+            "normalisation": "FPS divided by the reference FPS; area in (accuracy fraction) x (FPS / ref)",
+        },
+        **{f"{k}_test_acc": methods[k]["test_acc"] for k in METHODS},
+        **{f"{k}_fps": methods[k]["fps"] for k in METHODS},
+        **{f"{k}_hypervolume": methods[k]["hypervolume"] for k in METHODS},
+        "methods": methods,
+        "cosearch_beats": {
+            k: {
+                "test_acc": methods["co-search"]["test_acc"]["mean"] >= methods[k]["test_acc"]["mean"],
+                "fps": methods["co-search"]["fps"]["mean"] >= methods[k]["fps"]["mean"],
+                "hypervolume": methods["co-search"]["hypervolume"] >= methods[k]["hypervolume"],
+            }
+            for k in ("two-stage", "fixed")
+        },
+    }
+
+
+def print_table(rows: list[dict], summary: dict) -> None:
+    print(f"\n{'method':52} {'seed':>4} {'test acc':>8} {'FPS':>10} {'uJ':>7} {'MACs':>9}  ops | widths")
+    order = {k: i for i, k in enumerate(METHODS + ("sweep",))}
+    for r in sorted(rows, key=lambda r: (order[r["kind"]], r["weight"] or 0, r["seed"])):
+        name = LABELS.get(r["kind"], f"sweep, hardware weight {r['weight']}")
+        print(
+            f"{name:52} {r['seed']:4d} {r['test_acc']:8.4f} {r['fps']:10,.0f} {r['energy_uj']:7.2f} "
+            f"{r['macs']:9,}  {' '.join(r['ops'])} | {' '.join(r['widths'])}"
+        )
+    for k in METHODS:
+        m = summary["methods"][k]
+        print(
+            f"{LABELS[k]:52} test acc {m['test_acc']['mean']:.4f} +- {m['test_acc']['sd']:.4f}, FPS "
+            f"{m['fps']['mean']:,.0f} +- {m['fps']['sd']:,.0f}, hypervolume {m['hypervolume']:.4f}"
+        )
+    print(
+        f"sweep: weight-0 accuracy {summary['weight0_accuracy']:.4f}, distinct networks "
+        f"{summary['sweep_distinct_networks']}, MACs non-increasing {summary['sweep_macs_nonincreasing']}, "
+        f"hypervolume {summary['sweep_hypervolume']:.4f}"
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=3, help="search seeds per method (0, 1, ...)")
+    ap.add_argument("--epochs", type=int, default=24, help="search epochs")
+    ap.add_argument("--warmup", type=int, default=None, help="weight-only epochs (default: a quarter)")
+    ap.add_argument("--max-steps", type=int, default=None, help="search steps per epoch at most")
+    ap.add_argument("--retrain", type=int, default=20, help="epochs of the scoring's retraining")
+    ap.add_argument("--retrain-seeds", type=int, default=3, help="retrainings per derived design")
+    ap.add_argument(
+        "--derive-epochs", type=int, default=20, help="epochs of a derivation candidate's training"
+    )
+    ap.add_argument("--derive-seeds", type=int, default=5, help="trainings per derivation candidate")
+    ap.add_argument("--derive-candidates", type=int, default=4, help="last epochs' argmax designs ranked")
+    ap.add_argument("--shortlist", type=int, default=16, help="two-stage: points the mapper ranks (0: all)")
+    ap.add_argument("--target", type=float, default=1.0, help="co-search target FPS, x faster baseline")
+    ap.add_argument(
+        "--weights", type=lambda s: [float(x) for x in s.split(",")], default=[0.0, 0.1, 0.3, 1.0]
+    )
+    ap.add_argument("--weight0-seeds", type=int, default=3, help="search seeds of the sweep's weight 0")
+    ap.add_argument(
+        "--sample-budget", type=float, default=0.0, help="co-exploration, x co-search time (0: off)"
+    )
+    ap.add_argument("--sampler-seeds", type=int, default=1, help="runs of each sampler")
+    ap.add_argument("--brief", type=int, default=4, help="epochs of brief training per sample")
+    ap.add_argument("--brief-seeds", type=int, default=2, help="brief trainings averaged per reward")
+    ap.add_argument("--jobs", type=int, default=2, help="searches run at once (worker processes)")
+    ap.add_argument(
+        "--table-cache",
+        default=str(Path(tempfile.gettempdir()) / "codax_cosearch_vs_baselines_tables.pt"),
+        help="file of relaxed cost tables shared by the run's jobs ('': none)",
+    )
+    ap.add_argument("--quick", action="store_true", help="tiny epochs and steps: checks the script")
+    args = ap.parse_args()
+    if args.quick:
+        args.seeds, args.epochs, args.max_steps, args.retrain, args.retrain_seeds = 2, 2, 3, 2, 1
+        args.derive_epochs = 2
+        args.derive_seeds, args.derive_candidates, args.shortlist = 2, 2, 2
+        args.weights, args.weight0_seeds = [0.0, 1.0], 2
+    if 0.0 not in args.weights:
+        raise SystemExit("--weights must include 0 (the sweep's no-hardware-term point)")
+    return args
+
+
+def write(rows: list[dict], args: argparse.Namespace, t0: float, final: bool) -> Path:
+    """The JSON (and the plot when final); a partial file after each job while the run goes on."""
+    out = ROOT / "results" / ("quick" if args.quick else "")  # a quick run does not replace the results
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = summarise(rows, args)
+    except (statistics.StatisticsError, ValueError, KeyError, ZeroDivisionError) as e:
+        summary = {"incomplete": f"not every method and weight has a result yet ({e})"}
+    res = {
+        "complete": final,
+        "args": vars(args),
+        "protocol": {
+            "data_seed": DATA_SEED,
+            "test_images": rows[0]["test_images"],
+            "retrain_seeds": [RETRAIN_SEED + i for i in range(args.retrain_seeds)],
+            "retraining": "from scratch on train + val, fake-quantised at the design's widths, "
+            f"{args.retrain} epochs; accuracy on test",
+            "derivation_ranking": f"trained on train for {args.derive_epochs} epochs, "
+            f"{args.derive_seeds} seeds, accuracy on val",
+            "two_stage_accelerator_stage": "exact mapper over every fitting point"
+            if not args.shortlist
+            else f"mapping templates shortlist the top {args.shortlist} fitting points, "
+            "the exact mapper picks",
+            "coexploration": "run against the seed-0 co-search"
+            if args.sample_budget > 0
+            else "skipped (--sample-budget 0): it did not fit the run's time budget",
+            "search_seconds": "wall time in a worker sharing the machine; relaxed cost tables built by "
+            "earlier jobs were reused (rows[].tables), so it is no measure of a search's cost",
+        },
+        "summary": summary,
+        "rows": sorted(rows, key=lambda r: (r["kind"], r["weight"] or 0, r["seed"])),
+        "wall_seconds": time.perf_counter() - t0,
+    }
+    path = out / "cosearch_vs_baselines.json"
+    path.write_text(json.dumps(res, indent=2, default=str))
+    if final:
+        try:
+            from codax.search.plots import plot_pareto
+
+            pts: dict = {}
+            for r in rows:
+                name = LABELS.get(r["kind"], "co-search, fixed hardware weight")
+                pts.setdefault(name, []).append((r["fps"], r["test_acc"]))
+            plot_pareto(pts, out / "cosearch_vs_baselines_pareto.png")
+        except Exception as e:  # noqa: BLE001 - a plot must not lose the numbers
+            print(f"(plot failed: {e})")
+    return path
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=16)
-    ap.add_argument("--retrain", type=int, default=20)
-    ap.add_argument("--brief", type=int, default=4, help="epochs of brief training per sample")
-    ap.add_argument("--brief-seeds", type=int, default=3, help="brief trainings averaged per reward")
-    ap.add_argument(
-        "--sample-budget", type=float, default=4.0, help="time of each sampler run, x co-search time"
-    )
-    ap.add_argument("--sampler-seeds", type=int, default=3, help="runs of each sampler (seeds 0, 1, ...)")
-    ap.add_argument("--target", type=float, default=1.0, help="co-search target FPS, x best baseline FPS")
-    ap.add_argument("--folds", type=int, default=5, help="cross-validation folds of the final accuracy")
-    ap.add_argument("--seeds", type=int, default=4, help="retrainings per fold (the same seeds for all)")
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    if args.quick:
-        args.epochs, args.retrain, args.sample_budget, args.seeds, args.folds = 6, 6, 1.0, 1, 3
-        args.sampler_seeds = 1
-    torch.set_num_threads(1)
-    base = {  # every method derives its result from the same candidates' training (see derive_by_training)
-        "search": {
-            "epochs": args.epochs,
-            "warmup_epochs": max(1, args.epochs // 4),
-            "objective": "latency",
-            "derive_train_epochs": args.retrain,
-        }
-    }
-    rows, t_all = {}, time.perf_counter()
-
-    # (a) two-stage: FLOPs-proxy network search, then the best accelerator for that network
-    cfg_a = copy.deepcopy(base)
-    cfg_a["search"]["objective"] = "flops"
-    cs_a, t_a = search(cfg_a)
-    t1 = time.perf_counter()
-    # stage one knows no accelerator: its parsimony is the FLOPs proxy it searched under, counted on
-    # the graph (the exact mapper would cost seconds per candidate for a MAC count)
-    n_a, derive_a = derive_by_training(cs_a, lambda d: -build_graph(cs_a.net, d)[0].macs)
-    d_a = best_accelerator_for(cs_a, n_a)
-    t_a += time.perf_counter() - t1
-    rows["two-stage (FLOPs, then accelerator)"] = row(
-        cs_a, d_a, exact_row(cs_a, d_a), t_a, cs_a.space.describe(d_a.accel[0]), args
-    ) | {"derivation": derive_a}
-
-    # (b) fixed accelerator zc706-int8: network searched for it, evaluated on the library design
-    cfg_b = copy.deepcopy(base)
-    cfg_b["accelerator"] = {"fixed": ZC706}
-    cs_b, t_b = search(cfg_b)
-    t1 = time.perf_counter()
-    d_b, derive_b = derive_by_training(cs_b, lambda d: cs_b.exact(d)["exact_fps"])
-    t_b += time.perf_counter() - t1
-    rows["fixed accelerator (zc706-int8)"] = row(
-        cs_b, d_b, on_library(cs_b, d_b, "zc706-int8"), t_b, "zc706-int8", args
-    ) | {"derivation": derive_b}
-
-    # (c) co-search, targeting the best baseline FPS; the derivation is part of its search time
-    target = max(r["fps"] for r in rows.values()) * args.target
-    cfg_c = copy.deepcopy(base)
-    cfg_c["search"]["target_fps"] = target
-    cs_c, t_c = search(cfg_c)
-    t1 = time.perf_counter()
-    d_c, fit = cs_c.derive()
-    t_c += time.perf_counter() - t1
-    co = row(cs_c, d_c, exact_row(cs_c, d_c), t_c, cs_c.space.describe(d_c.accel[0]), args)
-    co["relaxed_vs_exact_cycles"] = cs_c.exact(d_c)["relaxed_vs_exact_cycles"]
-    co["target_fps"] = target
-    co["target_fit"] = fit
-    rows["co-search (codax)"] = co
-    dominates = dominance(co["acc"], co["fps"], rows)
-    # is there a dominating design in the co-search's space at all? The fixed baseline's network (its
-    # accuracy is that row's: same network, widths and retraining seeds) on the co-search's accelerator
-    fixed_net = rows["fixed accelerator (zc706-int8)"]
-    ex = cs_c.exact(Design(d_b.ops, d_b.bits, list(d_c.accel), d_c.maps))
-    reference = {
-        "what": "the fixed baseline's network and widths on the co-search's accelerator",
-        "fps": ex["exact_fps"],
-        "energy_uj": ex["exact_energy_uj"],
-        "acc": fixed_net["acc"],
-        "dominates": dominance(fixed_net["acc"], ex["exact_fps"], rows),
-    }
-    paired = {
-        k: paired_difference(co["accs"], r["accs"], co["_correct"], r["_correct"])
-        for k, r in rows.items()
-        if k != "co-search (codax)"
-    }
-
-    # search efficiency vs sample-based co-exploration, same brief training and reward for both
-    brief_c = brief_reward(cs_c, d_c, args.brief, args.brief_seeds)
-    fps_req = min(target, co["fps"])  # the FPS the co-search result holds to
-    samplers = {}
-    for strategy in ("random", "evolution"):
-        runs = []
-        for seed in range(args.sampler_seeds):
-            r = coexploration(
-                cs_c, strategy, brief_c, fps_req, args.sample_budget * t_c, args.brief, args.brief_seeds, seed
-            )
-            reached = r["seconds_to_reach"]
-            r["ratio"] = (reached if reached is not None else r["elapsed"]) / t_c
-            r["ratio_is_lower_bound"] = reached is None
-            runs.append(r)
-        samplers[strategy] = {"runs": runs, **median_ratio(runs)}
-    eff = {
-        "reward": "brief-training val accuracy (mean over brief_seeds), exact FPS >= fps_required",
-        "fps_required": fps_req,
-        "brief_epochs": args.brief,
-        "brief_seeds": args.brief_seeds,
-        "cosearch_seconds": t_c,
-        "cosearch_reward": brief_c,
-        "budget_seconds": args.sample_budget * t_c,
-        "sampler_seeds": args.sampler_seeds,
-        **{f"{k}_ratio": v["ratio"] for k, v in samplers.items()},
-        **{f"{k}_ratio_is_lower_bound": v["ratio_is_lower_bound"] for k, v in samplers.items()},
-        **{
-            f"{k}_runs": [
-                {
-                    f: r[f]
-                    for f in ("seconds_to_reach", "elapsed", "ratio", "ratio_is_lower_bound", "best_reward")
-                }
-                | {"samples": len(r["samples"])}
-                for r in v["runs"]
-            ]
-            for k, v in samplers.items()
-        },
-        "speedup": min(v["ratio"] for v in samplers.values()),
-        "speedup_is_lower_bound": all(v["ratio_is_lower_bound"] for v in samplers.values()),
-    }
-
-    print(
-        f"\n{'method':38} {'test acc':>15} {'FPS':>10} {'energy uJ':>10} {'DSP':>5} {'BRAM18':>6} "
-        f"{'search s':>8}  widths (w/a)"
-    )
-    for k, r in rows.items():
-        print(
-            f"{k:38} {r['acc']:8.4f}+-{r['acc_se']:.4f} {r['fps']:10,.0f} {r['energy_uj']:10.2f} "
-            f"{r['dsp']:5.0f} {r['bram18']:6.0f} {r['search_s']:8.1f}  {' '.join(r['widths'])}"
-        )
-    print(
-        f"(test acc: {args.folds}-fold cross-validation over all images, {args.seeds} retrainings per "
-        f"fold: mean +- standard error over the {args.folds * args.seeds} runs; "
-        f"co-search target FPS {target:,.0f})"
-    )
-    print(f"co-search dominates (acc >= and FPS >=): {dominates}")
-    for k, p in paired.items():
-        print(
-            f"  co-search - {k}: test acc {p['mean'] * 100:+.3f} points, +- {p['se'] * 100:.3f} "
-            f"(paired by fold and seed, {p['n']} runs), +- {p['se_seeds_and_images'] * 100:.3f} (seeds and "
-            f"test images); {p['wins']} wins / {p['ties']} ties / {p['losses']} losses"
-        )
-    print(
-        f"  reference, {reference['what']}: {reference['fps']:,.0f} FPS, test acc {reference['acc']:.4f}; "
-        f"dominates: {reference['dominates']}"
-    )
-    for c in fit["candidates"]:
-        tr = "-" if c["trained_val_acc"] is None else f"{c['trained_val_acc']:.4f}+-{c['trained_val_se']:.4f}"
-        print(
-            f"  derivation candidate from epoch {c['from_epoch']}: exact FPS {c['exact_fps']:,.0f}, "
-            f"MACs {c['macs']:,.0f}, supernet val {c['supernet_val_acc']:.4f}, trained val {tr}"
-            + ("  <- chosen" if c["design"] == fit["design"] else "")
-        )
-    for k, r in rows.items():
-        for c in r.get("derivation", []):
-            tr = "-" if c["trained_val_acc"] is None else f"{c['trained_val_acc']:.4f}"
-            print(
-                f"  {k} derivation candidate: speed {c['speed']:,.0f}, trained val {tr}"
-                + ("  <- chosen" if c["chosen"] else "")
-            )
-    print(
-        f"search efficiency, reward = brief ({args.brief}-epoch, mean of {args.brief_seeds}) val accuracy "
-        f"with exact FPS >= "
-        f"{fps_req:,.0f}; co-search reaches {brief_c:.4f} in {t_c:.1f} s"
-    )
-    for k, v in samplers.items():
-        for i, r in enumerate(v["runs"]):
-            reached = r["seconds_to_reach"]
-            best = "-" if r["best_reward"] is None else f"{r['best_reward']:.4f}"
-            print(
-                f"  {k:9} co-exploration, seed {i}: "
-                + (
-                    f"reached after {reached:.1f} s"
-                    if reached is not None
-                    else f"did not reach within its {r['elapsed']:.1f} s budget (best reward {best})"
-                )
-                + f", {len(r['samples'])} samples: ratio {'>= ' if reached is None else ''}{r['ratio']:.2f}x"
-            )
-        print(
-            f"  {k:9} median over {len(v['runs'])} seeds: ratio {'>= ' if v['ratio_is_lower_bound'] else ''}"
-            f"{v['ratio']:.2f}x"
-        )
-    # a --quick run checks the script; it does not replace the full run's results
-    out = ROOT / "results" / ("quick" if args.quick else "")
-    out.mkdir(parents=True, exist_ok=True)
-    res = {
-        "args": vars(args),
-        "methods": {k: {f: v for f, v in r.items() if not f.startswith("_")} for k, r in rows.items()},
-        "dominates": dominates,
-        "paired_difference_vs": paired,
-        "reference_design": reference,
-        "efficiency": eff,
-        "samples": {k: [r["samples"] for r in v["runs"]] for k, v in samplers.items()},
-        "wall_seconds": time.perf_counter() - t_all,
-        "cosearch_trajectory": [
-            {
-                k: h[k]
-                for k in (
-                    "epoch",
-                    "lambda",
-                    "val_acc",
-                    "expected_fps",
-                    "exact_fps",
-                    "relaxed_vs_exact_cycles",
-                    "cycle_calib",
-                )
-            }
-            for h in cs_c.history
-        ],
-        "mapper": co["mapper"],
-    }
-    (out / "cosearch_vs_baselines.json").write_text(json.dumps(res, indent=2, default=str))
-    try:
-        from codax.search.plots import plot_pareto
-
-        pts = {k: [(r["fps"], r["acc"])] for k, r in rows.items()}
-        plot_pareto(pts, out / "cosearch_vs_baselines_pareto.png")
-    except Exception as e:  # noqa: BLE001 - a plot must not lose the numbers
-        print(f"(plot failed: {e})")
-    print(f"wrote {out / 'cosearch_vs_baselines.json'}")
+    args = parse_args()
+    t0 = time.perf_counter()
+    if args.table_cache:  # tables of this run's code only (the cost model may have changed since)
+        Path(args.table_cache).unlink(missing_ok=True)
+    rows = run_all(args, lambda rows: write(rows, args, t0, final=False))
+    print_table(rows, summarise(rows, args))
+    print(f"wrote {write(rows, args, t0, final=True)}")
     return 0
 
 

@@ -130,7 +130,7 @@ class CoSearch:
         fl = cfg.bits.first_last
         fixed_idx = self.bits.index(fl) if fl in self.bits else len(self.bits) - 1
         fixed_bits = [None if u.searchable else fixed_idx for u in self.net.units]
-        self.supernet = Supernet(self.net, self.bits, bool(cfg.network.share_weights), bool(s.recompute)).to(
+        self.supernet = Supernet(self.net, self.bits, bool(cfg.network.share_weights), s.recompute).to(
             self.device
         )
         self.arch = ArchParams(
@@ -209,9 +209,10 @@ class CoSearch:
         """(hardware term of the loss, the estimate it was computed from): E_P[hw] over the
         accelerator distribution P (acceldist.py) of the network the weights mix, differentiable in
         the op / bit weights and the accelerator logits: the points with cached tables exactly
-        (all of them when one engine has at most `search.accel_exact` fitting points), the others
-        through `search.accel_samples` points drawn from P (with several engines: all through the
-        draws). The estimate returned is at the drawn points (all when nothing is drawn)."""
+        (all of them when one engine has at most `search.accel_exact` fitting points; in surrogate
+        mode up to surrogate.EXACT_POINTS), the others through `search.accel_samples` points drawn
+        from P (with several engines: all through the draws). The estimate returned is at the drawn
+        points (all when nothing is drawn)."""
         a, s = self.arch, self.cfg.search
         if self.space.fixed is not None:
             est = self.hw(op_w, bw, ba, a.map_probs(), [tuple([self.space.fixed] * self.chunks)])
@@ -222,7 +223,10 @@ class CoSearch:
         if self.chunks == 1:  # the points with cached tables exactly, the rest sampled (acceldist.py)
             # the points drawn so far (their tables are cached), kept in the checkpoint: what enters
             # exactly depends on the search's own history only, so a resumed search continues it
-            known = list(range(len(dist))) if len(dist) <= int(s.accel_exact) else self.known_points
+            if self.hw.surrogate is not None:  # MLP passes, not mapper tables: enumerated much further
+                known = self.hw.surrogate.known(len(dist), self.known_points)
+            else:
+                known = list(range(len(dist))) if len(dist) <= int(s.accel_exact) else self.known_points
             seen: dict = {}
 
             def cost(ix: list[int]) -> torch.Tensor:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from codax.errors import InfeasibleError
+from codax.hw.cost import chained_cycles, descriptor_beats, descriptor_fetch_cycles
 from codax.hw.library import load_device
 from codax.search.config import SearchConfig
 from codax.search.hwcost import LayerTable, configs_costs, expected_resources, onehot_probs
@@ -100,11 +101,17 @@ class HardwareObjective:
         n_stages = max(u.stage for u in net.units) + 1
         self.engine_of = [min(chunks - 1, u.stage * chunks // n_stages) for u in net.units]
         self.cache: dict[tuple, torch.Tensor] = {}
+        # the descriptor fetch across the network's calls (codax.hw.cost.chained_cycles): F once per
+        # engine, each call's prefetch beats, the exposed part of each prefetch
+        dram = space.base.dram
+        self.fetch = descriptor_fetch_cycles(dram.latency, dram.bandwidth)
+        self.prefetch_beats = descriptor_beats(dram.bandwidth)
+        self._last_call = self._last_calls()
         self._stacked: tuple = (None, None)  # the latest stacked tables, on the device asked for
         self.table_seconds = 0.0
         self._res_cache: dict[tuple, dict[str, float]] = {}
         self.surrogate = (
-            None  # set by the surrogate mode: callable(units, p_w, p_a, one-hot point) -> [u, O, S, 2]
+            None  # set by the surrogate mode: callable(units, p_w, p_a, points) -> [V, u, O, S, 2]
         )
 
     # --- analytic tables ---------------------------------------------------------------------------
@@ -144,18 +151,40 @@ class HardwareObjective:
         """[len(cfgs), len(units), O, S, 2] (cycles, energy) of each op's sub-layers on each
         accelerator point, mixed over the bit and mapping weights."""
         dev = p_w.device
-        if self.surrogate is not None:
-            return torch.stack(
-                [
-                    self.surrogate(units, p_w, p_a, [p.to(dev) for p in onehot_probs(self.space, c)])
-                    for c in cfgs
-                ]
-            )
+        if self.surrogate is not None:  # the MLP at the points themselves, where it was trained
+            return self.surrogate(units, p_w, p_a, cfgs)
         T = self.tables(cfgs, dev)  # [V, n, B, M, 2]
         idx = self.lt.index[units].to(dev)  # [u, O, S]
         g = T[:, idx.clamp(min=0)] * (idx >= 0).view(1, *idx.shape, 1, 1, 1).float()  # [V, u, O, S, B, M, 2]
         pb = (p_w[units].unsqueeze(2) * p_a[units].unsqueeze(1)).flatten(1)  # [u, B]
         return torch.einsum("vuosbmk,ub,usm->vuosk", g, pb, p_map[units])
+
+    def _last_calls(self) -> list[torch.Tensor]:
+        """Per engine, [u, O, S] (its units): 1 at each op's last sub-layer in the engine's last unit,
+        the engine's last call when that op is chosen."""
+        out = []
+        for e in range(self.chunks):
+            units = [u for u in range(len(self.net.units)) if self.engine_of[u] == e]
+            valid = self.lt.index[units] >= 0  # [u, O, S]
+            last = torch.zeros(valid.shape, dtype=torch.bool)
+            if units:
+                s_idx = torch.arange(valid.shape[-1]).expand_as(valid[-1])
+                final = torch.where(valid[-1], s_idx, -1).amax(-1)  # [O]
+                last[-1] = (s_idx == final.unsqueeze(-1)) & valid[-1]
+            out.append(last)
+        return out
+
+    def _chained(self, C: torch.Tensor, units: list[int], e: int) -> torch.Tensor:
+        """Each call's cycles in the engine's run (C [V, u, O, S, 2], own cycles): every call but the
+        engine's last costs max(own + prefetch beats, F); the last prefetches the next engine's first
+        call (its beats) unless it ends the network."""
+        dev = C.device
+        valid = (self.lt.index[units] >= 0).to(dev)
+        last = self._last_call[e].to(dev)
+        cyc = chained_cycles(C[..., 0], self.fetch, self.prefetch_beats, last)
+        if e + 1 < self.chunks:
+            cyc = cyc + last * self.prefetch_beats
+        return torch.stack([torch.where(valid, cyc, torch.zeros_like(cyc)), C[..., 1]], dim=-1)
 
     # --- the estimate ------------------------------------------------------------------------------
     def __call__(self, p_op, p_w, p_a, p_map, points: list[tuple]) -> HwEstimate:
@@ -169,10 +198,11 @@ class HardwareObjective:
             units = [u for u in range(len(self.net.units)) if self.engine_of[u] == e]
             cfgs = [tuple(pt[e]) for pt in points]
             uniq = list(dict.fromkeys(cfgs))
-            C = self.layer_costs(units, p_w, p_a, p_map, uniq).sum(3)  # [V, u, O, 2]
+            C = self._chained(self.layer_costs(units, p_w, p_a, p_map, uniq), units, e).sum(3)  # [V, u, O, 2]
             per = (p_op[units].unsqueeze(-1) * C).sum((1, 2))  # [V, 2]
             pos = torch.tensor([uniq.index(c) for c in cfgs], device=dev)
-            cyc.append(per[pos, 0])
+            # the engine's first call fetches its own descriptor
+            cyc.append(per[pos, 0] + (self.fetch if units else 0.0))
             energy = energy + per[pos, 1]
         totals: dict[str, list[float]] = {}
         for pt in points:

@@ -49,6 +49,17 @@ def active(probs: torch.Tensor, run: torch.Tensor | None = None) -> list[int]:
     return torch.nonzero(probs.detach()).flatten().tolist()
 
 
+def _quant_error(x: torch.Tensor, bits: int, amax: torch.Tensor) -> torch.Tensor:
+    """Q_b(x) - x in one new buffer, the value fake_quant(x, bits, amax) - x gives bit for bit
+    (the same operations in the same order, in place). For use where autograd does not record
+    (inside _BitMix): fake_quant's straight-through term and its temporaries would be waste there,
+    and they were most of a soft-mixed forward's time and of its short-lived allocations, which a
+    recomputed forward (`recompute`) pays twice."""
+    qmax = 2.0 ** (bits - 1) - 1.0
+    scale = amax.clamp(min=1e-8) / qmax
+    return torch.div(x, scale).round_().clamp_(-qmax - 1.0, qmax).mul_(scale).sub_(x)
+
+
 class _BitMix(torch.autograd.Function):
     """x + sum_b p_b (Q_b(x) - x) over the non-zero p_b, straight-through in x. The gradient of
     every p_b (zero-valued ones included: a sampled pair's second width) is <g, Q_b(x) - x>,
@@ -60,18 +71,18 @@ class _BitMix(torch.autograd.Function):
         amax = x.abs().amax()
         delta = None
         for i in active(probs):
-            term = probs[i] * (fake_quant(x, choices[i], amax) - x)
-            delta = term if delta is None else delta + term
+            term = _quant_error(x, choices[i], amax).mul_(probs[i])
+            delta = term if delta is None else delta.add_(term)
         ctx.choices = choices
         ctx.save_for_backward(x, amax)
-        return x.clone() if delta is None else x + delta
+        return x.clone() if delta is None else delta.add_(x)
 
     @staticmethod
     def backward(ctx, g):
         x, amax = ctx.saved_tensors
         gp = None
         if ctx.needs_input_grad[1]:
-            gp = torch.stack([(g * (fake_quant(x, b, amax) - x)).sum() for b in ctx.choices])
+            gp = torch.stack([_quant_error(x, b, amax).mul_(g).sum() for b in ctx.choices])
         return g, gp, None
 
 
@@ -261,18 +272,56 @@ def _call(m: nn.Module, x, qw, qa, choices, xq=None):
     return x if isinstance(m, nn.Identity) else m(x, qw, qa, choices, xq)
 
 
+# `recompute: auto` checkpoints a forward whose activations kept for backward are estimated above
+# this: the 22-block cifar22 supernet at batch 64 (estimated 1.3 GB in its weight step, 1.9 GB in
+# its architecture step) recomputes, the default digits search (8x8 inputs, 6 / 13 MB) does not
+RECOMPUTE_AUTO_BYTES = 512 * 2**20
+# tensors of a layer's output size autograd keeps per layer (the layer input for _BitMix and, once
+# quantised, for the conv; the conv output for batch norm; the activation output), fewer where
+# they coincide: 3 puts the estimate within 15% of the bytes the saved-tensor hooks count on
+# cifar22 at batch 64 (1.20 GB weight step, 1.68 GB architecture step)
+_SAVED_PER_LAYER = 3
+
+
+def _op_activations(unit: Unit, op: OpSpec) -> int:
+    """Elements per image of the layer outputs of `op` in `unit` (the layer inputs are the previous
+    outputs): the activation memory the op keeps for backward is about _SAVED_PER_LAYER times this."""
+    h, ho = unit.hw_in, unit.hw_out
+    if op.kind == "skip":
+        return 0
+    if op.kind == "fc":
+        return unit.c_in + unit.c_out
+    if op.kind == "conv":
+        return unit.c_in * h * h + unit.c_out * ho * ho
+    m = unit.c_in * op.expansion
+    expand = m * h * h if op.expansion > 1 else 0
+    return unit.c_in * h * h + expand + m * ho * ho + unit.c_out * ho * ho
+
+
 class Supernet(nn.Module):
     """All candidate ops of every unit; `forward` mixes them with per-unit op weights, running only
     the ops whose weight is non-zero (one per unit for a hard sample, see `active`)."""
 
     def __init__(
-        self, space: NetworkSpace, bit_choices: list[int], share_weights: bool = True, recompute: bool = False
+        self,
+        space: NetworkSpace,
+        bit_choices: list[int],
+        share_weights: bool = True,
+        recompute: bool | str = "auto",
     ):
-        """`recompute`: keep only each unit's input for backward and run the unit again there
-        (activation checkpointing, `search.recompute`): memory of one unit's activations instead
-        of the network's, for one more forward per step."""
+        """`recompute` (`search.recompute`): True keeps only each unit's input for backward and runs
+        the unit again there (activation checkpointing): memory of one unit's activations instead of
+        the network's, for one more forward per step; "auto" does so in a forward whose estimated
+        activation memory (`activation_bytes`) exceeds RECOMPUTE_AUTO_BYTES."""
         super().__init__()
+        if not (isinstance(recompute, bool) or recompute == "auto"):
+            raise ValueError(f"search.recompute must be true, false or 'auto', got {recompute!r}")
         self.space, self.choices, self.recompute = space, list(bit_choices), recompute
+        # [U, max_ops] elements per image of each op's layer outputs (0 past a unit's ops)
+        self.op_activations = torch.zeros(len(space.units), max(len(u.ops) for u in space.units))
+        for i, u in enumerate(space.units):
+            for o, op in enumerate(u.ops):
+                self.op_activations[i, o] = _op_activations(u, op)
         self.shared = nn.ModuleDict()  # unit name -> SharedIR (share_weights)
         units = []
         for u in space.units:
@@ -302,8 +351,13 @@ class Supernet(nn.Module):
         """op_w [U, max_ops]; bit_w / bit_a [U, n_bits] (None: float). `units`: run only these
         consecutive units, `x` being the first one's input (a cached prefix's output reused).
         `run` [U, max_ops] bool: the ops to run (default: the non-zero entries of op_w)."""
-        for u in range(len(self.units)) if units is None else units:
-            if self.recompute and torch.is_grad_enabled():
+        units = range(len(self.units)) if units is None else units
+        recompute = torch.is_grad_enabled() and self.recomputes(x.shape[0], op_w, run, units)
+        for u in units:
+            if recompute:
+                # non-reentrant: backward recomputes each unit once, when its first saved tensor is
+                # needed, running the same sampled ops (op_w / run are inputs); no RNG state to
+                # restore (the sampling is outside, a unit draws nothing)
                 x = checkpoint(
                     self._unit,
                     u,
@@ -313,11 +367,31 @@ class Supernet(nn.Module):
                     bit_a,
                     run,
                     use_reentrant=False,
+                    preserve_rng_state=False,
                     context_fn=lambda u=u: (contextlib.nullcontext(), _frozen_stats(self._modules_of(u))),
                 )
             else:
                 x = self._unit(u, x, op_w, bit_w, bit_a, run)
         return x
+
+    def activation_bytes(
+        self, batch: int, op_w: torch.Tensor, run: torch.Tensor | None = None, units: range | None = None
+    ) -> float:
+        """Estimated bytes of the activations a forward of `batch` images keeps for backward (float32)
+        over the ops it runs (`run`, else the non-zero entries of op_w)."""
+        paths = (op_w.detach() != 0) if run is None else run
+        per_image = (paths.cpu().float() * self.op_activations).sum(1)
+        if units is not None:
+            per_image = per_image[list(units)]
+        return float(per_image.sum()) * batch * 4 * _SAVED_PER_LAYER
+
+    def recomputes(
+        self, batch: int, op_w: torch.Tensor, run: torch.Tensor | None = None, units: range | None = None
+    ) -> bool:
+        """Whether a forward with gradients checkpoints its units (`recompute`, resolving "auto")."""
+        if self.recompute == "auto":
+            return self.activation_bytes(batch, op_w, run, units) > RECOMPUTE_AUTO_BYTES
+        return bool(self.recompute)
 
     def _modules_of(self, u: int) -> list[nn.Module]:
         """Unit u's op modules and its shared weights (a _SharedOp does not own them)."""
@@ -343,17 +417,25 @@ class Supernet(nn.Module):
 
 @contextlib.contextmanager
 def _frozen_stats(modules: list[nn.Module]):
-    """Batch norms that normalise as in training but leave their running statistics alone: the
-    recomputation of a checkpointed unit must not count its batch a second time."""
+    """Batch norms that normalise with the batch's statistics, as in training, while their running
+    statistics and batch count stay as they are: the recomputation of a checkpointed unit must not
+    count its batch a second time. Its updates go to scratch copies of the buffers. (Running the
+    recomputation without buffers would save other tensors than the forward did, which checkpoint
+    rejects; a zero momentum would still count the batch in num_batches_tracked, and 0 x a
+    non-finite batch variance is NaN.)"""
     bns = [m for mod in modules for m in mod.modules() if isinstance(m, nn.BatchNorm2d)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.momentum = 0.0
+    names = ("running_mean", "running_var", "num_batches_tracked")
+    saved = [{k: getattr(m, k) for k in names} for m in bns]
+    for m, buf in zip(bns, saved):
+        for k, v in buf.items():
+            if v is not None:
+                setattr(m, k, v.clone())
     try:
         yield
     finally:
-        for m, mom in zip(bns, saved):
-            m.momentum = mom
+        for m, buf in zip(bns, saved):
+            for k, v in buf.items():
+                setattr(m, k, v)
 
 
 _W_ONLY = torch.tensor([1.0, 0.0])  # see DerivedNet._qcall

@@ -13,10 +13,17 @@ The oracle maps (layer, bitwidths, accelerator point) to (cycles, energy pJ). Or
   how a ZigZag or Timeloop bridge plugs in.
 The error reported is on accelerator points the MLP never saw (20% of the points held out, all of
 their samples), per sample and, for the `codax` oracle, per network (a random network's summed
-cycles on a held-out point): the designs the search will meet are mostly unseen ones. Accelerator
-choices enter the MLP as (soft) one-hot vectors plus the expected log2 of the numeric choices
-(array rows and columns, buffer sizes: an unseen point is an interpolation in them), bitwidths as
-expected widths, so gradients reach accelerator, bit and (through the op mixing) network logits.
+cycles on a held-out point): the designs the search will meet are mostly unseen ones.
+
+The MLP sees a layer as its log2 dims and stride, the bitwidths as widths / 8 and an accelerator
+point as the one-hot vectors of its choices plus the log2 of its numeric choices (array rows and
+columns, buffer sizes: an unseen point is an interpolation in them). The search queries it only at
+such points, where it was trained: the hardware term is E_P[f(a)] over the accelerator
+distribution P (acceldist.py), every fitting point enumerated in one batched pass (up to
+EXACT_POINTS of them; beyond, points drawn from P as for the analytic tables), so gradients reach
+the accelerator logits through P and the bit and (through the op mixing) network logits through
+the MLP's width inputs (the expected widths) and the op weights. Querying it at a soft point (the
+expected one-hot vectors inside the simplex) would ask it about accelerators it never saw.
 """
 
 from __future__ import annotations
@@ -26,7 +33,6 @@ import importlib
 import math
 import random
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,25 +55,19 @@ def layer_features(bound: torch.Tensor, stride: torch.Tensor) -> torch.Tensor:
 
 
 NUMERIC = ("rows", "cols", "buf_W", "buf_I", "buf_O")  # choices whose values the MLP sees as log2
+EXACT_POINTS = 4096  # fitting points up to which the surrogate term enumerates them all: the default
+# space's 864 points x 82 sub-layers are 71k MLP rows, one batched pass per architecture step
+FEATURE_CACHE = 64  # point lists whose features are kept (the enumeration, the derived designs' points)
 
 
-def accel_features(space: AccelSpace, probs: list[torch.Tensor]) -> torch.Tensor:
-    """The accelerator as the MLP sees it: each choice's (soft) one-hot probabilities, then the
-    expected log2 of the numeric choices. Differentiable in the probabilities."""
-    onehot = torch.cat(list(probs))
+def point_features(space: AccelSpace, cfg: tuple[int, ...]) -> torch.Tensor:
+    """An accelerator point as the MLP sees it: each choice's one-hot vector, then the log2 of the
+    numeric choices' values."""
+    onehot = [torch.nn.functional.one_hot(torch.tensor(c), k).float() for c, k in zip(cfg, space.sizes)]
     logs = [
-        (p * torch.log2(torch.tensor([float(v) for v in opts], device=p.device))).sum()
-        for name, opts, p in zip(space.names, space.options, probs)
-        if name in NUMERIC
+        math.log2(float(opts[c])) for name, opts, c in zip(space.names, space.options, cfg) if name in NUMERIC
     ]
-    return torch.cat([onehot, torch.stack(logs)])
-
-
-def accel_onehot(space: AccelSpace, cfg: tuple[int, ...]) -> torch.Tensor:
-    """accel_features of one accelerator point."""
-    return accel_features(
-        space, [torch.nn.functional.one_hot(torch.tensor(c), k).float() for c, k in zip(cfg, space.sizes)]
-    )
+    return torch.cat([*onehot, torch.tensor(logs)])
 
 
 class CostMLP(nn.Module):
@@ -103,7 +103,7 @@ def _codax_samples(cs: CoSearch, n: int, rng: random.Random) -> tuple[torch.Tens
     for cfg in points:
         rows = rng.sample(range(len(lt.layers)), per_point)
         y = cs.hw.point_costs(cfg, rows)  # [r, B, 2]
-        af = accel_onehot(space, cfg)
+        af = point_features(space, cfg)
         for j, i in enumerate(rows):
             feats.append(torch.cat([lf[i].expand(B, -1), bits, af.expand(B, -1)], -1))
             ys.append(y[j])
@@ -128,7 +128,7 @@ def _csv_samples(path: str, space: AccelSpace) -> tuple[torch.Tensor, torch.Tens
                     [
                         layer_features(bound, torch.tensor(float(row["stride"]))),
                         torch.tensor([float(row["w_bits"]) / 8, float(row["a_bits"]) / 8]),
-                        accel_onehot(space, tuple(cfg)),
+                        point_features(space, tuple(cfg)),
                     ]
                 )
                 feats.append(f)
@@ -170,7 +170,7 @@ def _callable_samples(
                 [
                     layer_features(lt.bound[li].float(), lt.stride[li, 0].float()),
                     torch.tensor([wb / 8, ab / 8]),
-                    accel_onehot(space, cfg),
+                    point_features(space, cfg),
                 ]
             )
         )
@@ -230,8 +230,56 @@ def train_mlp(
     )
 
 
-def fit_surrogate(cs: CoSearch) -> tuple[Callable, CostMLP, dict]:
-    """Sample the oracle and train the MLP. Returns the hardware term's replacement (`predict`, for
+class SurrogateCost:
+    """The hardware term's per-layer costs from the MLP, at accelerator points: the
+    HardwareObjective.surrogate callable. Per sub-layer of the given units the MLP's (cycles,
+    energy) on every point asked for, in one batched pass, with the bitwidths as the units'
+    expected widths (differentiable in the bit weights)."""
+
+    def __init__(self, model: CostMLP, cs: CoSearch, heldout_points: set):
+        lt, dev = cs.lt, cs.device
+        self.model, self.space, self.device = model.to(dev), cs.space, dev
+        self.heldout_points = heldout_points  # the accelerator points whose samples the MLP never saw
+        self.exact_points = EXACT_POINTS
+        self.lf = layer_features(lt.bound.float(), lt.stride[:, 0].float()).to(dev)  # [n, 9]
+        self.choices = torch.tensor(lt.bits, dtype=torch.float32, device=dev)
+        self.index = lt.index.to(dev)  # [U, O, S] table rows of each unit's sub-layers, -1: none
+        self._feats: dict[tuple, torch.Tensor] = {}  # features of the point lists asked for lately
+
+    def known(self, n_points: int, known_points: list[int]) -> list[int]:
+        """The fitting points the term takes exactly: all of them up to `exact_points`, else (a
+        bounded share of) the ones drawn so far, as for the analytic tables (acceldist.py)."""
+        if n_points <= self.exact_points:
+            return list(range(n_points))
+        return known_points[: self.exact_points]
+
+    def point_features(self, cfgs: list[tuple]) -> torch.Tensor:
+        """[V, A] features of the points (kept: the search asks for the same points every step)."""
+        key = tuple(cfgs)
+        if key not in self._feats:
+            if len(self._feats) >= FEATURE_CACHE:
+                self._feats.clear()
+            self._feats[key] = torch.stack([point_features(self.space, c) for c in cfgs]).to(self.device)
+        return self._feats[key]
+
+    def __call__(self, units: list[int], p_w, p_a, cfgs: list[tuple]) -> torch.Tensor:
+        """[len(cfgs), len(units), O, S, 2] (cycles, energy pJ) of each op's sub-layers on each
+        point (0 where a unit's op has fewer sub-layers)."""
+        idx = self.index[units]  # [u, O, S]
+        valid = idx >= 0
+        unit_of = torch.arange(len(units), device=idx.device).view(-1, 1, 1).expand_as(idx)[valid]  # [k]
+        widths = torch.stack([(p_w[units] * self.choices).sum(-1), (p_a[units] * self.choices).sum(-1)], -1)
+        layer = torch.cat([self.lf[idx[valid]], widths[unit_of] / 8.0], -1)  # [k, 11]
+        acc = self.point_features(list(cfgs))  # [V, A]
+        V, k = acc.shape[0], layer.shape[0]
+        f = torch.cat([layer.unsqueeze(0).expand(V, k, -1), acc.unsqueeze(1).expand(V, k, -1)], -1)
+        out = layer.new_zeros(V, *idx.shape, 2)
+        out[:, valid] = self.model(f)
+        return out
+
+
+def fit_surrogate(cs: CoSearch) -> tuple[SurrogateCost, CostMLP, dict]:
+    """Sample the oracle and train the MLP. Returns the hardware term's per-layer costs (for
     HardwareObjective.surrogate), the model and the report (held-out errors)."""
     s = cs.cfg.surrogate
     rng = random.Random(cs.seed)
@@ -250,34 +298,18 @@ def fit_surrogate(cs: CoSearch) -> tuple[Callable, CostMLP, dict]:
     model, rep, held = train_mlp(f, y, groups, int(s.hidden), int(s.epochs), float(s.lr), cs.seed)
     for p in model.parameters():
         p.requires_grad_(False)
-    lt, space, dev = cs.lt, cs.space, cs.device  # predictions on the step's device
-    model.to(dev)
-    lf = layer_features(lt.bound.float(), lt.stride[:, 0].float()).to(dev)
-    choices = torch.tensor(lt.bits, dtype=torch.float32, device=dev)
-    index = lt.index.to(dev)
-
-    def predict(units, p_w, p_a, probs):
-        idx = index[units]  # [u, O, S]
-        u, O, S = idx.shape
-        feats = lf[idx.clamp(min=0)]  # [u, O, S, 9]
-        bits = torch.stack([(p_w[units] * choices).sum(-1), (p_a[units] * choices).sum(-1)], -1) / 8.0
-        acc = accel_features(space, list(probs))
-        f = torch.cat(
-            [feats, bits.view(u, 1, 1, 2).expand(u, O, S, 2), acc.view(1, 1, 1, -1).expand(u, O, S, -1)], -1
-        )
-        return model(f) * (idx >= 0).unsqueeze(-1).float()
-
+    cost = SurrogateCost(model, cs, held)
     train_s = time.perf_counter() - t0 - sample_s
     if spec == "codax" and held:
-        rep.update(_design_check(cs, predict, sorted(held), rng))
+        rep.update(_design_check(cs, cost, sorted(held), rng))
     return (
-        predict,
+        cost,
         model,
         {"oracle": spec, "samples": len(f), "sample_seconds": sample_s, "train_seconds": train_s, **rep},
     )
 
 
-def _design_check(cs: CoSearch, predict, held: list[tuple], rng: random.Random) -> dict:
+def _design_check(cs: CoSearch, cost: SurrogateCost, held: list[tuple], rng: random.Random) -> dict:
     """Summed cycles of random networks on held-out points: surrogate against the oracle."""
     lt, net = cs.lt, cs.net
     nb = len(lt.bits)
@@ -298,9 +330,8 @@ def _design_check(cs: CoSearch, predict, held: list[tuple], rng: random.Random) 
         U = len(net.units)
         onehot = lambda idx, k: torch.nn.functional.one_hot(torch.tensor(idx), k).float().to(cs.device)  # noqa: E731
         p_w, p_a = onehot([w for w, _ in bi], nb), onehot([a for _, a in bi], nb)
-        probs = [onehot(c, k) for c, k in zip(cfg, cs.space.sizes)]
         with torch.no_grad():
-            C = predict(list(range(U)), p_w, p_a, probs).sum(2)  # [U, O, 2]
+            C = cost(list(range(U)), p_w, p_a, [cfg])[0].sum(2)  # [U, O, 2]
         pred = float(sum(C[u, o, 0] for u, o in enumerate(ops)))
         errs.append(abs(pred / oracle - 1.0))
     return {"heldout_designs": len(errs), "heldout_design_median_ape_cycles": float(np.median(errs))}

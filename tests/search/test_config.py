@@ -55,7 +55,7 @@ def test_misspelled_key_suggests_the_field():
         ({"data": {"name": "mnist"}}, "data.name must be 'digits', 'cifar10', 'cifar100' or 'imagefolder'"),
         ({"accelerator": {"dataflow": ["row-stationary"]}}, r"accelerator.dataflow\[0\] must be"),
         ({"bits": {"choices": 8}}, "bits.choices must be a list of an integer"),
-        ({"search": {"recompute": "yes"}}, "search.recompute must be true or false"),
+        ({"search": {"recompute": "yes"}}, "search.recompute must be 'auto', True or False"),
         ({"search": {"warmup_epochs": 30}}, "search.warmup_epochs must be between 0 and search.epochs"),
         ({"data": {"workers": -1}}, "data.workers must be >= 0"),
         ({"search": "fast"}, "search must be a mapping of epochs, "),
