@@ -35,7 +35,7 @@ from codax.codegen.params import LayerParams
 from codax.codegen.schedule import RuntimeSchedule, build_schedule
 from codax.errors import ConfigError
 from codax.hw import evaluate_many
-from codax.hw.evaluate import engine_resources
+from codax.hw.evaluate import chain_calls, engine_resources
 from codax.ir import OPERANDS, Accelerator, Graph, Mapping, dump_yaml, validate_mapping
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -70,7 +70,10 @@ def _generate(
                 f"layer {layer.name}: no parameters; extract them (codax.codegen.params.from_onnx)"
             )
         validate_mapping(layer, accel, mappings[layer.name])
-    costs_list = evaluate_many([(lay, accel, mappings[lay.name]) for lay in graph.layers], check=False)
+    # the program's calls in order: each prefetches the next call's descriptor (chain_calls), so the
+    # report and the schedule predict what the engine runs, as the search's exact cost does
+    alone = evaluate_many([(lay, accel, mappings[lay.name]) for lay in graph.layers], check=False)
+    costs_list = chain_calls(alone, accel)
     costs = {c.layer: c for c in costs_list}
     sched = build_schedule(graph, accel, mappings, params, costs, shapes)
     hw = engine_sources(accel)

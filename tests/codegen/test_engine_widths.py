@@ -12,6 +12,7 @@ import yaml
 
 from codax.flow import References, check_compiled, compile_model, run_compiled
 from codax.hw import evaluate, load_accelerator
+from codax.hw.evaluate import chain_calls
 from codax.ir import load_mappings
 from tests.frontend.test_widths import _ort_quantize, digits_float_opset21  # noqa: F401 (fixture)
 from tests.passes.models import digits
@@ -36,13 +37,17 @@ def test_int4_model_compiles_and_runs_at_its_widths(
     from codax.passes import pipeline
 
     graph = extract_graph(pipeline(accel, maps)(import_onnx(str(path))), accel=accel)
+    # the calls as the program runs them: each call's descriptor prefetched by the call before
+    chained = {
+        c.layer: c for c in chain_calls([evaluate(la, accel, maps[la.name]) for la in graph.layers], accel)
+    }
     for c in calls:
         layer = graph.nodes[c["node"]]
         assert c["widths"]["weight"] == 4 and c["widths"]["input"] == act_bits
         # weights packed at 4 bits, half a byte per weight, in tile order (edge tiles not padded)
         slots = layer.G * layer.K * layer.C * layer.R * layer.S
         assert c["weights"]["bytes"] == -(-slots * 4 // 8)
-        cost = evaluate(layer, accel, maps[layer.name])
+        cost = chained[layer.name]
         assert rep[layer.name]["dram_bytes"] == cost.dram_bytes
         assert rep[layer.name]["predicted_cycles"] == cost.cycles
     refs = References(res.out_dir)
