@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 from codax.codegen import hls_reader as R
 from codax.codegen import hls_types as HT
-from codax.codegen.hls_resources import _declaring_pragmas, _names
+from codax.codegen.hls_resources import declaring_pragmas, dimension_splits, names_variable
 
 K = R.K
 DUAL_PORT_TYPES = ("ram_2p", "ram_t2p", "ram_s2p")
@@ -200,11 +200,11 @@ def _memory(walker: R.Walker, top: str, cursor, bindings: tuple, memories: dict)
         mem = _Memory(f"pointer {name}", 1, True, ())
     else:
         dims, _ = HT.array_shape(t)
-        pragmas = _declaring_pragmas(walker, decl) if decl.kind == K.VAR_DECL else []
+        pragmas = declaring_pragmas(walker, decl) if decl.kind == K.VAR_DECL else []
         if decl.kind == K.VAR_DECL and not pragmas and _namespace_scope(decl):
             # a namespace-scope array: its pragmas are in the top that refers to it (hls_resources)
             top_fn = R.find_function(walker.tu, top)
-            pragmas = [p for p in walker.function_pragmas(top_fn) if _names(p, decl.spelling)]
+            pragmas = [p for p in walker.function_pragmas(top_fn) if names_variable(p, decl.spelling)]
         parts = _partitions(walker, decl, len(dims), dims, pragmas)
         reshapes = _partitions(walker, decl, len(dims), dims, pragmas, "ARRAY_RESHAPE")
         ports = 2
@@ -255,15 +255,10 @@ def _partitions(
         fn = decl.semantic_parent
         pragmas = [p for p in walker.function_pragmas(fn) if (p.get("variable") or "") == decl.spelling]
     out = []
-    for p in pragmas:
-        if p.directive != directive or R.is_off(p):
-            continue
-        kind = p.get("type") or next((f for f in p.flags if f in ("cyclic", "block", "complete")), "complete")
-        dim = R.pragma_int(walker.tu, p, "dim", 1)
-        for d in range(rank) if dim == 0 else [dim - 1]:
-            extent = dims[d] if d < len(dims) else None
-            factor = extent if kind == "complete" else R.pragma_int(walker.tu, p, "factor", 1)
-            out.append(_Partition(d, kind, factor, extent))
+    for x in dimension_splits(walker.tu, pragmas, rank):
+        if x.directive == directive:
+            extent = dims[x.dim] if x.dim < len(dims) else None
+            out.append(_Partition(x.dim, x.kind, extent if x.factor is None else x.factor, extent))
     return tuple(out)
 
 

@@ -240,36 +240,54 @@ class _Layout:
     ram_type: str | None  # BIND_STORAGE type= (ram_1p, ram_2p, ram_t2p, ram_s2p, ...)
 
 
+@dataclass(frozen=True)
+class DimSplit:
+    """One dimension an ARRAY_PARTITION (into banks) or ARRAY_RESHAPE (into wider words) pragma splits."""
+
+    directive: str
+    kind: str  # cyclic | block | complete
+    dim: int  # 0-based
+    factor: int | None  # None: complete (the whole dimension)
+    pragma: R.Pragma
+
+
+def dimension_splits(tu, pragmas: list[R.Pragma], rank: int) -> list[DimSplit]:
+    """The dimensions of a rank-`rank` array each ARRAY_PARTITION / ARRAY_RESHAPE pragma splits, in the
+    pragmas' order (a pragma switched off -- off=true -- ignored; dim=0: every dimension; a factor or
+    dim given by name evaluated by clang)."""
+    out = []
+    for p in pragmas:
+        if R.is_off(p) or p.directive not in ("ARRAY_PARTITION", "ARRAY_RESHAPE"):
+            continue
+        kind = p.get("type") or next((f for f in p.flags if f in ("cyclic", "block", "complete")), "complete")
+        dim = R.pragma_int(tu, p, "dim", 1)
+        factor = None if kind == "complete" else R.pragma_int(tu, p, "factor", 1)
+        out.extend(
+            DimSplit(p.directive, kind, d, factor, p) for d in (range(rank) if dim == 0 else [dim - 1])
+        )
+    return [x for x in out if x.dim < rank]
+
+
 def _layout(tu, dims: tuple[int, ...], bits: int, pragmas: list[R.Pragma]) -> _Layout:
     """The banks, bank word and depth and storage of an array under its pragmas (a pragma switched off
     -- off=true -- ignored; a factor or dim given by name evaluated by clang)."""
     dims = list(dims) or [1]
     banks, width, impl, ram_type = 1, bits, None, None
     for p in pragmas:
-        if R.is_off(p):
-            continue
-        if p.directive == "BIND_STORAGE":
+        if p.directive == "BIND_STORAGE" and not R.is_off(p):
             impl = (p.get("impl") or "").lower() or None
             ram_type = (p.get("type") or "").lower() or None
-            continue
-        if p.directive not in ("ARRAY_PARTITION", "ARRAY_RESHAPE"):
-            continue
-        kind = p.get("type") or next((f for f in p.flags if f in ("cyclic", "block", "complete")), "complete")
-        dim = R.pragma_int(tu, p, "dim", 1)
-        which = range(len(dims)) if dim == 0 else [dim - 1]
-        for d in which:
-            if d >= len(dims):
-                continue
-            f = dims[d] if kind == "complete" else min(R.pragma_int(tu, p, "factor", 1), dims[d])
-            if f <= 0:
-                raise R.HlsReadError(
-                    f"{Path(p.file).name}:{p.line}: {p.directive} factor {f}: not a bank count"
-                )
-            if p.directive == "ARRAY_PARTITION":
-                banks *= f
-            else:
-                width *= f
-            dims[d] = math.ceil(dims[d] / f)
+    for x in dimension_splits(tu, pragmas, len(dims)):
+        f = dims[x.dim] if x.factor is None else min(x.factor, dims[x.dim])
+        if f <= 0:
+            raise R.HlsReadError(
+                f"{Path(x.pragma.file).name}:{x.pragma.line}: {x.directive} factor {f}: not a bank count"
+            )
+        if x.directive == "ARRAY_PARTITION":
+            banks *= f
+        else:
+            width *= f
+        dims[x.dim] = math.ceil(dims[x.dim] / f)
     return _Layout(banks, width, math.prod(dims), impl, ram_type)
 
 
@@ -421,7 +439,7 @@ class _Reading:
         decl = target if target is not None else param
         m = self.memory(key, name=key, type=decl.type, kind="port memory", at=_where(decl), instances=1)
         m.tops.add(top)
-        m.add(top, [p for p in pragmas if _names(p, param.spelling)])
+        m.add(top, [p for p in pragmas if names_variable(p, param.spelling)])
 
     def _variable(self, walker: R.Walker, ev: R.Event, seen: set[str]) -> None:
         var, top = ev.cursor, walker.top
@@ -437,7 +455,7 @@ class _Reading:
         if static:
             seen.add(key)
         m = self.memory(key, name=name, type=var.type, at=_where(var), kind="static" if static else "local")
-        m.add(top, _declaring_pragmas(walker, var))
+        m.add(top, declaring_pragmas(walker, var))
         m.instances += 1 if static else ev.ctx.copies
         m.tops.add(top)
 
@@ -452,7 +470,7 @@ class _Reading:
             return  # a port memory's storage, counted as the port
         # namespace scope or a static data member: the top's pragmas and those of the function that
         # refers to it (a callee's ARRAY_PARTITION on a global applies to it as well)
-        own = [p for p in (*top_pragmas, *scope_pragmas) if _names(p, var.spelling)]
+        own = [p for p in (*top_pragmas, *scope_pragmas) if names_variable(p, var.spelling)]
         m = self.memory(name, name=name, type=var.type, kind="static", at=_where(var))
         m.add(top, own)
         if name in seen:
@@ -543,7 +561,7 @@ def _count(t) -> int:
     return n
 
 
-def _declaring_pragmas(walker: R.Walker, var) -> list[R.Pragma]:
+def declaring_pragmas(walker: R.Walker, var) -> list[R.Pragma]:
     """The pragmas naming `var` in the function that declares it; with several variables of that name in
     the function (in different scopes), a pragma belongs to the one declared in the innermost scope
     around the pragma (C++'s name lookup, which UG1399 follows)."""
@@ -552,7 +570,7 @@ def _declaring_pragmas(walker: R.Walker, var) -> list[R.Pragma]:
         fn = fn.semantic_parent
     if fn is None:
         return []
-    found = [p for p in walker.function_pragmas(fn) if _names(p, var.spelling)]
+    found = [p for p in walker.function_pragmas(fn) if names_variable(p, var.spelling)]
     if not found:
         return []
     scopes = _scopes(fn, var.spelling)
@@ -582,13 +600,13 @@ def _scopes(fn, name: str) -> list[tuple[object, tuple[int, int]]]:
     return out
 
 
-def _names(pragma: R.Pragma, variable: str) -> bool:
+def names_variable(pragma: R.Pragma, variable: str) -> bool:
     """Whether `pragma` applies to `variable` (or to one of its fields: variable=x.f)."""
     return (pragma.get("variable") or "").split(".")[0].rsplit("::", 1)[-1] == variable
 
 
 def _stream_depth(walker: R.Walker, var) -> int:
-    for p in _declaring_pragmas(walker, var):
+    for p in declaring_pragmas(walker, var):
         if p.directive == "STREAM" and not R.is_off(p):
             return R.pragma_int(walker.tu, p, "depth", STREAM_DEFAULT_DEPTH)
     return STREAM_DEFAULT_DEPTH
