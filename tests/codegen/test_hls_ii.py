@@ -29,7 +29,20 @@ def memory(loop, name):
 
 # VTA's GEMM step: one address of each reshaped buffer returns the vector a step needs, the products
 # go through an adder tree into registers, and each output's accumulator is read and written once
-GEMM = """
+STEP = """GEMM: for (int i = 0; i < n; ++i) {
+#pragma HLS PIPELINE II=1
+    for (int oc = 0; oc < 16; ++oc) {
+      acc_t sum = 0;
+      for (int ic = 0; ic < 16; ++ic) sum += wgt[i][oc][ic] * inp[i][ic];
+      acc[i][oc] += sum;
+    }
+  }
+  out[0] = acc[0][0];
+}
+"""
+
+GEMM = (
+    """
 typedef ap_int<8> op_t;
 typedef ap_int<32> acc_t;
 void top(int n, int out[16]) {
@@ -40,17 +53,9 @@ void top(int n, int out[16]) {
 #pragma HLS ARRAY_RESHAPE variable=inp complete dim=2
   static acc_t acc[64][16];
 #pragma HLS ARRAY_RESHAPE variable=acc complete dim=2
-GEMM: for (int i = 0; i < n; ++i) {
-#pragma HLS PIPELINE II=1
-    for (int oc = 0; oc < 16; ++oc) {
-      acc_t sum = 0;
-      for (int ic = 0; ic < 16; ++ic) sum += wgt[i][oc][ic] * inp[i][ic];
-      acc[i][oc] += sum;
-    }
-  }
-  out[0] = acc[0][0];
-}
 """
+    + STEP
+)
 
 
 def test_vta_gemm_step_runs_at_ii_1():
@@ -61,7 +66,8 @@ def test_vta_gemm_step_runs_at_ii_1():
 
 
 # the same step with the buffers at namespace scope: their pragmas are in the top that uses them
-GEMM_NAMESPACE = """
+GEMM_NAMESPACE = (
+    """
 typedef ap_int<8> op_t;
 typedef ap_int<32> acc_t;
 static op_t wgt[64][16][16];
@@ -72,17 +78,9 @@ void top(int n, int out[16]) {
 #pragma HLS ARRAY_RESHAPE variable=wgt complete dim=3
 #pragma HLS ARRAY_RESHAPE variable=inp complete dim=2
 #pragma HLS ARRAY_RESHAPE variable=acc complete dim=2
-GEMM: for (int i = 0; i < n; ++i) {
-#pragma HLS PIPELINE II=1
-    for (int oc = 0; oc < 16; ++oc) {
-      acc_t sum = 0;
-      for (int ic = 0; ic < 16; ++ic) sum += wgt[i][oc][ic] * inp[i][ic];
-      acc[i][oc] += sum;
-    }
-  }
-  out[0] = acc[0][0];
-}
 """
+    + STEP
+)
 
 
 def test_namespace_scope_buffers_take_the_pragmas_of_the_top():
