@@ -176,24 +176,19 @@ def plan(shape: CoreShape, mode: CoreMode, conv: Conv, x: np.ndarray, w: np.ndar
                                 continue
                             ch = xp[grp, c_blk * cols : (c_blk + 1) * cols, iy, ix]
                             _put(inp, word, lane_r if mode.per_group_inputs else None, ch)
-            for i in range(n_inner):
-                for lane in range(rows):
-                    at = row_of(o, i, lane)
-                    if at is None:
-                        continue
-                    grp, k = at
-                    for c_blk in range(cb):
-                        for r in range(conv.r):
-                            for s in range(conv.s):
-                                word = ((o * n_inner + i) * cb + c_blk) * rs + r * conv.s + s
-                                _check(word, mode.wgt_depth, "weights")
-                                ch = wg[grp, k, c_blk * cols : (c_blk + 1) * cols, r, s]
-                                wgt[word, lane, : len(ch)] = ch
-                    for y in range(oh):
-                        for xo in range(ow):
-                            word = ((o * n_inner + i) * oh + y) * ow + xo
-                            _check(word, mode.acc_depth, "accumulators")
-                            out_at[grp * kg + k, y, xo] = word * acc_lanes + lane
+            for i, lane, grp, k in _array_rows(o, n_inner, rows, row_of):
+                for c_blk in range(cb):
+                    for r in range(conv.r):
+                        for s in range(conv.s):
+                            word = ((o * n_inner + i) * cb + c_blk) * rs + r * conv.s + s
+                            _check(word, mode.wgt_depth, "weights")
+                            ch = wg[grp, k, c_blk * cols : (c_blk + 1) * cols, r, s]
+                            wgt[word, lane, : len(ch)] = ch
+                for y in range(oh):
+                    for xo in range(ow):
+                        word = ((o * n_inner + i) * oh + y) * ow + xo
+                        _check(word, mode.acc_depth, "accumulators")
+                        out_at[grp * kg + k, y, xo] = word * acc_lanes + lane
         for c_blk in range(cb):
             for r in range(conv.r):
                 for s in range(conv.s):
@@ -226,23 +221,18 @@ def plan(shape: CoreShape, mode: CoreMode, conv: Conv, x: np.ndarray, w: np.ndar
                             for lane_r in range(in_rows):
                                 vec = phase[lane_r, m * cols : (m + 1) * cols]
                                 _put(inp, word, lane_r if mode.per_group_inputs else None, vec)
-            for i in range(n_inner):
-                for lane in range(rows):
-                    at = row_of(o, i, lane)
-                    if at is None:
-                        continue
-                    grp, k = at
-                    for c in range(cg):
-                        for r in range(conv.r):
-                            for s in range(conv.s):
-                                word = ((o * n_inner + i) * cg + c) * rs + r * conv.s + s
-                                _check(word, mode.wgt_depth, "weights")
-                                wgt[word, lane] = wg[grp, k, c, r, s]
-                    for y in range(oh):
-                        for xo in range(ow):
-                            word = ((o * n_inner + i) * oh + y) * xb + xo // cols
-                            _check(word, mode.acc_depth, "accumulators")
-                            out_at[grp * kg + k, y, xo] = word * acc_lanes + lane * cols + xo % cols
+            for i, lane, grp, k in _array_rows(o, n_inner, rows, row_of):
+                for c in range(cg):
+                    for r in range(conv.r):
+                        for s in range(conv.s):
+                            word = ((o * n_inner + i) * cg + c) * rs + r * conv.s + s
+                            _check(word, mode.wgt_depth, "weights")
+                            wgt[word, lane] = wg[grp, k, c, r, s]
+                for y in range(oh):
+                    for xo in range(ow):
+                        word = ((o * n_inner + i) * oh + y) * xb + xo // cols
+                        _check(word, mode.acc_depth, "accumulators")
+                        out_at[grp * kg + k, y, xo] = word * acc_lanes + lane * cols + xo % cols
         for c in range(cg):
             for r in range(conv.r):
                 for s in range(conv.s):
@@ -268,6 +258,16 @@ def plan(shape: CoreShape, mode: CoreMode, conv: Conv, x: np.ndarray, w: np.ndar
         _uop_words(uops), _fields(mode, loops), out_words,
         word_shape,
     )  # fmt: skip
+
+
+def _array_rows(o: int, n_inner: int, rows: int, row_of):
+    """(inner index, array row, group, output channel within the group) of each row of the array that
+    `row_of` fills in outer block `o` (rows past the layer's groups or channels are left out)."""
+    for i in range(n_inner):
+        for lane in range(rows):
+            at = row_of(o, i, lane)
+            if at is not None:
+                yield (i, lane, *at)
 
 
 def _put(buf: np.ndarray, word: int, row: int | None, vec: np.ndarray) -> None:
