@@ -28,24 +28,27 @@ load path stores each input row in its x-phase layout (phase p holds x = p, p + 
 the inputs of a step are C consecutive lanes of one phase row from a lane the micro-op names: the
 step reads two adjacent words (the two ports of the bank) and funnel-shifts them.
 
-At run time (GemmInsn): the mode, the first micro-op (VTA's uops: per-step dst / src / wgt offsets,
-plus the Q modes' lane offset) and LOOPS loops with trip counts and per-loop dst / src / wgt / micro-op
-factors: the micro-op counter is one more offset, so the micro-ops may sit at any level of the nest
-(VTA's sit innermost) and the outputs innermost keep updates of one accumulator apart. The step loop is
-one flattened pipelined loop over all steps; the offsets advance by additions only (an odometer of
-counters, each level holding the offset of the loops above it).
+At run time: one 128-bit GEMM instruction (VTA's, core_isa's table: `gemm_format`), decoded by the top
+`core_gemm(insn_t)`: reset, the mode, a range of micro-ops (VTA's uops: per-step dst / src / wgt
+offsets, plus the Q modes' lane offset) and two loops around it, each with its trip count and dst /
+src / wgt factors. The step loop is one flattened pipelined loop over iter_out x iter_in x the
+micro-ops; the offsets advance by additions only and the loop ends when the counters wrap, so the core
+holds no multiply outside the PEs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from codax.codegen import core_isa
+from codax.codegen.core_isa import Field, InsnFormat, bits_for
 from codax.codegen.engine import dram_beat_bytes
 from codax.errors import UnsupportedError
 from codax.ir import Accelerator
 
-LOOPS = 5  # the odometer's loops, innermost first; one of them usually walks the micro-ops
-UOP_DEPTH = 4096
+# 2,048 micro-ops: at 4,096 the GEMM instruction of zc706-int8 and zcu102-int8 needs 129 bits (its
+# micro-op range takes 12 + 13 bits), one more than VTA's 128-bit word
+UOP_DEPTH = 2048
 UOP_FIELD_BITS = 16  # dst, src and wgt offsets of a micro-op; then the lane offset
 LANE_FIELD_BITS = 8
 UOP_BITS = 3 * UOP_FIELD_BITS + LANE_FIELD_BITS
@@ -53,7 +56,10 @@ MAX_DEPTH = 1 << UOP_FIELD_BITS
 ROW_DIMS = ("K", "G")
 COL_DIMS = ("C", "Q")
 MODE_CODE = {("K", "C"): 0, ("G", "C"): 1, ("K", "Q"): 2, ("G", "Q"): 3}  # bit 0: rows over G; 1: Q
-N_FIELDS = 4 + 5 * LOOPS  # GemmInsn's fields as the C-simulation entry takes them
+# the step's pipeline depth: two updates of one accumulator word must be this many steps apart (the
+# read-modify-write carries no inter-iteration dependence), and an instruction costs its steps plus
+# this many cycles to drain (VTA's cycle model)
+PIPELINE_DEPTH = 8
 
 
 @dataclass(frozen=True)
@@ -171,7 +177,7 @@ def core_shape(accel: Accelerator, engine: str | None = None) -> CoreShape:
             modes.append(CoreMode(row, col, wgt, inp, acc))
     if not modes:
         raise UnsupportedError(f"{accel.name}: no spatial mode of rows {ROW_DIMS} x columns {COL_DIMS}")
-    return CoreShape(
+    shape = CoreShape(
         accel.name,
         pa.rows,
         pa.cols,
@@ -184,13 +190,68 @@ def core_shape(accel: Accelerator, engine: str | None = None) -> CoreShape:
         8 * dram_beat_bytes(accel),
         tuple(sorted(set(accel.act_bits), reverse=True)),
     )
+    try:
+        gemm_format(shape)
+    except UnsupportedError as e:
+        raise UnsupportedError(f"{accel.name}: {e}") from None
+    return shape
+
+
+# ---- the GEMM instruction ---------------------------------------------------------------------------
+def loop_bound(shape: CoreShape) -> int:
+    """The largest trip count a loop of a convolution's GEMM can need. Each step of a convolution
+    pairs an output with one weight and one input, and no pair (output, weight) or (output, input)
+    recurs, so a loop either moves the outputs -- at most all accumulator vectors but the sink the
+    program reserves (the last one) -- or walks the reduction, moving both the weights and the inputs:
+    at most the smaller depth, and in Q modes one input vector less (a step reads vector src + 1 too)."""
+    out = 0
+    for m in shape.modes:
+        reduction = min(m.wgt_depth, m.inp_depth - (1 if m.x_lanes else 0))
+        out = max(out, m.acc_depth - 1, reduction)
+    return out
+
+
+def gemm_format(shape: CoreShape) -> InsnFormat:
+    """VTA's GEMM instruction for `shape`: reset, the mode, the micro-op range [uop_bgn, uop_end), the
+    trip counts of the two loops around it (outer, inner) and each loop's dst / src / wgt factor, each
+    as wide as the buffer it steps through (the deepest over the modes, in the mode's units)."""
+    iters = bits_for(loop_bound(shape))
+    depth = {
+        "dst": max(m.acc_depth for m in shape.modes),
+        "src": max(m.inp_depth for m in shape.modes),
+        "wgt": max(m.wgt_depth for m in shape.modes),
+    }
+    factors = [Field(f"{op}_factor_{lp}", bits_for(d - 1)) for op, d in depth.items() for lp in ("out", "in")]
+    return InsnFormat(
+        "gemm",
+        (
+            Field("reset", 1),
+            Field("mode", 2),
+            Field("uop_bgn", bits_for(UOP_DEPTH - 1)),
+            Field("uop_end", bits_for(UOP_DEPTH)),
+            Field("iter_out", iters),
+            Field("iter_in", iters),
+            *factors,
+        ),
+    )
+
+
+def gemm_steps(fields: dict[str, int]) -> int:
+    """The steps (cycles at II 1) one GEMM instruction runs: iter_out x iter_in x its micro-ops."""
+    uops = max(0, int(fields.get("uop_end", 0)) - int(fields.get("uop_bgn", 0)))
+    return int(fields.get("iter_out", 0)) * int(fields.get("iter_in", 0)) * uops
+
+
+def gemm_cycles(fields: dict[str, int]) -> int:
+    """The cycles of one GEMM instruction: its steps, then the pipeline drains (VTA's count)."""
+    return gemm_steps(fields) + PIPELINE_DEPTH
 
 
 # ---- the header ---------------------------------------------------------------------------------------
 HEAD = """\
 // codax_core.h -- the GEMM core of {name}: a {rows} x {cols} PE array of {op}-bit operands and
 // {acc}-bit accumulators (generated by codax/codegen/core.py). What the accelerator fixes is a constant
-// here; what a network changes is a field of GemmInsn.
+// here; what a network changes is a field of an instruction.
 #pragma once
 #include "ap_int.h"
 
@@ -206,7 +267,6 @@ const int WGT_WORDS = {wgt_words};
 const int INP_WORDS = {inp_words};
 const int ACC_WORDS = {acc_words};
 const int LOG_ACC_WORDS = {log_acc_words};
-const int LOOPS = {loops};
 const int UOP_DEPTH = {uop_depth};
 const int UOP_FIELD_BITS = {field};
 // the spatial modes (GemmInsn::mode): bit 0 rows over groups (else output channels), bit 1 columns
@@ -216,26 +276,17 @@ const int UOP_FIELD_BITS = {field};
 typedef ap_int<OP_BITS> op_t;
 typedef ap_int<2 * OP_BITS> prod_t;
 typedef ap_int<ACC_BITS> acc_t;
-typedef ap_uint<UOP_FIELD_BITS> idx_t;  // a buffer offset or a loop counter
+typedef ap_uint<UOP_FIELD_BITS> idx_t;  // a buffer offset
 typedef ap_uint<{lane}> lane_t;
 typedef ap_uint<{uop}> uop_t;  // dst | src | wgt offsets, then the lane offset (Q modes)
+typedef ap_uint<{uop_cnt}> uop_cnt_t;  // a micro-op index, up to UOP_DEPTH
+typedef ap_uint<{iter}> iter_t;  // a loop counter
 typedef ap_uint<OP_BITS * COLS> col_vec_t;  // COLS lanes: one row of a buffer word
 typedef ap_uint<2 * OP_BITS * COLS> col_pair_t;  // two adjacent input vectors, for the funnel shift
 
-// What the network changes: one GEMM instruction (the decoder computes `steps`, the product of the
-// trip counts and the micro-op range, so that no multiply is left in the core).
-struct GemmInsn {{
-  ap_uint<2> mode;
-  idx_t uop_begin;
-  int steps;
-  bool reset;  // write zero instead of accumulating (VTA's reset_reg)
-  idx_t trip[LOOPS];  // innermost first
-  idx_t dst_factor[LOOPS];
-  idx_t src_factor[LOOPS];
-  idx_t wgt_factor[LOOPS];
-  idx_t uop_factor[LOOPS];
-}};
-
+// the instruction words (codax/codegen/core_isa.py): 128 bits, opcode and dependence flags first
+{isa}
+{gemm}
 // Lane i of a packed vector, as the signed operand.
 #define CODAX_LANE(vec, i) op_t((vec).range(OP_BITS * (i) + OP_BITS - 1, OP_BITS * (i)))
 
@@ -255,46 +306,11 @@ static col_vec_t inp_buf[INP_WORDS][ROWS];  // ROWS x COLS inputs a word
 static acc_t acc_buf[ACC_WORDS][ROWS][COLS];  // ROWS x COLS accumulators a word
 """
 
-COUNTERS_INIT = """\
-  // the odometer: cnt[l] counts loop l; *_base[l] is the offset of loops l.. (so *_base[0] is the
-  // offset of the step), *_base[LOOPS] stays 0; every one a register, advanced by additions only
-  idx_t last[LOOPS], dst_f[LOOPS], src_f[LOOPS], wgt_f[LOOPS], uop_f[LOOPS], cnt[LOOPS];
-  idx_t dst_base[LOOPS + 1], src_base[LOOPS + 1], wgt_base[LOOPS + 1], uop_base[LOOPS + 1];
-#pragma HLS ARRAY_PARTITION variable=last complete
-#pragma HLS ARRAY_PARTITION variable=dst_f complete
-#pragma HLS ARRAY_PARTITION variable=src_f complete
-#pragma HLS ARRAY_PARTITION variable=wgt_f complete
-#pragma HLS ARRAY_PARTITION variable=uop_f complete
-#pragma HLS ARRAY_PARTITION variable=cnt complete
-#pragma HLS ARRAY_PARTITION variable=dst_base complete
-#pragma HLS ARRAY_PARTITION variable=src_base complete
-#pragma HLS ARRAY_PARTITION variable=wgt_base complete
-#pragma HLS ARRAY_PARTITION variable=uop_base complete
-INIT:
-  for (int l = 0; l < LOOPS; ++l) {
-#pragma HLS UNROLL
-    last[l] = insn.trip[l] - 1;
-    dst_f[l] = insn.dst_factor[l];
-    src_f[l] = insn.src_factor[l];
-    wgt_f[l] = insn.wgt_factor[l];
-    uop_f[l] = insn.uop_factor[l];
-    cnt[l] = 0;
-    dst_base[l] = 0;
-    src_base[l] = 0;
-    wgt_base[l] = 0;
-    uop_base[l] = 0;
-  }
-  dst_base[LOOPS] = 0;
-  src_base[LOOPS] = 0;
-  wgt_base[LOOPS] = 0;
-  uop_base[LOOPS] = 0;
-"""
-
-STEP_HEAD = """\
-    const uop_t uop = uop_buf[idx_t(insn.uop_begin + uop_base[0])];
-    const idx_t dst = idx_t(uop.range(UOP_FIELD_BITS - 1, 0)) + dst_base[0];
-    const idx_t src = idx_t(uop.range(2 * UOP_FIELD_BITS - 1, UOP_FIELD_BITS)) + src_base[0];
-    const idx_t wgt = idx_t(uop.range(3 * UOP_FIELD_BITS - 1, 2 * UOP_FIELD_BITS)) + wgt_base[0];
+STEP = """\
+    const uop_t uop = uop_buf[upc];
+    const idx_t dst = idx_t(uop.range(UOP_FIELD_BITS - 1, 0)) + dst_off;
+    const idx_t src = idx_t(uop.range(2 * UOP_FIELD_BITS - 1, UOP_FIELD_BITS)) + src_off;
+    const idx_t wgt = idx_t(uop.range(3 * UOP_FIELD_BITS - 1, 2 * UOP_FIELD_BITS)) + wgt_off;
     const lane_t lane = uop.range(3 * UOP_FIELD_BITS + lane_t::width - 1, 3 * UOP_FIELD_BITS);
 
     // one word of each buffer (two adjacent input words: the funnel may cross into the next); an
@@ -345,44 +361,45 @@ STEP_HEAD = """\
       row_sum[r] = sum;
     }
 
-    // one read-modify-write of one accumulator word: Q every PE's own, C one column of row sums
+    // one read-modify-write of one accumulator word: Q every PE's own, C one column of row sums; reset
+    // writes zero (VTA's reset_reg: the products are not used)
   ACC:
     for (int r = 0; r < ROWS; ++r) {
       for (int c = 0; c < COLS; ++c) {
         const bool mine = x_cols || c == a_col;
         const acc_t add = x_cols ? acc_t(prod[r][c]) : row_sum[r];
         const acc_t old = acc_buf[a_word][r][c];
-        acc_buf[a_word][r][c] = !mine ? old : insn.reset ? acc_t(0) : acc_t(old + add);
+        acc_buf[a_word][r][c] = !mine ? old : reset ? acc_t(0) : acc_t(old + add);
       }
     }
 """
 
-COUNTERS_ADVANCE = """\
-    // advance: the innermost loop, then each loop whose inner loops all wrapped
-    bool carry = true;
-    bool bump[LOOPS], wrap[LOOPS];
-#pragma HLS ARRAY_PARTITION variable=bump complete
-#pragma HLS ARRAY_PARTITION variable=wrap complete
-  CARRY:
-    for (int l = 0; l < LOOPS; ++l) {
-      bump[l] = carry && cnt[l] != last[l];
-      wrap[l] = carry && cnt[l] == last[l];
-      carry = wrap[l];
-    }
-  ADVANCE:  // outermost first: a wrapped loop restarts from the (new) offset of the loops above it
-    for (int i = 0; i < LOOPS; ++i) {
-      if (bump[LOOPS - 1 - i]) {
-        cnt[LOOPS - 1 - i] = cnt[LOOPS - 1 - i] + 1;
-        dst_base[LOOPS - 1 - i] = dst_base[LOOPS - 1 - i] + dst_f[LOOPS - 1 - i];
-        src_base[LOOPS - 1 - i] = src_base[LOOPS - 1 - i] + src_f[LOOPS - 1 - i];
-        wgt_base[LOOPS - 1 - i] = wgt_base[LOOPS - 1 - i] + wgt_f[LOOPS - 1 - i];
-        uop_base[LOOPS - 1 - i] = uop_base[LOOPS - 1 - i] + uop_f[LOOPS - 1 - i];
-      } else if (wrap[LOOPS - 1 - i]) {
-        cnt[LOOPS - 1 - i] = 0;
-        dst_base[LOOPS - 1 - i] = dst_base[LOOPS - i];
-        src_base[LOOPS - 1 - i] = src_base[LOOPS - i];
-        wgt_base[LOOPS - 1 - i] = wgt_base[LOOPS - i];
-        uop_base[LOOPS - 1 - i] = uop_base[LOOPS - i];
+ADVANCE = """\
+    // advance VTA's three loops (micro-ops innermost, then iter_in, then iter_out), flattened: the
+    // offsets of a loop grow by its factors, a wrapped inner loop restarts from the outer offsets, and
+    // the step loop ends when every counter wraps
+    if (upc != uop_last) {
+      upc = upc + 1;
+    } else {
+      upc = insn.uop_bgn;
+      if (i_in != in_last) {
+        i_in = i_in + 1;
+        dst_off = dst_off + insn.dst_factor_in;
+        src_off = src_off + insn.src_factor_in;
+        wgt_off = wgt_off + insn.wgt_factor_in;
+      } else {
+        i_in = 0;
+        const idx_t dst_next = dst_out + insn.dst_factor_out;
+        const idx_t src_next = src_out + insn.src_factor_out;
+        const idx_t wgt_next = wgt_out + insn.wgt_factor_out;
+        dst_out = dst_next;
+        src_out = src_next;
+        wgt_out = wgt_next;
+        dst_off = dst_next;
+        src_off = src_next;
+        wgt_off = wgt_next;
+        more = i_out != out_last;
+        i_out = i_out + 1;
       }
     }
 """
@@ -401,7 +418,7 @@ def _mode_flags(shape: CoreShape) -> str:
 
 
 TOP = """
-void core_gemm(GemmInsn insn) {{
+void core_gemm(insn_t raw) {{
 #pragma HLS ARRAY_RESHAPE variable=wgt_buf complete dim=2
 #pragma HLS ARRAY_RESHAPE variable=inp_buf complete dim=2
 #pragma HLS ARRAY_RESHAPE variable=acc_buf complete dim=2
@@ -412,14 +429,26 @@ void core_gemm(GemmInsn insn) {{
 #pragma HLS BIND_STORAGE variable=wgt_buf type=ram_s2p impl=bram
 #pragma HLS BIND_STORAGE variable=acc_buf type=ram_s2p impl=bram
 #pragma HLS BIND_STORAGE variable=uop_buf type=ram_s2p impl=bram
-{flags}{init}
+  const GemmInsn insn = decode_gemm(raw);
+{flags}  const bool reset = insn.reset == 1;
+  // the counters and offsets: registers, advanced by additions only (the last values are computed
+  // once; an empty range or loop runs no step)
+  const uop_cnt_t uop_last = insn.uop_end - 1;
+  const iter_t in_last = insn.iter_in - 1;
+  const iter_t out_last = insn.iter_out - 1;
+  uop_cnt_t upc = insn.uop_bgn;
+  iter_t i_in = 0, i_out = 0;
+  idx_t dst_out = 0, src_out = 0, wgt_out = 0;  // the outer loop's offsets
+  idx_t dst_off = 0, src_off = 0, wgt_off = 0;  // both loops': the step's
+  bool more = insn.iter_out != 0 && insn.iter_in != 0 && insn.uop_end > insn.uop_bgn;
 STEP:
-  for (int n = 0; n < insn.steps; ++n) {{
+  while (more) {{
 #pragma HLS PIPELINE II=1
     // the program keeps updates of one accumulator word at least the pipeline's depth apart (VTA's
-    // rule): the reduction loops outside the loops over outputs
+    // rule): outputs innermost in the micro-ops, short runs padded to a sink vector
 #pragma HLS DEPENDENCE variable=acc_buf inter false
-{step}{advance}  }}
+{step}
+{advance}  }}
 }}
 """
 
@@ -427,30 +456,41 @@ STEP:
 def core_header(shape: CoreShape) -> str:
     """codax_core.h for `shape`: what the accelerator fixes (array, widths, words) and the instruction."""
     codes = "\n".join(f"const int MODE_{m.name.upper()} = {m.code};" for m in shape.modes)
+    fmt = gemm_format(shape)
+    bits = {f.name: f.bits for f in fmt.fields}
     return HEAD.format(
         name=shape.name, rows=shape.rows, cols=shape.cols, log_rows=shape.rows.bit_length() - 1,
         log_cols=shape.cols.bit_length() - 1, op=shape.op_bits, acc=shape.acc_bits,
         wgt_words=shape.wgt_words, inp_words=shape.inp_words, acc_words=shape.acc_words,
-        log_acc_words=shape.acc_words.bit_length() - 1, loops=LOOPS,
-        uop_depth=UOP_DEPTH, field=UOP_FIELD_BITS, lane=LANE_FIELD_BITS, uop=UOP_BITS, mode_codes=codes,
+        log_acc_words=shape.acc_words.bit_length() - 1, uop_depth=UOP_DEPTH, field=UOP_FIELD_BITS,
+        lane=LANE_FIELD_BITS, uop=UOP_BITS, uop_cnt=bits["uop_end"], iter=bits["iter_out"],
+        mode_codes=codes, isa=core_isa.isa_header(), gemm=fmt.cpp(),
     )  # fmt: skip
 
 
 def core_unit(shape: CoreShape) -> str:
-    """core.cpp for `shape`: the buffers, the synthesis top core_gemm(GemmInsn), then the C-simulation
-    entries (outside the synthesis view)."""
-    from codax.codegen import core_load  # it builds on this module's shape
+    """core.cpp for `shape`: the buffers, the synthesis top core_gemm(insn_t), the load and store IPs
+    where the shape has them (codax/codegen/core_load.py, core_store.py), then the C-simulation entries
+    (outside the synthesis view)."""
+    from codax.codegen import core_load, core_store  # they build on this module's shape
 
-    top = TOP.format(flags=_mode_flags(shape), init=COUNTERS_INIT, step=STEP_HEAD, advance=COUNTERS_ADVANCE)
+    top = TOP.format(flags=_mode_flags(shape), step=STEP, advance=ADVANCE)
     load = core_load.load_supported(shape)
+    store = load and core_store.store_supported(shape)  # the store reads param_buf, which the load declares
     load_top = core_load.load_source(shape) if load else ""
-    sim = SIM.replace('}  // extern "C"', (core_load.LOAD_SIM if load else "") + '}  // extern "C"')
+    store_top = core_store.store_source(shape) if store else ""
+    sims = (core_load.LOAD_SIM if load else "") + (core_store.STORE_SIM if store else "")
+    sim = SIM.replace('}  // extern "C"', sims + '}  // extern "C"')
+    head = UNIT_HEAD
+    if store:
+        head = head.replace(CORE_INCLUDE, f'{CORE_INCLUDE}#include "{core_store.REQUANT_HEADER}"\n')
     return (
-        UNIT_HEAD + top + load_top + "\n}  // namespace codax_core\n\n"
+        head + top + load_top + store_top + "\n}  // namespace codax_core\n\n"
         "#if !defined(__SYNTHESIS__) && !defined(CODAX_SYNTHESIS_VIEW)\n" + sim + "#endif\n"
     )
 
 
+CORE_INCLUDE = '#include "codax_core.h"\n'
 CORE_TOPS = ("core_gemm",)
 
 SIM = """\
@@ -481,27 +521,22 @@ void codax_core_read(int *acc) {
       for (int c = 0; c < COLS; ++c) acc[(d * ROWS + r) * COLS + c] = acc_buf[d][r][c].to_int();
 }
 
-// f: mode, uop_begin, steps, reset, then trip / dst / src / wgt / uop factor of each loop
-void codax_core_run(const int *f) {
+// one GEMM instruction: the 128-bit word of gemm_format(shape).encode, low and high halves
+void codax_core_run(unsigned long long lo, unsigned long long hi) {
   using namespace codax_core;
-  GemmInsn insn;
-  insn.mode = f[0];
-  insn.uop_begin = f[1];
-  insn.steps = f[2];
-  insn.reset = f[3] != 0;
-  for (int l = 0; l < LOOPS; ++l) {
-    insn.trip[l] = f[4 + l];
-    insn.dst_factor[l] = f[4 + LOOPS + l];
-    insn.src_factor[l] = f[4 + 2 * LOOPS + l];
-    insn.wgt_factor[l] = f[4 + 3 * LOOPS + l];
-    insn.uop_factor[l] = f[4 + 4 * LOOPS + l];
-  }
-  core_gemm(insn);
+  core_gemm((insn_t(hi) << 64) | insn_t(lo));
 }
 }  // extern "C"
 """
 
 
 def core_sources(shape: CoreShape) -> dict[str, str]:
-    """{relative path: text}: the header and the core's translation unit."""
-    return {"include/codax_core.h": core_header(shape), "core.cpp": core_unit(shape)}
+    """{relative path: text}: the header, the requantizer's header where the store IP is built, and the
+    core's translation unit."""
+    from codax.codegen import core_store
+
+    unit = core_unit(shape)
+    files = {"include/codax_core.h": core_header(shape), "core.cpp": unit}
+    if core_store.REQUANT_HEADER in unit:
+        files[f"include/{core_store.REQUANT_HEADER}"] = core_store.requant_header()
+    return files

@@ -1,20 +1,25 @@
 """The GEMM core's buffer layouts (codax/codegen/core.py), as the load path must write them, and a
 reference planner that runs one convolution (stride, padding, dilation, groups) on the core: the
-packed buffers, the micro-ops and the one instruction whose steps compute every output.
+packed buffers, the micro-ops and the one GEMM instruction whose steps compute every output.
 
-Rows: over K, the rows of one step are ROWS output channels of one group (loop `outer` over groups,
-`inner` over blocks of ROWS channels); over G, they are ROWS groups (`outer` over blocks of ROWS
-groups, `inner` over the output channels of a group). Columns: over C, a step takes COLS input
-channels of one input pixel (the input held with its zero padding, one word per pixel and block of
-COLS channels); over Q, COLS consecutive output columns of one row: each padded input row is held in
-its x-phase layout -- phase p of stride s holds x = p, p + s, p + 2s, ... -- so the inputs of the COLS
-columns for one tap are COLS consecutive lanes of one phase row, from lane `q % COLS` of word `q //
-COLS` (q = tap offset // s), which the core reads as two adjacent words and funnel-shifts.
+Rows: over K, the rows of one step are ROWS output channels of one group (index `inner` the block of
+ROWS channels, `outer` the group); over G, they are ROWS groups (`outer` the block of ROWS groups,
+`inner` the output channel of a group). Columns: over C, a step takes COLS input channels of one input
+pixel (the input held with its zero padding, one vector per pixel and block of COLS channels); over Q,
+COLS consecutive output columns of one row: each padded input row is held in its x-phase layout --
+phase p of stride s holds x = p, p + s, p + 2s, ... -- so the inputs of the COLS columns for one tap
+are COLS consecutive lanes of one phase row, from lane `q % COLS` of vector `q // COLS` (q = tap offset
+// s), which the core reads as two adjacent vectors and funnel-shifts.
 
-The instruction walks every output before the next tap (the micro-ops, one per tap and block of input
-channels, are the outermost loop): the core reads every operand afresh each step, so the order costs
-no traffic, and two updates of one accumulator word are as far apart as the layer's outputs allow
-(the core's read-modify-write is pipelined).
+The instruction (VTA's GEMM: micro-ops inside two loops): the micro-ops enumerate (kernel column,
+output) with every output of the instruction innermost, the outer loop walks the input channels (blocks
+of COLS in C modes), the inner loop the kernel rows. So the loops walk the reduction only: every pass
+over the micro-ops updates the same outputs in the same order, two updates of one accumulator word are
+as far apart as that one order puts them, and a pad micro-op has one fixed target, the sink vector the
+plan reserves (the last one). The order keeps them `PIPELINE_DEPTH` (8) steps apart: a run of fewer
+outputs is padded with micro-ops into the sink; in C modes, where ACC_WORDS vectors share a word, a run
+that wraps the words with a remainder of 1 .. 7 vectors visits those last vectors in the middle of its
+first round instead of at its end (`_run_order`).
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import numpy as np
 
 from codax.codegen.core import (
     LANE_FIELD_BITS,
-    LOOPS,
     MAX_DEPTH,
+    PIPELINE_DEPTH,
     UOP_DEPTH,
     UOP_FIELD_BITS,
     CoreMode,
@@ -84,16 +89,18 @@ def reference(conv: Conv, x: np.ndarray, w: np.ndarray) -> np.ndarray:
 @dataclass
 class CorePlan:
     """One convolution on one mode of the core: the buffers as the load path writes them (words of
-    ROWS x COLS lanes), the micro-ops, the instruction's fields (codax_core_run's order) and where
-    each output lands among the accumulators."""
+    ROWS x COLS lanes), the micro-ops, the GEMM instruction's fields (core.gemm_format's names; the
+    dependence flags left 0) and where each output lands among the accumulators."""
 
     mode: CoreMode
     wgt: np.ndarray  # int8 [wgt_words, ROWS, COLS]
     inp: np.ndarray  # int8 [inp_words, ROWS, COLS]
     uops: np.ndarray  # uint64
-    fields: np.ndarray  # int32
+    fields: dict[str, int]
     out_at: np.ndarray  # int64 [G * Kg, OH, OW]: flat index into acc [acc_words, ROWS, COLS]
     acc_shape: tuple[int, ...]
+    run: int  # micro-ops per kernel column: the outputs in their order, then the pads
+    sink: int  # the accumulator vector the pad micro-ops update (the mode's units)
 
     def acc_with(self, bias: np.ndarray) -> np.ndarray:
         """The accumulators the load path writes before the GEMM: each output's bias."""
@@ -129,7 +136,7 @@ def acc_words(shape: CoreShape, vectors: np.ndarray) -> np.ndarray:
 
 
 def plan(shape: CoreShape, mode: CoreMode, conv: Conv, x: np.ndarray, w: np.ndarray) -> CorePlan:
-    """Pack x and w for `mode` and build the instruction that convolves them (module docstring)."""
+    """Pack x and w for `mode` and build the GEMM instruction that convolves them (module docstring)."""
     rows, cols = shape.rows, shape.cols
     g, cg, kg = conv.groups, conv.cg, conv.kg
     (sy, sx), (dy, dx) = conv.stride, conv.dilation
@@ -159,52 +166,35 @@ def plan(shape: CoreShape, mode: CoreMode, conv: Conv, x: np.ndarray, w: np.ndar
     wgt = np.zeros((mode.wgt_depth, *mode.wgt_lanes(rows, cols)), np.int8)
     inp = np.zeros((mode.inp_depth, *mode.inp_lanes(rows, cols)), np.int8)
     acc_shape = (mode.acc_depth, *mode.acc_lanes(rows, cols))
-    out_at = np.full((g * kg, oh, ow), -1, np.int64)
-    uops, loops = [], []
     acc_lanes = int(np.prod(acc_shape[1:]))
+    # the reduction's outer unit (the outer loop): a block of COLS input channels (C) or one channel (Q)
+    n_red = cg if mode.x_lanes else -(-cg // cols)
+    # the outputs: vector i * n + (o * OH + y) * NX + xx, xx a column (C) or a block of COLS columns (Q)
+    nx = -(-ow // cols) if mode.x_lanes else ow
+    n = n_outer * oh * nx
+    sink = mode.acc_depth - 1
+    if n_inner * n > sink:
+        raise UnsupportedError(
+            f"the layer's outputs need {n_inner * n} accumulator vectors; the buffer holds {mode.acc_depth} "
+            f"(one the sink)"
+        )
+    out_at = np.full((g * kg, oh, ow), -1, np.int64)
 
     if not mode.x_lanes:
-        cb = -(-cg // cols)
         for o in range(n_outer):
-            for c_blk in range(cb):
+            for c_blk in range(n_red):
                 for iy in range(hp):
                     for ix in range(wp):
-                        word = ((o * cb + c_blk) * hp + iy) * wp + ix
+                        vec = ((o * n_red + c_blk) * hp + iy) * wp + ix
                         for lane_r in range(in_rows):
                             grp = in_group(o, lane_r)
-                            if grp >= g:
-                                continue
-                            ch = xp[grp, c_blk * cols : (c_blk + 1) * cols, iy, ix]
-                            _put(inp, word, lane_r if mode.per_group_inputs else None, ch)
-            for i, lane, grp, k in _array_rows(o, n_inner, rows, row_of):
-                for c_blk in range(cb):
-                    for r in range(conv.r):
-                        for s in range(conv.s):
-                            word = ((o * n_inner + i) * cb + c_blk) * rs + r * conv.s + s
-                            _check(word, mode.wgt_depth, "weights")
-                            ch = wg[grp, k, c_blk * cols : (c_blk + 1) * cols, r, s]
-                            wgt[word, lane, : len(ch)] = ch
-                for y in range(oh):
-                    for xo in range(ow):
-                        word = ((o * n_inner + i) * oh + y) * ow + xo
-                        _check(word, mode.acc_depth, "accumulators")
-                        out_at[grp * kg + k, y, xo] = word * acc_lanes + lane
-        for c_blk in range(cb):
-            for r in range(conv.r):
-                for s in range(conv.s):
-                    src = c_blk * hp * wp + r * dy * wp + s * dx
-                    uops.append((0, src, c_blk * rs + r * conv.s + s, 0))
-        loops = [  # (trip, dst, src, wgt, micro-op factor): every output, then the next tap
-            (ow, 1, sx, 0, 0),
-            (oh, ow, sy * wp, 0, 0),
-            (n_inner, oh * ow, 0, cb * rs, 0),
-            (n_outer, n_inner * oh * ow, cb * hp * wp, n_inner * cb * rs, 0),
-            (len(uops), 0, 0, 0, 1),
-        ]
+                            if grp < g:
+                                ch = xp[grp, c_blk * cols : (c_blk + 1) * cols, iy, ix]
+                                _put(inp, vec, lane_r if mode.per_group_inputs else None, ch)
+        red_step, row_step, mw = hp * wp, dy * wp, 0  # an input channel block, a kernel row
     else:
-        xb = -(-ow // cols)
         qmax = (conv.s - 1) * dx // sx
-        mw = -(-(xb * cols + qmax) // cols) + 1  # one word more: the funnel reads the next word too
+        mw = -(-(nx * cols + qmax) // cols) + 1  # one vector more: the funnel reads the next one too
         for o in range(n_outer):
             for c in range(cg):
                 for iy in range(hp):
@@ -216,48 +206,95 @@ def plan(shape: CoreShape, mode: CoreMode, conv: Conv, x: np.ndarray, w: np.ndar
                                 row = xp[grp, c, iy, p::sx]
                                 phase[lane_r, : len(row)] = row
                         for m in range(mw):
-                            word = (((o * cg + c) * hp + iy) * sx + p) * mw + m
-                            _check(word, mode.inp_depth, "inputs")
+                            vec = (((o * cg + c) * hp + iy) * sx + p) * mw + m
                             for lane_r in range(in_rows):
-                                vec = phase[lane_r, m * cols : (m + 1) * cols]
-                                _put(inp, word, lane_r if mode.per_group_inputs else None, vec)
-            for i, lane, grp, k in _array_rows(o, n_inner, rows, row_of):
-                for c in range(cg):
-                    for r in range(conv.r):
-                        for s in range(conv.s):
-                            word = ((o * n_inner + i) * cg + c) * rs + r * conv.s + s
-                            _check(word, mode.wgt_depth, "weights")
-                            wgt[word, lane] = wg[grp, k, c, r, s]
-                for y in range(oh):
-                    for xo in range(ow):
-                        word = ((o * n_inner + i) * oh + y) * xb + xo // cols
-                        _check(word, mode.acc_depth, "accumulators")
-                        out_at[grp * kg + k, y, xo] = word * acc_lanes + lane * cols + xo % cols
-        for c in range(cg):
-            for r in range(conv.r):
-                for s in range(conv.s):
-                    p, q = s * dx % sx, s * dx // sx
-                    src = ((c * hp + r * dy) * sx + p) * mw + q // cols
-                    uops.append((0, src, c * rs + r * conv.s + s, q % cols))
-        loops = [
-            (xb, 1, 1, 0, 0),
-            (oh, xb, sy * sx * mw, 0, 0),
-            (n_inner, oh * xb, 0, cg * rs, 0),
-            (n_outer, n_inner * oh * xb, cg * hp * sx * mw, n_inner * cg * rs, 0),
-            (len(uops), 0, 0, 0, 1),
-        ]
+                                part = phase[lane_r, m * cols : (m + 1) * cols]
+                                _put(inp, vec, lane_r if mode.per_group_inputs else None, part)
+        red_step, row_step = hp * sx * mw, dy * sx * mw
+    for o in range(n_outer):
+        for i, lane, grp, k in _array_rows(o, n_inner, rows, row_of):
+            for c in range(n_red):
+                for t in range(rs):
+                    vec = ((o * n_inner + i) * n_red + c) * rs + t
+                    _check(vec, mode.wgt_depth, "weights")
+                    if mode.x_lanes:
+                        wgt[vec, lane] = wg[grp, k, c, t // conv.s, t % conv.s]
+                    else:
+                        ch = wg[grp, k, c * cols : (c + 1) * cols, t // conv.s, t % conv.s]
+                        wgt[vec, lane, : len(ch)] = ch
+            for y in range(oh):
+                for xo in range(ow):
+                    xx = xo // cols if mode.x_lanes else xo
+                    vec = i * n + (o * oh + y) * nx + xx
+                    at = lane * cols + xo % cols if mode.x_lanes else lane
+                    out_at[grp * kg + k, y, xo] = vec * acc_lanes + at
+
+    # the micro-ops: per kernel column s, the run of outputs in their order, then the pads into the sink
+    order = _run_order(shape, mode, n_inner * n)
+    uops = []
+    for s in range(conv.s):
+        p, q = s * dx % sx, s * dx // sx  # Q: the phase and the lane offset of the tap
+        for v in order:
+            if v == sink:
+                uops.append((sink, 0, 0, 0))
+                continue
+            i, (o, rest) = v // n, divmod(v % n, oh * nx)
+            y, xx = divmod(rest, nx)
+            if mode.x_lanes:
+                src = ((o * cg * hp + y * sy) * sx + p) * mw + xx + q // cols
+                lane = q % cols
+            else:
+                src = (o * n_red * hp + y * sy) * wp + xx * sx + s * dx
+                lane = 0
+            uops.append((v, src, (o * n_inner + i) * n_red * rs + s, lane))
+    if len(uops) > UOP_DEPTH:
+        raise UnsupportedError(
+            f"the layer needs {len(uops)} micro-ops ({conv.s} kernel columns x {len(order)} outputs and "
+            f"pads); the buffer holds {UOP_DEPTH}"
+        )
+    fields = dict(
+        reset=0, mode=mode.code, uop_bgn=0, uop_end=len(uops), iter_out=n_red, iter_in=conv.r,
+        src_factor_out=red_step, src_factor_in=row_step, wgt_factor_out=rs, wgt_factor_in=conv.s,
+    )  # fmt: skip
     assert (out_at >= 0).all()
     # out_at names lanes of the mode's accumulator vectors; as words, each lane moves to position
     # pos[lane] of the word array (words() only rearranges, so it moves the lane numbers the same way)
-    n = int(np.prod(acc_shape))
-    pos = np.empty(n, np.int64)
-    pos[acc_words(shape, np.arange(n).reshape(acc_shape)).reshape(-1)] = np.arange(n)
-    out_words, word_shape = pos[out_at], (shape.acc_words, rows, cols)
+    total = int(np.prod(acc_shape))
+    pos = np.empty(total, np.int64)
+    pos[acc_words(shape, np.arange(total).reshape(acc_shape)).reshape(-1)] = np.arange(total)
     return CorePlan(
         mode, np.ascontiguousarray(words(shape, wgt)), np.ascontiguousarray(words(shape, inp)),
-        _uop_words(uops), _fields(mode, loops), out_words,
-        word_shape,
+        _uop_words(uops), fields, pos[out_at], (shape.acc_words, rows, cols), len(order), sink,
     )  # fmt: skip
+
+
+def _run_order(shape: CoreShape, mode: CoreMode, n: int) -> list[int]:
+    """The order one pass visits output vectors 0 .. n - 1 (the sink for a pad), such that, the pass
+    repeated, two updates of one accumulator word are PIPELINE_DEPTH steps apart or more, the sink's
+    among themselves excepted (they change only the sink: a pad's write returns the other vectors of
+    the sink's word as it read them, and no output shares that word within the window).
+
+    Q modes: a vector is a word, all distinct; a run shorter than the depth is padded. C modes: vector
+    v is in word v % A (A = ACC_WORDS), so the visits of one word are A apart within the pass and
+    (n - 1) % A + 1 apart across its end: fine for n <= A (padded up to the depth; the outputs then
+    avoid the sink's word A - 1) or for a remainder n % A of 0 or at least the depth. A remainder r of
+    1 .. depth - 1 goes in the middle of the first round of A: the words of the remainder are then
+    visited at A / 2 steps' distance, the others as in order."""
+    depth, words_ = PIPELINE_DEPTH, shape.acc_words
+    if n < depth:
+        if not mode.x_lanes and words_ < depth:
+            raise UnsupportedError(f"{shape.name}: {words_} accumulator words; the pipeline needs {depth}")
+        return [*range(n), *[mode.acc_depth - 1] * (depth - n)]
+    r = n % words_
+    if mode.x_lanes or n <= words_ or r == 0 or r >= depth:
+        return list(range(n))
+    half = words_ // 2
+    if half < depth:
+        raise UnsupportedError(
+            f"{shape.name}: {n} outputs over {words_} accumulator words leave {r} in a word within "
+            f"{depth} steps; split the instruction"
+        )
+    return [*range(half), *range(n - r, n), *range(half, n - r)]
 
 
 def _array_rows(o: int, n_inner: int, rows: int, row_of):
@@ -270,38 +307,24 @@ def _array_rows(o: int, n_inner: int, rows: int, row_of):
                 yield (i, lane, *at)
 
 
-def _put(buf: np.ndarray, word: int, row: int | None, vec: np.ndarray) -> None:
-    _check(word, buf.shape[0], "inputs")
+def _put(buf: np.ndarray, vec: int, row: int | None, data: np.ndarray) -> None:
+    _check(vec, buf.shape[0], "inputs")
     if row is None:
-        buf[word, : len(vec)] = vec
+        buf[vec, : len(data)] = data
     else:
-        buf[word, row, : len(vec)] = vec
+        buf[vec, row, : len(data)] = data
 
 
-def _check(word: int, depth: int, what: str) -> None:
-    if word >= depth:
-        raise UnsupportedError(f"the layer's {what} need word {word}; the buffer holds {depth}")
+def _check(vec: int, depth: int, what: str) -> None:
+    if vec >= depth:
+        raise UnsupportedError(f"the layer's {what} need vector {vec}; the buffer holds {depth}")
 
 
 def _uop_words(uops: list[tuple[int, int, int, int]]) -> np.ndarray:
     """Each micro-op as core.h's uop_t: dst | src | wgt offsets, then the lane offset."""
-    if len(uops) > UOP_DEPTH:
-        raise UnsupportedError(f"{len(uops)} micro-ops; the buffer holds {UOP_DEPTH}")
     f = UOP_FIELD_BITS
     out = []
     for dst, src, wgt, lane in uops:
         assert max(dst, src, wgt) < MAX_DEPTH and lane < 1 << LANE_FIELD_BITS
         out.append(dst | src << f | wgt << 2 * f | lane << 3 * f)
     return np.array(out, np.uint64)
-
-
-def _fields(mode: CoreMode, loops: list[tuple[int, int, int, int, int]]) -> np.ndarray:
-    """GemmInsn's fields: mode, uop_begin, steps, reset, then trip / dst / src / wgt / micro-op factor
-    per loop, innermost first."""
-    assert len(loops) == LOOPS
-    steps = 1
-    for trip, *factors in loops:
-        assert 1 <= trip < MAX_DEPTH and all(0 <= f < MAX_DEPTH for f in factors)
-        steps *= trip
-    per_field = [v for j in range(5) for v in (lp[j] for lp in loops)]
-    return np.array([mode.code, 0, steps, 0, *per_field], np.int32)

@@ -1,123 +1,310 @@
-"""The input load path of the GEMM core (codax/codegen/core.py), the part that unpacks narrower widths:
-an IP `core_load_inp` that reads DRAM beats of `ap_uint<8 x dram.bandwidth>` through an m_axi port and
-writes whole input words of the core's buffer, each lane sign-extended to the array's operand width.
+"""The GEMM core's load IP (codax/codegen/core.py), written as TVM VTA's `load` (hardware/xilinx/src/
+vta.cc): `core_load(insn_t raw, const beat_t *dram)` executes one 128-bit LOAD instruction
+(codax.codegen.core_isa) -- a 2-D strided read of DRAM beats with zero padding, VTA's load_2d -- into
+one of the core's buffers, chosen by the instruction's memory field:
 
-DRAM holds a tensor bit-packed at the layer's width (codax.codegen.packing: element i at bits
-[i * w, (i + 1) * w)), so at 6 bits a vector of COLS lanes spans one and a half 128-bit beats. The IP
-is a gearbox: a bit register of COLS x OP_BITS + BEAT bits takes one beat per iteration at its fill
-level and, once it holds a vector's bits, hands COLS x w bits to the unpackers and shifts them out. The
-unpackers are a fixed set, one per width the accelerator's `precision.act` declares, each a constant
-slicing of the vector's bits; the instruction's width code picks one. One beat a cycle needs at most
-one vector a beat: COLS x (narrowest width) >= the beat's bits (zc706-int8: 32 x 4 = 128); an
-accelerator with narrower vectors gets no load IP here (a second vector a cycle is left to do).
-Vectors fill a word's ROWS rows in registers and the word is written whole, once per ROWS vectors: the
-load targets whole words (a tile's last word is padded), so no partial write of a reshaped word.
+    memory   unit               DRAM beats of a unit     written
+    uop      one micro-op       1 (its low UOP_BITS)     uop_buf[unit]
+    wgt      one weight word    ROWS x VB(w)             wgt_buf[unit]: ROWS rows, each a vector
+    inp      one input vector   VB(w)                    inp_buf[unit >> LOG_ROWS][unit & (ROWS - 1)]
+    param    one entry          1 (its low 128 bits)     param_buf[unit]: bias, M, MR (the store's)
+
+The instruction writes (y_pad_0 + y_size + y_pad_1) rows of (x_pad_0 + x_size + x_pad_1) units,
+consecutive from sram_base, the pad units zero; data unit (y, x) comes from beat dram_base + (y x
+x_stride + x) x (beats of a unit).
+
+Vectors (COLS lanes at the layer's width w, lane i at bits [i w, (i + 1) w)) start on a beat and
+occupy VB(w) = ceil(COLS w / BEAT_BITS) whole beats, so no vector straddles another's beats and the IP
+needs no gearbox: it collects a vector's VB(w) beats in a register, hands them to the fixed set of
+unpackers -- one per width the accelerator declares, each a constant slicing sign-extended to
+OP_BITS, the width code picking one -- and stages the vector in a register row of the word it builds.
+The buffers are written a whole word at a time (ARRAY_RESHAPE: a partial write of a reshaped word
+would be a read-modify-write), once per ROWS vectors; an input load starts on a word (sram_base a
+multiple of ROWS) and its last word's rows past the data are zero.
+
+One flattened loop at II 1 takes one DRAM beat (or makes one pad unit) an iteration. Its counters --
+row, unit in the row, beat in the vector, row in the word, the buffer address, the DRAM address --
+advance by additions and compares only; the one product of an instruction, the DRAM row step x_stride
+x (beats of a unit), is formed before the loop, by a constant per (memory, width) (a shift where the
+constant is a power of two).
 """
 
 from __future__ import annotations
 
-from codax.codegen.core import CoreShape
+import math
+
+from codax.codegen.core import UOP_BITS, UOP_DEPTH, CoreShape
+from codax.codegen.core_isa import Field, InsnFormat, bits_for
+
+MEMORIES = {"uop": 0, "wgt": 1, "inp": 2, "param": 3}
+PARAM_DEPTH = 1024  # per-channel entries: 1,024 output channels of one layer tile and its records
+PARAM_BITS = 128  # bias (32), M (32), MR (32), or a store's layer record (99 bits): one beat each
+DRAM_BASE_BITS = 28
+STRIDE_BITS = 16  # a DRAM row stride in units: bounded by the tensor in DRAM, not by a buffer (VTA's 16)
+PAD_BITS = 4
+
+
+def vector_beats(shape: CoreShape, width: int) -> int:
+    """VB(w): the whole beats a COLS-lane vector at `width` bits occupies in DRAM."""
+    return math.ceil(shape.cols * width / shape.beat_bits)
+
+
+def unit_beats(shape: CoreShape, memory: str, width: int) -> int:
+    """The DRAM beats of one unit of `memory` at `width` bits (width ignored for uop and param)."""
+    return {"uop": 1, "param": 1, "inp": vector_beats(shape, width)}.get(
+        memory, shape.rows * vector_beats(shape, width)
+    )
+
+
+def buffer_units(shape: CoreShape) -> dict[str, int]:
+    """Each buffer's depth in the LOAD's unit of it."""
+    return {
+        "uop": UOP_DEPTH,
+        "wgt": shape.wgt_words,
+        "inp": shape.inp_words * shape.rows,
+        "param": PARAM_DEPTH,
+    }
+
+
+def load_format(shape: CoreShape) -> InsnFormat:
+    """The LOAD instruction of `shape`: buffer addresses sized by the deepest buffer (in its units), the
+    sizes by the most units one load writes."""
+    deepest = max(buffer_units(shape).values())
+    size = bits_for(deepest)
+    pads = ("y_pad_0", "y_pad_1", "x_pad_0", "x_pad_1")
+    return InsnFormat(
+        "load",
+        (
+            Field("memory", 2),
+            Field("width", 2),
+            Field("sram_base", bits_for(deepest - 1)),
+            Field("dram_base", DRAM_BASE_BITS),
+            Field("y_size", size),
+            Field("x_size", size),
+            Field("x_stride", STRIDE_BITS),
+            *(Field(p, PAD_BITS) for p in pads),
+            # inputs: the value of a pad lane (the layer's zero point in the lanes' representation), and
+            # whether the data is unsigned: then each lane's sign bit is flipped, x - 2^(w-1), so that
+            # an unsigned w-bit value fits the signed w-bit lane (codax.codegen.core_compile)
+            Field("pad_value", shape.op_bits),
+            Field("flip", 1),
+        ),
+    )
 
 
 def load_supported(shape: CoreShape) -> bool:
-    """Whether one beat a cycle needs at most one vector a cycle (module docstring)."""
+    """Whether the load IP is generated: a DRAM port, at most four widths (the 2-bit width code), none
+    wider than the lanes, and a beat that holds a micro-op and a parameter entry."""
     widths = shape.in_widths
-    return bool(widths) and shape.cols * min(widths) >= shape.beat_bits and max(widths) <= shape.op_bits
+    return (
+        shape.beat_bits >= max(UOP_BITS, PARAM_BITS) and 0 < len(widths) <= 4 and max(widths) <= shape.op_bits
+    )
+
+
+def _table(code: str, values: list[str]) -> str:
+    """A selection by the width code among per-width constants (the last one the default)."""
+    out = values[-1]
+    for i in range(len(values) - 2, -1, -1):
+        out = f"{code} == {i} ? {values[i]} : {out}"
+    return f"({out})"
 
 
 def load_source(shape: CoreShape) -> str:
-    """The C++ of core_load_inp (inside namespace codax_core, after the buffers): the unpackers of
-    shape.in_widths (width code i: the i-th, widest first)."""
-    beat_bits, widths = shape.beat_bits, shape.in_widths
-    need = " : ".join(f"insn.width == {i} ? {shape.cols * w}" for i, w in enumerate(widths[:-1]))
-    need = f"({need} : {shape.cols * widths[-1]})" if len(widths) > 1 else str(shape.cols * widths[0])
-    unpackers = []
-    for i, w in enumerate(widths):
-        unpackers.append(f"      const op_t v{i} = op_t(ap_int<{w}>(raw.range({w} * c + {w - 1}, {w} * c)));")
-    pick = " : ".join(f"insn.width == {i} ? v{i}" for i in range(len(widths) - 1))
-    pick = f"{pick} : v{len(widths) - 1}" if len(widths) > 1 else "v0"
+    """The C++ of core_load and param_buf (inside namespace codax_core, after the core's buffers)."""
+    widths = shape.in_widths
+    vbs = [vector_beats(shape, w) for w in widths]
+    fmt = load_format(shape)
+    size_bits = next(f.bits for f in fmt.fields if f.name == "x_size")
+    unpackers = "\n".join(
+        f"      const op_t v{i} =\n"
+        f"          op_t(ap_int<{w}>(ap_uint<{w}>(cur.range({w} * c + {w - 1}, {w} * c)) ^ flip{i}));"
+        for i, w in enumerate(widths)
+    )
+    flips = "\n".join(
+        f"  const ap_uint<{w}> flip{i} = insn.flip ? ap_uint<{w}>(1) << {w - 1} : ap_uint<{w}>(0);"
+        for i, w in enumerate(widths)
+    )
+    pick = _table("code", [f"v{i}" for i in range(len(widths))])
+    vb = _table("code", [str(v) for v in vbs])
+    # the DRAM row step: x_stride x the beats of a unit, a constant per (memory, width) (uop, param: 1)
+    inp_step = _table("code", [f"stride * {unit_beats(shape, 'inp', w)}" for w in widths])
+    wgt_step = _table("code", [f"stride * {unit_beats(shape, 'wgt', w)}" for w in widths])
+    sram_bits = next(f.bits for f in fmt.fields if f.name == "sram_base")
     return f"""
-// ---- the input load path: DRAM beats of {beat_bits} bits, packed at {"/".join(map(str, widths))} bits ----
-const int BEAT_BITS = {beat_bits};
+// ---- the load IP (VTA's load): DRAM beats of {shape.beat_bits} bits into uop / wgt / inp / param ----
+const int BEAT_BITS = {shape.beat_bits};
 typedef ap_uint<BEAT_BITS> beat_t;
-typedef ap_uint<OP_BITS * COLS + BEAT_BITS> gear_t;  // a vector's bits plus one beat
+const int VB_MAX = {max(vbs)};  // the most beats a vector occupies (the widest width)
+typedef ap_uint<VB_MAX * BEAT_BITS> vec_beats_t;  // one vector's beats
+const int PARAM_DEPTH = {PARAM_DEPTH};
+typedef ap_uint<{PARAM_BITS}> param_t;  // bias | M | MR (float32 bits), or a layer record
+const int MEM_UOP = {MEMORIES["uop"]};
+const int MEM_WGT = {MEMORIES["wgt"]};
+const int MEM_INP = {MEMORIES["inp"]};
+const int MEM_PARAM = {MEMORIES["param"]};
+typedef ap_uint<{size_bits + 2}> load_cnt_t;  // a size plus its pads
+typedef ap_uint<32> dram_addr_t;  // beats from the port's base
 
-struct LoadInsn {{
-  int beat_offset;  // the tile's first beat in DRAM
-  int beats;  // ceil(words x ROWS x COLS x width / BEAT_BITS)
-  idx_t dst_word;  // the first input word written
-  idx_t words;  // whole words: ROWS vectors each
-  ap_uint<2> width;  // index into the widths above
-}};
+static param_t param_buf[PARAM_DEPTH];  // per-channel parameters, one DRAM beat an entry
 
-void core_load_inp(const beat_t *mem, LoadInsn insn) {{
-#pragma HLS INTERFACE m_axi port=mem offset=slave bundle=gmem
+typedef ap_uint<128> insn_t;
+{fmt.cpp()}
+void core_load(insn_t raw, const beat_t *dram) {{
+#pragma HLS INTERFACE m_axi port=dram offset=slave bundle=load_port
+#pragma HLS ARRAY_RESHAPE variable=wgt_buf complete dim=2
 #pragma HLS ARRAY_RESHAPE variable=inp_buf complete dim=2
-  const ap_uint<16> need = {need};  // a vector's bits at this width
-  const int vectors = insn.words * ROWS;  // a shift: ROWS is a power of two
-  gear_t gear = 0;
-  ap_uint<16> fill = 0;
-  int done = 0;
-  idx_t word = insn.dst_word;
-  ap_uint<16> row = 0;
+  // the core's choices for the buffers this top writes (core_gemm's, restated: one layout per memory)
+#pragma HLS BIND_STORAGE variable=wgt_buf type=ram_s2p impl=bram
+#pragma HLS BIND_STORAGE variable=uop_buf type=ram_s2p impl=bram
+  const LoadInsn insn = decode_load(raw);
+  const ap_uint<2> code = insn.width;
+  const bool is_uop = insn.memory == MEM_UOP;
+  const bool is_wgt = insn.memory == MEM_WGT;
+  const bool is_inp = insn.memory == MEM_INP;
+  const bool is_param = insn.memory == MEM_PARAM;
+  const bool is_vec = is_wgt || is_inp;  // units built of vectors, written as whole words
+  const ap_uint<8> vb_last = {vb} - 1;  // VB(w) - 1 at this width
+  // unsigned inputs: each width's sign-bit flip; a pad lane of an input holds the zero point
+{flips}
+  const op_t pad = is_inp ? op_t(insn.pad_value) : op_t(0);
+
+  // the instruction's one product, outside the loop: the DRAM row step in beats
+  const dram_addr_t stride = insn.x_stride;
+  dram_addr_t row_step = stride;
+#pragma HLS BIND_OP variable=row_step op=mul impl=fabric
+  if (is_inp) row_step = {inp_step};
+  if (is_wgt) row_step = {wgt_step};
+
+  // the padded grid: rows [y_lo, y_hi) and units [x_lo, x_hi) of a row are data, the rest zero
+  const load_cnt_t y_lo = insn.y_pad_0, y_hi = y_lo + insn.y_size, y_last = y_hi + insn.y_pad_1 - 1;
+  const load_cnt_t x_lo = insn.x_pad_0, x_hi = x_lo + insn.x_size, x_last = x_hi + insn.x_pad_1 - 1;
+  // the counters (registers): the unit's row and place in it, the beat in the vector, the row in the
+  // word, the buffer address (a unit, or a word for wgt / inp), the DRAM beat and the DRAM row's first
+  load_cnt_t y = 0, x = 0;
+  ap_uint<8> k = 0;
+  ap_uint<LOG_ROWS + 1> row = 0;
+  ap_uint<{sram_bits}> sram = is_inp ? ap_uint<{sram_bits}>(insn.sram_base >> LOG_ROWS) : insn.sram_base;
+  dram_addr_t rd = insn.dram_base, row_base = insn.dram_base;
+  vec_beats_t bits = 0;
   col_vec_t rows[ROWS];
 #pragma HLS ARRAY_PARTITION variable=rows complete
+  bool more = y_last != load_cnt_t(-1) && x_last != load_cnt_t(-1);  // no rows or no units: nothing
 BEATS:
-  for (int b = 0; b < insn.beats; ++b) {{
+  while (more) {{
 #pragma HLS PIPELINE II=1
-    gear = gear | (gear_t(mem[insn.beat_offset + b]) << fill);
-    fill = fill + BEAT_BITS;
-    if (fill >= need && done < vectors) {{
-      const col_vec_t raw = col_vec_t(gear);  // the low COLS x OP_BITS bits hold the vector's
-      col_vec_t vec = 0;
-    UNPACK:  // the fixed set of unpackers, one per width; the width code picks one per lane
-      for (int c = 0; c < COLS; ++c) {{
-{chr(10).join(unpackers)}
-        vec.range(OP_BITS * c + OP_BITS - 1, OP_BITS * c) = ({pick});
-      }}
-      gear = gear >> need;
-      fill = fill - need;
-      done = done + 1;
-    STAGE:
-      for (int r = 0; r < ROWS; ++r)
-        if (r == row) rows[r] = vec;
-      if (row == ROWS - 1) {{  // a whole word: one write
-      WRITE:
-        for (int r = 0; r < ROWS; ++r) inp_buf[word][r] = r == ROWS - 1 ? vec : rows[r];
-        word = word + 1;
-        row = 0;
-      }} else {{
-        row = row + 1;
+    const bool data = y >= y_lo && y < y_hi && x >= x_lo && x < x_hi;
+    const beat_t beat = data ? dram[rd] : beat_t(0);
+
+    // a vector's beats: beat k at bits [k x BEAT_BITS, (k + 1) x BEAT_BITS)
+    vec_beats_t cur = bits;
+  GATHER:
+    for (int b = 0; b < VB_MAX; ++b)
+      if (b == k) cur.range(BEAT_BITS * b + BEAT_BITS - 1, BEAT_BITS * b) = beat;
+    bits = cur;
+    col_vec_t vec = 0;
+  UNPACK:  // the fixed set of unpackers, one per width; the width code picks one per lane
+    for (int c = 0; c < COLS; ++c) {{
+{unpackers}
+      vec.range(OP_BITS * c + OP_BITS - 1, OP_BITS * c) = data ? {pick} : pad;
+    }}
+    const bool vec_end = !data || k == vb_last;  // a pad unit is one iteration
+    const bool unit_end = !is_vec || vec_end && (is_inp || !data || row == ROWS - 1);
+    const bool row_end = unit_end && x == x_last;
+    const bool last = row_end && y == y_last;
+    // a word is written whole: when its ROWS rows are in, at a weight pad word, or at the load's end
+    const bool word_end = is_vec && vec_end && (row == ROWS - 1 || is_wgt && !data || last);
+
+  STAGE:
+    for (int r = 0; r < ROWS; ++r)
+      if (is_vec && vec_end && r == row) rows[r] = vec;
+    if (word_end) {{
+    WRITE:  // rows past the current one are zero (an input load's last word; a weight pad word)
+      for (int r = 0; r < ROWS; ++r) {{
+        const col_vec_t w = r < row ? rows[r] : r == row ? vec : col_vec_t(0);
+        if (is_wgt)
+          wgt_buf[sram][r] = w;
+        else
+          inp_buf[sram][r] = w;
       }}
     }}
+    if (is_uop) uop_buf[sram] = uop_t(beat);
+    if (is_param) param_buf[sram] = param_t(beat);
+
+    // advance: the beat in the vector, the row in the word, the buffer address, the DRAM address
+    k = vec_end ? ap_uint<8>(0) : ap_uint<8>(k + 1);  // a pad unit leaves it 0
+    if (word_end)
+      row = 0;
+    else if (is_vec && vec_end)
+      row = row + 1;
+    if (word_end || !is_vec) sram = sram + 1;
+    if (data && unit_end && x == x_hi - 1) {{  // the last data unit of a row: on to the next DRAM row
+      row_base = row_base + row_step;
+      rd = row_base;
+    }} else if (data) {{
+      rd = rd + 1;
+    }}
+    if (unit_end) {{
+      x = row_end ? load_cnt_t(0) : load_cnt_t(x + 1);
+      if (row_end) y = y + 1;
+    }}
+    more = !last;
   }}
 }}
 """
 
 
 LOAD_SIM = """
-// C-simulation: DRAM bytes as beats through core_load_inp, and the input buffer read back
-void codax_core_load_inp(const unsigned char *bytes, int beats, int dst_word, int words, int width) {
+// C-simulation: one LOAD from DRAM bytes through core_load, the buffers it writes filled and read back
+void codax_core_load_run(const unsigned long long *insn, const unsigned char *bytes, int beats) {
   using namespace codax_core;
-  beat_t *mem = new beat_t[beats];
+  beat_t *dram = new beat_t[beats];
   for (int b = 0; b < beats; ++b)
     for (int i = 0; i < BEAT_BITS / 8; ++i)
-      mem[b].range(8 * i + 7, 8 * i) = bytes[b * (BEAT_BITS / 8) + i];
-  LoadInsn insn;
-  insn.beat_offset = 0;
-  insn.beats = beats;
-  insn.dst_word = dst_word;
-  insn.words = words;
-  insn.width = width;
-  core_load_inp(mem, insn);
-  delete[] mem;
+      dram[b].range(8 * i + 7, 8 * i) = bytes[b * (BEAT_BITS / 8) + i];
+  insn_t raw = 0;
+  raw.range(63, 0) = insn[0];
+  raw.range(127, 64) = insn[1];
+  core_load(raw, dram);
+  delete[] dram;
 }
 
-void codax_core_read_inp(signed char *inp) {
+// every bit of the four buffers set to the byte's pattern, so that a test sees what a load left alone
+void codax_core_load_fill(int byte) {
   using namespace codax_core;
+  for (int i = 0; i < UOP_DEPTH; ++i)
+    for (int b = 0; b < uop_t::width; ++b) uop_buf[i][b] = (byte >> (b % 8)) & 1;
+  for (int i = 0; i < PARAM_DEPTH; ++i)
+    for (int b = 0; b < param_t::width; ++b) param_buf[i][b] = (byte >> (b % 8)) & 1;
+  for (int d = 0; d < WGT_WORDS; ++d)
+    for (int r = 0; r < ROWS; ++r)
+      for (int b = 0; b < col_vec_t::width; ++b) wgt_buf[d][r][b] = (byte >> (b % 8)) & 1;
   for (int d = 0; d < INP_WORDS; ++d)
     for (int r = 0; r < ROWS; ++r)
-      for (int c = 0; c < COLS; ++c)
-        inp[(d * ROWS + r) * COLS + c] = CODAX_LANE(inp_buf[d][r], c).to_int();
+      for (int b = 0; b < col_vec_t::width; ++b) inp_buf[d][r][b] = (byte >> (b % 8)) & 1;
+}
+
+void codax_core_load_read_uop(unsigned long long *out) {
+  using namespace codax_core;
+  for (int i = 0; i < UOP_DEPTH; ++i) out[i] = uop_buf[i].to_uint64();
+}
+
+// 16 bytes an entry, little-endian
+void codax_core_load_read_param(unsigned char *out) {
+  using namespace codax_core;
+  for (int i = 0; i < PARAM_DEPTH; ++i)
+    for (int j = 0; j < param_t::width / 8; ++j)
+      out[i * (param_t::width / 8) + j] = param_buf[i].range(8 * j + 7, 8 * j);
+}
+
+// memory MEM_WGT or MEM_INP: [words][ROWS][COLS] lanes as int
+void codax_core_load_read_words(int memory, int *out) {
+  using namespace codax_core;
+  const int words = memory == MEM_WGT ? WGT_WORDS : INP_WORDS;
+  for (int d = 0; d < words; ++d)
+    for (int r = 0; r < ROWS; ++r)
+      for (int c = 0; c < COLS; ++c) {
+        const col_vec_t v = memory == MEM_WGT ? wgt_buf[d][r] : inp_buf[d][r];
+        out[(d * ROWS + r) * COLS + c] = CODAX_LANE(v, c).to_int();
+      }
 }
 """

@@ -29,6 +29,7 @@ from codax.ir import OPERANDS, Accelerator
 
 INCLUDE_DIR = Path(__file__).parent / "include"
 ENGINE_HEADER = "codax_engine.h"
+REQUANT_HEADER = "codax_requant.h"  # the requantizer codax_engine.h includes (shared with the core's store)
 PROGRAM_HEADER = "codax_program.h"
 
 
@@ -395,6 +396,7 @@ def engine_sources(accel: Accelerator) -> EngineSource:
     top += ["  default:", "    break;", "  }", "}", ""]
     files = {
         f"include/{ENGINE_HEADER}": (INCLUDE_DIR / ENGINE_HEADER).read_text(),
+        f"include/{REQUANT_HEADER}": (INCLUDE_DIR / REQUANT_HEADER).read_text(),
         f"include/{PROGRAM_HEADER}": program_header(),
         "engine.cpp": "\n".join(cpp),
         "top.cpp": "\n".join(top),

@@ -1,7 +1,8 @@
 """The GEMM core (codax/codegen/core.py) in C-simulation: random small convolutions and GEMMs packed by
-the reference layout (codax/codegen/core_layout.py), each run as one instruction of the core's top in
-one spatial mode of zc706-int8's 16 x 32 array, the accumulators compared bit-exactly with numpy's
-integer convolution."""
+the reference layout (codax/codegen/core_layout.py), each run as one 128-bit GEMM instruction of the
+core's top in one spatial mode of zc706-int8's 16 x 32 array, the accumulators compared bit-exactly with
+numpy's integer convolution; random instructions against the GEMM's loop semantics in numpy; and each
+plan's accumulator addresses replayed against the pipeline's distance rule."""
 
 import ctypes
 
@@ -10,23 +11,37 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from codax.codegen.core import core_shape, core_sources
+from codax.codegen.core import core_shape, core_sources, gemm_format, gemm_steps
 from codax.codegen.core_layout import Conv, plan, reference
 from codax.codegen.csim import compile_cached
 from codax.errors import UnsupportedError
 from codax.hw.library import load_accelerator
 
 SHAPE = core_shape(load_accelerator("zc706-int8"))
+ZCU102 = core_shape(load_accelerator("zcu102-int8"))  # 32 x 64: every constant of the core changes
+DEPTH = 8  # the step pipeline's depth (docs/engine_core.md): updates of one word this far apart
+
+
+def library(shape):
+    lib = ctypes.CDLL(str(compile_cached(core_sources(shape))))
+    lib.codax_core_run.argtypes = [ctypes.c_ulonglong, ctypes.c_ulonglong]
+    return lib
 
 
 @pytest.fixture(scope="module")
 def core():
-    return ctypes.CDLL(str(compile_cached(core_sources(SHAPE))))
+    return library(SHAPE)
 
 
 def ptr(a: np.ndarray):
     assert a.flags.c_contiguous  # the C side reads and writes the array's own memory
     return a.ctypes.data_as(ctypes.c_void_p)
+
+
+def execute(lib, shape, fields: dict) -> None:
+    """One GEMM instruction: the word gemm_format encodes, handed over as its two 64-bit halves."""
+    word = gemm_format(shape).encode(**fields)
+    lib.codax_core_run(word & (1 << 64) - 1, word >> 64)
 
 
 def run(core, mode_name: str, conv: Conv, seed: int):
@@ -38,14 +53,37 @@ def run(core, mode_name: str, conv: Conv, seed: int):
     bias = rng.integers(-(1 << 20), 1 << 20, conv.groups * conv.kg).astype(np.int32)
     p = plan(SHAPE, SHAPE.mode(mode_name), conv, x, w)
     acc = np.ascontiguousarray(p.acc_with(bias))
-    wgt, inp = np.ascontiguousarray(p.wgt), np.ascontiguousarray(p.inp)
-    uops, fields = np.ascontiguousarray(p.uops), np.ascontiguousarray(p.fields)
-    core.codax_core_load(ptr(uops), len(uops), ptr(wgt), ptr(inp), ptr(acc))
-    core.codax_core_run(ptr(fields))
+    core.codax_core_load(ptr(p.uops), len(p.uops), ptr(p.wgt), ptr(p.inp), ptr(acc))
+    execute(core, SHAPE, p.fields)
     out = np.zeros(p.acc_shape, np.int32)
     core.codax_core_read(ptr(out))
     expected = reference(conv, x, w) + bias[:, None, None]
-    return p.outputs(out).astype(np.int64), expected, bias
+    return p, p.outputs(out).astype(np.int64), expected, bias
+
+
+def updates(shape, p) -> list[tuple[int, bool]]:
+    """(accumulator word, whether it is the sink) of each step of the plan's instruction, replayed from
+    the decoded word: VTA's three loops, the micro-ops' dst field (bits 0..15) plus the loop offsets."""
+    f = gemm_format(shape).decode(gemm_format(shape).encode(**p.fields))
+    out = []
+    for i0 in range(f["iter_out"]):
+        for i1 in range(f["iter_in"]):
+            for u in range(f["uop_bgn"], f["uop_end"]):
+                dst = (int(p.uops[u]) & 0xFFFF) + i0 * f["dst_factor_out"] + i1 * f["dst_factor_in"]
+                out.append((dst if p.mode.x_lanes else dst % shape.acc_words, dst == p.mode.acc_depth - 1))
+    return out
+
+
+def assert_updates_apart(shape, p) -> None:
+    """Two updates of one accumulator word are DEPTH steps apart or more, except two pads into the sink
+    (they change nothing but the sink); and the instruction runs gemm_steps steps."""
+    seq = updates(shape, p)
+    assert len(seq) == gemm_steps(p.fields)
+    last_real, last_sink = {}, {}
+    for n, (word, sink) in enumerate(seq):
+        near = [last_real.get(word)] + ([] if sink else [last_sink.get(word)])
+        assert all(m is None or n - m >= DEPTH for m in near), (n, word, sink)
+        (last_sink if sink else last_real)[word] = n
 
 
 # (mode, layer): each mode over stride, padding, dilation and groups where its lanes allow them
@@ -54,6 +92,7 @@ CASES = {
     "kxc-stride-dilation": ("kxc", Conv(1, 35, 17, 9, 8, 3, 2, stride=(2, 3), pad=(2, 1), dilation=(2, 2))),
     "kxc-groups": ("kxc", Conv(3, 12, 5, 4, 4, 3, 3, stride=(1, 2), pad=(1, 1))),
     "kxc-gemm": ("kxc", Conv(1, 70, 33, 1, 1, 1, 1)),
+    "kxc-wrapping-words": ("kxc", Conv(1, 33, 16, 5, 7, 3, 3, pad=(1, 1))),  # 35 outputs: 3 past a round
     "kxq-3x3-pad": ("kxq", Conv(1, 3, 20, 4, 40, 3, 3, pad=(1, 1))),
     "kxq-stride-dilation": ("kxq", Conv(1, 2, 9, 7, 70, 2, 3, stride=(2, 2), pad=(0, 3), dilation=(1, 3))),
     "kxq-groups": ("kxq", Conv(2, 2, 3, 3, 20, 3, 5, stride=(1, 3), pad=(1, 2))),
@@ -68,9 +107,10 @@ CASES = {
 def test_core_matches_numpy_bit_exactly(core, case):
     mode, conv = CASES[case]
     for seed in range(2):
-        got, expected, bias = run(core, mode, conv, seed)
+        p, got, expected, bias = run(core, mode, conv, seed)
         assert (expected != bias[:, None, None]).mean() > 0.9  # the products reach the outputs
         np.testing.assert_array_equal(got, expected)
+    assert_updates_apart(SHAPE, p)
 
 
 def test_core_shape_of_zc706():
@@ -88,41 +128,25 @@ def test_core_shape_of_zc706():
     }
 
 
-def accumulator_words(p) -> list[int]:
-    """The accumulator word each step of the plan's instruction updates (the odometer of core_gemm)."""
-    loops = len(p.fields[4:]) // 5
-    trips, dst_f, uop_f = (
-        p.fields[4 : 4 + loops],
-        p.fields[4 + loops : 4 + 2 * loops],
-        p.fields[4 + 4 * loops :],
-    )
-    out = []
-    for n in range(int(p.fields[2])):
-        digits, rest = [], n
-        for t in trips:
-            digits.append(rest % t)
-            rest //= t
-        uop = int(p.uops[int(np.dot(digits, uop_f))])
-        dst = (uop & 0xFFFF) + int(np.dot(digits, dst_f))
-        out.append(dst if p.mode.x_lanes else dst % SHAPE.acc_words)
-    return out
+def test_pads_and_reordered_runs_keep_their_distance():
+    # fewer outputs than the depth: each kernel column's run is padded to 8 with the sink (vector 1023 of
+    # K x C, word 31 of K x Q); 35 outputs over 32 words: the 3 past the first round sit in its middle
+    x1, w1 = np.zeros((70, 1, 1), np.int8), np.zeros((33, 70, 1, 1), np.int8)
+    p = plan(SHAPE, SHAPE.mode("kxc"), Conv(1, 70, 33, 1, 1, 1, 1), x1, w1)
+    assert p.run == 8 and [int(u) & 0xFFFF for u in p.uops] == [0, 1, 2] + [1023] * 5
+    conv = CASES["kxc-wrapping-words"][1]
+    p = plan(SHAPE, SHAPE.mode("kxc"), conv, np.zeros((33, 5, 7), np.int8), np.zeros((16, 33, 3, 3), np.int8))
+    dst = [int(u) & 0xFFFF for u in p.uops[: p.run]]
+    assert dst == [*range(16), 32, 33, 34, *range(16, 32)]
+    assert_updates_apart(SHAPE, p)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_plan_keeps_updates_of_one_accumulator_word_apart(case):
-    # the core's accumulator read-modify-write is pipelined (DEPENDENCE inter false): two updates of one
-    # word must be pipeline_depth (8) steps apart, or as far apart as the words the layer updates allow
-    mode, conv = CASES[case]
-    x = np.zeros((conv.groups * conv.cg, conv.h, conv.w), np.int8)
-    w = np.zeros((conv.groups * conv.kg, conv.cg, conv.r, conv.s), np.int8)
-    p = plan(SHAPE, SHAPE.mode(mode), conv, x, w)
-    seq = accumulator_words(p)
-    last, gap = {}, len(seq)
-    for n, word in enumerate(seq):
-        if word in last:
-            gap = min(gap, n - last[word])
-        last[word] = n
-    assert gap >= min(8, len(set(seq)))
+def test_plan_refuses_more_micro_ops_than_the_buffer():
+    # 3 row blocks x 18 x 18 pixels = 972 outputs x 3 kernel columns = 2,916 micro-ops > 2,048
+    conv = Conv(1, 32, 48, 18, 18, 3, 3, pad=(1, 1))
+    x, w = np.zeros((32, 18, 18), np.int8), np.zeros((48, 32, 3, 3), np.int8)
+    with pytest.raises(UnsupportedError, match="2916 micro-ops"):
+        plan(SHAPE, SHAPE.mode("kxc"), conv, x, w)
 
 
 @st.composite
@@ -144,45 +168,88 @@ def layers(draw, mode: str):
 def test_random_layers_match_numpy_bit_exactly(core, data, mode):
     conv = data.draw(layers(mode))
     try:
-        got, expected, _ = run(core, mode, conv, seed=hash(conv) % 1000)
+        p, got, expected, _ = run(core, mode, conv, seed=hash(conv) % 1000)
     except UnsupportedError:
         assume(False)  # more than the buffers hold
     np.testing.assert_array_equal(got, expected)
+    assert_updates_apart(SHAPE, p)
 
 
 def test_two_instructions_accumulate_and_reset_clears(core):
-    # the taps split over two instructions (uop_begin and the micro-op loop's trip), then a reset
+    # the kernel columns split over two instructions (two micro-op ranges), then a reset over the whole
     mode, conv = "kxq", Conv(1, 2, 9, 4, 40, 3, 3, stride=(1, 2), pad=(1, 1))
     rng = np.random.default_rng(7)
     x = rng.integers(-128, 128, (conv.cg, conv.h, conv.w), dtype=np.int8)
     w = rng.integers(-128, 128, (conv.kg, conv.cg, conv.r, conv.s), dtype=np.int8)
     p = plan(SHAPE, SHAPE.mode(mode), conv, x, w)
+    assert_updates_apart(SHAPE, p)
     acc = np.zeros(p.acc_shape, np.int32)
     core.codax_core_load(ptr(p.uops), len(p.uops), ptr(p.wgt), ptr(p.inp), ptr(acc))
-    loops = (len(p.fields) - 4) // 5
-    trip_of_uops = 4 + loops - 1  # the micro-ops are the outermost loop
-    n_uops = int(p.fields[trip_of_uops])
-    first = n_uops // 2
-    for begin, count in ((0, first), (first, n_uops - first)):
-        f = p.fields.copy()
-        f[1], f[trip_of_uops], f[2] = begin, count, p.fields[2] // n_uops * count
-        core.codax_core_run(ptr(f))
+    for bgn, end in ((0, p.run), (p.run, p.fields["uop_end"])):
+        execute(core, SHAPE, {**p.fields, "uop_bgn": bgn, "uop_end": end})
     out = np.zeros(p.acc_shape, np.int32)
     core.codax_core_read(ptr(out))
     np.testing.assert_array_equal(p.outputs(out), reference(conv, x, w))
-    f = p.fields.copy()
-    f[3] = 1  # reset: every accumulator the instruction visits becomes 0
-    core.codax_core_run(ptr(f))
+    # reset: every accumulator vector the instruction visits becomes 0 (a Q mode's vector is a whole
+    # word: lanes past the layer's channels and columns too), the others keep what they held
+    before = rng.integers(-(1 << 30), 1 << 30, p.acc_shape).astype(np.int32)
+    core.codax_core_load(ptr(p.uops), len(p.uops), ptr(p.wgt), ptr(p.inp), ptr(before))
+    execute(core, SHAPE, {**p.fields, "reset": 1})
     core.codax_core_read(ptr(out))
-    assert not p.outputs(out).any()
+    word = np.unravel_index(p.out_at.reshape(-1), p.acc_shape)[0]
+    visited = np.zeros(p.acc_shape, bool)
+    visited[word] = True  # K x Q: the outputs' words
+    visited[SHAPE.acc_words - 1] = True  # and the sink, word 31
+    np.testing.assert_array_equal(out[visited], 0)
+    np.testing.assert_array_equal(out[~visited], before[~visited])
+    assert (~visited).sum() > 0
 
 
-ZCU102 = core_shape(load_accelerator("zcu102-int8"))  # 32 x 64: every constant of the core changes
+def test_random_instructions_follow_the_loop_semantics(core):
+    # K x C: random micro-ops, trip counts and all six factors (so both halves of the word), against
+    # the instruction's definition in numpy: for i0 < iter_out, i1 < iter_in, u in [uop_bgn, uop_end):
+    # acc vector dst += w word wgt @ input vector src (each the micro-op's field + i0 x factor_out +
+    # i1 x factor_in); vector v is column v // 32 of word v % 32, input vector v row v % 16 of word v // 16
+    rows, cols, words_ = SHAPE.rows, SHAPE.cols, SHAPE.acc_words
+    rng = np.random.default_rng(11)
+    for reset in (0, 1):
+        wgt = rng.integers(-128, 128, (SHAPE.wgt_words, rows, cols), dtype=np.int8)
+        inp = rng.integers(-128, 128, (SHAPE.inp_words, rows, cols), dtype=np.int8)
+        acc = rng.integers(-(1 << 30), 1 << 30, (words_, rows, cols)).astype(np.int32)
+        n_uops = 40
+        dst, src, wg = (
+            rng.integers(0, 100, n_uops),
+            rng.integers(0, 500, n_uops),
+            rng.integers(0, 40, n_uops),  # the largest addresses: 992, 4050, 248
+        )
+        uops = np.array([int(d) | int(s) << 16 | int(g) << 32 for d, s, g in zip(dst, src, wg)], np.uint64)
+        fields = dict(
+            reset=reset, mode=0, uop_bgn=5, uop_end=37, iter_out=3, iter_in=4,
+            dst_factor_out=301, dst_factor_in=97, src_factor_out=1021, src_factor_in=503,
+            wgt_factor_out=61, wgt_factor_in=29,
+        )  # fmt: skip
+        core.codax_core_load(ptr(uops), n_uops, ptr(wgt), ptr(inp), ptr(acc))
+        execute(core, SHAPE, fields)
+        got = np.zeros_like(acc)
+        core.codax_core_read(ptr(got))
+        want = acc.astype(np.int64)
+        for i0 in range(3):
+            for i1 in range(4):
+                for u in range(5, 37):
+                    d = int(dst[u]) + 301 * i0 + 97 * i1
+                    s = int(src[u]) + 1021 * i0 + 503 * i1
+                    g = int(wg[u]) + 61 * i0 + 29 * i1
+                    x = inp[s // rows, s % rows].astype(np.int64)
+                    col = want[d % words_, :, d // words_]
+                    col[:] = 0 if reset else col + wgt[g].astype(np.int64) @ x
+        want = ((want + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)  # int32 accumulators wrap
+        np.testing.assert_array_equal(got, want)
+        assert gemm_steps(fields) == 3 * 4 * 32
 
 
 @pytest.mark.parametrize("mode", ["kxc", "kxq", "gxc", "gxq"])
 def test_another_array_shape_matches_numpy_bit_exactly(mode):
-    lib = ctypes.CDLL(str(compile_cached(core_sources(ZCU102))))
+    lib = library(ZCU102)
     # the G modes hold one word per input pixel (K: 32 a word) and 16 accumulator words: a smaller layer
     cg, kg, h, width = (5, 7, 5, 70) if mode.startswith("k") else (3, 4, 3, 20)
     conv = Conv(3, cg, kg, h, width, 3, 3, stride=(1, 2), pad=(1, 1), dilation=(1, 2))
@@ -190,8 +257,9 @@ def test_another_array_shape_matches_numpy_bit_exactly(mode):
     x = rng.integers(-128, 128, (conv.groups * conv.cg, conv.h, conv.w), dtype=np.int8)
     w = rng.integers(-128, 128, (conv.groups * conv.kg, conv.cg, conv.r, conv.s), dtype=np.int8)
     p = plan(ZCU102, ZCU102.mode(mode), conv, x, w)
+    assert_updates_apart(ZCU102, p)
     acc = np.zeros(p.acc_shape, np.int32)
     lib.codax_core_load(ptr(p.uops), len(p.uops), ptr(p.wgt), ptr(p.inp), ptr(acc))
-    lib.codax_core_run(ptr(p.fields))
+    execute(lib, ZCU102, p.fields)
     lib.codax_core_read(ptr(acc))
     np.testing.assert_array_equal(p.outputs(acc), reference(conv, x, w))

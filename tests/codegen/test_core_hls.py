@@ -1,14 +1,18 @@
 """The GEMM core (codax/codegen/core.py) read as hardware by the project's own HLS readers: the step
 loop's II from its memory ports (hls_ii), its DSPs and block RAM (hls_resources), and the idiom checker
-(hls_idioms), on zc706-int8 (16 x 32, DSP48E1) and zcu102-int8 (32 x 64, DSP48E2)."""
+(hls_idioms), on zc706-int8 (16 x 32, DSP48E1) and zcu102-int8 (32 x 64, DSP48E2); and its instruction,
+VTA's 128-bit GEMM word."""
+
+from dataclasses import replace
 
 import pytest
 
 from codax.codegen import hls_reader as R
-from codax.codegen.core import CORE_TOPS, core_shape, core_sources
+from codax.codegen.core import CORE_TOPS, core_shape, core_sources, gemm_format
 from codax.codegen.hls_idioms import check
 from codax.codegen.hls_ii import loop_iis
 from codax.codegen.hls_resources import bram18_per_bank, dsp_per_multiply, read_resources
+from codax.errors import UnsupportedError
 from codax.hw.library import load_accelerator
 
 UNIT = "core.cpp"
@@ -55,21 +59,51 @@ def test_buffers_are_the_level_sizes_in_block_ram():
     arrays = {a.name.rsplit("::", 1)[-1]: a for a in res.arrays}
     word = shape.rows * shape.cols
     # reshaped words: weights / inputs 4096 bits x 256, accumulators 16384 bits x 32 (the BUF level's
-    # 128 KiB, 128 KiB and 64 KiB); weights and accumulators simple dual-port (36-bit ports), inputs
-    # true dual-port (18-bit ports) for the funnel's two reads
+    # 128 KiB, 128 KiB and 64 KiB), 2,048 micro-ops of 56 bits; weights, accumulators and micro-ops
+    # simple dual-port (36-bit ports), inputs true dual-port (18-bit ports) for the funnel's two reads
     expected = {
         "wgt_buf": (8 * word, 256, "simple dual-port", 114),
         "inp_buf": (8 * word, 256, "true dual-port", 228),
         "acc_buf": (32 * word, 32, "simple dual-port", 456),
-        "uop_buf": (56, 4096, "simple dual-port", 14),
+        "uop_buf": (56, 2048, "simple dual-port", 7),
     }
     for name, (bits, depth, mode, bram18) in expected.items():
         a = arrays[name]
         assert (a.bank_bits, a.bank_depth, a.ram_mode, a.bram18) == (bits, depth, mode, bram18)
         assert a.bram18 == bram18_per_bank(bits, depth, simple_dual_port=mode == "simple dual-port")
-    assert res.bram18 == 812 <= 1090  # the XC7Z045's BRAM18
+    assert res.bram18 == 805 <= 1090  # the XC7Z045's BRAM18
 
 
 def test_no_idiom_violation():
     _, files = sources("zc706-int8")
     assert check(files, list(CORE_TOPS), 8 * 16, unit=UNIT) == []
+
+
+@pytest.mark.parametrize("name", ["zc706-int8", "zcu102-int8"])
+def test_gemm_instruction_is_one_128_bit_word(name):
+    # VTA's GEMM word: the 7-bit head, reset, mode, the micro-op range of a 2,048-deep buffer
+    # (uop_end up to 2,048: 12 bits), two trip counts up to 4,095 (K x Q's reduction: 4,096 input
+    # vectors less the funnel's next), factors over 1,024 accumulator, 4,096 input and 8,192 weight
+    # vectors (K x Q's ROWS-lane weights)
+    fmt = gemm_format(core_shape(load_accelerator(name)))
+    widths = {f.name: f.bits for f in fmt.fields}
+    assert widths == {
+        "reset": 1, "mode": 2, "uop_bgn": 11, "uop_end": 12, "iter_out": 12, "iter_in": 12,
+        "dst_factor_out": 10, "dst_factor_in": 10, "src_factor_out": 12, "src_factor_in": 12,
+        "wgt_factor_out": 13, "wgt_factor_in": 13,
+    }  # fmt: skip
+    assert fmt.bits == 7 + sum(widths.values()) == 127 <= 128
+    fields = dict(reset=1, mode=3, uop_bgn=2047, uop_end=2048, iter_out=4095, iter_in=1, dst_factor_in=1023,
+                  src_factor_out=4095, wgt_factor_in=8191)  # fmt: skip
+    word = fmt.encode(**fields)
+    assert word < 1 << 128 and word >> 114 == 8191  # the last field ends at bit 126
+    assert {k: v for k, v in fmt.decode(word).items() if k in fields} == fields
+
+
+def test_a_deeper_buffer_than_the_word_holds_is_refused():
+    # 16x the weight words: K x Q addresses 131,072 ROWS-lane vectors (17-bit factors) and K x C 4,096
+    # words, as many as its inputs: a reduction of 4,096 steps (13-bit trips): 137 bits
+    shape = core_shape(load_accelerator("zc706-int8"))
+    deeper = tuple(replace(m, wgt_depth=16 * m.wgt_depth) for m in shape.modes)
+    with pytest.raises(UnsupportedError, match="gemm instruction needs 137 bits"):
+        gemm_format(replace(shape, wgt_words=16 * shape.wgt_words, modes=deeper))

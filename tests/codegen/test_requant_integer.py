@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codax.codegen.csim import compile_cached
-from codax.codegen.engine import ENGINE_HEADER, INCLUDE_DIR, PROGRAM_HEADER
+from codax.codegen.engine import ENGINE_HEADER, INCLUDE_DIR, PROGRAM_HEADER, REQUANT_HEADER
 from codax.codegen.hls_idioms import check as check_idioms
 from codax.codegen.program import program_header
 
@@ -38,6 +38,7 @@ F32_MAX_BITS = 0x7F7FFFFF
 def lib():
     sources = {
         f"include/{ENGINE_HEADER}": (INCLUDE_DIR / ENGINE_HEADER).read_text(),
+        f"include/{REQUANT_HEADER}": (INCLUDE_DIR / REQUANT_HEADER).read_text(),
         f"include/{PROGRAM_HEADER}": program_header(),
         "requant_harness.cpp": HARNESS,
     }
@@ -292,6 +293,7 @@ def test_integer_epilogue_has_no_floating_point():
     files = {
         "top.cpp": IP_UNIT,
         f"include/{ENGINE_HEADER}": (INCLUDE_DIR / ENGINE_HEADER).read_text(),
+        f"include/{REQUANT_HEADER}": (INCLUDE_DIR / REQUANT_HEADER).read_text(),
         f"include/{PROGRAM_HEADER}": program_header(),
     }
     tops = ["top_requant", "top_int_engine", "top_float_engine"]

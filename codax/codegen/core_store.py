@@ -1,0 +1,370 @@
+"""The GEMM core's store path (TVM VTA's `store`, hardware/xilinx/src/vta.cc): the synthesis top
+`core_store` executes one STORE instruction (codax.codegen.core_isa) -- accumulator vectors of the K x C
+mode, plus the channel's bias, through the project's integer requantizer (include/codax_requant.h, the
+one codax_engine.h uses), clamped, packed at the layer's output width and written to DRAM as whole
+beats, one burst per row of pixels.
+
+What a STORE names (docs/engine_core.md, "The STORE instruction"): a tile of y_size x x_size pixels
+whose block b (ROWS output channels) of pixel p = y * x_size + x is accumulator vector
+sram_base + b * block_stride + p (vector v: word v % ACC_WORDS, column v / ACC_WORDS); `blocks` of them
+make one COLS-lane output vector, written as VB(w) beats at dram_base + (y * x_stride + x) * VB(w).
+param_buf holds one beat per channel (bias, M and MR as float32 bit patterns) from param_base, and the
+layer's record (zero points, clamp, residual width and signedness, requantize or not) in entry 0 (one
+record per layer, so a layer of up to PARAM_DEPTH - 1 channels keeps its parameters resident); `res`
+adds the residual tensor, read from DRAM in the output's layout at the record's width.
+
+The datapath of one pixel: `blocks` accumulator reads (one a cycle: the buffer is simple dual-port,
+its write port the GEMM's), VB(w) beats out and VB(w_res) beats in (one a cycle on each m_axi
+channel). core_store overlaps them in one pipelined loop per row at II 1: slot s of a pixel's period
+reads residual beat s of pixel p + 1, requantizes block s of pixel p and writes beat s of pixel p - 1,
+so a pixel takes max(blocks, VB(w), VB(w_res)) cycles -- on zc706-int8 at most 2 (VTA's store, one
+vector per pixel, takes one). The parameters of the instruction's channels are read into registers
+first (COLS + 1 cycles): a cycle's ROWS lanes need ROWS entries, param_buf gives two.
+
+Output widths are the accelerator's `precision.act` (codax.hw.precision runs a layer's output at the
+narrowest listed width holding it), so the packers are one per act width; an integer layer's output is
+never int32 (the frontends quantize every integer layer's output), so there is no 32-bit packer.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from codax.codegen import core_isa
+from codax.codegen.core import CoreShape
+from codax.codegen.core_load import PARAM_BITS, PARAM_DEPTH  # param_buf, which the load IP declares
+from codax.errors import UnsupportedError
+
+DRAM_BASE_BITS = 28
+WIDTH_CODE_BITS = 2
+REQUANT_HEADER = "codax_requant.h"
+REQUANT_PATH = Path(__file__).parent / "include" / REQUANT_HEADER
+STORE_TOPS = ("core_store",)
+
+# One param_buf entry (a beat): a channel's [bias | M | MR], or the layer's record (entry RECORD_ENTRY).
+RECORD_ENTRY = 0
+BIAS_LO, M_LO, MR_LO = 0, 32, 64
+ZY_LO, ZR_LO, LO_LO, HI_LO, RES_CODE_LO, REQUANT_BIT, RES_SIGNED_BIT = 0, 16, 32, 64, 96, 98, 99
+
+
+def requant_header() -> str:
+    """include/codax_requant.h: the requantizer the store IP calls (codax::requant)."""
+    return REQUANT_PATH.read_text()
+
+
+def vector_beats(shape: CoreShape, width: int) -> int:
+    """VB(w): the whole beats one COLS-lane vector at `width` bits occupies in DRAM."""
+    return math.ceil(shape.cols * width / shape.beat_bits)
+
+
+def max_blocks(shape: CoreShape) -> int:
+    """ROWS-lane accumulator vectors per COLS-lane output vector."""
+    return shape.cols // shape.rows
+
+
+def _acc_vectors(shape: CoreShape) -> int:
+    try:
+        return shape.mode("kxc").acc_depth
+    except KeyError:
+        raise UnsupportedError(
+            f"{shape.name}: the store IP reads K x C accumulators; no K x C mode"
+        ) from None
+
+
+def store_supported(shape: CoreShape) -> bool:
+    """Whether core_store can be built: a K x C mode, an output vector of at least one accumulator
+    vector, one to four output widths of at most 16 bits, and a param_buf beat wide enough for an
+    entry (99 bits)."""
+    return (
+        any(m.name == "kxc" for m in shape.modes)
+        and shape.cols >= shape.rows
+        and bool(shape.in_widths)
+        and len(shape.in_widths) <= 1 << WIDTH_CODE_BITS
+        and max(shape.in_widths) <= 16
+        and PARAM_BITS > RES_SIGNED_BIT
+    )
+
+
+def store_format(shape: CoreShape) -> core_isa.InsnFormat:
+    """The STORE instruction of `shape`: accumulator vector addresses and pixel counts at the K x C
+    buffer's depth (a tile side of at most depth - 1 pixels), DRAM bases in beats, and the DRAM row
+    stride (output vectors per row) taking the bits the others leave, at least a tile side's."""
+    vec = core_isa.bits_for(_acc_vectors(shape) - 1)
+    head = [("sram_base", vec), ("dram_base", DRAM_BASE_BITS), ("y_size", vec), ("x_size", vec)]
+    tail = [
+        ("blocks", core_isa.bits_for(max_blocks(shape))),
+        ("block_stride", vec),
+        ("param_base", core_isa.bits_for(PARAM_DEPTH - 1)),
+        ("width", WIDTH_CODE_BITS),
+        ("res", 1),
+        ("res_base", DRAM_BASE_BITS),
+    ]
+    used = sum(f.bits for f in core_isa.HEAD) + sum(b for _, b in head + tail)
+    stride = max(vec, core_isa.INSN_BITS - used)
+    fields = [*head, ("x_stride", stride), *tail]
+    return core_isa.InsnFormat("store", tuple(core_isa.Field(n, b) for n, b in fields))
+
+
+def _u(value: int, bits: int, what: str, signed: bool = True) -> int:
+    """`value` as a `bits`-bit field (two's complement when `signed`); out of range is an error."""
+    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
+    if not lo <= value < hi:
+        raise UnsupportedError(f"param_buf {what} = {value} does not fit {bits} {'signed ' * signed}bits")
+    return value & ((1 << bits) - 1)
+
+
+def param_entry(bias: int, m_bits: int, mr_bits: int) -> int:
+    """A channel's param_buf beat: bias (int32), M and MR (float32 bit patterns)."""
+    return (
+        _u(bias, 32, "bias") << BIAS_LO
+        | _u(m_bits, 32, "M", False) << M_LO
+        | _u(mr_bits, 32, "MR", False) << MR_LO
+    )
+
+
+def layer_record(
+    zy: int, zr: int, lo: int, hi: int, res_code: int, requant: bool, res_signed: bool = True
+) -> int:
+    """A layer's record, param_buf entry RECORD_ENTRY: zero points (int16), the clamp
+    bounds (int32), the residual's width code, and whether the output is requantized (else it is
+    clamp(acc + bias + res - zr, lo, hi), golden.py's rule without requantization)."""
+    return (
+        _u(zy, 16, "zy") << ZY_LO
+        | _u(zr, 16, "zr") << ZR_LO
+        | _u(lo, 32, "lo") << LO_LO
+        | _u(hi, 32, "hi") << HI_LO
+        | _u(res_code, WIDTH_CODE_BITS, "res width code", False) << RES_CODE_LO
+        | int(bool(requant)) << REQUANT_BIT
+        | int(bool(res_signed)) << RES_SIGNED_BIT
+    )
+
+
+def _by_code(codes: list[str], code: str) -> str:
+    """A multiplexer over the width codes: `code == 0 ? codes[0] : ... : codes[-1]`."""
+    out = codes[-1]
+    for i in range(len(codes) - 2, -1, -1):
+        out = f"{code} == {i} ? {codes[i]} : ({out})"
+    return out
+
+
+def store_source(shape: CoreShape) -> str:
+    """The C++ of core_store (inside namespace codax_core, after the buffers and the load IP): it needs
+    BEAT_BITS, beat_t, param_t, PARAM_DEPTH and `param_buf` (core_load.load_source), insn_t
+    (core_isa.isa_header) in scope, and include/codax_requant.h included before the namespace."""
+    if not store_supported(shape):
+        raise UnsupportedError(
+            f"{shape.name}: no store IP (it needs a K x C mode, COLS >= ROWS, at most 4 output widths of at "
+            f"most 16 bits and a beat of at least {REQUANT_BIT + 1} bits)"
+        )
+    widths = shape.in_widths
+    vbs = [vector_beats(shape, w) for w in widths]
+    vb_max, nb = max(vbs), max_blocks(shape)
+    vec = core_isa.bits_for(_acc_vectors(shape) - 1)
+    fmt = store_format(shape)
+    x_bits = vec  # y_size, x_size
+    slot_bits = core_isa.bits_for(max(nb, vb_max))
+    vb_code = lambda code: _by_code([str(v) for v in vbs], code)  # noqa: E731
+    unpack = "\n".join(
+        f"              const ap_uint<{w}> u{i} = res_cur.range({w} * l + {w - 1}, {w} * l);\n"
+        f"              const ap_int<{w + 1}> r{i} = res_signed ? ap_int<{w + 1}>(ap_int<{w}>(u{i})) : "
+        f"ap_int<{w + 1}>(u{i});"
+        for i, w in enumerate(widths)
+    )
+    res_lane = _by_code([f"st_res_t(r{i})" for i in range(len(widths))], "res_code")
+    pack = "\n".join(
+        f"              if (insn.width == {i}) cur.range({w} * l + {w - 1}, {w} * l) = q.range({w - 1}, 0);"
+        for i, w in enumerate(widths)
+    )
+    return f"""
+// ---- the store IP: accumulator vectors + bias -> requantized, clamped, packed output vectors --------
+// output widths {"/".join(map(str, widths))} bits (width code i: the i-th), {vb_max} beat(s) of
+// {shape.beat_bits} bits for the widest vector; up to {nb} ROWS-lane accumulator vector(s) an output vector
+{fmt.cpp()}
+const int ST_VB_MAX = {vb_max};
+typedef ap_uint<ST_VB_MAX * BEAT_BITS> st_vec_t;  // one output or residual vector, whole beats
+typedef ap_uint<{vec}> st_vidx_t;  // a K x C accumulator vector: wraps at the buffer's depth
+typedef ap_uint<{slot_bits}> st_slot_t;  // a slot of a pixel's period
+typedef ap_uint<{x_bits + 1}> st_pix_t;  // a pixel of a row, with the stages' lag
+typedef ap_uint<{core_isa.bits_for(PARAM_DEPTH - 1)}> st_pidx_t;  // a param_buf entry: wraps at its depth
+typedef ap_uint<32> st_addr_t;  // a beat of a DRAM port
+typedef ap_int<{max(widths) + 1}> st_res_t;  // a residual lane at the widest width, signed or not
+
+void core_store(insn_t raw, beat_t *out, const beat_t *res) {{
+#pragma HLS INTERFACE m_axi port=out offset=slave bundle=store_out
+#pragma HLS INTERFACE m_axi port=res offset=slave bundle=store_res
+#pragma HLS ARRAY_RESHAPE variable=acc_buf complete dim=2
+#pragma HLS ARRAY_RESHAPE variable=acc_buf complete dim=3
+#pragma HLS BIND_STORAGE variable=acc_buf type=ram_s2p impl=bram
+  const StoreInsn insn = decode_store(raw);
+
+  // the layer's record and its channels' parameters, into registers: a cycle requantizes ROWS lanes
+  // (ROWS entries), param_buf gives two a cycle
+  const param_t rec = param_buf[{RECORD_ENTRY}];
+  const int zy = ap_int<16>(rec.range({ZY_LO + 15}, {ZY_LO})).to_int();
+  const int zr = ap_int<16>(rec.range({ZR_LO + 15}, {ZR_LO})).to_int();
+  const ap_int<32> lo = rec.range({LO_LO + 31}, {LO_LO});
+  const ap_int<32> hi = rec.range({HI_LO + 31}, {HI_LO});
+  const ap_uint<2> res_code = rec.range({RES_CODE_LO + 1}, {RES_CODE_LO});
+  const bool do_requant = rec[{REQUANT_BIT}] == 1;
+  const bool res_signed = rec[{RES_SIGNED_BIT}] == 1;  // else the residual's lanes are unsigned
+  ap_int<32> bias[COLS];
+  ap_uint<32> mul[COLS], mul_res[COLS];
+#pragma HLS ARRAY_PARTITION variable=bias complete
+#pragma HLS ARRAY_PARTITION variable=mul complete
+#pragma HLS ARRAY_PARTITION variable=mul_res complete
+PARAMS:
+  for (int l = 0; l < COLS; ++l) {{
+#pragma HLS PIPELINE II=1
+    const param_t e = param_buf[st_pidx_t(insn.param_base + l)];
+    bias[l] = e.range({BIAS_LO + 31}, {BIAS_LO});
+    mul[l] = e.range({M_LO + 31}, {M_LO});
+    mul_res[l] = e.range({MR_LO + 31}, {MR_LO});
+  }}
+
+  // a pixel's period: one accumulator vector a slot (blocks), one beat out (VB(w)), one residual beat in
+  // (VB(w_res)); the residual is read one pixel ahead of its requantization, written one pixel after
+  const bool has_res = insn.res == 1;
+  const st_slot_t blocks = insn.blocks;
+  const st_slot_t vb_out = {vb_code("insn.width")};
+  const st_slot_t vb_res = has_res ? st_slot_t({vb_code("res_code")}) : st_slot_t(0);
+  st_slot_t period = blocks;
+  if (vb_out > period) period = vb_out;
+  if (vb_res > period) period = vb_res;
+  const st_slot_t last_slot = period - 1;
+  const st_pix_t lead = has_res ? 1 : 0;
+  const st_pix_t x_end = st_pix_t(insn.x_size) + lead + 1;
+  // a DRAM row is x_stride vectors: x_stride * VB beats, as additions (VB <= ST_VB_MAX)
+  st_addr_t out_step = 0, res_step = 0;
+ROW_STEP:
+  for (int j = 0; j < ST_VB_MAX; ++j) {{
+#pragma HLS UNROLL
+    if (j < vb_out) out_step += insn.x_stride;
+    if (j < vb_res) res_step += insn.x_stride;
+  }}
+
+  st_addr_t out_row = insn.dram_base, res_row = insn.res_base;
+  st_vidx_t row_vec = insn.sram_base;  // block 0 of the row's first pixel
+  st_vec_t res_next = 0, res_cur = 0, packed = 0, done = 0;
+ROWS_Y:
+  for (ap_uint<{x_bits}> y = 0; y < insn.y_size; ++y) {{
+    st_pix_t pix = 0;  // stage R reads pixel pix, A requantizes pix - lead, W writes pix - lead - 1
+    st_slot_t slot = 0;
+    st_vidx_t a_vec = row_vec, blk = 0;  // stage A's pixel (block 0) and b * block_stride
+    st_addr_t w_addr = out_row, r_addr = res_row;  // consecutive beats: the row is one burst each way
+  PIXELS:
+    for (bool more = true; more;) {{
+#pragma HLS PIPELINE II=1
+      const bool a_pix = pix >= lead && pix < st_pix_t(insn.x_size) + lead;
+      // W: beat `slot` of the last vector finished
+      if (pix > lead && slot < vb_out) {{
+        beat_t beat = 0;
+      BEAT_OUT:
+        for (int j = 0; j < ST_VB_MAX; ++j)
+          if (j == slot) beat = done.range(BEAT_BITS * j + BEAT_BITS - 1, BEAT_BITS * j);
+        out[w_addr] = beat;
+        w_addr = w_addr + 1;
+      }}
+      // A: block `slot` of its pixel: ROWS lanes of one accumulator vector, requantized and packed
+      if (a_pix && slot < blocks) {{
+        const st_vidx_t v = a_vec + blk;
+        const idx_t word = v & (ACC_WORDS - 1);
+        const lane_t col = v >> LOG_ACC_WORDS;
+        st_vec_t cur = slot == 0 ? st_vec_t(0) : packed;  // lanes past blocks * ROWS stay 0
+      LANES:
+        for (int r = 0; r < ROWS; ++r) {{
+          const acc_t acc = acc_buf[word][r][col];
+          ap_int<32> bias_l = 0;
+          ap_uint<32> m_l = 0, mr_l = 0;
+          st_res_t res_l = 0;
+        PICK:  // lane l = slot * ROWS + r of the vector: its channel's parameters, its residual (the
+               // unpackers); the lanes of other rows r fold away at unrolling
+          for (int l = 0; l < COLS; ++l) {{
+            if ((l & (ROWS - 1)) == r && (l >> LOG_ROWS) == slot) {{
+              bias_l = bias[l];
+              m_l = mul[l];
+              mr_l = mul_res[l];
+{unpack}
+              res_l = {res_lane};
+            }}
+          }}
+          const ap_int<32> sum = acc + bias_l;  // wraps as golden.py's int32(acc + bias)
+          ap_int<32> q;
+          if (do_requant) {{
+            q = ::codax::requant(sum.to_int(), m_l.to_uint(), has_res, res_l.to_int64(), zr, mr_l.to_uint(),
+                                 zy, lo.to_int64(), hi.to_int64());
+          }} else {{  // golden.py without requantization: clamp(acc + res - zr, lo, hi)
+            const ap_int<40> t = has_res ? ap_int<40>(sum + res_l - zr) : ap_int<40>(sum);
+            q = t < lo ? lo : (t > hi ? hi : ap_int<32>(t));
+          }}
+        PACK:  // the fixed packers, one per output width
+          for (int l = 0; l < COLS; ++l) {{
+            if ((l & (ROWS - 1)) == r && (l >> LOG_ROWS) == slot) {{
+{pack}
+            }}
+          }}
+        }}
+        packed = cur;
+      }}
+      // R: beat `slot` of the next pixel's residual vector
+      if (has_res && pix < st_pix_t(insn.x_size) && slot < vb_res) {{
+        const beat_t beat = res[r_addr];
+      BEAT_IN:
+        for (int j = 0; j < ST_VB_MAX; ++j)
+          if (j == slot) res_next.range(BEAT_BITS * j + BEAT_BITS - 1, BEAT_BITS * j) = beat;
+        r_addr = r_addr + 1;
+      }}
+      if (slot == last_slot) {{  // the pixel's period ends: each stage moves to the next pixel
+        done = packed;
+        res_cur = res_next;
+        if (a_pix) a_vec = a_vec + 1;
+        blk = 0;
+        slot = 0;
+        pix = pix + 1;
+        more = pix != x_end;
+      }} else {{
+        blk = blk + insn.block_stride;
+        slot = slot + 1;
+      }}
+    }}
+    out_row = out_row + out_step;
+    res_row = res_row + res_step;
+    row_vec = row_vec + insn.x_size;
+  }}
+}}
+"""
+
+
+STORE_SIM = """
+// C-simulation: the accumulators and param_buf as the GEMM and the loads leave them (acc: int32
+// [ACC_WORDS][ROWS][COLS]; params: PARAM_DEPTH entries of param_t::width / 8 little-endian bytes), then one
+// STORE through core_store on DRAM bytes (insn: 16 bytes, little-endian)
+void codax_store_set(const int *acc, const unsigned char *params) {
+  using namespace codax_core;
+  for (int d = 0; d < ACC_WORDS; ++d)
+    for (int r = 0; r < ROWS; ++r)
+      for (int c = 0; c < COLS; ++c) acc_buf[d][r][c] = acc[(d * ROWS + r) * COLS + c];
+  for (int e = 0; e < PARAM_DEPTH; ++e)
+    for (int i = 0; i < param_t::width / 8; ++i)
+      param_buf[e].range(8 * i + 7, 8 * i) = params[e * (param_t::width / 8) + i];
+}
+
+void codax_store_run(const unsigned char *insn, unsigned char *out, int out_beats, const unsigned char *res,
+                     int res_beats) {
+  using namespace codax_core;
+  insn_t raw = 0;
+  for (int i = 0; i < 16; ++i) raw.range(8 * i + 7, 8 * i) = insn[i];
+  beat_t *o = new beat_t[out_beats];
+  beat_t *r = new beat_t[res_beats > 0 ? res_beats : 1];
+  for (int b = 0; b < out_beats; ++b)
+    for (int i = 0; i < BEAT_BITS / 8; ++i) o[b].range(8 * i + 7, 8 * i) = out[b * (BEAT_BITS / 8) + i];
+  for (int b = 0; b < res_beats; ++b)
+    for (int i = 0; i < BEAT_BITS / 8; ++i) r[b].range(8 * i + 7, 8 * i) = res[b * (BEAT_BITS / 8) + i];
+  core_store(raw, o, r);
+  for (int b = 0; b < out_beats; ++b)
+    for (int i = 0; i < BEAT_BITS / 8; ++i)
+      out[b * (BEAT_BITS / 8) + i] = o[b].range(8 * i + 7, 8 * i).to_uint();
+  delete[] o;
+  delete[] r;
+}
+"""
