@@ -12,6 +12,10 @@ GEMM accumulates; then one STORE per output vector block. The tile's micro-ops e
 pixel) with pixels innermost, padded to a multiple of 8 pixels so that two updates of one accumulator
 word are at least 8 steps apart whatever the tile (docs/engine_core.md, "hazards").
 
+Groups: a grouped convolution runs as the dense one whose weights are zero outside each output
+channel's group; a tile reduces over the input channel blocks its output channels' groups reach only
+(`channel_window`), so a depthwise layer costs one channel block per tile, at one useful lane a row.
+
 Zero points: inputs are held in the load's signed representation s = x - 2^(w-1) for unsigned x (the
 unpacker flips the sign bit), padding holds the zero point in that representation, so every window sums
 w * (s - s_zero) = w * s - s_zero * sum(w): the constant per output channel folds into the bias the
@@ -72,32 +76,35 @@ class CoreLayer:
 
     @property
     def k(self) -> int:
-        return self.conv.kg
+        """Output channels (all groups)."""
+        return self.conv.groups * self.conv.kg
+
+    @property
+    def c(self) -> int:
+        """Input channels (all groups)."""
+        return self.conv.groups * self.conv.cg
 
     @classmethod
     def of(cls, layer, params) -> CoreLayer:
         """From the project's Layer and LayerParams (codax.ir, codax.codegen.params)."""
         if params.kind != "int":
             raise UnsupportedError(f"layer {layer.name}: the core runs integer layers only")
-        if layer.N != 1 or layer.G != 1:
-            raise UnsupportedError(
-                f"layer {layer.name}: batch {layer.N}, groups {layer.G}; the core's K x C mode runs one "
-                "image of an ungrouped layer (grouped layers need the G x C mode)"
-            )
+        if layer.N != 1:
+            raise UnsupportedError(f"layer {layer.name}: batch {layer.N}; the core runs one image a call")
         if params.w_zero_point != 0:
             raise UnsupportedError(f"layer {layer.name}: weight zero point {params.w_zero_point}; must be 0")
         ep = layer.epilogue
         if layer.pads[0] != layer.pads[2] or layer.pads[1] != layer.pads[3]:
             raise UnsupportedError(f"layer {layer.name}: pads {layer.pads}; the core pads symmetrically")
         conv = Conv(
-            1, layer.C, layer.K, *layer.in_hw, layer.R, layer.S, tuple(layer.stride),
+            layer.G, layer.C, layer.K, *layer.in_hw, layer.R, layer.S, tuple(layer.stride),
             (layer.pads[0], layer.pads[1]), tuple(layer.dilation),
         )  # fmt: skip
         if conv.out != (layer.P, layer.Q):
             raise UnsupportedError(
                 f"layer {layer.name}: output {layer.P}x{layer.Q}, the window gives {conv.out}"
             )
-        k = layer.K
+        k = layer.G * layer.K
         lo, hi = params.clamp
         return cls(
             layer.name, conv, layer.precision.act, params.x_signed, params.x_zero_point,
@@ -116,6 +123,7 @@ class Tiling:
     blocks: int  # row blocks (ROWS output channels) per tile
     rows: int  # output rows per tile
     chunk: int  # input channel blocks (COLS channels) per reduction chunk
+    double: bool = True  # inputs, weights and micro-ops in two halves: a chunk loads while one computes
 
 
 @dataclass
@@ -156,6 +164,7 @@ def blocked(shape: CoreShape, t: np.ndarray, bits: int) -> bytes:
 
 
 def unblocked(shape: CoreShape, data: bytes, c: int, h: int, w: int, bits: int, signed: bool) -> np.ndarray:
+    """The inverse of `blocked`: [C, H, W] integers."""
     from codax.codegen.packing import unpack
 
     cb = -(-c // shape.cols)
@@ -179,53 +188,77 @@ def _pixels(rows: int, ow: int) -> int:
     return -(-rows * ow // PIPELINE_GAP) * PIPELINE_GAP
 
 
+def _footprint(shape: CoreShape, conv: Conv, rows: int) -> int:
+    """Input vectors one channel block of a tile of `rows` output rows occupies: its padded input rows,
+    whole words (a load starts on a word)."""
+    return -(-_in_rows(conv, rows) * conv.padded[1] // shape.rows) * shape.rows
+
+
+def channel_window(shape: CoreShape, conv: Conv, b0: int, nb: int) -> tuple[int, int]:
+    """The input channel blocks [lo, hi) the output channels of row blocks b0 .. b0 + nb - 1 read: all of
+    them for an ungrouped layer, their groups' for a grouped one."""
+    k_lo = b0 * shape.rows
+    k_hi = min((b0 + nb) * shape.rows, conv.groups * conv.kg)
+    c_lo, c_hi = (k_lo // conv.kg) * conv.cg, ((k_hi - 1) // conv.kg + 1) * conv.cg
+    return c_lo // shape.cols, -(-c_hi // shape.cols)
+
+
 def choose_tiling(shape: CoreShape, conv: Conv) -> Tiling:
-    """The largest tile that fits every buffer: all output channels and the whole reduction if they fit,
-    then as many output rows as the accumulators, micro-ops and input buffer take."""
+    """The largest tile that fits: double-buffered if one output row of one vector of channels fits half
+    of each buffer, else single-buffered; all output channels and the whole reduction if they fit, then
+    as many output rows as the accumulators, micro-ops and inputs take."""
+    for double in (True, False):
+        t = _largest_tile(shape, conv, 2 if double else 1)
+        if t is not None:
+            return Tiling(*t, double=double)
+    raise UnsupportedError(
+        f"convolution {conv}: one output row of one vector of channels does not fit the core's buffers "
+        f"({shape.acc_words * shape.cols} accumulator and {shape.inp_words * shape.rows} input vectors, "
+        f"{shape.wgt_words} weight words, {core.UOP_DEPTH} micro-ops)"
+    )
+
+
+def _largest_tile(shape: CoreShape, conv: Conv, halves: int) -> tuple[int, int, int] | None:
     oh, ow = conv.out
     taps = conv.r * conv.s
     per_vec = shape.cols // shape.rows  # row blocks per stored output vector
-    n_blocks = -(-conv.kg // shape.rows)
-    n_chunks = -(-conv.cg // shape.cols)
     acc_vecs = shape.acc_words * shape.cols
-    inp_vecs = shape.inp_words * shape.rows
-    wp = conv.padded[1]
-    blocks = n_blocks
-    chunk = n_chunks
+    inp_vecs = shape.inp_words * shape.rows // halves
+    wgt_words, uops = shape.wgt_words // halves, core.UOP_DEPTH // halves
+    n_blocks = -(-conv.groups * conv.kg // shape.rows)
+    blocks, chunk = n_blocks, -(-conv.groups * conv.cg // shape.cols)
     while True:
-        fits_w = blocks * chunk * taps <= shape.wgt_words
-        rows = 0
-        for th in range(oh, 0, -1):
-            p = _pixels(th, ow)
-            foot = -(-_in_rows(conv, th) * wp // shape.rows) * shape.rows
-            if blocks * p <= acc_vecs and p * (1 + taps) <= core.UOP_DEPTH and chunk * foot <= inp_vecs:
-                rows = th
-                break
-        if fits_w and rows:
-            return Tiling(blocks, rows, chunk)
+        windows = [
+            channel_window(shape, conv, b0, min(blocks, n_blocks - b0)) for b0 in range(0, n_blocks, blocks)
+        ]
+        chunk = min(chunk, max(hi - lo for lo, hi in windows))
+        if blocks * chunk * taps <= wgt_words:
+            for th in range(oh, 0, -1):
+                p = _pixels(th, ow)
+                if (
+                    blocks * p <= acc_vecs
+                    and p * (1 + taps) <= uops
+                    and chunk * _footprint(shape, conv, th) <= inp_vecs
+                ):
+                    return blocks, th, chunk
         if chunk > 1:
             chunk = -(-chunk // 2)
         elif blocks > per_vec:
             blocks = max(per_vec, (blocks // 2) // per_vec * per_vec)
         else:
-            raise UnsupportedError(
-                f"layer {conv}: one output row of one vector of channels does not fit the core's buffers "
-                f"(accumulators {acc_vecs}, inputs {inp_vecs} vectors, {core.UOP_DEPTH} micro-ops)"
-            )
+            return None
 
 
 # ---- the program ----------------------------------------------------------------------------------------
-class _Queues:
-    """VTA's dependence tokens: each module's instructions in program order, the flags set so that a
-    module waits for what it reads (RAW) and for its buffer's readers to finish (WAR)."""
+@dataclass
+class _Step:
+    """One accumulating GEMM of a tile's reduction chunk: the loads it reads (its group), the reset
+    before it when it opens a tile, the stores after it when it closes one."""
 
-    def __init__(self):
-        self.words: list[tuple[str, dict]] = []
-
-    def add(self, fmt: InsnFormat, **fields) -> dict:
-        entry = dict(fields)
-        self.words.append((fmt, entry))
-        return entry
+    loads: list[dict]
+    gemm: dict
+    reset: dict | None = None
+    stores: list[dict] = field(default_factory=list)
 
 
 def compile_layer(
@@ -234,136 +267,202 @@ def compile_layer(
 ) -> CoreProgram:  # fmt: skip
     """Lay out the layer's DRAM image (the input `x` [C, H, W] and `residual` [K, OH, OW] when given) and
     its instruction stream."""
-    conv = layer.conv
-    tiling = tiling or choose_tiling(shape, conv)
+    tiling = tiling or choose_tiling(shape, layer.conv)
     prog = CoreProgram(shape, layer, tiling)
-    lf, gf, sf = core_load.load_format(shape), core.gemm_format(shape), core_store.store_format(shape)
-    rows_, cols_ = shape.rows, shape.cols
-    oh, ow = conv.out
-    (sy, sx), (dy, dx) = conv.stride, conv.dilation
-    (py, px) = conv.pad
-    taps = conv.r * conv.s
-    n_blocks, n_cb = -(-conv.kg // rows_), -(-conv.cg // cols_)
-    per_vec = cols_ // rows_
-    xcode = width_code(shape, layer.x_bits, f"layer {layer.name}: input")
-    wcode = width_code(shape, layer.w_bits, f"layer {layer.name}: weight")
-    ycode = width_code(shape, layer.y_bits, f"layer {layer.name}: output")
-    vb_x, vb_w, vb_y = (vector_beats(shape, b) for b in (layer.x_bits, layer.w_bits, layer.y_bits))
-    s_zero = signed_rep(layer.x_zero, layer.x_bits, layer.x_signed)
-
-    # DRAM: input, weights [block][channel block][tap] words, parameters, residual, output
-    x_data = np.zeros((conv.cg, conv.h, conv.w), np.int64) if x is None else x
-    x_beat = prog.region(
-        "input", blocked(shape, x_data.astype(np.int64), layer.x_bits)
-    )  # raw: the load flips
-    wt = np.zeros((n_blocks * rows_, n_cb * cols_, conv.r, conv.s), np.int64)
-    wt[: conv.kg, : conv.cg] = layer.weight
-    words = wt.reshape(n_blocks, rows_, n_cb, cols_, taps).transpose(0, 2, 4, 1, 3).reshape(-1, cols_)
-    vbytes = vb_w * shape.beat_bits // 8
-    w_beat = prog.region("weights", b"".join(pack(v, layer.w_bits).ljust(vbytes, b"\0") for v in words))
-    # the zero point's constant folded into the bias (module docstring); int32 wrap as the accumulator
-    # the lanes hold s = x - 2^(w-1) for unsigned x and padding holds s_zero, so the core's sum is
-    # sum(w * s) and the layer's is sum(w * (x - zero)) = sum(w * s) - s_zero * sum(w) (module docstring)
-    bias = layer.bias.astype(np.int64) - s_zero * layer.weight.reshape(conv.kg, -1).astype(np.int64).sum(1)
-    bias = (bias + (1 << 31)) % (1 << 32) - (1 << 31)  # the int32 accumulator's wrap
-    p_beat = prog.region("params", _param_image(shape, layer, bias))
-    r_beat = 0
-    if layer.residual:
-        if residual is None:
-            residual = np.zeros((conv.kg, oh, ow), np.int64)
-        r_beat = prog.region("residual", blocked(shape, residual.astype(np.int64), layer.r_bits))
-    y_beat = prog.reserve("output", -(-conv.kg // cols_) * oh * ow * vb_y)
-
-    q = []  # (format, fields) in program order
-    if 1 + conv.kg > core_load.PARAM_DEPTH:
-        raise UnsupportedError(
-            f"layer {layer.name}: {conv.kg} output channels; param_buf holds the record and "
-            f"{core_load.PARAM_DEPTH - 1} channels (split the layer's output channels)"
-        )
-    q.append((lf, dict(memory=3, sram_base=0, dram_base=p_beat, y_size=1, x_size=1 + conv.kg, x_stride=0)))
-    uop_kernels: dict[int, int] = {}  # tile rows -> first micro-op of its kernel
-    uop_next = 0
-    wp = conv.padded[1]
-    tiles = [(b0, y0) for b0 in range(0, n_blocks, tiling.blocks) for y0 in range(0, oh, tiling.rows)]
-    chunks = list(range(0, n_cb, tiling.chunk))
-    for t_i, (b0, y0) in enumerate(tiles):
-        th = min(tiling.rows, oh - y0)
-        nb = min(tiling.blocks, n_blocks - b0)
-        p = _pixels(th, ow)
-        rows_in = _in_rows(conv, th)
-        foot = -(-rows_in * wp // rows_) * rows_
-        if th not in uop_kernels:
-            kernel = _uop_kernel(conv, th, ow, p, wp)
-            if uop_next + len(kernel) > core.UOP_DEPTH:
-                uop_next = 0  # the buffer refills (the load waits for compute, below)
-            u_beat = prog.region(f"uops_{th}_{len(prog.regions)}", _uop_image(shape, kernel))
-            q.append((lf, dict(memory=0, sram_base=uop_next, dram_base=u_beat, y_size=1,
-                               x_size=len(kernel), x_stride=0)))  # fmt: skip
-            uop_kernels = {th: uop_next}
-            uop_next += len(kernel)
-        ub = uop_kernels[th]
-        # reset the tile's accumulators: the kernel's first p micro-ops are the pixels of tap 0
-        q.append((gf, dict(reset=1, mode=0, uop_bgn=ub, uop_end=ub + p, iter_out=nb, iter_in=1,
-                           dst_factor_out=p)))  # fmt: skip
-        for c0 in chunks:
-            nc = min(tiling.chunk, n_cb - c0)
-            # weights of the tile's blocks x the chunk's channel blocks: a 2-D load
-            q.append((lf, dict(memory=1, width=wcode, sram_base=0, dram_base=w_beat + (b0 * n_cb + c0) * taps * rows_ * vb_w,
-                               y_size=nb, x_size=nc * taps, x_stride=n_cb * taps)))  # fmt: skip
-            iy0 = y0 * sy - py  # the tile's first input row (padded rows are negative / past H)
-            for c in range(nc):
-                top = max(0, -iy0)
-                bot = max(0, iy0 + rows_in - conv.h)
-                real = rows_in - top - bot
-                fields = dict(memory=2, width=xcode, sram_base=c * foot, y_pad_0=top, y_pad_1=bot,
-                              x_pad_0=px, x_pad_1=px, pad_value=s_zero & ((1 << shape.op_bits) - 1),
-                              flip=int(not layer.x_signed))  # fmt: skip
-                if real > 0:
-                    fields.update(dram_base=x_beat + (((c0 + c) * conv.h + iy0 + top) * conv.w) * vb_x,
-                                  y_size=real, x_size=conv.w, x_stride=conv.w)  # fmt: skip
-                else:  # every row is padding
-                    fields.update(y_pad_0=rows_in, y_pad_1=0, y_size=0, x_size=conv.w, x_stride=conv.w)
-                q.append((lf, fields))
-            q.append((gf, dict(reset=0, mode=0, uop_bgn=ub + p, uop_end=ub + p * (1 + taps), iter_out=nb,
-                               iter_in=nc, dst_factor_out=p, src_factor_in=foot, wgt_factor_out=nc * taps,
-                               wgt_factor_in=taps)))  # fmt: skip
-        for ob in range(0, nb, per_vec):
-            kv = (b0 + ob) // per_vec  # the output vector block
-            q.append(
-                (
-                    sf,
-                    dict(
-                        sram_base=ob * p,
-                        dram_base=y_beat + ((kv * oh + y0) * ow) * vb_y,
-                        y_size=th,
-                        x_size=ow,
-                        x_stride=ow,
-                        blocks=min(per_vec, nb - ob),
-                        block_stride=p,
-                        param_base=1 + kv * cols_,
-                        width=ycode,
-                        res=int(layer.residual),
-                        res_base=r_beat + ((kv * oh + y0) * ow) * vector_beats(shape, layer.r_bits),
-                    ),
-                )
-            )
-    _set_tokens(q)
-    prog.queue = q + [(FINISH, {})]
+    bases = _dram_image(prog, x, residual)
+    steps = _steps(prog, bases)
+    formats = {"load": core_load.load_format(shape), "gemm": core.gemm_format(shape),
+               "store": core_store.store_format(shape)}  # fmt: skip
+    prog.queue = [(formats[k], f) for k, f in _with_tokens(steps, 2 if tiling.double else 1)] + [(FINISH, {})]
     prog.insns = [fmt.encode(**f) for fmt, f in prog.queue]
     return prog
 
 
-def _uop_kernel(conv: Conv, th: int, ow: int, p: int, wp: int) -> list[tuple[int, int, int]]:
+def _dram_image(prog: CoreProgram, x, residual) -> dict[str, int]:
+    """The layer's tensors in DRAM (input, weights as the buffer's words [block][channel block][tap],
+    parameters, residual, output); the first beat of each."""
+    shape, layer, conv = prog.shape, prog.layer, prog.layer.conv
+    rows_, cols_ = shape.rows, shape.cols
+    k_all, c_all, taps = layer.k, layer.c, conv.r * conv.s
+    n_blocks = -(-k_all // rows_)
+    oh, ow = conv.out
+    if 1 + k_all > core_load.PARAM_DEPTH:
+        raise UnsupportedError(
+            f"layer {layer.name}: {k_all} output channels; param_buf holds the record and "
+            f"{core_load.PARAM_DEPTH - 1} channels (split the layer's output channels)"
+        )
+    bases = {}
+    x_data = np.zeros((c_all, conv.h, conv.w), np.int64) if x is None else np.asarray(x, np.int64)
+    bases["input"] = prog.region("input", blocked(shape, x_data, layer.x_bits))  # raw: the load flips
+    # the dense weights: zero outside each output channel's group
+    dense = np.zeros((n_blocks * rows_, -(-c_all // cols_) * cols_, conv.r, conv.s), np.int64)
+    for g in range(conv.groups):
+        dense[g * conv.kg : (g + 1) * conv.kg, g * conv.cg : (g + 1) * conv.cg] = layer.weight[
+            g * conv.kg : (g + 1) * conv.kg
+        ]
+    vbytes = vector_beats(shape, layer.w_bits) * shape.beat_bits // 8
+    for b0 in range(0, n_blocks, prog.tiling.blocks):  # per tile of row blocks: [block][window block][tap]
+        nb = min(prog.tiling.blocks, n_blocks - b0)
+        lo, hi = channel_window(shape, conv, b0, nb)
+        wt = dense[b0 * rows_ : (b0 + nb) * rows_, lo * cols_ : hi * cols_]
+        words = wt.reshape(nb, rows_, hi - lo, cols_, taps).transpose(0, 2, 4, 1, 3).reshape(-1, cols_)
+        blob = b"".join(pack(v, layer.w_bits).ljust(vbytes, b"\0") for v in words)
+        bases[f"weights_{b0}"] = prog.region(f"weights_{b0}", blob)
+    # the lanes hold s = x - 2^(w-1) for unsigned x and padding holds s_zero, so the core sums w * s and
+    # the layer's sum is sum(w * (x - zero)) = sum(w * s) - s_zero * sum(w) (module docstring)
+    s_zero = signed_rep(layer.x_zero, layer.x_bits, layer.x_signed)
+    bias = layer.bias.astype(np.int64) - s_zero * layer.weight.reshape(k_all, -1).astype(np.int64).sum(1)
+    bias = (bias + (1 << 31)) % (1 << 32) - (1 << 31)  # the int32 accumulator's wrap
+    bases["params"] = prog.region("params", _param_image(shape, layer, bias))
+    if layer.residual:
+        r = np.zeros((k_all, oh, ow), np.int64) if residual is None else np.asarray(residual, np.int64)
+        bases["residual"] = prog.region("residual", blocked(shape, r, layer.r_bits))
+    bases["output"] = prog.reserve("output", -(-k_all // cols_) * oh * ow * vector_beats(shape, layer.y_bits))
+    return bases
+
+
+def _steps(prog: CoreProgram, bases: dict[str, int]) -> list[_Step]:
+    """The layer as accumulating GEMMs in compute order: tiles over (row blocks, output rows), each a
+    reset, one GEMM per reduction chunk, and its stores. Step k uses buffer half k % 2 (double
+    buffering) for its inputs, weights and micro-op kernel."""
+    shape, layer, tiling, conv = prog.shape, prog.layer, prog.tiling, prog.layer.conv
+    rows_, cols_ = shape.rows, shape.cols
+    oh, ow = conv.out
+    sy, py, px = conv.stride[0], conv.pad[0], conv.pad[1]
+    taps, wp = conv.r * conv.s, conv.padded[1]
+    n_blocks = -(-layer.k // rows_)
+    per_vec = cols_ // rows_
+    halves = 2 if tiling.double else 1
+    inp_half, wgt_half = shape.inp_words * rows_ // halves, shape.wgt_words // halves
+    uop_half = core.UOP_DEPTH // halves
+    xcode = width_code(shape, layer.x_bits, f"layer {layer.name}: input")
+    wcode = width_code(shape, layer.w_bits, f"layer {layer.name}: weight")
+    ycode = width_code(shape, layer.y_bits, f"layer {layer.name}: output")
+    vb_x, vb_w, vb_y = (vector_beats(shape, b) for b in (layer.x_bits, layer.w_bits, layer.y_bits))
+    vb_r = vector_beats(shape, layer.r_bits)
+    s_zero = signed_rep(layer.x_zero, layer.x_bits, layer.x_signed)
+    pad_lane = s_zero & ((1 << shape.op_bits) - 1)
+
+    steps: list[_Step] = []
+    resident: dict[int, tuple] = {}  # micro-op slot (buffer half) -> the kernel it holds
+    for b0 in range(0, n_blocks, tiling.blocks):
+        nb = min(tiling.blocks, n_blocks - b0)
+        cb_lo, cb_hi = channel_window(shape, conv, b0, nb)
+        for y0 in range(0, oh, tiling.rows):
+            th = min(tiling.rows, oh - y0)
+            p, rows_in = _pixels(th, ow), _in_rows(conv, th)
+            foot = _footprint(shape, conv, th)
+            iy0 = y0 * sy - py  # the tile's first input row (rows outside 0..H-1 are padding)
+            top, bot = max(0, -iy0), max(0, iy0 + rows_in - conv.h)
+            real = rows_in - top - bot
+            for ci, c0 in enumerate(range(cb_lo, cb_hi, tiling.chunk)):
+                nc = min(tiling.chunk, cb_hi - c0)
+                half = len(steps) % halves
+                loads = []
+                if not steps:  # the parameters, once (param_buf holds the layer's channels)
+                    loads.append(dict(memory=3, dram_base=bases["params"], y_size=1, x_size=1 + layer.k))
+                key = (th, half)
+                ub = half * uop_half
+                if resident.get(half) != key:
+                    name = f"uops_{th}_{half}"
+                    if name not in prog.regions:
+                        kernel = _uop_kernel(conv, th, ow, p, wp, half * inp_half, half * wgt_half)
+                        prog.region(name, _uop_image(shape, kernel))
+                    beat, n_uops = prog.regions[name]
+                    loads.append(dict(memory=0, sram_base=ub, dram_base=beat, y_size=1, x_size=n_uops))
+                    resident[half] = key
+                w_base = bases[f"weights_{b0}"] + (c0 - cb_lo) * taps * rows_ * vb_w
+                loads.append(dict(memory=1, width=wcode, sram_base=half * wgt_half, dram_base=w_base,
+                                  y_size=nb, x_size=nc * taps, x_stride=(cb_hi - cb_lo) * taps))  # fmt: skip
+                for c in range(nc):
+                    f = dict(memory=2, width=xcode, sram_base=half * inp_half + c * foot, x_pad_0=px,
+                             x_pad_1=px, pad_value=pad_lane, flip=int(not layer.x_signed))  # fmt: skip
+                    if real > 0:
+                        row0 = (c0 + c) * conv.h + iy0 + top  # the first real row, in vectors of W
+                        f.update(dram_base=bases["input"] + row0 * conv.w * vb_x, y_pad_0=top, y_pad_1=bot,
+                                 y_size=real, x_size=conv.w, x_stride=conv.w)  # fmt: skip
+                    else:  # every row is padding
+                        f.update(y_pad_0=rows_in, x_size=conv.w, x_stride=conv.w)
+                    loads.append(f)
+                gemm = dict(mode=0, uop_bgn=ub + p, uop_end=ub + p * (1 + taps), iter_out=nb, iter_in=nc,
+                            dst_factor_out=p, src_factor_in=foot, wgt_factor_out=nc * taps,
+                            wgt_factor_in=taps)  # fmt: skip
+                step = _Step(loads, gemm)
+                if ci == 0:  # open the tile: zero its accumulators (the kernel's first p micro-ops: tap 0)
+                    step.reset = dict(
+                        reset=1, mode=0, uop_bgn=ub, uop_end=ub + p, iter_out=nb, iter_in=1, dst_factor_out=p
+                    )
+                steps.append(step)
+            for ob in range(0, nb, per_vec):
+                kv = (b0 + ob) // per_vec  # the output vector block
+                at = (kv * oh + y0) * ow
+                steps[-1].stores.append(
+                    dict(sram_base=ob * p, dram_base=bases["output"] + at * vb_y, y_size=th, x_size=ow,
+                         x_stride=ow, blocks=min(per_vec, nb - ob), block_stride=p, param_base=1 + kv * cols_,
+                         width=ycode, res=int(layer.residual), res_base=bases.get("residual", 0) + at * vb_r)
+                )  # fmt: skip
+    return steps
+
+
+def _with_tokens(steps: list[_Step], depth: int) -> list[tuple[str, dict]]:
+    """The program in order with VTA's dependence flags, loads issued one step ahead:
+      l2g (RAW): each step's load group pushes one token at its last load; the step's GEMM pops it (a
+        tile's reset pops it instead, the GEMM after it then needs nothing more);
+      g2l (WAR): the group of step k waits for step k - depth's GEMM (the last reader of the half it
+        overwrites: depth 2 double-buffered, 1 single);
+      g2s (RAW): a tile's last GEMM pushes, its first store pops;
+      s2g (WAR): a tile's last store pushes, the next tile's reset pops (the accumulators are single).
+    Every push has its pop, in order on each queue."""
+    n = len(steps)
+    out: list[tuple[str, dict]] = []
+
+    def group(k: int) -> None:
+        loads = [dict(d) for d in steps[k].loads]
+        if k >= depth:
+            loads[0]["pop_next"] = 1
+        loads[-1]["push_next"] = 1
+        out.extend(("load", d) for d in loads)
+
+    group(0)
+    tiles_closed = 0
+    for k, st in enumerate(steps):
+        if k + 1 < n:
+            group(k + 1)
+        gemm = dict(st.gemm)
+        if st.reset is not None:
+            reset = dict(st.reset, pop_prev=1)
+            if tiles_closed:
+                reset["pop_next"] = 1
+            out.append(("gemm", reset))
+        else:
+            gemm["pop_prev"] = 1
+        if k + depth < n:
+            gemm["push_prev"] = 1
+        stores = [dict(d) for d in st.stores]
+        if stores:
+            gemm["push_next"] = 1
+            stores[0]["pop_prev"] = 1
+            if k + 1 < n:
+                stores[-1]["push_prev"] = 1
+            tiles_closed += 1
+        out.append(("gemm", gemm))
+        out.extend(("store", d) for d in stores)
+    return out
+
+
+def _uop_kernel(
+    conv: Conv, th: int, ow: int, p: int, wp: int, src0: int, wgt0: int
+) -> list[tuple[int, int, int]]:
     """(dst, src, wgt) micro-ops: tap 0's pixels (the reset run reads them too), then every tap's pixels,
-    pixels innermost; pixels past the tile's th x ow (padding to p) repeat the last pixel's source into
-    accumulators the store never reads."""
+    pixels innermost; src and wgt from the buffer half at src0 / wgt0. Pixels past the tile's th x ow
+    (padding to p) repeat the last pixel's source into accumulators the store never reads."""
     (sy, sx), (dy, dx) = conv.stride, conv.dilation
     out = []
     for t in range(-1, conv.r * conv.s):
         r, s = divmod(max(t, 0), conv.s)
         for i in range(p):
             y, x = divmod(min(i, th * ow - 1), ow)
-            out.append((i, (y * sy + r * dy) * wp + x * sx + s * dx, max(t, 0)))
+            out.append((i, src0 + (y * sy + r * dy) * wp + x * sx + s * dx, wgt0 + max(t, 0)))
     return out
 
 
@@ -382,38 +481,7 @@ def _param_image(shape: CoreShape, layer: CoreLayer, bias: np.ndarray) -> bytes:
     rec = core_store.layer_record(layer.y_zero, layer.r_zero, lo, hi, rcode, layer.requant, layer.r_signed)
     mr = int(np.float32(layer.mr).view(np.uint32))
     out = [rec.to_bytes(bb, "little")]
-    for k in range(layer.conv.kg):
+    for k in range(layer.k):
         m = int(np.float32(layer.m[k]).view(np.uint32))
         out.append(core_store.param_entry(int(bias[k]), m, mr).to_bytes(bb, "little"))
     return b"".join(out)
-
-
-def _set_tokens(q: list[tuple[InsnFormat, dict]]) -> None:
-    """VTA's dependence flags (load -> compute -> store, and back): a GEMM waits for the loads issued
-    since the GEMM before it (RAW: the last of them pushes a token) and for the stores issued since
-    (WAR on the accumulators); the first load after a GEMM waits for that GEMM to finish reading the
-    buffers (WAR); the first store after a GEMM waits for it (RAW). Every push has its pop."""
-    last_gemm = None
-    loads: list[int] = []  # loads since the last GEMM
-    stores: list[int] = []  # stores since the last GEMM
-    for i, (fmt, f) in enumerate(q):
-        if fmt.kind == "load":
-            if not loads and last_gemm is not None:
-                q[last_gemm][1]["push_prev"] = 1
-                f["pop_next"] = 1
-            loads.append(i)
-        elif fmt.kind == "store":
-            if not stores:
-                if last_gemm is None:
-                    raise ValueError("a STORE before any GEMM")
-                q[last_gemm][1]["push_next"] = 1
-                f["pop_prev"] = 1
-            stores.append(i)
-        elif fmt.kind == "gemm":
-            if loads:
-                q[loads[-1]][1]["push_next"] = 1
-                f["pop_prev"] = 1
-            if stores:
-                q[stores[-1]][1]["push_prev"] = 1
-                f["pop_next"] = 1
-            loads, stores, last_gemm = [], [], i

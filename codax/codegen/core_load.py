@@ -1,7 +1,8 @@
 """The GEMM core's load IP (codax/codegen/core.py), written as TVM VTA's `load` (hardware/xilinx/src/
-vta.cc): `core_load(insn_t raw, const beat_t *dram)` executes one 128-bit LOAD instruction
-(codax.codegen.core_isa) -- a 2-D strided read of DRAM beats with zero padding, VTA's load_2d -- into
-one of the core's buffers, chosen by the instruction's memory field:
+vta.cc): `core_load(load_queue, dram, g2l / l2g dependence queues, the buffers' bram ports)` executes
+one 128-bit LOAD instruction from its queue (codax.codegen.core_isa) -- a 2-D strided read of DRAM
+beats with zero padding, VTA's load_2d -- into one of the core's buffers, chosen by the instruction's
+memory field:
 
     memory   unit               DRAM beats of a unit     written
     uop      one micro-op       1 (its low UOP_BITS)     uop_buf[unit]
@@ -109,12 +110,36 @@ def _table(code: str, values: list[str]) -> str:
     return f"({out})"
 
 
+def load_types(shape: CoreShape) -> str:
+    """The load IP's constants, types and LOAD instruction (inside namespace codax_core, in the core's
+    header: the block design and C-simulation name them too)."""
+    vbs = [vector_beats(shape, w) for w in shape.in_widths]
+    fmt = load_format(shape)
+    size_bits = next(f.bits for f in fmt.fields if f.name == "x_size")
+    return f"""
+// ---- the load IP's types (VTA's load): DRAM beats of {shape.beat_bits} bits into uop / wgt / inp / param
+const int BEAT_BITS = {shape.beat_bits};
+typedef ap_uint<BEAT_BITS> beat_t;
+const int VB_MAX = {max(vbs)};  // the most beats a vector occupies (the widest width)
+typedef ap_uint<VB_MAX * BEAT_BITS> vec_beats_t;  // one vector's beats
+const int PARAM_DEPTH = {PARAM_DEPTH};
+typedef ap_uint<{PARAM_BITS}> param_t;  // bias | M | MR (float32 bits), or a layer record
+const int MEM_UOP = {MEMORIES["uop"]};
+const int MEM_WGT = {MEMORIES["wgt"]};
+const int MEM_INP = {MEMORIES["inp"]};
+const int MEM_PARAM = {MEMORIES["param"]};
+typedef ap_uint<{size_bits + 2}> load_cnt_t;  // a size plus its pads
+typedef ap_uint<32> dram_addr_t;  // beats from the port's base
+
+{fmt.cpp()}"""
+
+
 def load_source(shape: CoreShape) -> str:
-    """The C++ of core_load and param_buf (inside namespace codax_core, after the core's buffers)."""
+    """The C++ of the synthesis top core_load (inside namespace codax_core; its types are
+    load_types(shape), in the core's header): VTA's load, one instruction from its queue a call."""
     widths = shape.in_widths
     vbs = [vector_beats(shape, w) for w in widths]
     fmt = load_format(shape)
-    size_bits = next(f.bits for f in fmt.fields if f.name == "x_size")
     unpackers = "\n".join(
         f"      const op_t v{i} =\n"
         f"          op_t(ap_int<{w}>(ap_uint<{w}>(cur.range({w} * c + {w - 1}, {w} * c)) ^ flip{i}));"
@@ -131,32 +156,25 @@ def load_source(shape: CoreShape) -> str:
     wgt_step = _table("code", [f"stride * {unit_beats(shape, 'wgt', w)}" for w in widths])
     sram_bits = next(f.bits for f in fmt.fields if f.name == "sram_base")
     return f"""
-// ---- the load IP (VTA's load): DRAM beats of {shape.beat_bits} bits into uop / wgt / inp / param ----
-const int BEAT_BITS = {shape.beat_bits};
-typedef ap_uint<BEAT_BITS> beat_t;
-const int VB_MAX = {max(vbs)};  // the most beats a vector occupies (the widest width)
-typedef ap_uint<VB_MAX * BEAT_BITS> vec_beats_t;  // one vector's beats
-const int PARAM_DEPTH = {PARAM_DEPTH};
-typedef ap_uint<{PARAM_BITS}> param_t;  // bias | M | MR (float32 bits), or a layer record
-const int MEM_UOP = {MEMORIES["uop"]};
-const int MEM_WGT = {MEMORIES["wgt"]};
-const int MEM_INP = {MEMORIES["inp"]};
-const int MEM_PARAM = {MEMORIES["param"]};
-typedef ap_uint<{size_bits + 2}> load_cnt_t;  // a size plus its pads
-typedef ap_uint<32> dram_addr_t;  // beats from the port's base
-
-static param_t param_buf[PARAM_DEPTH];  // per-channel parameters, one DRAM beat an entry
-
-typedef ap_uint<128> insn_t;
-{fmt.cpp()}
-void core_load(insn_t raw, const beat_t *dram) {{
+// ---- the load IP (VTA's load): one LOAD from its queue, DRAM beats into uop / wgt / inp / param ----
+void core_load(hls::stream<insn_t> &load_queue, const beat_t *dram, hls::stream<bool> &g2l_dep_queue,
+               hls::stream<bool> &l2g_dep_queue, uop_t uop_buf[UOP_DEPTH], col_vec_t wgt_buf[WGT_WORDS][ROWS],
+               col_vec_t inp_buf[INP_WORDS][ROWS], param_t param_buf[PARAM_DEPTH]) {{
+#pragma HLS INTERFACE axis port=load_queue
+#pragma HLS INTERFACE axis port=g2l_dep_queue
+#pragma HLS INTERFACE axis port=l2g_dep_queue
 #pragma HLS INTERFACE m_axi port=dram offset=slave bundle=load_port
+  // the write port of each buffer it fills (core_system.cpp wires them): one word an iteration at most
+#pragma HLS INTERFACE bram port=uop_buf storage_type=ram_s2p
+#pragma HLS INTERFACE bram port=wgt_buf storage_type=ram_s2p
+#pragma HLS INTERFACE bram port=inp_buf storage_type=ram_t2p
+#pragma HLS INTERFACE bram port=param_buf storage_type=ram_s2p
+#pragma HLS INTERFACE s_axilite port=return bundle=CONTROL_BUS
 #pragma HLS ARRAY_RESHAPE variable=wgt_buf complete dim=2
 #pragma HLS ARRAY_RESHAPE variable=inp_buf complete dim=2
-  // the core's choices for the buffers this top writes (core_gemm's, restated: one layout per memory)
-#pragma HLS BIND_STORAGE variable=wgt_buf type=ram_s2p impl=bram
-#pragma HLS BIND_STORAGE variable=uop_buf type=ram_s2p impl=bram
-  const LoadInsn insn = decode_load(raw);
+  const LoadInsn insn = decode_load(load_queue.read());
+  // VTA's handshake: the GEMM has done with what this load overwrites (g2l)
+  if (insn.pop_next) g2l_dep_queue.read();
   const ap_uint<2> code = insn.width;
   const bool is_uop = insn.memory == MEM_UOP;
   const bool is_wgt = insn.memory == MEM_WGT;
@@ -192,6 +210,7 @@ void core_load(insn_t raw, const beat_t *dram) {{
 BEATS:
   while (more) {{
 #pragma HLS PIPELINE II=1
+    CODAX_CORE_TRIP(CODAX_TRIP_LOAD);
     const bool data = y >= y_lo && y < y_hi && x >= x_lo && x < x_hi;
     const beat_t beat = data ? dram[rd] : beat_t(0);
 
@@ -249,62 +268,7 @@ BEATS:
     }}
     more = !last;
   }}
+  // what it wrote is ready for the GEMM (l2g)
+  if (insn.push_next) l2g_dep_queue.write(true);
 }}
-"""
-
-
-LOAD_SIM = """
-// C-simulation: one LOAD from DRAM bytes through core_load, the buffers it writes filled and read back
-void codax_core_load_run(const unsigned long long *insn, const unsigned char *bytes, int beats) {
-  using namespace codax_core;
-  beat_t *dram = new beat_t[beats];
-  for (int b = 0; b < beats; ++b)
-    for (int i = 0; i < BEAT_BITS / 8; ++i)
-      dram[b].range(8 * i + 7, 8 * i) = bytes[b * (BEAT_BITS / 8) + i];
-  insn_t raw = 0;
-  raw.range(63, 0) = insn[0];
-  raw.range(127, 64) = insn[1];
-  core_load(raw, dram);
-  delete[] dram;
-}
-
-// every bit of the four buffers set to the byte's pattern, so that a test sees what a load left alone
-void codax_core_load_fill(int byte) {
-  using namespace codax_core;
-  for (int i = 0; i < UOP_DEPTH; ++i)
-    for (int b = 0; b < uop_t::width; ++b) uop_buf[i][b] = (byte >> (b % 8)) & 1;
-  for (int i = 0; i < PARAM_DEPTH; ++i)
-    for (int b = 0; b < param_t::width; ++b) param_buf[i][b] = (byte >> (b % 8)) & 1;
-  for (int d = 0; d < WGT_WORDS; ++d)
-    for (int r = 0; r < ROWS; ++r)
-      for (int b = 0; b < col_vec_t::width; ++b) wgt_buf[d][r][b] = (byte >> (b % 8)) & 1;
-  for (int d = 0; d < INP_WORDS; ++d)
-    for (int r = 0; r < ROWS; ++r)
-      for (int b = 0; b < col_vec_t::width; ++b) inp_buf[d][r][b] = (byte >> (b % 8)) & 1;
-}
-
-void codax_core_load_read_uop(unsigned long long *out) {
-  using namespace codax_core;
-  for (int i = 0; i < UOP_DEPTH; ++i) out[i] = uop_buf[i].to_uint64();
-}
-
-// 16 bytes an entry, little-endian
-void codax_core_load_read_param(unsigned char *out) {
-  using namespace codax_core;
-  for (int i = 0; i < PARAM_DEPTH; ++i)
-    for (int j = 0; j < param_t::width / 8; ++j)
-      out[i * (param_t::width / 8) + j] = param_buf[i].range(8 * j + 7, 8 * j);
-}
-
-// memory MEM_WGT or MEM_INP: [words][ROWS][COLS] lanes as int
-void codax_core_load_read_words(int memory, int *out) {
-  using namespace codax_core;
-  const int words = memory == MEM_WGT ? WGT_WORDS : INP_WORDS;
-  for (int d = 0; d < words; ++d)
-    for (int r = 0; r < ROWS; ++r)
-      for (int c = 0; c < COLS; ++c) {
-        const col_vec_t v = memory == MEM_WGT ? wgt_buf[d][r] : inp_buf[d][r];
-        out[(d * ROWS + r) * COLS + c] = CODAX_LANE(v, c).to_int();
-      }
-}
 """

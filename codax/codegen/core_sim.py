@@ -5,8 +5,10 @@ lives here, outside the synthesized sources. The scheduler runs any module whose
 tokens are available, preferring the one furthest upstream, so a missing token shows up as a buffer
 overwritten early (a wrong result), and a token nobody pushes as a deadlock (an error naming it).
 
-The same walk times the program: each module is busy for its instruction's cycles (codax.codegen.
-core_cycles) and starts an instruction once the module is free and the tokens it pops were pushed.
+The same walk times the program: each module is busy for its instruction's cycles -- the iterations its
+IP's pipelined loops ran, counted by the C-simulation hooks, at the II the reader finds
+(codax.codegen.core_cycles) -- and starts an instruction once the module is free and the tokens it pops
+were pushed.
 """
 
 from __future__ import annotations
@@ -19,14 +21,18 @@ import numpy as np
 from codax.codegen import core
 from codax.codegen.core import CoreShape
 from codax.codegen.core_compile import CoreProgram
+from codax.codegen.core_cycles import insn_cycles
 from codax.codegen.csim import compile_cached
 
 MODULE = {"load": 0, "gemm": 1, "store": 2}
 
 EXEC = """
 // C-simulation only: one DRAM of beats that every IP's ports address, and one instruction run at a time
-// (the scheduler is codax/codegen/core_sim.py).
+// through its IP and dependence queues (codax_core::dispatch, core_csim.cpp); the scheduler is
+// codax/codegen/core_sim.py.
 #include <vector>
+#include "core_system.h"
+#include "core_csim.h"
 static std::vector<codax_core::beat_t> codax_dram;
 
 extern "C" {
@@ -45,23 +51,19 @@ void codax_core_dram_get(unsigned char *bytes, long first, long beats) {
       bytes[b * (BEAT_BITS / 8) + i] = codax_dram[first + b].range(8 * i + 7, 8 * i).to_uint();
 }
 
+// one instruction: the tokens it pops were granted by the scheduler, those it pushes are counted there
 void codax_core_exec(unsigned long long lo, unsigned long long hi) {
   using namespace codax_core;
-  insn_t w = (insn_t(hi) << 64) | insn_t(lo);
-  const int op = w.range(2, 0).to_int();
-  if (op == OP_LOAD) core_load(w, codax_dram.data());
-  else if (op == OP_GEMM) core_gemm(w);
-  else if (op == OP_STORE) core_store(w, codax_dram.data(), codax_dram.data());
+  dispatch((insn_t(hi) << 64) | insn_t(lo), codax_dram.data(), codax_dram.data(), codax_dram.data());
 }
 }  // extern "C"
 """
+EXEC_UNIT = "core_exec.cpp"
 
 
 def engine_sources(shape: CoreShape) -> dict[str, str]:
-    """The core's sources plus the C-simulation DRAM and dispatch."""
-    src = dict(core.core_sources(shape))
-    src["core_sim.cpp"] = src.pop("core.cpp") + EXEC  # one translation unit: the buffers are its statics
-    return src
+    """The core's sources plus the C-simulation DRAM and dispatch (a unit of their own)."""
+    return {**core.core_sources(shape), EXEC_UNIT: EXEC}
 
 
 @dataclass
@@ -79,12 +81,19 @@ class Engine:
         self.shape = shape
         self.lib = ctypes.CDLL(str(compile_cached(engine_sources(shape), kind="shared")))
         self.lib.codax_core_exec.argtypes = [ctypes.c_ulonglong, ctypes.c_ulonglong]
+        self.lib.codax_core_trips.argtypes = [ctypes.c_void_p]
+
+    def trips(self) -> dict[str, int]:
+        """Each IP's pipelined-loop iterations since the last call (the hooks' counts), then reset."""
+        out = (ctypes.c_longlong * 3)()
+        self.lib.codax_core_trips(out)
+        return dict(zip(("load", "gemm", "store"), out))
 
     def run(self, prog: CoreProgram, upstream_first: bool = True) -> RunResult:
         bb = self.shape.beat_bits // 8
         data = bytes(prog.dram)
         self.lib.codax_core_dram_put(data, ctypes.c_long(len(data) // bb))
-        from codax.codegen.core_cycles import insn_cycles
+        self.trips()  # the hooks count from here
 
         queues: list[list[int]] = [[], [], []]
         for i, (fmt, _) in enumerate(prog.queue):
@@ -110,7 +119,8 @@ class Engine:
                 start = max([free[m]] + [tokens[p].pop(0) for p in pops])
                 word = prog.insns[i]
                 self.lib.codax_core_exec(word & (2**64 - 1), word >> 64)
-                cyc = insn_cycles(self.shape, fmt.kind, f)
+                # the instruction's time from its loops' iterations as the IP ran them (the hooks)
+                cyc = insn_cycles(self.shape, fmt.kind, f, trips=self.trips()[fmt.kind])
                 free[m] = start + cyc
                 busy[fmt.kind] += cyc
                 for p in _pushes(m, f):
@@ -154,4 +164,4 @@ def output(prog: CoreProgram, result: RunResult) -> np.ndarray:
     first, beats = prog.regions["output"]
     oh, ow = prog.layer.conv.out
     data = result.dram[first * bb : (first + beats) * bb]
-    return unblocked(prog.shape, data, prog.layer.conv.kg, oh, ow, prog.layer.y_bits, prog.layer.y_signed)
+    return unblocked(prog.shape, data, prog.layer.k, oh, ow, prog.layer.y_bits, prog.layer.y_signed)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from codax.codegen import core_isa
 from codax.codegen.core import CoreShape
-from codax.codegen.core_load import PARAM_BITS, PARAM_DEPTH  # param_buf, which the load IP declares
+from codax.codegen.core_load import PARAM_BITS, PARAM_DEPTH  # param_buf, which the load IP fills
 from codax.errors import UnsupportedError
 
 DRAM_BASE_BITS = 28
@@ -149,8 +149,8 @@ def _by_code(codes: list[str], code: str) -> str:
 
 
 def store_source(shape: CoreShape) -> str:
-    """The C++ of core_store (inside namespace codax_core, after the buffers and the load IP): it needs
-    BEAT_BITS, beat_t, param_t, PARAM_DEPTH and `param_buf` (core_load.load_source), insn_t
+    """The C++ of core_store (inside namespace codax_core, after the load IP): it needs
+    BEAT_BITS, beat_t, param_t and PARAM_DEPTH (core_load.load_types, in the header), insn_t
     (core_isa.isa_header) in scope, and include/codax_requant.h included before the namespace."""
     if not store_supported(shape):
         raise UnsupportedError(
@@ -190,13 +190,24 @@ typedef ap_uint<{core_isa.bits_for(PARAM_DEPTH - 1)}> st_pidx_t;  // a param_buf
 typedef ap_uint<32> st_addr_t;  // a beat of a DRAM port
 typedef ap_int<{max(widths) + 1}> st_res_t;  // a residual lane at the widest width, signed or not
 
-void core_store(insn_t raw, beat_t *out, const beat_t *res) {{
+void core_store(hls::stream<insn_t> &store_queue, hls::stream<bool> &g2s_dep_queue,
+                hls::stream<bool> &s2g_dep_queue, beat_t *out, const beat_t *res,
+                const acc_t acc_buf[ACC_WORDS][ROWS][COLS], const param_t param_buf[PARAM_DEPTH]) {{
+#pragma HLS INTERFACE axis port=store_queue
+#pragma HLS INTERFACE axis port=g2s_dep_queue
+#pragma HLS INTERFACE axis port=s2g_dep_queue
 #pragma HLS INTERFACE m_axi port=out offset=slave bundle=store_out
 #pragma HLS INTERFACE m_axi port=res offset=slave bundle=store_res
+  // the read ports of the accumulators (shared with the GEMM's read: core_system.cpp's mux, owned by
+  // whoever holds the g2s / s2g token) and of param_buf
+#pragma HLS INTERFACE bram port=acc_buf storage_type=ram_s2p
+#pragma HLS INTERFACE bram port=param_buf storage_type=ram_s2p
+#pragma HLS INTERFACE s_axilite port=return bundle=CONTROL_BUS
 #pragma HLS ARRAY_RESHAPE variable=acc_buf complete dim=2
 #pragma HLS ARRAY_RESHAPE variable=acc_buf complete dim=3
-#pragma HLS BIND_STORAGE variable=acc_buf type=ram_s2p impl=bram
-  const StoreInsn insn = decode_store(raw);
+  const StoreInsn insn = decode_store(store_queue.read());
+  // VTA's handshake: the accumulators it reads are final (g2s)
+  if (insn.pop_prev) g2s_dep_queue.read();
 
   // the layer's record and its channels' parameters, into registers: a cycle requantizes ROWS lanes
   // (ROWS entries), param_buf gives two a cycle
@@ -216,6 +227,7 @@ void core_store(insn_t raw, beat_t *out, const beat_t *res) {{
 PARAMS:
   for (int l = 0; l < COLS; ++l) {{
 #pragma HLS PIPELINE II=1
+    CODAX_CORE_TRIP(CODAX_TRIP_STORE);
     const param_t e = param_buf[st_pidx_t(insn.param_base + l)];
     bias[l] = e.range({BIAS_LO + 31}, {BIAS_LO});
     mul[l] = e.range({M_LO + 31}, {M_LO});
@@ -255,6 +267,7 @@ ROWS_Y:
   PIXELS:
     for (bool more = true; more;) {{
 #pragma HLS PIPELINE II=1
+      CODAX_CORE_TRIP(CODAX_TRIP_STORE);
       const bool a_pix = pix >= lead && pix < st_pix_t(insn.x_size) + lead;
       // W: beat `slot` of the last vector finished
       if (pix > lead && slot < vb_out) {{
@@ -331,40 +344,7 @@ ROWS_Y:
     res_row = res_row + res_step;
     row_vec = row_vec + insn.x_size;
   }}
+  // the accumulators it read are free for the GEMM (s2g)
+  if (insn.push_prev) s2g_dep_queue.write(true);
 }}
-"""
-
-
-STORE_SIM = """
-// C-simulation: the accumulators and param_buf as the GEMM and the loads leave them (acc: int32
-// [ACC_WORDS][ROWS][COLS]; params: PARAM_DEPTH entries of param_t::width / 8 little-endian bytes), then one
-// STORE through core_store on DRAM bytes (insn: 16 bytes, little-endian)
-void codax_store_set(const int *acc, const unsigned char *params) {
-  using namespace codax_core;
-  for (int d = 0; d < ACC_WORDS; ++d)
-    for (int r = 0; r < ROWS; ++r)
-      for (int c = 0; c < COLS; ++c) acc_buf[d][r][c] = acc[(d * ROWS + r) * COLS + c];
-  for (int e = 0; e < PARAM_DEPTH; ++e)
-    for (int i = 0; i < param_t::width / 8; ++i)
-      param_buf[e].range(8 * i + 7, 8 * i) = params[e * (param_t::width / 8) + i];
-}
-
-void codax_store_run(const unsigned char *insn, unsigned char *out, int out_beats, const unsigned char *res,
-                     int res_beats) {
-  using namespace codax_core;
-  insn_t raw = 0;
-  for (int i = 0; i < 16; ++i) raw.range(8 * i + 7, 8 * i) = insn[i];
-  beat_t *o = new beat_t[out_beats];
-  beat_t *r = new beat_t[res_beats > 0 ? res_beats : 1];
-  for (int b = 0; b < out_beats; ++b)
-    for (int i = 0; i < BEAT_BITS / 8; ++i) o[b].range(8 * i + 7, 8 * i) = out[b * (BEAT_BITS / 8) + i];
-  for (int b = 0; b < res_beats; ++b)
-    for (int i = 0; i < BEAT_BITS / 8; ++i) r[b].range(8 * i + 7, 8 * i) = res[b * (BEAT_BITS / 8) + i];
-  core_store(raw, o, r);
-  for (int b = 0; b < out_beats; ++b)
-    for (int i = 0; i < BEAT_BITS / 8; ++i)
-      out[b * (BEAT_BITS / 8) + i] = o[b].range(8 * i + 7, 8 * i).to_uint();
-  delete[] o;
-  delete[] r;
-}
 """

@@ -55,10 +55,15 @@ def _node_fn(node: onnx.NodeProto, opset: list) -> Callable:
 
 
 def golden_network(
-    model: onnx.ModelProto, graph: Graph, params: dict[str, LayerParams], inputs: dict[str, np.ndarray]
+    model: onnx.ModelProto,
+    graph: Graph,
+    params: dict[str, LayerParams],
+    inputs: dict[str, np.ndarray],
+    layer_runner: Callable | None = None,
 ) -> dict[str, np.ndarray]:
     """Every tensor of `graph` (built from `model` by the codax passes) by name, accelerator layers
-    through the golden model and host ops through ONNX's reference evaluator."""
+    through the golden model (or `layer_runner`, run_graph's: an engine's C-simulation on the same
+    host ops) and host ops through ONNX's reference evaluator."""
     nodes = {n.name: n for n in model.graph.node}
     opset = list(model.opset_import)
     host_fns = {}
@@ -78,7 +83,9 @@ def golden_network(
         if all(d.dim_value > 0 for d in vi.type.tensor_type.shape.dim)
     }
     graph = _with_zero_insertion(graph, nodes, shapes, params, host_fns)
-    return run_graph(graph, params, env, host_fns=host_fns, csim=False, shapes=shapes)
+    return run_graph(
+        graph, params, env, host_fns=host_fns, csim=False, shapes=shapes, layer_runner=layer_runner
+    )
 
 
 def _with_zero_insertion(graph: Graph, nodes: dict, shapes: dict, params: dict, host_fns: dict) -> Graph:

@@ -17,11 +17,13 @@ the load); every write counts. A subscript that assigns with op= (or ++ / --) re
 
 Which bank: the array's ARRAY_PARTITION / ARRAY_RESHAPE pragmas (as hls_resources reads them) split
 dimensions into banks (cyclic: index mod F, block: index div ceil(n / F), complete: the index);
-reshape widens the word instead; a namespace-scope array's pragmas are those of the top that refers
-to it (as codax.codegen.hls_resources reads them). An access whose index on a partitioned dimension
-is a compile-time constant in its copy goes to a known bank. One whose index is a run-time value may
-go to any bank: HLS must assume the worst, so it is charged to the busiest bank (VTA's idiom avoids
-this: one address of a reshaped array returns the whole vector a step needs).
+reshape widens the word instead (a `bram` port's too: its pragmas in the top whose parameter it is;
+a decayed array parameter keeps the dimensions after its first); a namespace-scope array's pragmas
+are those of the top that refers to it (as codax.codegen.hls_resources reads them). An access whose
+index on a partitioned dimension is a compile-time constant in its copy goes to a known bank. One whose
+index is a run-time value may go to any bank: HLS must assume the worst, so it is charged to the
+busiest bank (VTA's idiom avoids this: one address of a reshaped array returns the whole vector a step
+needs).
 
 Ports per bank: a bank of one word (an array partitioned completely, or a scalar) is registers: no
 limit; so is a local (non-static) array that the iteration indexes with constants only (HLS scalarises
@@ -194,8 +196,14 @@ def _memory(walker: R.Walker, top: str, cursor, bindings: tuple, memories: dict)
         return memories[name], indices
     t = decl.type.get_canonical()
     if decl.kind == K.PARM_DECL and _port_memory(walker, top, decl):
-        dims = HT.array_shape(t)[0] if t.kind == HT.T.CONSTANTARRAY else ()
-        mem = _Memory(name, _port_ports(walker, decl), False, _partitions(walker, decl, len(indices), dims))
+        dims = _port_dims(t)
+        mem = _Memory(
+            name,
+            _port_ports(walker, decl),
+            False,
+            _partitions(walker, decl, len(indices), dims),
+            _partitions(walker, decl, len(indices), dims, None, "ARRAY_RESHAPE"),
+        )
     elif decl.kind == K.PARM_DECL or HT.is_pointer(t) or t.kind == HT.T.INCOMPLETEARRAY:
         mem = _Memory(f"pointer {name}", 1, True, ())
     else:
@@ -219,6 +227,17 @@ def _memory(walker: R.Walker, top: str, cursor, bindings: tuple, memories: dict)
         mem = _Memory(name, ports, False, parts, reshapes, local)
     memories[mem.name] = mem
     return mem, indices
+
+
+def _port_dims(t) -> tuple:
+    """The dimensions of a memory port's array type: a C array parameter decays to a pointer to its rows,
+    whose first dimension the type no longer gives (0: unknown)."""
+    if t.kind == HT.T.CONSTANTARRAY:
+        return tuple(HT.array_shape(t)[0])
+    if t.kind == HT.T.POINTER:
+        inner = t.get_pointee().get_canonical()
+        return (0, *(HT.array_shape(inner)[0] if inner.kind == HT.T.CONSTANTARRAY else ()))
+    return ()
 
 
 def _namespace_scope(decl) -> bool:

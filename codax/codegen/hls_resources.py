@@ -8,6 +8,12 @@ that share their memories), the arrays are:
   it; the memory is the declaration the C-simulation driver binds to that
   parameter (read in the simulation view: the engine's namespace-scope buffers, or a field of the
   driver's state such as the tiles' headers), one per engine however many tops have a port on it;
+- system memories (a system description given: `system`): a top's array parameter on a `bram`
+  interface is its port onto a buffer the system unit declares at namespace scope and passes to it (its
+  calls of the tops, the block design); the buffer is counted once, with the system's own ARRAY_RESHAPE
+  / ARRAY_PARTITION / BIND_STORAGE pragmas (those of the functions it defines: the storage it binds,
+  simple dual-port where it says ram_s2p), and no top holds block RAM for its ports (a port the system
+  binds to no buffer of its own is not counted); a top whose port layout differs is flagged (`note`);
 - static state: a variable of static storage a top reaches (namespace scope or `static`), one copy per
   top that reaches it (each top is synthesized on its own, so each gets its own copy);
 - locals: an array declared in a function a top reaches, one copy per inlined call and per copy of
@@ -157,7 +163,7 @@ class ArrayEntry:
     instances: int
     storage: str  # bram | lutram | register | uram | pointer (not a memory HLS builds) | ...
     bram18: int  # all instances and banks
-    kind: str  # port memory | static | local
+    kind: str  # port memory | system memory | static | local
     declared_at: str
     tops: list[str] = field(default_factory=list)
     ram_mode: str = "true dual-port"  # or "simple dual-port" (BIND_STORAGE type=ram_s2p)
@@ -386,6 +392,7 @@ class _Memory:
     pragmas: dict = field(default_factory=dict)  # top -> the pragmas that top (or its callees) gives it
     instances: int = 0
     tops: set = field(default_factory=set)
+    system: list | None = None  # a system memory: the system description's pragmas for it
 
     def add(self, top: str, pragmas) -> None:
         own = self.pragmas.setdefault(top, [])
@@ -397,8 +404,10 @@ class _Memory:
 class _Reading:
     """What the walks of the tops find: memories by identity, multiply sites, FIFOs."""
 
-    def __init__(self, sources: R.Sources, tu, bound: dict, dsp_kind: str | None):
+    def __init__(self, sources: R.Sources, tu, bound: dict, dsp_kind: str | None, system=None):
         self.sources, self.tu, self.bound, self.dsp_kind = sources, tu, bound, dsp_kind
+        self.system = system  # the system description's translation unit (None: no system)
+        self.system_pragmas = _definition_pragmas(system) if system is not None else []
         self.memories: dict[str, _Memory] = {}
         self.muls: dict[tuple, MultiplySite] = {}
         self.fifos: dict[str, Fifo] = {}
@@ -436,10 +445,24 @@ class _Reading:
             return
         if interface is None or R.interface_mode(interface) not in MEMORY_INTERFACES:
             return
+        own = [p for p in pragmas if names_variable(p, param.spelling)]
+        if self.system is not None:
+            # a system: a port is the IP's view of a buffer the system declares -- counted once, as the
+            # system declares and binds it, however many IPs have ports on it; a port the system binds
+            # to no buffer of its own (a parameter passed on) is no block RAM of the IP either
+            if target is None or not R.has_static_storage(target) or not self.sources.is_generated(target):
+                return
+            name = R.qualified_name(target)
+            m = self.memory(name, name=name, type=target.type, kind="system memory", at=_where(target),
+                            instances=1)  # fmt: skip
+            m.tops.add(top)
+            m.add(top, own)
+            m.system = [p for p in self.system_pragmas if names_variable(p, target.spelling)]
+            return
         decl = target if target is not None else param
         m = self.memory(key, name=key, type=decl.type, kind="port memory", at=_where(decl), instances=1)
         m.tops.add(top)
-        m.add(top, [p for p in pragmas if names_variable(p, param.spelling)])
+        m.add(top, own)
 
     def _variable(self, walker: R.Walker, ev: R.Event, seen: set[str]) -> None:
         var, top = ev.cursor, walker.top
@@ -491,6 +514,14 @@ class _Reading:
                     f"{first}'s layout counted"
                 )
             pragmas = m.pragmas.get(first, []) if m.kind == "port memory" else _union(m.pragmas.values())
+            if m.kind == "system memory":
+                # the storage the system binds; the IPs' port pragmas must agree with its layout
+                pragmas = m.system or []
+                system_layout = _signature(p for p in pragmas if p.directive != "BIND_STORAGE")
+                ports = {t: _signature(p for p in ps if p.directive != "BIND_STORAGE")
+                         for t, ps in sorted(m.pragmas.items())}  # fmt: skip
+                odd = [t for t, sig in ports.items() if sig != system_layout]
+                note = f"inconsistent: the ports of {', '.join(odd)} reshape it otherwise" if odd else ""
             arrays += _entries(self.tu, m.name, m.type, pragmas, m.instances, m.kind, m.at, m.tops, note)
         arrays.sort(key=lambda a: (-a.bram18, a.name))
         sites = sorted(self.muls.values(), key=lambda s: (-(s.dsp or 0), -s.copies, s.function, s.line))
@@ -517,20 +548,33 @@ def read_resources(
     tops: Mapping[str, Sequence[str]],
     dsp_kind: str | None,
     unit: str = "engine.cpp",
+    system: str | None = None,
 ) -> SourceResources:
     """Resources of the sources {relative path: text} whose synthesis tops are `tops` ({engine: [top
     function names]}), under the rules of the module docstring; `dsp_kind` None: no DSP figure (the
-    multiply sites listed all the same). Raises HlsReadError when the sources cannot be read."""
+    multiply sites listed all the same); `system`: the unit of the system description that declares
+    the buffers the tops' `bram` ports reach and wires them (each counted once, as it declares it).
+    Raises HlsReadError when the sources cannot be read."""
     if dsp_kind is not None and dsp_kind not in DSP_A_PORT:
         raise ValueError(f"unknown DSP kind {dsp_kind!r}: expected one of {', '.join(DSP_A_PORT)}")
-    sources = R.parse(dict(files), (unit,))
+    sources = R.parse(dict(files), (unit, system) if system else (unit,))
     tu = sources.unit(unit, R.SYNTHESIS_VIEW)
-    bound = driver_bindings(sources, unit, [t for group in tops.values() for t in group])
-    reading = _Reading(sources, tu, bound, dsp_kind)
+    bound = driver_bindings(sources, system or unit, [t for group in tops.values() for t in group])
+    sys_tu = sources.unit(system, R.SYNTHESIS_VIEW) if system else None
+    reading = _Reading(sources, tu, bound, dsp_kind, sys_tu)
     for engine, group in tops.items():
         for top in group:
             reading.top(engine, R.Walker(sources, tu, top))
     return reading.result()
+
+
+def _definition_pragmas(tu) -> list[R.Pragma]:
+    """The pragmas of every function the unit's own file defines (the system description's)."""
+    out = []
+    for d in R.declarations(tu):
+        if d.kind in (R.K.FUNCTION_DECL, R.K.CXX_METHOD) and d.is_definition():
+            out += R.pragmas_in(tu, d)
+    return out
 
 
 def _identity(engine: str, top: str, param, target) -> str:

@@ -36,10 +36,13 @@ def run_graph(
     host_fns: dict[str, Callable] | None = None,
     csim: bool = True,
     shapes: dict[str, tuple[int, ...]] | None = None,
+    layer_runner: Callable | None = None,
 ) -> dict[str, np.ndarray]:
     """Every tensor of the graph by name. With `csim` (needs accel and mappings) the layers run as
     compiled kernels; otherwise through the golden model, which defines the same numbers. `shapes`
-    gives layer outputs their model shapes (a Conv1d's [N, K, W], a token matmul's [B, T, K])."""
+    gives layer outputs their model shapes (a Conv1d's [N, K, W], a token matmul's [B, T, K]).
+    `layer_runner(layer, params, x, residual, weight) -> y` runs the layers instead (e.g. the core
+    engine's C-simulation, codax.codegen.core_runner)."""
     env = dict(inputs)
     fns = {**HOST_DEFAULTS, **(host_fns or {})}
     kernels = {}
@@ -49,7 +52,9 @@ def run_graph(
             x = env[node.inputs[0]]
             res = env[node.epilogue.residual] if node.epilogue.residual else None
             wt = env[node.inputs[1]] if node.runtime_weight else None  # attention's K^T / V
-            if csim:
+            if layer_runner is not None:
+                y = layer_runner(node, params[node.name], x, res, wt)
+            elif csim:
                 from codax.codegen.csim import LayerKernel
 
                 if node.name not in kernels:

@@ -263,3 +263,22 @@ def test_another_array_shape_matches_numpy_bit_exactly(mode):
     execute(lib, ZCU102, p.fields)
     lib.codax_core_read(ptr(acc))
     np.testing.assert_array_equal(p.outputs(acc), reference(conv, x, w))
+
+
+def test_the_trip_hook_counts_one_gemm_step_an_iteration(core):
+    # the C-simulation hook counts the STEP loop's iterations: iter_out x iter_in x the micro-ops of
+    # each instruction (VTA's loop nest, from the plan's fields), and reading the counts resets them
+    p, _, _, _ = run(core, "kxc", CASES["kxc-3x3-pad"][1], 3)
+    out = (ctypes.c_longlong * 3)()
+    core.codax_core_load(
+        ptr(p.uops), len(p.uops), ptr(p.wgt), ptr(p.inp), ptr(np.zeros(p.acc_shape, np.int32))
+    )
+    core.codax_core_trips(out)
+    execute(core, SHAPE, p.fields)
+    execute(core, SHAPE, {**p.fields, "iter_out": 1})
+    core.codax_core_trips(out)
+    f = p.fields
+    steps = f["iter_in"] * (f["uop_end"] - f.get("uop_bgn", 0))
+    assert list(out) == [0, f["iter_out"] * steps + steps, 0]
+    core.codax_core_trips(out)
+    assert list(out) == [0, 0, 0]

@@ -23,11 +23,13 @@ def engine():
     return Engine(core_shape(load_accelerator("zc706-int8")))
 
 
-def _case(c, k, hw, kernel, stride, pad, seed, act="relu", residual=False, bits=(8, 8, 8), signed_x=True):
+def _case(c, k, hw, kernel, stride, pad, seed, act="relu", residual=False, bits=(8, 8, 8), signed_x=True,
+          groups=1):  # fmt: skip
     w_bits, x_bits, y_bits = bits
     prec = Precision(weight=w_bits, act=x_bits, out=y_bits)
     layer = conv2d(
         "l", c_in=c, c_out=k, hw=hw, kernel=kernel, stride=stride, pads=(pad, pad, pad, pad), precision=prec,
+        groups=groups,
         epilogue=Epilogue(bias=True, activation=act, residual="r" if residual else None, requant=True),
         inputs=("x",), outputs=("y",),
     )  # fmt: skip
@@ -48,6 +50,11 @@ CASES = {
     ),
     "3x3 residual": dict(c=32, k=32, hw=(6, 6), kernel=(3, 3), stride=(1, 1), pad=1, residual=True),
     "dense": dict(c=100, k=10, hw=(1, 1), kernel=(1, 1), stride=(1, 1), pad=0, act=None),
+    "3x3 depthwise": dict(c=48, k=48, hw=(7, 7), kernel=(3, 3), stride=(1, 1), pad=1, groups=48),
+    "3x3 s2 depthwise, unsigned": dict(
+        c=40, k=40, hw=(9, 9), kernel=(3, 3), stride=(2, 2), pad=1, groups=40, signed_x=False
+    ),
+    "grouped 4, 2 outputs a group": dict(c=64, k=8, hw=(5, 5), kernel=(3, 3), stride=(1, 1), pad=1, groups=4),
 }
 
 
@@ -59,56 +66,74 @@ def test_layer_matches_golden(engine, name):
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("upstream_first", [True, False])
-def test_tiled_layer_any_schedule(engine, upstream_first):
-    """Several tiles (2 channel blocks of rows, 3 row tiles) and reduction chunks: the dependence tokens
-    keep every buffer's writer and readers ordered whichever module the scheduler favours."""
+def test_tiled_layer_any_schedule(engine):
+    """Several tiles (2 channel blocks of rows, 3 row tiles) and reduction chunks, double- and
+    single-buffered: the dependence tokens keep every buffer's writer and readers ordered whichever
+    module the scheduler favours, and a run leaves nothing a later run reads."""
     layer, params, x, res, want = _case(c=80, k=64, hw=(10, 10), kernel=(3, 3), stride=(1, 1), pad=1, seed=2)
-    prog = compile_layer(engine.shape, CoreLayer.of(layer, params), Tiling(blocks=2, rows=4, chunk=1), x=x)
-    got = output(prog, engine.run(prog, upstream_first=upstream_first))
-    np.testing.assert_array_equal(got, want)
+    for double in (True, False):
+        tiling = Tiling(blocks=2, rows=4, chunk=1, double=double)
+        prog = compile_layer(engine.shape, CoreLayer.of(layer, params), tiling, x=x)
+        for upstream_first in (True, False, True):
+            got = output(prog, engine.run(prog, upstream_first=upstream_first))
+            np.testing.assert_array_equal(got, want, err_msg=f"double={double} upstream={upstream_first}")
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    g=st.integers(1, 8), cg=st.integers(1, 12), kg=st.integers(1, 6), h=st.integers(1, 7),
+    kernel=st.sampled_from([1, 3]), stride=st.sampled_from([1, 2]), seed=st.integers(0, 2**16),
+)  # fmt: skip
+def test_random_grouped_layers(engine, g, cg, kg, h, kernel, stride, seed):
+    layer, params, x, res, want = _case(g * cg, g * kg, (h, h + 1), (kernel, kernel), (stride, stride),
+                                        kernel // 2, seed, groups=g)  # fmt: skip
+    prog = compile_layer(engine.shape, CoreLayer.of(layer, params), x=x)
+    np.testing.assert_array_equal(output(prog, engine.run(prog)), want)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     c=st.integers(1, 70), k=st.integers(1, 40), h=st.integers(1, 9), w=st.integers(1, 9),
-    kernel=st.sampled_from([1, 3]), stride=st.sampled_from([1, 2]), bits=st.sampled_from([(8, 8, 8), (4, 4, 4),
-    (6, 6, 8)]), signed_x=st.booleans(), seed=st.integers(0, 2**16),
+    kernel=st.sampled_from([1, 3]), stride=st.sampled_from([1, 2]),
+    bits=st.sampled_from([(8, 8, 8), (4, 4, 4), (6, 6, 8)]), signed_x=st.booleans(),
+    seed=st.integers(0, 2**16),
 )  # fmt: skip
 def test_random_layers(engine, c, k, h, w, kernel, stride, bits, signed_x, seed):
     pad = kernel // 2
-    layer, params, x, res, want = _case(c, k, (h, w), (kernel, kernel), (stride, stride), pad, seed, bits=bits,
-                                        signed_x=signed_x)  # fmt: skip
+    layer, params, x, res, want = _case(c, k, (h, w), (kernel, kernel), (stride, stride), pad, seed,
+                                        bits=bits, signed_x=signed_x)  # fmt: skip
     prog = compile_layer(engine.shape, CoreLayer.of(layer, params), x=x)
     np.testing.assert_array_equal(output(prog, engine.run(prog)), want)
 
 
-def test_qdq_resnet18_layers(tmp_path, engine):
-    """Every layer of a QDQ ResNet-18 (ONNX Runtime's quantize_static: uint8 activations with zero points,
-    per-channel int8 weights) runs on the core bit-exact against the golden layer."""
+@pytest.mark.parametrize("net", ["resnet18", "mobilenet_v2"])
+def test_qdq_network(tmp_path, net):
+    """A whole QDQ network (ONNX Runtime's quantize_static: uint8 activations with zero points,
+    per-channel int8 weights; MobileNetV2's depthwise layers grouped) with every layer on the core and
+    the host ops (quantize, pooling, adds) between them equals the golden network (numpy layers, ONNX's
+    reference evaluator for host ops) on every tensor, and every layer ran (cycles counted)."""
     import torch
 
+    from codax.codegen.core_runner import CoreLayerRunner
+    from codax.codegen.golden_net import golden_network
     from codax.codegen.params import from_onnx
     from codax.frontend import export_torch, extract_graph, import_onnx, load_onnx
-    from codax.frontend.zoo import resnet18
+    from codax.frontend.zoo import mobilenet_v2, resnet18
     from codax.passes import pipeline
     from tests.test_end_to_end import _quantize
 
     shape = (1, 3, 16, 16)
-    path = _quantize(export_torch(resnet18(num_classes=10, width=8), torch.randn(shape), tmp_path / "f.onnx"),
-                     tmp_path / "q.onnx", shape)  # fmt: skip
+    model = resnet18(num_classes=10, width=8) if net == "resnet18" else mobilenet_v2(10, width_mult=0.25)
+    path = _quantize(export_torch(model, torch.randn(shape), tmp_path / "f.onnx"), tmp_path / "q.onnx", shape)
     accel = load_accelerator("zc706-int8")
     graph = extract_graph(pipeline(accel)(import_onnx(path)), accel=accel)
     model = load_onnx(path).model
-    rng = np.random.default_rng(0)
-    for layer in graph.layers:
-        params = from_onnx(model, layer)
-        lo, hi = (0, 255) if not params.x_signed else (-128, 127)
-        x = rng.integers(lo, hi + 1, (layer.C, *layer.in_hw))
-        rlo, rhi = (0, 255) if not params.r_signed else (-128, 127)
-        res = rng.integers(rlo, rhi + 1, (layer.K, layer.P, layer.Q)) if layer.epilogue.residual else None
-        xin = x.reshape(1, layer.C) if layer.op == "matmul" else x[None]
-        want = golden_layer(layer, params, xin, None if res is None else res[None])
-        prog = compile_layer(engine.shape, CoreLayer.of(layer, params), x=x, residual=res)
-        got = output(prog, engine.run(prog))
-        np.testing.assert_array_equal(got.reshape(want.shape), want, err_msg=layer.name)
+    params = {layer.name: from_onnx(model, layer) for layer in graph.layers}
+    x = {model.graph.input[0].name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    runner = CoreLayerRunner(core_shape(accel))
+    got = golden_network(model, graph, params, x, layer_runner=runner)
+    want = golden_network(model, graph, params, x)
+    assert set(runner.cycles) == {layer.name for layer in graph.layers}
+    assert len(runner.cycles) >= (20 if net == "resnet18" else 50)
+    for name in want:
+        np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(want[name]), err_msg=name)

@@ -7,8 +7,10 @@ from dataclasses import replace
 
 import pytest
 
+from codax.codegen import core_hw
+from codax.codegen import core_system as S
 from codax.codegen import hls_reader as R
-from codax.codegen.core import CORE_TOPS, core_shape, core_sources, gemm_format
+from codax.codegen.core import CORE_TOPS, core_shape, core_sources, core_tops, gemm_format
 from codax.codegen.hls_idioms import check
 from codax.codegen.hls_ii import loop_iis
 from codax.codegen.hls_resources import bram18_per_bank, dsp_per_multiply, read_resources
@@ -53,25 +55,89 @@ def test_dsps_are_one_multiplier_per_pe_and_nothing_for_addresses(name, dsp_kind
     assert res.dsp == pes * per_pe <= device_dsps
 
 
-def test_buffers_are_the_level_sizes_in_block_ram():
+def test_buffers_are_the_level_sizes_in_block_ram_once_for_the_whole_engine():
+    # every IP (fetch, load, GEMM, store) and the block design: each buffer counted once, as
+    # core_system.cpp declares and binds it; the IPs' bram ports hold no block RAM of their own
     shape, files = sources("zc706-int8")
-    res = read_resources(files, {"core": list(CORE_TOPS)}, "dsp48e1", unit=UNIT)
-    arrays = {a.name.rsplit("::", 1)[-1]: a for a in res.arrays}
+    res = core_hw.resources(shape, "dsp48e1")
+    brams = [a for a in res.arrays if a.storage == "bram"]
+    assert all(a.kind == "system memory" and a.instances == 1 for a in brams)
+    arrays = {a.name.rsplit("::", 1)[-1]: a for a in brams}
     word = shape.rows * shape.cols
-    # reshaped words: weights / inputs 4096 bits x 256, accumulators 16384 bits x 32 (the BUF level's
-    # 128 KiB, 128 KiB and 64 KiB), 2,048 micro-ops of 56 bits; weights, accumulators and micro-ops
-    # simple dual-port (36-bit ports), inputs true dual-port (18-bit ports) for the funnel's two reads
+    # elements a row of COLS lanes (weights, inputs), an accumulator, a micro-op, an entry; reshaped
+    # words: weights / inputs 4096 bits x 256, accumulators 16384 bits x 32 (the BUF level's
+    # 128 KiB, 128 KiB and 64 KiB), 2,048 micro-ops of 56 bits, 1,024 parameter entries of 128 bits;
+    # all simple dual-port (36-bit ports) but the inputs, true dual-port (18-bit ports) for the funnel's
+    # second read beside the load's write
     expected = {
-        "wgt_buf": (8 * word, 256, "simple dual-port", 114),
-        "inp_buf": (8 * word, 256, "true dual-port", 228),
-        "acc_buf": (32 * word, 32, "simple dual-port", 456),
-        "uop_buf": (56, 2048, "simple dual-port", 7),
+        "wgt_buf": (8 * shape.cols, 8 * word, 256, "simple dual-port", 114, ["core_gemm", "core_load"]),
+        "inp_buf": (8 * shape.cols, 8 * word, 256, "true dual-port", 228, ["core_gemm", "core_load"]),
+        "acc_buf": (32, 32 * word, 32, "simple dual-port", 456, ["core_gemm", "core_store"]),
+        "uop_buf": (56, 56, 2048, "simple dual-port", 7, ["core_gemm", "core_load"]),
+        "param_buf": (128, 128, 1024, "simple dual-port", 8, ["core_load", "core_store"]),
     }
-    for name, (bits, depth, mode, bram18) in expected.items():
+    assert set(arrays) == set(expected)
+    for name, (elem, bits, depth, mode, bram18, tops) in expected.items():
         a = arrays[name]
-        assert (a.bank_bits, a.bank_depth, a.ram_mode, a.bram18) == (bits, depth, mode, bram18)
+        got = (a.element_bits, a.bank_bits, a.bank_depth, a.banks, a.ram_mode, a.bram18, a.tops, a.note)
+        assert got == (elem, bits, depth, 1, mode, bram18, tops, "")
         assert a.bram18 == bram18_per_bank(bits, depth, simple_dual_port=mode == "simple dual-port")
-    assert res.bram18 == 805 <= 1090  # the XC7Z045's BRAM18
+    assert res.bram18 == 813 <= 1090  # the XC7Z045's BRAM18
+    # the PEs' multipliers and the store's requantizers (two 24 x 24 significand products a lane)
+    pes = shape.rows * shape.cols
+    sites = {(m.function, tuple(m.operand_bits)): (m.copies, m.dsp) for m in res.multipliers}
+    assert sites == {
+        ("core_gemm", (8, 8)): (pes, pes),
+        ("fp_mul", (24, 24)): (2 * shape.rows, 4 * shape.rows),
+    }
+    assert res.dsp == pes + 4 * shape.rows == 576 <= 900  # the XC7Z045's DSP48E1s
+
+
+@pytest.mark.parametrize("name", ["zc706-int8", "zcu102-int8"])
+def test_every_ip_loop_runs_at_ii_1(name):
+    shape, _ = sources(name)
+    loops = {m: {(lp.label, lp.ii, lp.limiting) for lp in ls} for m, ls in core_hw.ip_loops(shape).items()}
+    assert loops == {
+        "fetch": {("INSNS", 1, None)},
+        "load": {("BEATS", 1, None)},
+        "gemm": {("STEP", 1, None)},
+        "store": {("PARAMS", 1, None), ("PIXELS", 1, None)},
+    }
+
+
+@pytest.mark.parametrize("name", ["zc706-int8", "zcu102-int8"])
+def test_no_idiom_violation_in_any_ip(name):
+    shape, _ = sources(name)
+    assert core_tops(shape) == ("core_fetch", "core_load", "core_gemm", "core_store")
+    assert core_hw.violations(shape) == []
+
+
+def test_each_buffer_port_has_one_driver_or_a_stated_arbitration():
+    # what each IP does to each buffer, read from its code, against the block design's port table
+    shape, files = sources("zc706-int8")
+    used = S.ip_accesses(files, list(core_tops(shape)))
+    assert used == {
+        "uop_buf": {("core_load", "w"), ("core_gemm", "r")},
+        "wgt_buf": {("core_load", "w"), ("core_gemm", "r")},
+        "inp_buf": {("core_load", "w"), ("core_gemm", "r")},
+        "acc_buf": {("core_gemm", "w"), ("core_gemm", "r"), ("core_store", "r")},
+        "param_buf": {("core_load", "w"), ("core_store", "r")},
+    }
+    ports = S.stated_ports(files)
+    for buf, uses in used.items():
+        stated = [p for p in ports if p.buffer == buf]
+        # the table names every access the code makes, and no other
+        assert set().union(*(p.drivers for p in stated)) == uses, buf
+        for p in stated:
+            writers = [d for d in p.drivers if d[1] == "w"]
+            readers = [d for d in p.drivers if d[1] == "r"]
+            if len(p.drivers) > 1:
+                # a shared port: its arbitration names the tokens that hand it over
+                assert "mux" in p.arbitration and "token" in p.arbitration, (buf, p.port)
+            else:
+                assert len(writers) + len(readers) == 1 and p.arbitration == "", (buf, p.port)
+    shared = {(p.buffer, p.port) for p in ports if len(p.drivers) > 1}
+    assert shared == {("inp_buf", "A"), ("acc_buf", "read")}
 
 
 def test_no_idiom_violation():

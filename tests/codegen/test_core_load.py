@@ -249,3 +249,22 @@ def test_load_loop_runs_at_ii_1_with_a_beat_wide_port_and_no_multiplier(name, ds
     assert check(files, TOPS, shape.beat_bits, unit="core.cpp") == []
     res = read_resources(files, {"core": TOPS}, dsp_kind, unit="core.cpp")
     assert res.dsp == shape.rows * shape.cols  # the PEs' multipliers only: the load adds none
+
+
+def trips(lib) -> list[int]:
+    out = (ctypes.c_longlong * 3)()
+    lib.codax_core_trips(out)
+    return list(out)
+
+
+@pytest.mark.parametrize("memory, width", [("inp", 8), ("inp", 4), ("wgt", 6), ("uop", 8), ("param", 8)])
+def test_the_trip_hook_counts_a_beat_or_a_pad_unit_an_iteration(core, memory, width):
+    # the C-simulation hook counts the BEATS loop's iterations: every DRAM beat of the data units, one
+    # iteration per pad unit (VTA's load_2d: the pads are written, not read); nothing for the others
+    p = dict(y_size=2, x_size=3, x_stride=5, dram_base=1, sram_base=2 * ROWS)
+    p.update(y_pad_0=1, y_pad_1=0, x_pad_0=2, x_pad_1=1)
+    trips(core)  # reset
+    run_load(core, memory, width, p, np.random.default_rng(3))
+    beats = {"uop": 1, "param": 1, "inp": vb(SHAPE, width), "wgt": ROWS * vb(SHAPE, width)}[memory]
+    grid = (1 + 2 + 0) * (2 + 3 + 1)
+    assert trips(core) == [2 * 3 * beats + (grid - 2 * 3), 0, 0]

@@ -12,21 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codax.codegen import hls_reader as R
-from codax.codegen.core import UNIT_HEAD, core_header, core_shape, core_sources
-from codax.codegen.core_isa import INSN_BITS, isa_header
+from codax.codegen.core import core_shape, core_sources
+from codax.codegen.core_isa import INSN_BITS
 from codax.codegen.core_load import PARAM_BITS
 from codax.codegen.core_store import (
     PARAM_DEPTH,
-    REQUANT_HEADER,
-    STORE_SIM,
-    STORE_TOPS,
     RECORD_ENTRY,
+    STORE_TOPS,
     layer_record,
     max_blocks,
     param_entry,
-    requant_header,
     store_format,
-    store_source,
     vector_beats,
 )
 from codax.codegen.csim import compile_cached
@@ -45,25 +41,9 @@ F32_MAX_BITS = 0x7F7FFFFF
 
 
 def store_files(shape) -> dict[str, str]:
-    """The core's sources (core.cpp builds the store IP where the shape has the load IP, whose param_buf
-    it reads); for a shape without them, core.cpp's header and buffers with param_buf, core_store and the
-    C-simulation entries, as the core would place them."""
-    files = core_sources(shape)
-    if "void core_store(" in files[UNIT]:
-        return files
-    header = core_header(shape)
-    extra = "" if "insn_t" in header else isa_header()
-    extra += (
-        f"const int BEAT_BITS = {shape.beat_bits};\ntypedef ap_uint<BEAT_BITS> beat_t;\n"
-        f"const int PARAM_DEPTH = {PARAM_DEPTH};\ntypedef ap_uint<{PARAM_BITS}> param_t;\n"
-        "static param_t param_buf[PARAM_DEPTH];\n"
-    )
-    unit = (
-        f'#include "{REQUANT_HEADER}"\n' + UNIT_HEAD + extra + store_source(shape)
-        + "\n}  // namespace codax_core\n\n#if !defined(__SYNTHESIS__) && !defined(CODAX_SYNTHESIS_VIEW)\n"
-        + 'extern "C" {' + STORE_SIM + '}  // extern "C"\n#endif\n'
-    )  # fmt: skip
-    return {"include/codax_core.h": header, f"include/{REQUANT_HEADER}": requant_header(), UNIT: unit}
+    """The core's sources: core.cpp holds the store IP (with the load IP, whose LOAD fills param_buf),
+    core_csim.cpp the C-simulation entries that fill the block design's buffers and run one STORE."""
+    return core_sources(shape)
 
 
 def load(shape):
@@ -331,3 +311,19 @@ def test_store_has_no_idiom_violation_and_only_the_requantizers_multipliers():
     # the requantizer's two 24 x 24-bit significand products, once per lane of the ROWS-lane vector
     sites = {tuple(m.operand_bits): m.copies for m in res.multipliers}
     assert sites == {(24, 24): 2 * SHAPE.rows}, sites
+
+
+@pytest.mark.parametrize("width, res_width, blocks", [(8, None, 2), (4, 8, 1), (4, None, 1)])
+def test_the_trip_hook_counts_a_slot_an_iteration(core, width, res_width, blocks):
+    # the C-simulation hook counts both pipelined loops: PARAMS, one entry of COLS an iteration, then
+    # PIXELS, each row's pixels plus the stages' lag (one pixel, two with a residual) times a pixel's
+    # period: the most of its blocks, its output beats and its residual beats
+    rng = np.random.default_rng(width + blocks)
+    s = draw_store(rng, SHAPE, width, res_width, blocks, True, tile=(3, 5))
+    out = (ctypes.c_longlong * 3)()
+    core.codax_core_trips(out)  # reset
+    run_store(core, SHAPE, s, rng)
+    core.codax_core_trips(out)
+    period = max(blocks, vector_beats(SHAPE, width), vector_beats(SHAPE, res_width) if res_width else 0)
+    lag = 2 if res_width else 1
+    assert list(out) == [0, 0, SHAPE.cols + 3 * (5 + lag) * period]

@@ -1,0 +1,139 @@
+"""The core engine's cycles for one layer, from its dimensions and tiling alone: the timeline of the
+program codax.codegen.core_compile emits, as codax.codegen.core_sim's scheduler times it, without
+building the instructions or running C-simulation (a search calls it per layer and accelerator).
+
+The program is a sequence of steps (one per tile and reduction chunk, tiles over row blocks then output
+rows). Per step k:
+  load group  [parameters, step 0] [micro-op kernel, when the buffer half holds another tile height]
+              the chunk's weights, one input load per channel block (rows with padding);
+  GEMM module [reset, when k opens a tile] the accumulating GEMM;
+  stores      one per output vector block, after the GEMM that closes a tile.
+Each instruction costs codax.codegen.core_cycles.insn_cycles of its fields, and starts when its module
+is free and the tokens it pops were pushed, so (D = 2 double-buffered, 1 single):
+  load k   starts at max(end of load k-1, end of GEMM k-D)       (the half it overwrites is read)
+  reset k  starts at max(end of GEMM k-1, end of load k, end of the previous tile's stores)
+  GEMM k   starts at max(end of the GEMM module, end of load k)  (after its reset, if any)
+  stores   start at max(end of the previous stores, end of the tile's last GEMM), back to back.
+The layer ends with its last store. The recurrence is max-plus over the steps, exact for the program
+the compiler emits; it costs a few microseconds per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from codax.codegen.core import CoreShape
+from codax.codegen.core_compile import PIPELINE_GAP, Tiling, channel_window, choose_tiling, width_code
+from codax.codegen.core_cycles import insn_cycles
+from codax.codegen.core_layout import Conv
+
+
+@dataclass(frozen=True)
+class LayerCycles:
+    """A layer's cycles and where they go. The GEMM module's time is its busy cycles plus the cycles it
+    waits: `exposed_load` (for a load group it needs: the loads double buffering does not hide) and
+    `exposed_store` (for the previous tile's stores before a reset, and the last tile's stores after
+    the last GEMM), so cycles = gemm + exposed_load + exposed_store."""
+
+    cycles: int
+    load: int  # busy cycles of each module
+    gemm: int
+    store: int
+    exposed_load: int
+    exposed_store: int
+    steps: int  # GEMMs that accumulate (tiles x reduction chunks)
+    tiles: int
+
+
+def in_rows(conv: Conv, rows: int) -> int:
+    """Input rows (with padding) a tile of `rows` output rows reads (core_compile._in_rows)."""
+    return (rows - 1) * conv.stride[0] + (conv.r - 1) * conv.dilation[0] + 1
+
+
+def tile_pixels(rows: int, ow: int) -> int:
+    """A tile's micro-op run: its pixels padded to the pipeline gap (core_compile._pixels)."""
+    return -(-rows * ow // PIPELINE_GAP) * PIPELINE_GAP
+
+
+def layer_cycles(
+    shape: CoreShape, conv: Conv, x_bits: int, w_bits: int, y_bits: int, residual: bool = False,
+    r_bits: int = 8, tiling: Tiling | None = None,
+) -> LayerCycles:  # fmt: skip
+    """The cycles of the layer's program under core_sim's timing (`residual` and `r_bits`: the layer's
+    residual, which the store reads)."""
+    tiling = tiling or choose_tiling(shape, conv)
+    xcode, wcode, ycode = (width_code(shape, b, w) for b, w in ((x_bits, "input"), (w_bits, "weight"),
+                                                                 (y_bits, "output")))  # fmt: skip
+    oh, ow = conv.out
+    taps, py, px, sy = conv.r * conv.s, conv.pad[0], conv.pad[1], conv.stride[0]
+    n_blocks = -(-conv.groups * conv.kg // shape.rows)
+    per_vec = shape.cols // shape.rows
+    depth = 2 if tiling.double else 1
+
+    # the instructions' cycles by their fields, once per distinct instruction (tiles repeat)
+    @cache
+    def cycles(kind: str, *fields: tuple[str, int]) -> int:
+        return insn_cycles(shape, kind, dict(fields), res_bits=r_bits)
+
+    def load(**f) -> int:
+        return cycles("load", *f.items())
+
+    def gemm(steps: int) -> int:
+        return cycles("gemm", ("iter_out", 1), ("iter_in", 1), ("uop_end", steps))
+
+    # the timeline: the end of each module's last instruction, and of every GEMM (load k waits for k - D)
+    load_end = gemm_end = store_end = 0
+    gemm_ends: list[int] = []
+    busy_load = busy_gemm = busy_store = 0
+    exp_load = exp_store = 0
+    resident: dict[int, int] = {}  # buffer half -> the tile height whose micro-ops it holds
+    k = tiles = 0
+    for b0 in range(0, n_blocks, tiling.blocks):
+        nb = min(tiling.blocks, n_blocks - b0)
+        cb_lo, cb_hi = channel_window(shape, conv, b0, nb)
+        for y0 in range(0, oh, tiling.rows):
+            th = min(tiling.rows, oh - y0)
+            p, rows_in = tile_pixels(th, ow), in_rows(conv, th)
+            iy0 = y0 * sy - py
+            real = max(0, rows_in - max(0, -iy0) - max(0, iy0 + rows_in - conv.h))
+            inp = load(memory=2, width=xcode, y_pad_0=rows_in - real, y_size=real, x_size=conv.w,
+                       x_pad_0=px, x_pad_1=px)  # fmt: skip
+            uops = load(memory=0, y_size=1, x_size=p * (1 + taps))
+            for c0 in range(cb_lo, cb_hi, tiling.chunk):
+                nc = min(tiling.chunk, cb_hi - c0)
+                half = k % depth
+                group = 0 if k else load(memory=3, y_size=1, x_size=1 + conv.groups * conv.kg)
+                if resident.get(half) != th:
+                    group += uops
+                    resident[half] = th
+                group += load(memory=1, width=wcode, y_size=nb, x_size=nc * taps) + nc * inp
+                start = max(load_end, gemm_ends[k - depth]) if k >= depth else load_end
+                load_end = start + group
+                busy_load += group
+                # the GEMM module: a reset opening the tile, then the chunk's GEMM
+                ready = max(gemm_end, load_end)
+                exp_load += ready - gemm_end
+                if c0 == 0:
+                    if store_end > ready:
+                        exp_store += store_end - ready
+                        ready = store_end
+                    reset = gemm(nb * p)
+                    ready += reset
+                    busy_gemm += reset
+                run = gemm(nb * nc * p * taps)
+                gemm_end = ready + run
+                busy_gemm += run
+                gemm_ends.append(gemm_end)
+                k += 1
+            # the tile's stores, one per output vector block, after its last GEMM
+            stores = sum(
+                cycles("store", ("y_size", th), ("x_size", ow), ("width", ycode),
+                       ("blocks", min(per_vec, nb - ob)), ("res", int(residual)))
+                for ob in range(0, nb, per_vec)
+            )  # fmt: skip
+            store_end = max(store_end, gemm_end) + stores
+            busy_store += stores
+            tiles += 1
+    exp_store += store_end - gemm_end
+    return LayerCycles(store_end, busy_load, busy_gemm, busy_store, exp_load, exp_store, k, tiles)
