@@ -4,8 +4,12 @@ it find the best accelerator?
 The search's accelerator distribution P is the product of per-choice softmaxes restricted to the
 points that fit the budget (codax/search/acceldist.py); the logits descend E_P[C], the exact cost of
 whole points averaged under P, either exactly (enumeration) or through S = 2 points drawn per
-architecture step for the points whose cost is not cached yet (the score-function estimator with a
-leave-one-out baseline; the cached points exactly).
+architecture step and their local expectations: the cost at every fitting option of each block of
+choices (the choices the budget couples together, here rows x cols; the others alone) with the other
+choices at the drawn values, each block's logits' gradient the option's probability given the
+others times the cost's change from the block's conditional mean (with the budget's coupling term;
+acceldist.py). The points evaluated stay cached, so the evaluations over a search are bounded by the
+space.
 
 Setup: the default network space (`small8`, 8x8 inputs) and a reduced accelerator space of the
 default kind (rows x cols in {8, 16, 32}^2, two sizes per buffer, both dataflows, double buffering
@@ -20,13 +24,17 @@ the exact cost's change when that choice is taken, E_P[C | a_c = o] - E_P[C] (th
 theta_c[o] exactly when taking o lowers the expected exact cost). Logits whose exact change is
 below 1e-6 of E_P[C] (choices the cost cannot see) are left out and counted. Reported for the
 search's sampled estimator summed over one epoch of digits architecture steps (the headline), over
-1, 4 and 64 steps, for the exact expectation (equal to P(a_c = o) times the change: agreement by
+1, 4 and 64 steps (with `points_evaluated_epoch`, the mean number of points whose cost the epoch's
+estimates evaluated), for the exact expectation (equal to P(a_c = o) times the change: agreement by
 identity, a check of the code), and for the relaxation it replaced (the cost linearised around the
 most likely point one choice at a time, weights p/n).
 (b) `descent_gap`: with the network fixed, accelerator-only descent (Adam on the logits through the
 search's estimator, from uniform logits and an empty cache) ends at the most probable fitting
 point; its exact cost against the best point of the space by exhaustive evaluation; geomean over
 networks of cost / best - 1.
+
+The cases' logits come from a random stream of their own, the estimators' draws from another: the
+cases do not depend on how many numbers an estimator draws.
 
 Writes benchmarks/results/relaxation_check.json.
 
@@ -116,17 +124,19 @@ def exact_changes(dist: AccelDist, logits, C: torch.Tensor) -> list[torch.Tensor
     return out
 
 
-def sampled_grad(dist: AccelDist, logits, C: torch.Tensor, steps: int, gen: torch.Generator) -> list:
-    """The search's estimator (acceldist.expected_term: the points drawn so far exactly, two
-    points drawn per step for the rest) summed over `steps` steps at fixed logits, from an empty
-    cache (a fresh search's first steps)."""
+def sampled_grad(
+    dist: AccelDist, logits, C: torch.Tensor, steps: int, gen: torch.Generator
+) -> tuple[list, int]:
+    """The search's estimator (acceldist.expected_term: two points drawn per step and their local
+    expectations) summed over `steps` steps at fixed logits, from an empty cache (a fresh search's
+    first steps); and how many points it evaluated."""
     lg = [t.clone().requires_grad_(True) for t in logits]
     known: list[int] = []
     for _ in range(steps):
-        term, drawn = expected_term(dist, lg, known, 2, gen, lambda ix: C[ix].float())
+        term, evaluated = expected_term(dist, lg, known, 2, gen, lambda ix: C[ix].float())
         term.backward()
-        known = sorted(set(known) | set(drawn))
-    return [t.grad.double() for t in lg]
+        known = sorted(set(known) | set(evaluated))
+    return [t.grad.double() for t in lg], len(known)
 
 
 def exact_grad(dist: AccelDist, logits, C: torch.Tensor) -> list:
@@ -180,10 +190,10 @@ def descend(check: Check, C: torch.Tensor, steps: int, lr: float, gen: torch.Gen
     known: list[int] = []
     for _ in range(steps):
         opt.zero_grad()
-        term, drawn = expected_term(dist, lg, known, 2, gen, lambda ix: v[ix])
+        term, evaluated = expected_term(dist, lg, known, 2, gen, lambda ix: v[ix])
         term.backward()
         opt.step()
-        known = sorted(set(known) | set(drawn))
+        known = sorted(set(known) | set(evaluated))
     mode = dist.mode(lg)
     return [dist.point(i) for i in range(len(dist))].index(mode), int(torch.argmin(C))
 
@@ -201,7 +211,10 @@ def main() -> None:
     t0 = time.perf_counter()
     check = Check()
     rng = random.Random(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)  # the cases' logits
+    # the estimator's draws from a stream of their own: the cases are the same whatever an estimator
+    # draws (a draw per step until the cache holds every point, so not a fixed count)
+    draws = torch.Generator().manual_seed(args.seed + 1)
     dist = check.dist
     kinds = ["sampled_1", "sampled_4", "sampled_epoch", "sampled_64", "exact", "linearised"]
     tally = {k: [0, 0, 0] for k in kinds}
@@ -216,15 +229,16 @@ def main() -> None:
         changes = exact_changes(dist, logits, C)
         p = dist.log_probs(logits).exp().double()
         mean = float((p * C).sum())
+        epoch, evaluated = sampled_grad(dist, logits, C, DIGITS_STEPS_PER_EPOCH, draws)
         grads = {
-            "sampled_1": sampled_grad(dist, logits, C, 1, gen),
-            "sampled_4": sampled_grad(dist, logits, C, 4, gen),
-            "sampled_epoch": sampled_grad(dist, logits, C, DIGITS_STEPS_PER_EPOCH, gen),
-            "sampled_64": sampled_grad(dist, logits, C, 64, gen),
+            "sampled_1": sampled_grad(dist, logits, C, 1, draws)[0],
+            "sampled_4": sampled_grad(dist, logits, C, 4, draws)[0],
+            "sampled_epoch": epoch,
+            "sampled_64": sampled_grad(dist, logits, C, 64, draws)[0],
             "exact": exact_grad(dist, logits, C),
             "linearised": linearised_grad(check.space, dist, logits, C),
         }
-        row = {"case": case, "expected_cycles": mean}
+        row = {"case": case, "expected_cycles": mean, "points_evaluated_epoch": evaluated}
         for k, g in grads.items():
             a = agreement(g, changes, mean)
             for i in range(3):
@@ -241,7 +255,7 @@ def main() -> None:
     nets = []
     for k in range(args.nets):
         C = check.costs(check.random_network(rng))
-        got, best = descend(check, C, args.steps, args.lr, gen)
+        got, best = descend(check, C, args.steps, args.lr, draws)
         ratio = float(C[got] / C[best])
         nets.append(
             {"net": k, "descent_cycles": float(C[got]), "best_cycles": float(C[best]), "ratio": ratio}
@@ -257,6 +271,7 @@ def main() -> None:
         },
         "logits_counted_by_floor": {str(f): t["sampled_epoch"][1] for f, t in by_floor.items()},
         "logits_counted": tally["sampled_epoch"][1],
+        "points_evaluated_epoch": sum(r["points_evaluated_epoch"] for r in cases) / len(cases),
         "logits_left_out_invisible": tally["sampled_epoch"][2],
         "descent_gap": gap,
         "descent_worst": max(n["ratio"] for n in nets) - 1.0,
