@@ -93,7 +93,11 @@ def _compile(args: argparse.Namespace) -> int:
             force=args.force,
             objective=args.objective,
             calibrate=args.calibrate,
+            engine=args.engine,
+            check=args.check,
         )
+    if args.engine == "core":
+        return _core_result(res, args.json)
     if args.json:
         print(json.dumps({"out_dir": str(res.out_dir), **res.report.to_dict()["totals"]}, indent=2))
     else:
@@ -107,6 +111,23 @@ def _compile(args: argparse.Namespace) -> int:
             )
         )
     return 0
+
+
+def _core_result(res, as_json: bool) -> int:
+    """What `codax compile --engine core` prints: the report's table (or its JSON); exit 1 when --check
+    found a mismatch."""
+    rep = res.report.to_dict()
+    check = rep.get("check")
+    if as_json:
+        keys = ("engine", "accelerator", "cycles", "program", "dram", "check")
+        res_ = {k: v for k, v in rep["resources"].items() if k in ("dsp", "bram18", "dsp_kind", "device")}
+        print(json.dumps({"out_dir": str(res.out_dir), **{k: rep[k] for k in keys if k in rep},
+                          "resources": res_}, indent=2))  # fmt: skip
+    else:
+        print(res.report.table())
+        print(f"\nwrote {res.out_dir}/ (report.json, README.md, program.bin, program.idx, dram.bin, "
+              "schedule.yaml, core.cpp, core_system.cpp, include/, run_hls.tcl)")  # fmt: skip
+    return 0 if check is None or check["bit_exact"] else 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -242,6 +263,19 @@ def build_parser() -> argparse.ArgumentParser:
         "batch [n, ...], a .npz per input name, or a folder of them; output keeps the quantized model.onnx",
     )
     comp.add_argument("--force", action="store_true", help="replace an existing output directory")
+    comp.add_argument(
+        "--engine",
+        default="default",
+        metavar="ENGINE",
+        help="the project's accelerator: default (the descriptor engine, codax_engine.h) or core (the GEMM "
+        "core: LOAD / GEMM / STORE instructions and one DRAM image; docs/engine_core.md)",
+    )
+    comp.add_argument(
+        "--check",
+        action="store_true",
+        help="--engine core: run the whole network in C-simulation, every layer on the core, and compare "
+        "with the golden network (bit-exact); recorded in report.json, exit 1 on mismatch",
+    )
     comp.add_argument("--json", action="store_true", help="machine-readable output")
     comp.set_defaults(func=_compile)
 

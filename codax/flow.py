@@ -17,6 +17,7 @@ from codax.ir import Accelerator, Mapping, dump_yaml, load_mappings, save_mappin
 EXECUTABLE = "model.so"
 MODEL_COPY = "model.onnx"
 MANIFEST = "codax.json"
+ENGINES = ("default", "core")  # the project's accelerator: codax_engine.h's interpreter, or the GEMM core
 
 
 @dataclass
@@ -45,6 +46,8 @@ def compile_model(
     objective: str = "latency",
     executable: bool = True,
     calibrate: str | Path | None = None,
+    engine: str = "default",
+    check: bool = False,
 ) -> CompileResult:
     """Compile an ONNX model for `accel` into `out_dir` (written atomically: a failure leaves any
     previous output intact). `analyze_only` stops after mapping: report and mappings only, which is
@@ -57,10 +60,23 @@ def compile_model(
     from codax.frontend.calibrate import quantize, require_integer_model
     from codax.passes import build_report, offloaded_layers, pipeline
 
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine!r}: engines are {', '.join(ENGINES)}")
     out = Path(out_dir)
     if out.exists() and not force:
         raise ConfigError(f"output directory {out} exists; pass --force to replace it")
     acc = _accelerator(accel)
+    if engine == "core":
+        from codax.codegen.core_project import shape_for
+
+        shape_for(acc)  # an accelerator the core cannot be is refused before the model is read
+        if analyze_only:
+            raise ConfigError("--engine core writes a project; --analyze-only stops before it")
+    elif check:
+        raise ConfigError(
+            "--check runs the core engine's project in C-simulation (--engine core); the default project "
+            "is checked by `codax run OUT --input X.npy --check`"
+        )
     given = load_mappings(mappings) if isinstance(mappings, (str, Path)) else mappings
     lm = load_onnx(model, shapes)
     if lm.qonnx:  # a QONNX node's width the accelerator cannot run stops here, naming the node
@@ -90,6 +106,8 @@ def compile_model(
         files["report.json"] = json.dumps(report.to_dict(), indent=1).encode()
         write_atomic(out, files)
         return CompileResult(out, report, maps, None)
+    if engine == "core":
+        return _compile_core(lm, mod, acc, out, files, maps, check)
 
     from codax.codegen.byoc import build_executable
     from codax.codegen.golden_net import golden_network
@@ -119,6 +137,34 @@ def compile_model(
     return CompileResult(out, report, maps, exe_path)
 
 
+def _compile_core(
+    lm, mod, acc: Accelerator, out: Path, files: dict, maps: dict, check: bool
+) -> CompileResult:
+    """The core engine's project (codax.codegen.core_project) beside the model, accel.yaml and mappings."""
+    from codax.codegen import core_project
+    from codax.codegen.params import from_onnx
+    from codax.codegen.project import write_atomic
+    from codax.frontend import extract_graph
+
+    graph = extract_graph(mod, accel=acc)
+    params = {layer.name: from_onnx(lm.model, layer) for layer in graph.layers}
+    project, net, rep = core_project.generate(graph, acc, params)
+    if check:
+        rep.data["check"] = core_project.check(
+            lm.model, graph, params, net.shape, project, rep.data, testbench_inputs(lm)
+        )
+    core_project.finish(project, rep, acc, out.name)
+    files[MANIFEST] = json.dumps(
+        {
+            "inputs": {k: list(v) for k, v in lm.input_shapes.items()},
+            "accelerator": acc.name,
+            "engine": "core",
+        }
+    ).encode()
+    write_atomic(out, {**files, **project})
+    return CompileResult(out, rep, maps, None)
+
+
 def testbench_inputs(lm) -> dict[str, np.ndarray]:
     """The project testbench's inputs: one deterministic random sample per graph input."""
     from onnx import helper
@@ -146,6 +192,15 @@ def run_compiled(out_dir: str | Path, inputs: dict[str, np.ndarray] | np.ndarray
 
     out = Path(out_dir)
     so = out / EXECUTABLE
+    if (
+        not so.exists()
+        and (out / MANIFEST).is_file()
+        and json.loads((out / MANIFEST).read_text()).get("engine") == "core"
+    ):
+        raise ConfigError(
+            f"{out}: a core engine project has no executable; its C-simulation runs at compile time "
+            "(`codax compile MODEL --engine core --check`, report.json's check)"
+        )
     if not so.exists():
         raise ConfigError(
             f"{out}: no {EXECUTABLE}; compile with `codax compile MODEL.onnx ... -o {out}` first"

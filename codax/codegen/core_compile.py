@@ -218,13 +218,27 @@ def choose_tiling(shape: CoreShape, conv: Conv) -> Tiling:
     )
 
 
+def tiling_fits(shape: CoreShape, conv: Conv, tiling: Tiling) -> bool:
+    """Whether a tile of `tiling` fits the buffers (half of the inputs, weights and micro-ops when
+    double-buffered), and its row blocks make whole stored output vectors."""
+    halves = 2 if tiling.double else 1
+    n_blocks = -(-conv.groups * conv.kg // shape.rows)
+    per_vec = shape.cols // shape.rows
+    if tiling.blocks < 1 or tiling.rows < 1 or tiling.chunk < 1 or tiling.rows > conv.out[0]:
+        return False
+    if tiling.blocks % per_vec and tiling.blocks < n_blocks:
+        return False
+    p, taps = _pixels(tiling.rows, conv.out[1]), conv.r * conv.s
+    return (
+        tiling.blocks * tiling.chunk * taps <= shape.wgt_words // halves
+        and tiling.blocks * p <= shape.acc_words * shape.cols
+        and p * (1 + taps) <= core.UOP_DEPTH // halves
+        and tiling.chunk * _footprint(shape, conv, tiling.rows) <= shape.inp_words * shape.rows // halves
+    )
+
+
 def _largest_tile(shape: CoreShape, conv: Conv, halves: int) -> tuple[int, int, int] | None:
-    oh, ow = conv.out
-    taps = conv.r * conv.s
     per_vec = shape.cols // shape.rows  # row blocks per stored output vector
-    acc_vecs = shape.acc_words * shape.cols
-    inp_vecs = shape.inp_words * shape.rows // halves
-    wgt_words, uops = shape.wgt_words // halves, core.UOP_DEPTH // halves
     n_blocks = -(-conv.groups * conv.kg // shape.rows)
     blocks, chunk = n_blocks, -(-conv.groups * conv.cg // shape.cols)
     while True:
@@ -232,15 +246,9 @@ def _largest_tile(shape: CoreShape, conv: Conv, halves: int) -> tuple[int, int, 
             channel_window(shape, conv, b0, min(blocks, n_blocks - b0)) for b0 in range(0, n_blocks, blocks)
         ]
         chunk = min(chunk, max(hi - lo for lo, hi in windows))
-        if blocks * chunk * taps <= wgt_words:
-            for th in range(oh, 0, -1):
-                p = _pixels(th, ow)
-                if (
-                    blocks * p <= acc_vecs
-                    and p * (1 + taps) <= uops
-                    and chunk * _footprint(shape, conv, th) <= inp_vecs
-                ):
-                    return blocks, th, chunk
+        for th in range(conv.out[0], 0, -1):
+            if tiling_fits(shape, conv, Tiling(blocks, th, chunk, halves == 2)):
+                return blocks, th, chunk
         if chunk > 1:
             chunk = -(-chunk // 2)
         elif blocks > per_vec:
@@ -267,7 +275,11 @@ def compile_layer(
 ) -> CoreProgram:  # fmt: skip
     """Lay out the layer's DRAM image (the input `x` [C, H, W] and `residual` [K, OH, OW] when given) and
     its instruction stream."""
-    tiling = tiling or choose_tiling(shape, layer.conv)
+    if tiling is None:  # the fastest fitting tiling by the cycle model (codax.codegen.core_tiling)
+        from codax.codegen.core_tiling import best_tiling
+
+        tiling = best_tiling(shape, layer.conv, layer.x_bits, layer.w_bits, layer.y_bits, layer.residual,
+                             layer.r_bits)  # fmt: skip
     prog = CoreProgram(shape, layer, tiling)
     bases = _dram_image(prog, x, residual)
     steps = _steps(prog, bases)

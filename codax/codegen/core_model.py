@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from codax.codegen.core import CoreShape
-from codax.codegen.core_compile import PIPELINE_GAP, Tiling, channel_window, choose_tiling, width_code
+from codax.codegen.core_compile import PIPELINE_GAP, Tiling, channel_window, width_code
 from codax.codegen.core_cycles import insn_cycles
 from codax.codegen.core_layout import Conv
 
@@ -62,7 +62,10 @@ def layer_cycles(
 ) -> LayerCycles:  # fmt: skip
     """The cycles of the layer's program under core_sim's timing (`residual` and `r_bits`: the layer's
     residual, which the store reads)."""
-    tiling = tiling or choose_tiling(shape, conv)
+    if tiling is None:  # the compiler's choice (codax.codegen.core_compile.compile_layer)
+        from codax.codegen.core_tiling import best_tiling
+
+        tiling = best_tiling(shape, conv, x_bits, w_bits, y_bits, residual, r_bits)
     xcode, wcode, ycode = (width_code(shape, b, w) for b, w in ((x_bits, "input"), (w_bits, "weight"),
                                                                  (y_bits, "output")))  # fmt: skip
     oh, ow = conv.out
