@@ -149,7 +149,7 @@ def main() -> None:
     ap.add_argument("--res", type=int, default=32, help="input resolution of the QDQ ResNet-18")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    out = {"networks": [], "hardware": []}
+    out = {"args": vars(args), "networks": [], "hardware": []}
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)
         models = {
@@ -173,6 +173,25 @@ def main() -> None:
                     f"{n['utilization']:.1%}; core model {n['core_model_cycles']:,}, project cost model "
                     f"{n['model_cycles']:,.0f}; bit-exact {n['all_bit_exact']}; skipped {len(n['skipped'])}"
                 )
+    out["summary"] = {
+        "all_bit_exact": all(n["all_bit_exact"] for n in out["networks"]),
+        "layers_skipped": sum(len(n["skipped"]) for n in out["networks"]),
+        "max_ii": max(h["max_ii"] for h in out["hardware"]),
+        "idiom_violations": sum(len(h["idiom_violations"]) for h in out["hardware"]),
+        "resources": {
+            h["accelerator"]: {k: h["resources"][k] for k in ("dsp", "bram18")} for h in out["hardware"]
+        },
+        "networks": {
+            f"{n['network']}@{n['accelerator']}": {
+                "cycles": n["cycles"],
+                "fps": n["fps"],
+                "utilization": n["utilization"],
+                "core_model_over_csim": n["core_model_cycles"] / n["cycles"],
+                "project_cost_model_over_csim": n["model_cycles"] / n["cycles"],
+            }
+            for n in out["networks"]
+        },
+    }
     out["seconds"] = time.perf_counter() - t0
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "core_engine.json").write_text(json.dumps(out, indent=1))

@@ -191,8 +191,14 @@ def core_shape(accel: Accelerator, engine: str | None = None) -> CoreShape:
         8 * dram_beat_bytes(accel),
         tuple(sorted(set(accel.act_bits), reverse=True)),
     )
-    try:
+    from codax.codegen import core_load, core_store  # they build on this module's shape
+
+    try:  # every instruction the shape's IPs take must fit its 128 bits
         gemm_format(shape)
+        if core_load.load_supported(shape):
+            core_load.load_format(shape)
+        if core_store.store_supported(shape):
+            core_store.store_format(shape)
     except UnsupportedError as e:
         raise UnsupportedError(f"{accel.name}: {e}") from None
     return shape
@@ -279,7 +285,7 @@ typedef ap_int<OP_BITS> op_t;
 typedef ap_int<2 * OP_BITS> prod_t;
 typedef ap_int<ACC_BITS> acc_t;
 typedef ap_uint<UOP_FIELD_BITS> idx_t;  // a buffer offset
-typedef ap_uint<{lane}> lane_t;
+typedef ap_uint<{lane}> lane_t;  // a lane of COLS: the funnel's shift is a COLS:1 select
 typedef ap_uint<{uop}> uop_t;  // dst | src | wgt offsets, then the lane offset (Q modes)
 typedef ap_uint<{uop_cnt}> uop_cnt_t;  // a micro-op index, up to UOP_DEPTH
 typedef ap_uint<{iter}> iter_t;  // a loop counter
@@ -311,7 +317,7 @@ STEP = """\
     const idx_t dst = idx_t(uop.range(UOP_FIELD_BITS - 1, 0)) + dst_off;
     const idx_t src = idx_t(uop.range(2 * UOP_FIELD_BITS - 1, UOP_FIELD_BITS)) + src_off;
     const idx_t wgt = idx_t(uop.range(3 * UOP_FIELD_BITS - 1, 2 * UOP_FIELD_BITS)) + wgt_off;
-    const lane_t lane = uop.range(3 * UOP_FIELD_BITS + lane_t::width - 1, 3 * UOP_FIELD_BITS);
+    const lane_t lane = uop.range(uop_t::width - 1, 3 * UOP_FIELD_BITS);  // the field holds < COLS
 
     // one word of each buffer (two adjacent input words: the funnel may cross into the next); an
     // operand of fewer lanes than a word is a vector of the word, addressed in its own units
@@ -319,7 +325,7 @@ STEP = """\
     const lane_t w_lane = wgt & (COLS - 1);
     const idx_t i_word = group_rows ? src : idx_t(src >> LOG_ROWS);  // K: COLS-lane input vectors
     const idx_t i_row = src & (ROWS - 1);
-    const idx_t i_next = i_word + 1;
+    const idx_t i_next = i_word == INP_WORDS - 1 ? idx_t(0) : idx_t(i_word + 1);  // stays in the buffer
     // C: ROWS-lane accumulator vectors interleaved over the words (vector v in word v % ACC_WORDS), so
     // that consecutive outputs update different words
     const idx_t a_word = x_cols ? dst : idx_t(dst & (ACC_WORDS - 1));
@@ -332,7 +338,8 @@ STEP = """\
     for (int r = 0; r < ROWS; ++r) {
       w_rows[r] = wgt_buf[w_word][r];
       x_rows[r] = inp_buf[i_word][r];
-      x_next[r] = inp_buf[i_next][r];
+      // only the Q modes' funnel reads the next word: the C modes leave port A to the load's writes
+      x_next[r] = x_cols ? inp_buf[i_next][r] : col_vec_t(0);
     }
 
     // the PE array: one multiply per PE, whatever the mode; the modes are the multiplexers around it
@@ -355,6 +362,7 @@ STEP = """\
         const op_t w = x_cols ? CODAX_LANE(w_rows[r], w_lane) : CODAX_LANE(w_rows[r], c);
         const op_t x = CODAX_LANE(x_vec, c);
         const prod_t p = w * x;
+#pragma HLS BIND_OP variable=p op=mul impl=dsp
         prod[r][c] = p;
         sum += p;  // C: the adder tree over the row
       }
@@ -458,9 +466,11 @@ void core_gemm(hls::stream<insn_t> &gemm_queue, hls::stream<bool> &l2g_dep_queue
 STEP:
   while (more) {{
 #pragma HLS PIPELINE II=1
-    // the program keeps updates of one accumulator word at least the pipeline's depth apart (VTA's
-    // rule): outputs innermost in the micro-ops, short runs padded to a sink vector
-#pragma HLS DEPENDENCE variable=acc_buf inter false
+    // the program keeps updates of one accumulator word at least PIPELINE_DEPTH (8) steps apart (VTA's
+    // rule: outputs innermost in the micro-ops, runs padded to a multiple of 8): stated as the
+    // dependence's distance, HLS schedules the read-modify-write within it or raises the II, rather than
+    // the hazard going unreported
+#pragma HLS DEPENDENCE variable=acc_buf type=inter direction=RAW dependent=true distance=8
     CODAX_CORE_TRIP(CODAX_TRIP_GEMM);
 {step}
 {advance}  }}
@@ -473,22 +483,29 @@ STEP:
 
 FETCH = """
 // ---- the fetch IP (VTA's fetch): the program's instructions, from DRAM, into each module's queue ----
+// Two processes in a DATAFLOW region: one reads the program's beats as one burst (a sequential,
+// unconditional read: UG1399's burst conditions), one takes INSNS_PER_BEAT instructions from each beat
+// and writes each to its module's queue, one a cycle.
 const int INSNS_PER_BEAT = BEAT_BITS / INSN_BITS;
 const int LOG_INSNS_PER_BEAT = {log_ipb};
 
-void core_fetch(ap_uint<32> insn_count, const beat_t *insns, hls::stream<insn_t> &load_queue,
-                hls::stream<insn_t> &gemm_queue, hls::stream<insn_t> &store_queue) {{
-#pragma HLS INTERFACE s_axilite port=insn_count bundle=CONTROL_BUS
-#pragma HLS INTERFACE m_axi port=insns offset=slave bundle=ins_port
-#pragma HLS INTERFACE axis port=load_queue
-#pragma HLS INTERFACE axis port=gemm_queue
-#pragma HLS INTERFACE axis port=store_queue
-#pragma HLS INTERFACE s_axilite port=return bundle=CONTROL_BUS
+static void fetch_beats(ap_uint<32> beats, const beat_t *insns, hls::stream<beat_t> &program) {{
+BEATS_IN:
+  for (ap_uint<32> b = 0; b < beats; ++b) {{
+#pragma HLS PIPELINE II=1
+    program.write(insns[b]);
+  }}
+}}
+
+static void fetch_dispatch(ap_uint<32> insn_count, hls::stream<beat_t> &program,
+                           hls::stream<insn_t> &load_queue, hls::stream<insn_t> &gemm_queue,
+                           hls::stream<insn_t> &store_queue) {{
+  beat_t beat = 0;
 INSNS:
   for (ap_uint<32> pc = 0; pc < insn_count; ++pc) {{
 #pragma HLS PIPELINE II=1
-    // instruction pc is word (pc mod INSNS_PER_BEAT) of beat pc / INSNS_PER_BEAT (a beat-wide port)
-    const beat_t beat = insns[pc >> LOG_INSNS_PER_BEAT];
+    // instruction pc is word (pc mod INSNS_PER_BEAT) of the current beat; a new beat every INSNS_PER_BEAT
+    if ((pc & (INSNS_PER_BEAT - 1)) == 0) beat = program.read();
     insn_t raw = 0;
   PICK:
     for (int j = 0; j < INSNS_PER_BEAT; ++j)
@@ -502,6 +519,21 @@ INSNS:
     else if (op == OP_STORE)
       store_queue.write(raw);
   }}
+}}
+
+void core_fetch(ap_uint<32> insn_count, const beat_t *insns, hls::stream<insn_t> &load_queue,
+                hls::stream<insn_t> &gemm_queue, hls::stream<insn_t> &store_queue) {{
+#pragma HLS INTERFACE s_axilite port=insn_count bundle=CONTROL_BUS
+#pragma HLS INTERFACE m_axi port=insns offset=slave bundle=ins_port
+#pragma HLS INTERFACE axis port=load_queue
+#pragma HLS INTERFACE axis port=gemm_queue
+#pragma HLS INTERFACE axis port=store_queue
+#pragma HLS INTERFACE s_axilite port=return bundle=CONTROL_BUS
+#pragma HLS DATAFLOW
+  hls::stream<beat_t> program("program");
+#pragma HLS STREAM variable=program depth=16
+  fetch_beats((insn_count + INSNS_PER_BEAT - 1) >> LOG_INSNS_PER_BEAT, insns, program);
+  fetch_dispatch(insn_count, program, load_queue, gemm_queue, store_queue);
 }}
 """
 
@@ -553,7 +585,8 @@ def core_header(shape: CoreShape) -> str:
         log_cols=shape.cols.bit_length() - 1, op=shape.op_bits, acc=shape.acc_bits,
         wgt_words=shape.wgt_words, inp_words=shape.inp_words, acc_words=shape.acc_words,
         log_acc_words=shape.acc_words.bit_length() - 1, uop_depth=UOP_DEPTH, field=UOP_FIELD_BITS,
-        lane=LANE_FIELD_BITS, uop=UOP_BITS, uop_cnt=bits["uop_end"], iter=bits["iter_out"],
+        lane=max(1, shape.cols.bit_length() - 1), uop=UOP_BITS, uop_cnt=bits["uop_end"],
+        iter=bits["iter_out"],
         mode_codes=codes, isa=core_isa.isa_header() + f"const int INSN_BITS = {core_isa.INSN_BITS};\n",
         gemm=fmt.cpp(), tail=tail,
     )  # fmt: skip

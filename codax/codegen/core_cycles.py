@@ -1,18 +1,22 @@
 """Cycles of one core instruction, from the loops its IP runs: the iterations of the IP's pipelined loops
 (`insn_trips`, from the instruction's fields) times the II the reader finds for them in the generated
-sources (codax.codegen.hls_ii), plus a pipeline fill per loop invocation and, for the IPs on DRAM, one
-AXI round trip:
+sources (codax.codegen.hls_ii), plus a pipeline fill per loop invocation that runs (`insn_loops`) and an
+AXI round trip per DRAM burst:
 
-    LOAD   data units x their beats + pad units (one iteration each); one loop, one round trip
+    LOAD   per data row one burst loop (DATA: x_size units x their beats), the pad runs between the
+           bursts one loop each (PAD: one iteration a unit, no DRAM); a round trip per row burst
     GEMM   iter_out x iter_in x (uop_end - uop_bgn) steps; one loop
-    STORE  COLS parameter entries, then per row (pixels + 1 + residual lead) x the pixel's period (the
-           most of its accumulator vectors, output beats and residual beats); a loop per row
+    STORE  COLS parameter entries (PARAMS), then per row the residual's burst (RES_IN: x_size x VB(w_res)
+           beats), the pixels' blocks (PIXELS: x_size x blocks) and the output's burst (BEATS_OUT: x_size
+           x VB(w) beats); a round trip per row burst, each way
 
-The C-simulation counts the same iterations as the IPs run them (the hooks of codax.codegen.core_system)
-and times the program from the counts (codax.codegen.core_sim); `insn_trips` is what a model predicts
-without running anything (codax.codegen.core_model), so the two agree only if the formula describes the
-loops. The IIs are measured once per core shape (`ip_iis`); a loop the reader finds slower makes its
-instructions slower here.
+A burst is its own loop, one after the other in the IP's code, so each pays its round trip: the
+request goes out when the loop starts and its first beat is back AXI_LATENCY later, and no two loops
+overlap (no DATAFLOW between them). The C-simulation counts the same iterations as the IPs run them (the
+hooks of codax.codegen.core_system) and times the program from the counts (codax.codegen.core_sim);
+`insn_trips` is what a model predicts without running anything (codax.codegen.core_model), so the two
+agree only if the formula describes the loops. The IIs are measured once per core shape (`ip_iis`); a
+loop the reader finds slower makes its instructions slower here.
 """
 
 from __future__ import annotations
@@ -34,37 +38,62 @@ def ip_iis(shape: CoreShape) -> dict[str, int]:
     return ip_loop_iis(shape)
 
 
+def _load_runs(f: dict) -> tuple[list[int], int]:
+    """A LOAD's pad runs (units of each PAD loop invocation, core_load's order) and its data row bursts."""
+    ys, xs = f.get("y_size", 0), f.get("x_size", 0)
+    xp0, xp1 = f.get("x_pad_0", 0), f.get("x_pad_1", 0)
+    units = xp0 + xs + xp1
+    lead = f.get("y_pad_0", 0) * units + (xp0 if ys else 0)
+    tail = f.get("y_pad_1", 0) * units + (xp1 if ys else 0)
+    pads = [lead + tail] if ys == 0 else [lead, *[xp1 + xp0] * (ys - 1), tail]
+    return pads, ys if xs else 0
+
+
+def _store_beats(shape: CoreShape, f: dict, res_bits: int | None) -> tuple[int, int]:
+    """VB(w) of a STORE's output and of its residual (0 without one)."""
+    vb_out = vector_beats(shape, shape.in_widths[f.get("width", 0)])
+    vb_res = vector_beats(shape, res_bits or max(shape.in_widths)) if f.get("res", 0) else 0
+    return vb_out, vb_res
+
+
 def insn_trips(shape: CoreShape, kind: str, f: dict, res_bits: int | None = None) -> int:
     """The iterations of the pipelined loops the instruction's IP runs (`res_bits`: a STORE's residual
     width, which its layer record holds, not its fields)."""
     if kind == "gemm":
         return f.get("iter_out", 0) * f.get("iter_in", 0) * max(0, f.get("uop_end", 0) - f.get("uop_bgn", 0))
     if kind == "load":
-        grid = (f.get("y_pad_0", 0) + f.get("y_size", 0) + f.get("y_pad_1", 0)) * (
-            f.get("x_pad_0", 0) + f.get("x_size", 0) + f.get("x_pad_1", 0)
-        )
-        data = f.get("y_size", 0) * f.get("x_size", 0)
+        pads, _ = _load_runs(f)
         memory = {v: k for k, v in MEMORIES.items()}[f.get("memory", 0)]
-        return data * unit_beats(shape, memory, shape.in_widths[f.get("width", 0)]) + grid - data
+        beats = unit_beats(shape, memory, shape.in_widths[f.get("width", 0)])
+        return f.get("y_size", 0) * f.get("x_size", 0) * beats + sum(pads)
     if kind == "store":
-        res = bool(f.get("res", 0))
-        period = max(f.get("blocks", 0), vector_beats(shape, shape.in_widths[f.get("width", 0)]))
-        if res:
-            period = max(period, vector_beats(shape, res_bits or max(shape.in_widths)))
-        return shape.cols + f.get("y_size", 0) * (f.get("x_size", 0) + 1 + int(res)) * period
+        vb_out, vb_res = _store_beats(shape, f, res_bits)
+        return shape.cols + f.get("y_size", 0) * f.get("x_size", 0) * (vb_res + f.get("blocks", 0) + vb_out)
     return 0
+
+
+def insn_loops(shape: CoreShape, kind: str, f: dict, res_bits: int | None = None) -> tuple[int, int]:
+    """(pipelined loop invocations that run at least one iteration, DRAM bursts among them)."""
+    if kind == "gemm":
+        return 1, 0
+    if kind == "load":
+        pads, bursts = _load_runs(f)
+        return sum(n > 0 for n in pads) + bursts, bursts
+    if kind == "store":
+        vb_out, vb_res = _store_beats(shape, f, res_bits)
+        rows = f.get("y_size", 0) if f.get("x_size", 0) else 0
+        bursts = rows * (int(vb_res > 0) + 1)
+        return 1 + rows * int(f.get("blocks", 0) > 0) + bursts, bursts
+    return 0, 0
 
 
 def insn_cycles(
     shape: CoreShape, kind: str, f: dict, trips: int | None = None, res_bits: int | None = None
 ) -> int:
-    """The instruction's cycles from its loops' iterations (`trips`: as counted, else `insn_trips`)."""
+    """The instruction's cycles from its loops' iterations (`trips`: as counted, else `insn_trips`): the
+    iterations at the IP's II, a pipeline fill per loop that runs and a round trip per burst."""
+    if kind not in PIPELINE_DEPTH:
+        return 0
     n = insn_trips(shape, kind, f, res_bits) if trips is None else trips
-    ii = ip_iis(shape)[kind]
-    if kind == "gemm":
-        return n * ii + PIPELINE_DEPTH["gemm"]
-    if kind == "load":
-        return n * ii + AXI_LATENCY + PIPELINE_DEPTH["load"]
-    if kind == "store":  # the parameters' loop, then one pipelined loop per row
-        return n * ii + AXI_LATENCY + (1 + f.get("y_size", 0)) * PIPELINE_DEPTH["store"]
-    return 0
+    loops, bursts = insn_loops(shape, kind, f, res_bits)
+    return n * ip_iis(shape)[kind] + loops * PIPELINE_DEPTH[kind] + bursts * AXI_LATENCY

@@ -23,11 +23,16 @@ The buffers are written a whole word at a time (ARRAY_RESHAPE: a partial write o
 would be a read-modify-write), once per ROWS vectors; an input load starts on a word (sram_base a
 multiple of ROWS) and its last word's rows past the data are zero.
 
-One flattened loop at II 1 takes one DRAM beat (or makes one pad unit) an iteration. Its counters --
-row, unit in the row, beat in the vector, row in the word, the buffer address, the DRAM address --
-advance by additions and compares only; the one product of an instruction, the DRAM row step x_stride
-x (beats of a unit), is formed before the loop, by a constant per (memory, width) (a shift where the
-constant is a power of two).
+DRAM is read in bursts, as VTA's load_2d does with a memcpy per row: per data row one pipelined loop
+(DATA, II 1) reads the row's x_size x (beats of a unit) beats at consecutive addresses, one every
+iteration and unconditionally -- what UG1399 ("Preconditions and Limitations of Burst Transfer") infers
+as one burst -- and unpacks them as they come; the pad units are loops of their own (PAD, one unit an
+iteration, no DRAM access), one per run of pads between the bursts. A loop over the beats rather than
+hls::burst_maxi or a memcpy into a row buffer: the beats feed the unpackers as they arrive, with no
+second pass over a buffered row. The loops' counters and the staging of a word's vectors carry from one
+loop to the next, by additions and compares only; the products of an instruction -- the DRAM row step
+x_stride x (beats of a unit) and a row's beats x_size x (beats of a unit) -- are formed before the
+loops, by a constant per (memory, width) (a shift where the constant is a power of two).
 """
 
 from __future__ import annotations
@@ -134,6 +139,31 @@ typedef ap_uint<32> dram_addr_t;  // beats from the port's base
 {fmt.cpp()}"""
 
 
+def _put(label: str) -> str:
+    """The staging of a vector `vec` (when `stage`) in the word's register rows, and the write of the
+    word at `sram` (the loop advances it after) when `word_end`: rows past the current one are zero (an
+    input load's last word; a weight pad word). The same code in the data and the pad loops, under
+    loop-unique labels."""
+    return f"""\
+    STAGE_{label}:
+      for (int r = 0; r < ROWS; ++r)
+        if (stage && r == row) rows[r] = vec;
+      if (word_end) {{
+      WRITE_{label}:
+        for (int r = 0; r < ROWS; ++r) {{
+          const col_vec_t w = r < row ? rows[r] : r == row ? vec : col_vec_t(0);
+          if (is_wgt)
+            wgt_buf[sram][r] = w;
+          else
+            inp_buf[sram][r] = w;
+        }}
+      }}
+      if (word_end)
+        row = 0;
+      else if (stage)
+        row = row + 1;"""
+
+
 def load_source(shape: CoreShape) -> str:
     """The C++ of the synthesis top core_load (inside namespace codax_core; its types are
     load_types(shape), in the core's header): VTA's load, one instruction from its queue a call."""
@@ -141,8 +171,8 @@ def load_source(shape: CoreShape) -> str:
     vbs = [vector_beats(shape, w) for w in widths]
     fmt = load_format(shape)
     unpackers = "\n".join(
-        f"      const op_t v{i} =\n"
-        f"          op_t(ap_int<{w}>(ap_uint<{w}>(cur.range({w} * c + {w - 1}, {w} * c)) ^ flip{i}));"
+        f"        const op_t v{i} =\n"
+        f"            op_t(ap_int<{w}>(ap_uint<{w}>(cur.range({w} * c + {w - 1}, {w} * c)) ^ flip{i}));"
         for i, w in enumerate(widths)
     )
     flips = "\n".join(
@@ -151,9 +181,12 @@ def load_source(shape: CoreShape) -> str:
     )
     pick = _table("code", [f"v{i}" for i in range(len(widths))])
     vb = _table("code", [str(v) for v in vbs])
-    # the DRAM row step: x_stride x the beats of a unit, a constant per (memory, width) (uop, param: 1)
+    # per (memory, width) constants times a field: the DRAM row step (x_stride units) and a row's data
+    # beats (x_size units), uop and param 1 beat a unit
     inp_step = _table("code", [f"stride * {unit_beats(shape, 'inp', w)}" for w in widths])
     wgt_step = _table("code", [f"stride * {unit_beats(shape, 'wgt', w)}" for w in widths])
+    inp_beats = _table("code", [f"xs * {unit_beats(shape, 'inp', w)}" for w in widths])
+    wgt_beats = _table("code", [f"xs * {unit_beats(shape, 'wgt', w)}" for w in widths])
     sram_bits = next(f.bits for f in fmt.fields if f.name == "sram_base")
     return f"""
 // ---- the load IP (VTA's load): one LOAD from its queue, DRAM beats into uop / wgt / inp / param ----
@@ -185,88 +218,101 @@ void core_load(hls::stream<insn_t> &load_queue, const beat_t *dram, hls::stream<
   // unsigned inputs: each width's sign-bit flip; a pad lane of an input holds the zero point
 {flips}
   const op_t pad = is_inp ? op_t(insn.pad_value) : op_t(0);
+  col_vec_t pad_vec = 0;
+PAD_LANES:
+  for (int c = 0; c < COLS; ++c) {{
+#pragma HLS UNROLL
+    pad_vec.range(OP_BITS * c + OP_BITS - 1, OP_BITS * c) = pad;
+  }}
 
-  // the instruction's one product, outside the loop: the DRAM row step in beats
-  const dram_addr_t stride = insn.x_stride;
-  dram_addr_t row_step = stride;
+  // the instruction's products, outside the loops, each a field times a constant per (memory, width):
+  // the DRAM row step and a row's data beats (one burst)
+  const dram_addr_t stride = insn.x_stride, xs = insn.x_size;
+  dram_addr_t row_step = stride, row_beats = xs;
 #pragma HLS BIND_OP variable=row_step op=mul impl=fabric
+#pragma HLS BIND_OP variable=row_beats op=mul impl=fabric
   if (is_inp) row_step = {inp_step};
   if (is_wgt) row_step = {wgt_step};
+  if (is_inp) row_beats = {inp_beats};
+  if (is_wgt) row_beats = {wgt_beats};
 
-  // the padded grid: rows [y_lo, y_hi) and units [x_lo, x_hi) of a row are data, the rest zero
-  const load_cnt_t y_lo = insn.y_pad_0, y_hi = y_lo + insn.y_size, y_last = y_hi + insn.y_pad_1 - 1;
-  const load_cnt_t x_lo = insn.x_pad_0, x_hi = x_lo + insn.x_size, x_last = x_hi + insn.x_pad_1 - 1;
-  // the counters (registers): the unit's row and place in it, the beat in the vector, the row in the
-  // word, the buffer address (a unit, or a word for wgt / inp), the DRAM beat and the DRAM row's first
-  load_cnt_t y = 0, x = 0;
+  // the pad runs between the data rows' bursts, in units: before the first (y_pad_0 rows and x_pad_0),
+  // between two (x_pad_1 + x_pad_0), after the last (x_pad_1 and y_pad_1 rows); without data rows the
+  // whole grid is one run. Rows of pads as additions (y_pad_0, y_pad_1 < 2^{PAD_BITS})
+  const load_cnt_t ys = insn.y_size;
+  const dram_addr_t units = dram_addr_t(insn.x_pad_0) + xs + insn.x_pad_1;  // a row of the grid
+  dram_addr_t lead = ys == 0 ? dram_addr_t(0) : dram_addr_t(insn.x_pad_0);
+  dram_addr_t tail = ys == 0 ? dram_addr_t(0) : dram_addr_t(insn.x_pad_1);
+PAD_ROWS:
+  for (int j = 0; j < {(1 << PAD_BITS) - 1}; ++j) {{
+#pragma HLS UNROLL
+    if (j < insn.y_pad_0) lead += units;
+    if (j < insn.y_pad_1) tail += units;
+  }}
+  const dram_addr_t between = dram_addr_t(insn.x_pad_1) + insn.x_pad_0;
+  dram_addr_t n_pad = ys == 0 ? dram_addr_t(lead + tail) : lead;
+
+  // the state the loops share (registers): the beat in the vector, the row in the word and the word's
+  // rows, the buffer address (a unit, or a word for wgt / inp), the DRAM row's first beat
   ap_uint<8> k = 0;
   ap_uint<LOG_ROWS + 1> row = 0;
   ap_uint<{sram_bits}> sram = is_inp ? ap_uint<{sram_bits}>(insn.sram_base >> LOG_ROWS) : insn.sram_base;
-  dram_addr_t rd = insn.dram_base, row_base = insn.dram_base;
+  dram_addr_t rd = insn.dram_base;
   vec_beats_t bits = 0;
   col_vec_t rows[ROWS];
 #pragma HLS ARRAY_PARTITION variable=rows complete
-  bool more = y_last != load_cnt_t(-1) && x_last != load_cnt_t(-1);  // no rows or no units: nothing
-BEATS:
-  while (more) {{
+RUNS:
+  for (load_cnt_t y = 0;; y = y + 1) {{
+    // a pad run: one unit an iteration, no DRAM access (an input vector of pad lanes, a whole zero
+    // weight word, a zero micro-op or entry)
+  PAD:
+    for (dram_addr_t u = 0; u < n_pad; ++u) {{
 #pragma HLS PIPELINE II=1
-    CODAX_CORE_TRIP(CODAX_TRIP_LOAD);
-    const bool data = y >= y_lo && y < y_hi && x >= x_lo && x < x_hi;
-    const beat_t beat = data ? dram[rd] : beat_t(0);
-
-    // a vector's beats: beat k at bits [k x BEAT_BITS, (k + 1) x BEAT_BITS)
-    vec_beats_t cur = bits;
-  GATHER:
-    for (int b = 0; b < VB_MAX; ++b)
-      if (b == k) cur.range(BEAT_BITS * b + BEAT_BITS - 1, BEAT_BITS * b) = beat;
-    bits = cur;
-    col_vec_t vec = 0;
-  UNPACK:  // the fixed set of unpackers, one per width; the width code picks one per lane
-    for (int c = 0; c < COLS; ++c) {{
+      CODAX_CORE_TRIP(CODAX_TRIP_LOAD);
+      const col_vec_t vec = pad_vec;
+      const bool stage = is_inp;
+      const bool word_end = is_wgt || is_inp && row == ROWS - 1;
+{_put("PAD")}
+      if (is_uop) uop_buf[sram] = uop_t(0);
+      if (is_param) param_buf[sram] = param_t(0);
+      if (word_end || !is_vec) sram = sram + 1;
+    }}
+    if (y == ys) break;
+    // data row y: its x_size units are row_beats consecutive beats from rd, read unconditionally, one
+    // an iteration (UG1399: a sequential access in a pipelined loop, inferred as one burst)
+  DATA:
+    for (dram_addr_t t = 0; t < row_beats; ++t) {{
+#pragma HLS PIPELINE II=1
+      CODAX_CORE_TRIP(CODAX_TRIP_LOAD);
+      const beat_t beat = dram[rd + t];
+      // a vector's beats: beat k at bits [k x BEAT_BITS, (k + 1) x BEAT_BITS)
+      vec_beats_t cur = bits;
+    GATHER:
+      for (int b = 0; b < VB_MAX; ++b)
+        if (b == k) cur.range(BEAT_BITS * b + BEAT_BITS - 1, BEAT_BITS * b) = beat;
+      bits = cur;
+      col_vec_t vec = 0;
+    UNPACK:  // the fixed set of unpackers, one per width; the width code picks one per lane
+      for (int c = 0; c < COLS; ++c) {{
 {unpackers}
-      vec.range(OP_BITS * c + OP_BITS - 1, OP_BITS * c) = data ? {pick} : pad;
-    }}
-    const bool vec_end = !data || k == vb_last;  // a pad unit is one iteration
-    const bool unit_end = !is_vec || vec_end && (is_inp || !data || row == ROWS - 1);
-    const bool row_end = unit_end && x == x_last;
-    const bool last = row_end && y == y_last;
-    // a word is written whole: when its ROWS rows are in, at a weight pad word, or at the load's end
-    const bool word_end = is_vec && vec_end && (row == ROWS - 1 || is_wgt && !data || last);
-
-  STAGE:
-    for (int r = 0; r < ROWS; ++r)
-      if (is_vec && vec_end && r == row) rows[r] = vec;
-    if (word_end) {{
-    WRITE:  // rows past the current one are zero (an input load's last word; a weight pad word)
-      for (int r = 0; r < ROWS; ++r) {{
-        const col_vec_t w = r < row ? rows[r] : r == row ? vec : col_vec_t(0);
-        if (is_wgt)
-          wgt_buf[sram][r] = w;
-        else
-          inp_buf[sram][r] = w;
+        vec.range(OP_BITS * c + OP_BITS - 1, OP_BITS * c) = {pick};
       }}
+      const bool vec_end = k == vb_last;
+      const bool stage = is_vec && vec_end;
+      const bool word_end = stage && row == ROWS - 1;  // a weight unit is one whole word
+      k = vec_end ? ap_uint<8>(0) : ap_uint<8>(k + 1);
+{_put("DATA")}
+      if (is_uop) uop_buf[sram] = uop_t(beat);
+      if (is_param) param_buf[sram] = param_t(beat);
+      if (word_end || !is_vec) sram = sram + 1;
     }}
-    if (is_uop) uop_buf[sram] = uop_t(beat);
-    if (is_param) param_buf[sram] = param_t(beat);
-
-    // advance: the beat in the vector, the row in the word, the buffer address, the DRAM address
-    k = vec_end ? ap_uint<8>(0) : ap_uint<8>(k + 1);  // a pad unit leaves it 0
-    if (word_end)
-      row = 0;
-    else if (is_vec && vec_end)
-      row = row + 1;
-    if (word_end || !is_vec) sram = sram + 1;
-    if (data && unit_end && x == x_hi - 1) {{  // the last data unit of a row: on to the next DRAM row
-      row_base = row_base + row_step;
-      rd = row_base;
-    }} else if (data) {{
-      rd = rd + 1;
-    }}
-    if (unit_end) {{
-      x = row_end ? load_cnt_t(0) : load_cnt_t(x + 1);
-      if (row_end) y = y + 1;
-    }}
-    more = !last;
+    rd = rd + row_step;
+    n_pad = y == ys - 1 ? tail : between;
+  }}
+  // an input load's last word, when its ROWS vectors are not all in: the rows past the data zero
+  if (is_inp && row != 0) {{
+  FLUSH:
+    for (int r = 0; r < ROWS; ++r) inp_buf[sram][r] = r < row ? rows[r] : col_vec_t(0);
   }}
   // what it wrote is ready for the GEMM (l2g)
   if (insn.push_next) l2g_dep_queue.write(true);

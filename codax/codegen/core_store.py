@@ -13,13 +13,15 @@ layer's record (zero points, clamp, residual width and signedness, requantize or
 record per layer, so a layer of up to PARAM_DEPTH - 1 channels keeps its parameters resident); `res`
 adds the residual tensor, read from DRAM in the output's layout at the record's width.
 
-The datapath of one pixel: `blocks` accumulator reads (one a cycle: the buffer is simple dual-port,
-its write port the GEMM's), VB(w) beats out and VB(w_res) beats in (one a cycle on each m_axi
-channel). core_store overlaps them in one pipelined loop per row at II 1: slot s of a pixel's period
-reads residual beat s of pixel p + 1, requantizes block s of pixel p and writes beat s of pixel p - 1,
-so a pixel takes max(blocks, VB(w), VB(w_res)) cycles -- on zc706-int8 at most 2 (VTA's store, one
-vector per pixel, takes one). The parameters of the instruction's channels are read into registers
-first (COLS + 1 cycles): a cycle's ROWS lanes need ROWS entries, param_buf gives two.
+The datapath of one row of pixels, as VTA's store writes DRAM (a memcpy per row): three pipelined
+loops at II 1 -- RES_IN reads the row's residual beats (x_size x VB(w_res)) into a row buffer of
+vectors, PIXELS requantizes one accumulator vector (a block: the buffer is simple dual-port, its write
+port the GEMM's) a cycle into a row buffer of output vectors, BEATS_OUT writes the row's x_size x VB(w)
+output beats. The two DRAM loops access their port every iteration at the loop's base plus its counter,
+what UG1399 ("Preconditions and Limitations of Burst Transfer") infers as one burst each; PIXELS has no
+DRAM access. A row costs x_size x (VB(w_res) + blocks + VB(w)) iterations. The parameters of the
+instruction's channels are read into registers first (COLS cycles): a cycle's ROWS lanes need ROWS
+entries, param_buf gives two.
 
 Output widths are the accelerator's `precision.act` (codax.hw.precision runs a layer's output at the
 narrowest listed width holding it), so the packers are one per act width; an integer layer's output is
@@ -166,14 +168,14 @@ def store_source(shape: CoreShape) -> str:
     slot_bits = core_isa.bits_for(max(nb, vb_max))
     vb_code = lambda code: _by_code([str(v) for v in vbs], code)  # noqa: E731
     unpack = "\n".join(
-        f"              const ap_uint<{w}> u{i} = res_cur.range({w} * l + {w - 1}, {w} * l);\n"
-        f"              const ap_int<{w + 1}> r{i} = res_signed ? ap_int<{w + 1}>(ap_int<{w}>(u{i})) : "
+        f"            const ap_uint<{w}> u{i} = res_cur.range({w} * l + {w - 1}, {w} * l);\n"
+        f"            const ap_int<{w + 1}> r{i} = res_signed ? ap_int<{w + 1}>(ap_int<{w}>(u{i})) : "
         f"ap_int<{w + 1}>(u{i});"
         for i, w in enumerate(widths)
     )
     res_lane = _by_code([f"st_res_t(r{i})" for i in range(len(widths))], "res_code")
     pack = "\n".join(
-        f"              if (insn.width == {i}) cur.range({w} * l + {w - 1}, {w} * l) = q.range({w - 1}, 0);"
+        f"            if (insn.width == {i}) cur.range({w} * l + {w - 1}, {w} * l) = q.range({w - 1}, 0);"
         for i, w in enumerate(widths)
     )
     return f"""
@@ -182,10 +184,11 @@ def store_source(shape: CoreShape) -> str:
 // {shape.beat_bits} bits for the widest vector; up to {nb} ROWS-lane accumulator vector(s) an output vector
 {fmt.cpp()}
 const int ST_VB_MAX = {vb_max};
+const int ST_ROW_MAX = {1 << x_bits};  // the most pixels of a row (x_size)
 typedef ap_uint<ST_VB_MAX * BEAT_BITS> st_vec_t;  // one output or residual vector, whole beats
 typedef ap_uint<{vec}> st_vidx_t;  // a K x C accumulator vector: wraps at the buffer's depth
-typedef ap_uint<{slot_bits}> st_slot_t;  // a slot of a pixel's period
-typedef ap_uint<{x_bits + 1}> st_pix_t;  // a pixel of a row, with the stages' lag
+typedef ap_uint<{slot_bits}> st_slot_t;  // a block, or a beat, of a pixel's vector
+typedef ap_uint<{x_bits + 1}> st_pix_t;  // a pixel of a row, or x_size
 typedef ap_uint<{core_isa.bits_for(PARAM_DEPTH - 1)}> st_pidx_t;  // a param_buf entry: wraps at its depth
 typedef ap_uint<32> st_addr_t;  // a beat of a DRAM port
 typedef ap_int<{max(widths) + 1}> st_res_t;  // a residual lane at the widest width, signed or not
@@ -234,110 +237,132 @@ PARAMS:
     mul_res[l] = e.range({MR_LO + 31}, {MR_LO});
   }}
 
-  // a pixel's period: one accumulator vector a slot (blocks), one beat out (VB(w)), one residual beat in
-  // (VB(w_res)); the residual is read one pixel ahead of its requantization, written one pixel after
+  // a row of pixels: its residual beats in (one burst), its pixels' blocks requantized (one accumulator
+  // vector a cycle), its output beats out (one burst); the bursts are loops of their own whose every
+  // iteration reads or writes the next beat of the port (UG1399's burst: sequential and unconditional in
+  // a pipelined loop), the row held in two vector buffers between them
   const bool has_res = insn.res == 1;
   const st_slot_t blocks = insn.blocks;
   const st_slot_t vb_out = {vb_code("insn.width")};
   const st_slot_t vb_res = has_res ? st_slot_t({vb_code("res_code")}) : st_slot_t(0);
-  st_slot_t period = blocks;
-  if (vb_out > period) period = vb_out;
-  if (vb_res > period) period = vb_res;
-  const st_slot_t last_slot = period - 1;
-  const st_pix_t lead = has_res ? 1 : 0;
-  const st_pix_t x_end = st_pix_t(insn.x_size) + lead + 1;
-  // a DRAM row is x_stride vectors: x_stride * VB beats, as additions (VB <= ST_VB_MAX)
-  st_addr_t out_step = 0, res_step = 0;
+  const st_pix_t x_size = insn.x_size;
+  // a DRAM row is x_stride vectors, a row burst x_size vectors: x VB beats, as additions (VB <= ST_VB_MAX)
+  st_addr_t out_step = 0, res_step = 0, out_beats = 0, res_beats = 0;
 ROW_STEP:
   for (int j = 0; j < ST_VB_MAX; ++j) {{
 #pragma HLS UNROLL
     if (j < vb_out) out_step += insn.x_stride;
     if (j < vb_res) res_step += insn.x_stride;
+    if (j < vb_out) out_beats += x_size;
+    if (j < vb_res) res_beats += x_size;
   }}
+  // a row's residual and output vectors (whole beats each), by pixel: one write and one read a cycle
+  st_vec_t res_buf[ST_ROW_MAX], out_buf[ST_ROW_MAX];
+#pragma HLS BIND_STORAGE variable=res_buf type=ram_s2p impl=bram
+#pragma HLS BIND_STORAGE variable=out_buf type=ram_s2p impl=bram
 
   st_addr_t out_row = insn.dram_base, res_row = insn.res_base;
   st_vidx_t row_vec = insn.sram_base;  // block 0 of the row's first pixel
-  st_vec_t res_next = 0, res_cur = 0, packed = 0, done = 0;
 ROWS_Y:
   for (ap_uint<{x_bits}> y = 0; y < insn.y_size; ++y) {{
-    st_pix_t pix = 0;  // stage R reads pixel pix, A requantizes pix - lead, W writes pix - lead - 1
-    st_slot_t slot = 0;
-    st_vidx_t a_vec = row_vec, blk = 0;  // stage A's pixel (block 0) and b * block_stride
-    st_addr_t w_addr = out_row, r_addr = res_row;  // consecutive beats: the row is one burst each way
-  PIXELS:
-    for (bool more = true; more;) {{
+    // the row's residual: beat j of pixel p gathered in a register, the vector written when whole
+    st_pix_t r_pix = 0;
+    st_slot_t r_beat = 0;
+    st_vec_t r_cur = 0;
+  RES_IN:
+    for (st_addr_t t = 0; t < res_beats; ++t) {{
 #pragma HLS PIPELINE II=1
       CODAX_CORE_TRIP(CODAX_TRIP_STORE);
-      const bool a_pix = pix >= lead && pix < st_pix_t(insn.x_size) + lead;
-      // W: beat `slot` of the last vector finished
-      if (pix > lead && slot < vb_out) {{
-        beat_t beat = 0;
-      BEAT_OUT:
-        for (int j = 0; j < ST_VB_MAX; ++j)
-          if (j == slot) beat = done.range(BEAT_BITS * j + BEAT_BITS - 1, BEAT_BITS * j);
-        out[w_addr] = beat;
-        w_addr = w_addr + 1;
+      const beat_t beat = res[res_row + t];
+    BEAT_IN:
+      for (int j = 0; j < ST_VB_MAX; ++j)
+        if (j == r_beat) r_cur.range(BEAT_BITS * j + BEAT_BITS - 1, BEAT_BITS * j) = beat;
+      if (r_beat == vb_res - 1) {{
+        res_buf[r_pix] = r_cur;
+        r_pix = r_pix + 1;
+        r_beat = 0;
+      }} else {{
+        r_beat = r_beat + 1;
       }}
-      // A: block `slot` of its pixel: ROWS lanes of one accumulator vector, requantized and packed
-      if (a_pix && slot < blocks) {{
-        const st_vidx_t v = a_vec + blk;
-        const idx_t word = v & (ACC_WORDS - 1);
-        const lane_t col = v >> LOG_ACC_WORDS;
-        st_vec_t cur = slot == 0 ? st_vec_t(0) : packed;  // lanes past blocks * ROWS stay 0
-      LANES:
-        for (int r = 0; r < ROWS; ++r) {{
-          const acc_t acc = acc_buf[word][r][col];
-          ap_int<32> bias_l = 0;
-          ap_uint<32> m_l = 0, mr_l = 0;
-          st_res_t res_l = 0;
-        PICK:  // lane l = slot * ROWS + r of the vector: its channel's parameters, its residual (the
-               // unpackers); the lanes of other rows r fold away at unrolling
-          for (int l = 0; l < COLS; ++l) {{
-            if ((l & (ROWS - 1)) == r && (l >> LOG_ROWS) == slot) {{
-              bias_l = bias[l];
-              m_l = mul[l];
-              mr_l = mul_res[l];
+    }}
+    // the row's pixels: block `slot` of pixel `pix` a cycle, ROWS lanes of one accumulator vector
+    st_pix_t pix = 0;
+    st_slot_t slot = 0;
+    st_vidx_t a_vec = row_vec, blk = 0;  // the pixel's block 0 and b * block_stride
+    st_vec_t packed = 0;
+  PIXELS:
+    for (bool more = x_size != 0 && blocks != 0; more;) {{
+#pragma HLS PIPELINE II=1
+      CODAX_CORE_TRIP(CODAX_TRIP_STORE);
+      const st_vec_t res_cur = has_res ? res_buf[pix] : st_vec_t(0);
+      const st_vidx_t v = a_vec + blk;
+      const idx_t word = v & (ACC_WORDS - 1);
+      const lane_t col = v >> LOG_ACC_WORDS;
+      st_vec_t cur = slot == 0 ? st_vec_t(0) : packed;  // lanes past blocks * ROWS stay 0
+    LANES:
+      for (int r = 0; r < ROWS; ++r) {{
+        const acc_t acc = acc_buf[word][r][col];
+        ap_int<32> bias_l = 0;
+        ap_uint<32> m_l = 0, mr_l = 0;
+        st_res_t res_l = 0;
+      PICK:  // lane l = slot * ROWS + r of the vector: its channel's parameters, its residual (the
+             // unpackers); the lanes of other rows r fold away at unrolling
+        for (int l = 0; l < COLS; ++l) {{
+          if ((l & (ROWS - 1)) == r && (l >> LOG_ROWS) == slot) {{
+            bias_l = bias[l];
+            m_l = mul[l];
+            mr_l = mul_res[l];
 {unpack}
-              res_l = {res_lane};
-            }}
-          }}
-          const ap_int<32> sum = acc + bias_l;  // wraps as golden.py's int32(acc + bias)
-          ap_int<32> q;
-          if (do_requant) {{
-            q = ::codax::requant(sum.to_int(), m_l.to_uint(), has_res, res_l.to_int64(), zr, mr_l.to_uint(),
-                                 zy, lo.to_int64(), hi.to_int64());
-          }} else {{  // golden.py without requantization: clamp(acc + res - zr, lo, hi)
-            const ap_int<40> t = has_res ? ap_int<40>(sum + res_l - zr) : ap_int<40>(sum);
-            q = t < lo ? lo : (t > hi ? hi : ap_int<32>(t));
-          }}
-        PACK:  // the fixed packers, one per output width
-          for (int l = 0; l < COLS; ++l) {{
-            if ((l & (ROWS - 1)) == r && (l >> LOG_ROWS) == slot) {{
-{pack}
-            }}
+            res_l = {res_lane};
           }}
         }}
-        packed = cur;
+        const ap_int<32> sum = acc + bias_l;  // wraps as golden.py's int32(acc + bias)
+        ap_int<32> q;
+        if (do_requant) {{
+          q = ::codax::requant(sum.to_int(), m_l.to_uint(), has_res, res_l.to_int64(), zr, mr_l.to_uint(), zy,
+                               lo.to_int64(), hi.to_int64());
+        }} else {{  // golden.py without requantization: clamp(acc + res - zr, lo, hi)
+          const ap_int<40> t = has_res ? ap_int<40>(sum + res_l - zr) : ap_int<40>(sum);
+          q = t < lo ? lo : (t > hi ? hi : ap_int<32>(t));
+        }}
+      PACK:  // the fixed packers, one per output width
+        for (int l = 0; l < COLS; ++l) {{
+          if ((l & (ROWS - 1)) == r && (l >> LOG_ROWS) == slot) {{
+{pack}
+          }}
+        }}
       }}
-      // R: beat `slot` of the next pixel's residual vector
-      if (has_res && pix < st_pix_t(insn.x_size) && slot < vb_res) {{
-        const beat_t beat = res[r_addr];
-      BEAT_IN:
-        for (int j = 0; j < ST_VB_MAX; ++j)
-          if (j == slot) res_next.range(BEAT_BITS * j + BEAT_BITS - 1, BEAT_BITS * j) = beat;
-        r_addr = r_addr + 1;
-      }}
-      if (slot == last_slot) {{  // the pixel's period ends: each stage moves to the next pixel
-        done = packed;
-        res_cur = res_next;
-        if (a_pix) a_vec = a_vec + 1;
+      packed = cur;
+      if (slot == blocks - 1) {{  // the pixel's vector is whole
+        out_buf[pix] = cur;
+        a_vec = a_vec + 1;
         blk = 0;
         slot = 0;
         pix = pix + 1;
-        more = pix != x_end;
+        more = pix != x_size;
       }} else {{
         blk = blk + insn.block_stride;
         slot = slot + 1;
+      }}
+    }}
+    // the row's output: beat j of pixel p, one burst
+    st_pix_t w_pix = 0;
+    st_slot_t w_beat = 0;
+  BEATS_OUT:
+    for (st_addr_t t = 0; t < out_beats; ++t) {{
+#pragma HLS PIPELINE II=1
+      CODAX_CORE_TRIP(CODAX_TRIP_STORE);
+      const st_vec_t done = out_buf[w_pix];
+      beat_t beat = 0;
+    BEAT_OUT:
+      for (int j = 0; j < ST_VB_MAX; ++j)
+        if (j == w_beat) beat = done.range(BEAT_BITS * j + BEAT_BITS - 1, BEAT_BITS * j);
+      out[out_row + t] = beat;
+      if (w_beat == vb_out - 1) {{
+        w_pix = w_pix + 1;
+        w_beat = 0;
+      }} else {{
+        w_beat = w_beat + 1;
       }}
     }}
     out_row = out_row + out_step;

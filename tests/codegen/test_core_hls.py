@@ -61,7 +61,17 @@ def test_buffers_are_the_level_sizes_in_block_ram_once_for_the_whole_engine():
     shape, files = sources("zc706-int8")
     res = core_hw.resources(shape, "dsp48e1")
     brams = [a for a in res.arrays if a.storage == "bram"]
-    assert all(a.kind == "system memory" and a.instances == 1 for a in brams)
+    assert all(a.instances == 1 for a in brams)
+    # the store's row buffers (a row's residual and output vectors between its bursts and its pixels):
+    # 1,024 pixels (an x_size) of two 128-bit beats, 15 BRAM18 each
+    local = {a.name.rsplit("::", 1)[-1]: a for a in brams if a.kind == "local"}
+    assert set(local) == {"res_buf", "out_buf"}
+    for a in local.values():
+        got = (a.element_bits, a.bank_depth, a.banks, a.ram_mode, a.bram18, a.tops)
+        assert got == (2 * shape.beat_bits, 1024, 1, "simple dual-port", 15, ["core_store"])
+        assert a.bram18 == bram18_per_bank(2 * shape.beat_bits, 1024, simple_dual_port=True)
+    brams = [a for a in brams if a.kind != "local"]
+    assert all(a.kind == "system memory" for a in brams)
     arrays = {a.name.rsplit("::", 1)[-1]: a for a in brams}
     word = shape.rows * shape.cols
     # elements a row of COLS lanes (weights, inputs), an accumulator, a micro-op, an entry; reshaped
@@ -82,7 +92,7 @@ def test_buffers_are_the_level_sizes_in_block_ram_once_for_the_whole_engine():
         got = (a.element_bits, a.bank_bits, a.bank_depth, a.banks, a.ram_mode, a.bram18, a.tops, a.note)
         assert got == (elem, bits, depth, 1, mode, bram18, tops, "")
         assert a.bram18 == bram18_per_bank(bits, depth, simple_dual_port=mode == "simple dual-port")
-    assert res.bram18 == 813 <= 1090  # the XC7Z045's BRAM18
+    assert res.bram18 == 813 + 2 * 15 == 843 <= 1090  # the XC7Z045's BRAM18
     # the PEs' multipliers and the store's requantizers (two 24 x 24 significand products a lane)
     pes = shape.rows * shape.cols
     sites = {(m.function, tuple(m.operand_bits)): (m.copies, m.dsp) for m in res.multipliers}
@@ -98,17 +108,19 @@ def test_every_ip_loop_runs_at_ii_1(name):
     shape, _ = sources(name)
     loops = {m: {(lp.label, lp.ii, lp.limiting) for lp in ls} for m, ls in core_hw.ip_loops(shape).items()}
     assert loops == {
-        "fetch": {("INSNS", 1, None)},
-        "load": {("BEATS", 1, None)},
+        "fetch": {("BEATS_IN", 1, None), ("INSNS", 1, None)},
+        "load": {("DATA", 1, None), ("PAD", 1, None)},
         "gemm": {("STEP", 1, None)},
-        "store": {("PARAMS", 1, None), ("PIXELS", 1, None)},
+        "store": {("PARAMS", 1, None), ("RES_IN", 1, None), ("PIXELS", 1, None), ("BEATS_OUT", 1, None)},
     }
 
 
 @pytest.mark.parametrize("name", ["zc706-int8", "zcu102-int8"])
 def test_no_idiom_violation_in_any_ip(name):
-    shape, _ = sources(name)
+    shape, files = sources(name)
     assert core_tops(shape) == ("core_fetch", "core_load", "core_gemm", "core_store")
+    # the fetch reads the program's beats in one burst and splits each into its instructions (zcu102-int8's
+    # 512-bit beat holds four) in a second process; the load and store burst per row
     assert core_hw.violations(shape) == []
 
 

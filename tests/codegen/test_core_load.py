@@ -239,13 +239,17 @@ def test_load_loop_runs_at_ii_1_with_a_beat_wide_port_and_no_multiplier(name, ds
     shape = core_shape(load_accelerator(name))
     files = core_sources(shape)
     src = R.parse(files, ("core.cpp",), (R.SYNTHESIS_VIEW,))
-    loops = {x.top: x for x in loop_iis(src, src.unit("core.cpp", R.SYNTHESIS_VIEW), TOPS)}
-    load = loops["core_load"]
-    assert (load.label, load.ii, load.limiting) == ("BEATS", 1, None)
-    accesses = {m.memory: m.accesses for m in load.memories}
-    # one beat in; one write of whichever buffer the instruction names (a whole word for wgt / inp)
-    assert accesses["pointer dram"] == 1
-    assert all(accesses[b] == 1 for b in ("uop_buf", "wgt_buf", "inp_buf", "param_buf"))
+    loops = {x.label: x for x in loop_iis(src, src.unit("core.cpp", R.SYNTHESIS_VIEW), ["core_load"])}
+    # a data row's burst (DATA) and the pad runs between the bursts (PAD), each at II 1
+    assert {(lp.label, lp.ii, lp.limiting) for lp in loops.values()} == {("DATA", 1, None), ("PAD", 1, None)}
+    data = {m.memory: m.accesses for m in loops["DATA"].memories}
+    pad = {m.memory: m.accesses for m in loops["PAD"].memories}
+    # DATA: one beat in; one write of whichever buffer the instruction names (a whole word for wgt / inp)
+    assert data["pointer dram"] == 1
+    assert all(data[b] == 1 for b in ("uop_buf", "wgt_buf", "inp_buf", "param_buf"))
+    # PAD: the same writes, no DRAM access
+    assert "pointer dram" not in pad
+    assert all(pad[b] == 1 for b in ("uop_buf", "wgt_buf", "inp_buf", "param_buf"))
     assert check(files, TOPS, shape.beat_bits, unit="core.cpp") == []
     res = read_resources(files, {"core": TOPS}, dsp_kind, unit="core.cpp")
     assert res.dsp == shape.rows * shape.cols  # the PEs' multipliers only: the load adds none
@@ -259,8 +263,8 @@ def trips(lib) -> list[int]:
 
 @pytest.mark.parametrize("memory, width", [("inp", 8), ("inp", 4), ("wgt", 6), ("uop", 8), ("param", 8)])
 def test_the_trip_hook_counts_a_beat_or_a_pad_unit_an_iteration(core, memory, width):
-    # the C-simulation hook counts the BEATS loop's iterations: every DRAM beat of the data units, one
-    # iteration per pad unit (VTA's load_2d: the pads are written, not read); nothing for the others
+    # the C-simulation hook counts the DATA and PAD loops' iterations: every DRAM beat of the data units,
+    # one iteration per pad unit (VTA's load_2d: the pads are written, not read); nothing for the others
     p = dict(y_size=2, x_size=3, x_stride=5, dram_base=1, sram_base=2 * ROWS)
     p.update(y_pad_0=1, y_pad_1=0, x_pad_0=2, x_pad_1=1)
     trips(core)  # reset

@@ -3,8 +3,6 @@ under core_sim's token scheduler on zc706-int8: random layers with forced small 
 and reduction chunks, double- and single-buffered) and every layer of a QDQ ResNet-18. The model is the
 scheduler's timeline in closed form, so it agrees to the cycle, with each module's busy cycles."""
 
-import time
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -102,7 +100,7 @@ def test_tiles_and_chunks(engine):
 def test_qdq_resnet18_layers(tmp_path, engine):
     """Every layer of a QDQ ResNet-18 (as tests/codegen/test_core_engine.py builds it) under the
     compiler's tiling: the model equals the simulated cycles on every layer (so their geometric mean
-    ratio is 1), and costs well under a millisecond a layer."""
+    ratio is 1)."""
     import torch
 
     from codax.codegen.params import from_onnx
@@ -125,7 +123,3 @@ def test_qdq_resnet18_layers(tmp_path, engine):
         _assert_same(got, run, layer.name)
         ratios.append(got.cycles / run.cycles)
     assert abs(np.exp(np.mean(np.log(ratios))) - 1) < 0.03 and max(abs(r - 1) for r in ratios) < 0.10
-    t0 = time.perf_counter()
-    for layer in layers:
-        _modelled(engine, layer, None)
-    assert (time.perf_counter() - t0) / len(layers) < 1e-3

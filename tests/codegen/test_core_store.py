@@ -288,20 +288,23 @@ def test_blocks_and_vector_beats_on_the_two_accelerators():
 
 
 # ---- read as hardware ----------------------------------------------------------------------------------
-def test_store_pipelines_a_slot_a_cycle_on_one_accumulator_read():
+def test_store_pipelines_a_block_a_cycle_and_bursts_each_row_in_and_out():
     files = store_files(SHAPE)
     src = R.parse(files, (UNIT,), (R.SYNTHESIS_VIEW,))
     loops = {x.label: x for x in loop_iis(src, src.unit(UNIT, R.SYNTHESIS_VIEW), list(STORE_TOPS))}
-    assert set(loops) == {"PARAMS", "PIXELS"}
-    pixels = loops["PIXELS"]
-    assert (pixels.ii, pixels.limiting) == (1, None)
-    accesses = {m.memory: m.accesses for m in pixels.memories}
-    # one accumulator vector (one word of the simple dual-port buffer), one beat out, one beat in; the
-    # channels' parameters are registers
-    assert accesses["acc_buf"] == 1 and accesses["pointer out"] == 1 and accesses["pointer res"] == 1
-    assert "param_buf" not in accesses
-    params = loops["PARAMS"]
-    assert (params.ii, {m.memory: m.accesses for m in params.memories}["param_buf"]) == (1, 1)
+    assert {(lp.label, lp.ii, lp.limiting) for lp in loops.values()} == {
+        ("PARAMS", 1, None), ("RES_IN", 1, None), ("PIXELS", 1, None), ("BEATS_OUT", 1, None),
+    }  # fmt: skip
+    acc = {label: {m.memory: m.accesses for m in lp.memories} for label, lp in loops.items()}
+    # PIXELS: one accumulator vector (one word of the simple dual-port buffer), the pixel's residual
+    # vector and its output vector in the row buffers; no DRAM, the channels' parameters in registers
+    assert acc["PIXELS"]["acc_buf"] == 1 and acc["PIXELS"]["res_buf"] == 1 and acc["PIXELS"]["out_buf"] == 1
+    assert not any(m.startswith("pointer") or m == "param_buf" for m in acc["PIXELS"])
+    # the bursts: one beat of their port an iteration, one row buffer access
+    assert (acc["RES_IN"]["pointer res"], acc["RES_IN"]["res_buf"]) == (1, 1)
+    assert (acc["BEATS_OUT"]["pointer out"], acc["BEATS_OUT"]["out_buf"]) == (1, 1)
+    assert "pointer out" not in acc["RES_IN"] and "pointer res" not in acc["BEATS_OUT"]
+    assert acc["PARAMS"]["param_buf"] == 1
 
 
 def test_store_has_no_idiom_violation_and_only_the_requantizers_multipliers():
@@ -315,15 +318,13 @@ def test_store_has_no_idiom_violation_and_only_the_requantizers_multipliers():
 
 @pytest.mark.parametrize("width, res_width, blocks", [(8, None, 2), (4, 8, 1), (4, None, 1)])
 def test_the_trip_hook_counts_a_slot_an_iteration(core, width, res_width, blocks):
-    # the C-simulation hook counts both pipelined loops: PARAMS, one entry of COLS an iteration, then
-    # PIXELS, each row's pixels plus the stages' lag (one pixel, two with a residual) times a pixel's
-    # period: the most of its blocks, its output beats and its residual beats
+    # the C-simulation hook counts every pipelined loop: PARAMS, one entry of COLS an iteration, then per
+    # row RES_IN (the row's residual beats), PIXELS (its pixels' blocks) and BEATS_OUT (its output beats)
     rng = np.random.default_rng(width + blocks)
     s = draw_store(rng, SHAPE, width, res_width, blocks, True, tile=(3, 5))
     out = (ctypes.c_longlong * 3)()
     core.codax_core_trips(out)  # reset
     run_store(core, SHAPE, s, rng)
     core.codax_core_trips(out)
-    period = max(blocks, vector_beats(SHAPE, width), vector_beats(SHAPE, res_width) if res_width else 0)
-    lag = 2 if res_width else 1
-    assert list(out) == [0, 0, SHAPE.cols + 3 * (5 + lag) * period]
+    beats_in = vector_beats(SHAPE, res_width) if res_width else 0
+    assert list(out) == [0, 0, SHAPE.cols + 3 * 5 * (beats_in + blocks + vector_beats(SHAPE, width))]

@@ -64,3 +64,20 @@ def test_the_hooks_count_every_loop_iteration_of_a_layer(engine, bits, residual,
     assert want["gemm"] > 0 and want["store"] > 0 and want["load"] > 0
     assert result.busy == model_busy
     assert got == {"load": 0, "gemm": 0, "store": 0}  # engine.run consumed every count
+
+
+def test_cycles_pay_a_fill_per_loop_and_a_round_trip_per_row_burst(engine):
+    """A ResNet-18 3x3 layer's instructions on zc706-int8 (II 1, fill 4 / 12, AXI round trip 64), by hand:
+    an input load of 3 rows of 56 vectors (2 beats each) and a 1-vector pad either side runs 4 pad runs
+    (1, 2, 2, 1 units) and 3 row bursts; a store of a 56-pixel row with 2 blocks and an 8-bit residual
+    runs PARAMS, then RES_IN, PIXELS and BEATS_OUT, two of them bursts."""
+    shape = engine.shape
+    load = dict(memory=2, width=0, y_size=3, x_size=56, x_stride=56, x_pad_0=1, x_pad_1=1)
+    assert insn_trips(shape, "load", load) == 3 * 56 * 2 + 6 == 342
+    assert insn_cycles(shape, "load", load) == 342 + 7 * 4 + 3 * 64
+    padded = dict(load, y_pad_0=1, y_size=2)  # the first row of the image: a pad row first
+    assert insn_trips(shape, "load", padded) == 2 * 56 * 2 + (58 + 1) + 2 + 1 == 286  # pad runs 59, 2, 1
+    assert insn_cycles(shape, "load", padded) == 286 + (3 + 2) * 4 + 2 * 64
+    store = dict(y_size=1, x_size=56, x_stride=56, blocks=2, width=0, res=1)
+    assert insn_trips(shape, "store", store, res_bits=8) == 32 + 56 * (2 + 2 + 2) == 368
+    assert insn_cycles(shape, "store", store, res_bits=8) == 368 + 4 * 12 + 2 * 64
