@@ -229,7 +229,8 @@ class SearchSettings:
     relaxed: bool = True
     mapping_candidates: int = 3  # templates: the mapping logits choose among this many per layer
     # the accelerator distribution (acceldist.py): an exact expectation over a space of at most this
-    # many fitting points, else this many points drawn per architecture step
+    # many fitting points, else this many points drawn per architecture step (>= 1 with one engine,
+    # >= 2 with accelerator.chunks > 1)
     accel_exact: int = 32
     accel_samples: int = 2
     exact_every: int = 0  # steps between exact-mapper evaluations of the derived design (0: per epoch)
@@ -445,11 +446,18 @@ def _validate(cfg: SearchConfig) -> None:
     _positive("search.derive_train_epochs", s.derive_train_epochs, allow_none=True)
     for k in ("epochs", "batch_size", "mapping_candidates", "derive_train_seeds", "derive_candidates"):
         _positive(f"search.{k}", getattr(s, k))
-    if s.accel_samples < 2 or s.accel_exact < 0:
+    if s.accel_exact < 0:
+        raise ConfigError(f"config: search.accel_exact must be >= 0, got {s.accel_exact}")
+    _positive("search.accel_samples", s.accel_samples)
+    # one engine: the local expectations of one draw are unbiased alone (acceldist.py); several
+    # engines draw whole points jointly and take the score function with a leave-one-out baseline
+    # (acceldist.score_loss), which needs a second draw. A fixed accelerator draws nothing.
+    if s.accel_samples < 2 and cfg.accelerator.chunks > 1 and cfg.accelerator.fixed is None:
         raise ConfigError(
-            f"config: search.accel_samples must be >= 2 (the leave-one-out baseline of the "
-            f"accelerator gradient needs two samples), got {s.accel_samples}; search.accel_exact >= 0, "
-            f"got {s.accel_exact}"
+            f"config: search.accel_samples must be >= 2 with accelerator.chunks > 1 (the engines' "
+            f"points are drawn jointly and the leave-one-out baseline of their gradient needs two "
+            f"draws), got {s.accel_samples} with {cfg.accelerator.chunks} engines; set "
+            f"search.accel_samples: 2 or accelerator.chunks: 1"
         )
     if not (isinstance(s.recompute, bool) or s.recompute == "auto"):  # a Literal lets 1 == True in
         raise ConfigError(f"config: search.recompute must be true, false or 'auto', got {s.recompute!r}")

@@ -211,8 +211,11 @@ class CoSearch:
         the op / bit weights and the accelerator logits: the points with cached tables exactly
         (all of them when one engine has at most `search.accel_exact` fitting points; in surrogate
         mode up to surrogate.EXACT_POINTS), the others through `search.accel_samples` points drawn
-        from P (with several engines: all through the draws). The estimate returned is at the drawn
-        points (all when nothing is drawn)."""
+        from P (with several engines: all through the draws). The estimate returned is at the points
+        this call evaluated beyond those entered exactly: with one engine the draws and their
+        fitting neighbours (each draw with one block of its choices changed, acceldist.term_at),
+        else, when all of them were entered exactly already, at those (all fitting points when
+        nothing is drawn); with several engines at the draws."""
         a, s = self.arch, self.cfg.search
         if self.space.fixed is not None:
             est = self.hw(op_w, bw, ba, a.map_probs(), [tuple([self.space.fixed] * self.chunks)])

@@ -172,6 +172,30 @@ def test_small_spaces_take_the_exact_expectation_and_big_ones_draw(tiny):
     assert 2 < len(est.period_cycles) == len(cs.known_points) < len(cs.accel_dist)
 
 
+def test_one_engine_searches_with_one_draw(tiny):
+    """`search.accel_samples: 1` with one engine: the term costs that draw and its fitting neighbours
+    and the accelerator logits get a gradient (one draw's local expectations are unbiased alone,
+    test_the_estimate_averaged_over_every_draw_is_exact with draws=1)."""
+    tiny["search"]["accel_exact"] = 0
+    tiny["search"]["accel_samples"] = 1
+    cs = CoSearch(load_config(tiny))
+    a, dist = cs.arch, cs.accel_dist
+    with torch.no_grad():
+        op_w, bw, ba = a.op_probs(), a.bit_probs("w"), a.bit_probs("a")
+    logits = [a.accel_logits(0)]
+    replay = torch.Generator().manual_seed(0)
+    replay.set_state(cs.sampler.gen.get_state())
+    drawn = int(dist.sample(logits[0], 1, replay)[0])  # the draw hw_term is about to make
+    nb = dist.tables()[3][drawn]
+    neighbours = sorted(set(nb[nb >= 0].tolist()))
+    term, est = cs.hw_term(op_w, bw, ba)
+    assert drawn in neighbours and cs.known_points == neighbours
+    assert len(est.period_cycles) == len(neighbours) < len(dist)
+    term.backward()
+    g = torch.cat([p.grad.flatten() for p in logits[0]])  # every choice's logits reached
+    assert torch.isfinite(g).all() and g.abs().max() > 0
+
+
 def test_visibility_names_the_choices_the_cost_sees(tiny):
     cs = CoSearch(load_config(tiny))
     d = cs.design()

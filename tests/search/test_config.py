@@ -66,6 +66,34 @@ def test_wrong_values_are_named(user, message):
         load_config(user)
 
 
+def test_one_accelerator_draw_is_enough_for_one_engine_only():
+    # one engine: local expectations, unbiased from one draw; several: the jointly drawn points'
+    # leave-one-out baseline needs two
+    assert load_config({"search": {"accel_samples": 1}}).search.accel_samples == 1
+    with pytest.raises(
+        ConfigError,
+        match=r"search.accel_samples must be >= 2 with accelerator.chunks > 1 .* got 1 with 2 engines; "
+        r"set search.accel_samples: 2 or accelerator.chunks: 1",
+    ):
+        load_config({"search": {"accel_samples": 1}, "accelerator": {"chunks": 2}})
+    two = load_config({"search": {"accel_samples": 2}, "accelerator": {"chunks": 2}})
+    assert (two.search.accel_samples, two.accelerator.chunks) == (2, 2)
+    # a fixed accelerator draws nothing: one sample is not an error with several engines
+    fixed = {
+        "rows": 8,
+        "cols": 8,
+        "buffer_kb": {"W": 32, "I": 32, "O": 16},
+        "dataflow": "weight-stationary",
+        "double_buffer": True,
+    }
+    one = load_config({"search": {"accel_samples": 1}, "accelerator": {"chunks": 2, "fixed": fixed}})
+    assert one.search.accel_samples == 1
+    with pytest.raises(ConfigError, match="search.accel_samples must be a positive integer, got 0"):
+        load_config({"search": {"accel_samples": 0}})
+    with pytest.raises(ConfigError, match="search.accel_exact must be >= 0, got -1"):
+        load_config({"search": {"accel_exact": -1}})
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     epochs=st.integers(1, 50),
