@@ -117,7 +117,7 @@ def layer_cycles(
                 # the GEMM module: a reset opening the tile, then the chunk's GEMM
                 ready = max(gemm_end, load_end)
                 exp_load += ready - gemm_end
-                if c0 == 0:
+                if c0 == cb_lo:  # the tile opens: its reset
                     if store_end > ready:
                         exp_store += store_end - ready
                         ready = store_end

@@ -46,7 +46,7 @@ def _assert_same(model, run, what: str) -> None:
 
 def _layer(conv: Conv, x_bits: int, w_bits: int, y_bits: int, residual: bool, r_bits: int) -> CoreLayer:
     """A layer with zero weights: its program, and so its cycles, do not depend on the values."""
-    k = conv.kg
+    k = conv.groups * conv.kg
     return CoreLayer(
         "l", conv, x_bits, True, 0, w_bits, y_bits, np.zeros((k, conv.cg, conv.r, conv.s), np.int64),
         np.zeros(k, np.int32), True, np.ones(k, np.float32), residual, r_bits,
@@ -54,6 +54,19 @@ def _layer(conv: Conv, x_bits: int, w_bits: int, y_bits: int, residual: bool, r_
 
 
 widths = st.sampled_from([8, 6, 4])
+
+
+@pytest.mark.parametrize(
+    "groups, cg, kg, stride",
+    [(96, 1, 1, 1), (144, 1, 1, 2), (4, 16, 8, 1), (3, 40, 20, 1)],
+    ids=["depthwise", "depthwise-s2", "grouped", "grouped-across-blocks"],
+)
+def test_grouped_layers(engine, groups, cg, kg, stride):
+    """Grouped layers reduce over each tile's channel window only (core_compile.channel_window): a tile
+    opens at its window's first block, not block 0."""
+    conv = Conv(groups, cg, kg, 8, 8, 3, 3, (stride, stride), (1, 1))
+    layer = _layer(conv, 8, 8, 8, False, 8)
+    _assert_same(_modelled(engine, layer, None), _simulated(engine, layer, None), f"{conv}")
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
