@@ -180,18 +180,27 @@ def signed_rep(value, bits: int, signed: bool):
 
 
 # ---- tiling ---------------------------------------------------------------------------------------------
-def _in_rows(conv: Conv, rows: int) -> int:
+def in_rows(conv: Conv, rows: int) -> int:
+    """Input rows (with padding) a tile of `rows` output rows reads."""
     return (rows - 1) * conv.stride[0] + (conv.r - 1) * conv.dilation[0] + 1
 
 
-def _pixels(rows: int, ow: int) -> int:
+def tile_pixels(rows: int, ow: int) -> int:
+    """A tile's micro-op run: its pixels padded to the pipeline gap."""
     return -(-rows * ow // PIPELINE_GAP) * PIPELINE_GAP
 
 
 def _footprint(shape: CoreShape, conv: Conv, rows: int) -> int:
     """Input vectors one channel block of a tile of `rows` output rows occupies: its padded input rows,
     whole words (a load starts on a word)."""
-    return -(-_in_rows(conv, rows) * conv.padded[1] // shape.rows) * shape.rows
+    return -(-in_rows(conv, rows) * conv.padded[1] // shape.rows) * shape.rows
+
+
+def padding_rows(conv: Conv, y0: int, rows_in: int) -> tuple[int, int, int]:
+    """The first input row of a tile starting at output row y0 (negative or past H: padding), and how
+    many of its `rows_in` rows are padding above and below the input."""
+    iy0 = y0 * conv.stride[0] - conv.pad[0]
+    return iy0, max(0, -iy0), max(0, iy0 + rows_in - conv.h)
 
 
 def channel_window(shape: CoreShape, conv: Conv, b0: int, nb: int) -> tuple[int, int]:
@@ -228,7 +237,7 @@ def tiling_fits(shape: CoreShape, conv: Conv, tiling: Tiling) -> bool:
         return False
     if tiling.blocks % per_vec and tiling.blocks < n_blocks:
         return False
-    p, taps = _pixels(tiling.rows, conv.out[1]), conv.r * conv.s
+    p, taps = tile_pixels(tiling.rows, conv.out[1]), conv.r * conv.s
     return (
         tiling.blocks * tiling.chunk * taps <= shape.wgt_words // halves
         and tiling.blocks * p <= shape.acc_words * shape.cols
@@ -340,7 +349,7 @@ def _steps(prog: CoreProgram, bases: dict[str, int]) -> list[_Step]:
     shape, layer, tiling, conv = prog.shape, prog.layer, prog.tiling, prog.layer.conv
     rows_, cols_ = shape.rows, shape.cols
     oh, ow = conv.out
-    sy, py, px = conv.stride[0], conv.pad[0], conv.pad[1]
+    px = conv.pad[1]
     taps, wp = conv.r * conv.s, conv.padded[1]
     n_blocks = -(-layer.k // rows_)
     per_vec = cols_ // rows_
@@ -362,10 +371,9 @@ def _steps(prog: CoreProgram, bases: dict[str, int]) -> list[_Step]:
         cb_lo, cb_hi = channel_window(shape, conv, b0, nb)
         for y0 in range(0, oh, tiling.rows):
             th = min(tiling.rows, oh - y0)
-            p, rows_in = _pixels(th, ow), _in_rows(conv, th)
+            p, rows_in = tile_pixels(th, ow), in_rows(conv, th)
             foot = _footprint(shape, conv, th)
-            iy0 = y0 * sy - py  # the tile's first input row (rows outside 0..H-1 are padding)
-            top, bot = max(0, -iy0), max(0, iy0 + rows_in - conv.h)
+            iy0, top, bot = padding_rows(conv, y0, rows_in)
             real = rows_in - top - bot
             for ci, c0 in enumerate(range(cb_lo, cb_hi, tiling.chunk)):
                 nc = min(tiling.chunk, cb_hi - c0)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from codax.codegen.core import CoreShape
-from codax.codegen.core_compile import PIPELINE_GAP, Tiling, channel_window, width_code
+from codax.codegen.core_compile import Tiling, channel_window, in_rows, padding_rows, tile_pixels, width_code
 from codax.codegen.core_cycles import insn_cycles
 from codax.codegen.core_layout import Conv
 
@@ -46,16 +46,6 @@ class LayerCycles:
     tiles: int
 
 
-def in_rows(conv: Conv, rows: int) -> int:
-    """Input rows (with padding) a tile of `rows` output rows reads (core_compile._in_rows)."""
-    return (rows - 1) * conv.stride[0] + (conv.r - 1) * conv.dilation[0] + 1
-
-
-def tile_pixels(rows: int, ow: int) -> int:
-    """A tile's micro-op run: its pixels padded to the pipeline gap (core_compile._pixels)."""
-    return -(-rows * ow // PIPELINE_GAP) * PIPELINE_GAP
-
-
 def layer_cycles(
     shape: CoreShape, conv: Conv, x_bits: int, w_bits: int, y_bits: int, residual: bool = False,
     r_bits: int = 8, tiling: Tiling | None = None,
@@ -69,7 +59,7 @@ def layer_cycles(
     xcode, wcode, ycode = (width_code(shape, b, w) for b, w in ((x_bits, "input"), (w_bits, "weight"),
                                                                  (y_bits, "output")))  # fmt: skip
     oh, ow = conv.out
-    taps, py, px, sy = conv.r * conv.s, conv.pad[0], conv.pad[1], conv.stride[0]
+    taps, px = conv.r * conv.s, conv.pad[1]
     n_blocks = -(-conv.groups * conv.kg // shape.rows)
     per_vec = shape.cols // shape.rows
     depth = 2 if tiling.double else 1
@@ -98,8 +88,8 @@ def layer_cycles(
         for y0 in range(0, oh, tiling.rows):
             th = min(tiling.rows, oh - y0)
             p, rows_in = tile_pixels(th, ow), in_rows(conv, th)
-            iy0 = y0 * sy - py
-            real = max(0, rows_in - max(0, -iy0) - max(0, iy0 + rows_in - conv.h))
+            _, top, bot = padding_rows(conv, y0, rows_in)
+            real = max(0, rows_in - top - bot)
             inp = load(memory=2, width=xcode, y_pad_0=rows_in - real, y_size=real, x_size=conv.w,
                        x_pad_0=px, x_pad_1=px)  # fmt: skip
             uops = load(memory=0, y_size=1, x_size=p * (1 + taps))
