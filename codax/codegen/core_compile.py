@@ -10,7 +10,13 @@ each). Per tile: a GEMM that resets the tile's accumulators; per chunk: the chun
 rows are loaded (zero padding written by the load, in the input's zero-point representation) and one
 GEMM accumulates; then one STORE per output vector block. The tile's micro-ops enumerate (tap, output
 pixel) with pixels innermost, padded to a multiple of 8 pixels so that two updates of one accumulator
-word are at least 8 steps apart whatever the tile (docs/engine_core.md, "hazards").
+word are at least 8 steps apart whatever the tile (docs/engine_core.md, "hazards"). Where ROWS > COLS a
+row block's accumulator vector is ROWS / COLS output vectors, one STORE each (`tile_stores`).
+
+Parameters: param_buf holds the layer's record and PARAM_DEPTH - 1 channels, loaded with the first
+step. A layer with more channels runs in windows of whole tiles (`param_windows`), each window's
+parameters loaded with its first step once the stores of the window before are done (a barrier GEMM of
+no steps between them: `_with_tokens`).
 
 Groups: a grouped convolution runs as the dense one whose weights are zero outside each output
 channel's group; a tile reduces over the input channel blocks its output channels' groups reach only
@@ -212,6 +218,61 @@ def channel_window(shape: CoreShape, conv: Conv, b0: int, nb: int) -> tuple[int,
     return c_lo // shape.cols, -(-c_hi // shape.cols)
 
 
+def blocks_per_vector(shape: CoreShape) -> int:
+    """Row blocks (ROWS channels) one stored COLS-lane output vector takes: COLS / ROWS, or 1 when an
+    accumulator vector spans several output vectors (ROWS > COLS)."""
+    return core_store.max_blocks(shape)
+
+
+def tile_stores(shape: CoreShape, k_all: int, b0: int, nb: int) -> list[tuple[int, int, int, int]]:
+    """The STOREs closing a tile of row blocks b0 .. b0 + nb - 1 of a layer of `k_all` output channels:
+    (first row block within the tile, output vector block, accumulator vectors a pixel, part) each. Where
+    COLS >= ROWS one STORE assembles each output vector from COLS / ROWS row blocks; where ROWS > COLS a
+    row block's accumulator vector spans ROWS / COLS output vectors, one STORE (part) each, those past
+    the layer's channels left out."""
+    parts = core_store.vector_parts(shape)
+    if parts == 1:
+        per_vec = core_store.max_blocks(shape)
+        return [(ob, (b0 + ob) // per_vec, min(per_vec, nb - ob), 0) for ob in range(0, nb, per_vec)]
+    n_vec = -(-k_all // shape.cols)
+    return [
+        (ob, (b0 + ob) * parts + j, 1, j)
+        for ob in range(nb)
+        for j in range(parts)
+        if (b0 + ob) * parts + j < n_vec
+    ]
+
+
+def store_slot(shape: CoreShape, blocks: int, part: int) -> dict[str, int]:
+    """A STORE's `blocks` or `part` field, whichever the shape's format has (core_store.store_format)."""
+    return {"blocks": blocks} if core_store.vector_parts(shape) == 1 else {"part": part}
+
+
+PARAM_CHANNELS = core_load.PARAM_DEPTH - 1  # param_buf: the layer's record and this many channels
+
+
+def param_windows(shape: CoreShape, k_all: int, tile_blocks: int) -> list[tuple[int, int]]:
+    """The layer's output channels as param_buf holds them, in row blocks [lo, hi): all of them when they
+    fit, else consecutive runs of whole tiles of `tile_blocks` row blocks, as many as fit; the compiler
+    reloads the parameters (record and channels) at each run's first step."""
+    n_blocks = -(-k_all // shape.rows)
+    if k_all <= PARAM_CHANNELS:
+        return [(0, n_blocks)]
+    per = PARAM_CHANNELS // tile_entries(shape, tile_blocks) * tile_blocks
+    if per < 1:
+        raise UnsupportedError(
+            f"a tile of {tile_blocks} row blocks of {shape.rows} channels exceeds param_buf's "
+            f"{PARAM_CHANNELS} channels"
+        )
+    return [(b, min(b + per, n_blocks)) for b in range(0, n_blocks, per)]
+
+
+def tile_entries(shape: CoreShape, blocks: int) -> int:
+    """param_buf entries the stores of a tile of `blocks` row blocks read: its channels, in whole output
+    vectors (COLS)."""
+    return -(-blocks * shape.rows // shape.cols) * shape.cols
+
+
 def choose_tiling(shape: CoreShape, conv: Conv) -> Tiling:
     """The largest tile that fits: double-buffered if one output row of one vector of channels fits half
     of each buffer, else single-buffered; all output channels and the whole reduction if they fit, then
@@ -231,12 +292,15 @@ def tiling_fits(shape: CoreShape, conv: Conv, tiling: Tiling) -> bool:
     """Whether a tile of `tiling` fits the buffers (half of the inputs, weights and micro-ops when
     double-buffered), and its row blocks make whole stored output vectors."""
     halves = 2 if tiling.double else 1
-    n_blocks = -(-conv.groups * conv.kg // shape.rows)
-    per_vec = shape.cols // shape.rows
+    k_all = conv.groups * conv.kg
+    n_blocks = -(-k_all // shape.rows)
+    per_vec = blocks_per_vector(shape)
     if tiling.blocks < 1 or tiling.rows < 1 or tiling.chunk < 1 or tiling.rows > conv.out[0]:
         return False
     if tiling.blocks % per_vec and tiling.blocks < n_blocks:
         return False
+    if k_all > PARAM_CHANNELS and tile_entries(shape, tiling.blocks) > PARAM_CHANNELS:
+        return False  # a tile's channels must fit param_buf (param_windows)
     p, taps = tile_pixels(tiling.rows, conv.out[1]), conv.r * conv.s
     return (
         tiling.blocks * tiling.chunk * taps <= shape.wgt_words // halves
@@ -247,7 +311,7 @@ def tiling_fits(shape: CoreShape, conv: Conv, tiling: Tiling) -> bool:
 
 
 def _largest_tile(shape: CoreShape, conv: Conv, halves: int) -> tuple[int, int, int] | None:
-    per_vec = shape.cols // shape.rows  # row blocks per stored output vector
+    per_vec = blocks_per_vector(shape)  # row blocks per stored output vector
     n_blocks = -(-conv.groups * conv.kg // shape.rows)
     blocks, chunk = n_blocks, -(-conv.groups * conv.cg // shape.cols)
     while True:
@@ -276,6 +340,7 @@ class _Step:
     gemm: dict
     reset: dict | None = None
     stores: list[dict] = field(default_factory=list)
+    drain: bool = False  # it opens a parameter window after the first: its loads wait for every store
 
 
 def compile_layer(
@@ -307,11 +372,12 @@ def _dram_image(prog: CoreProgram, x, residual) -> dict[str, int]:
     k_all, c_all, taps = layer.k, layer.c, conv.r * conv.s
     n_blocks = -(-k_all // rows_)
     oh, ow = conv.out
-    if 1 + k_all > core_load.PARAM_DEPTH:
+    try:
+        windows = param_windows(shape, k_all, prog.tiling.blocks)
+    except UnsupportedError as e:
         raise UnsupportedError(
-            f"layer {layer.name}: {k_all} output channels; param_buf holds the record and "
-            f"{core_load.PARAM_DEPTH - 1} channels (split the layer's output channels)"
-        )
+            f"layer {layer.name}: {k_all} output channels; {e}: tile fewer row blocks"
+        ) from None
     bases = {}
     x_data = np.zeros((c_all, conv.h, conv.w), np.int64) if x is None else np.asarray(x, np.int64)
     bases["input"] = prog.region("input", blocked(shape, x_data, layer.x_bits))  # raw: the load flips
@@ -334,7 +400,13 @@ def _dram_image(prog: CoreProgram, x, residual) -> dict[str, int]:
     s_zero = signed_rep(layer.x_zero, layer.x_bits, layer.x_signed)
     bias = layer.bias.astype(np.int64) - s_zero * layer.weight.reshape(k_all, -1).astype(np.int64).sum(1)
     bias = (bias + (1 << 31)) % (1 << 32) - (1 << 31)  # the int32 accumulator's wrap
-    bases["params"] = prog.region("params", _param_image(shape, layer, bias))
+    # per parameter window (param_windows): the record, then its channels' entries
+    images = [_param_image(shape, layer, bias, lo * rows_, min(hi * rows_, k_all)) for lo, hi in windows]
+    bases["params"] = prog.region("params", b"".join(images))
+    beat = bases["params"]
+    for w, image in enumerate(images):
+        bases[f"params_{w}"] = beat
+        beat += len(image) // (shape.beat_bits // 8)
     if layer.residual:
         r = np.zeros((k_all, oh, ow), np.int64) if residual is None else np.asarray(residual, np.int64)
         bases["residual"] = prog.region("residual", blocked(shape, r, layer.r_bits))
@@ -351,8 +423,7 @@ def _steps(prog: CoreProgram, bases: dict[str, int]) -> list[_Step]:
     oh, ow = conv.out
     px = conv.pad[1]
     taps, wp = conv.r * conv.s, conv.padded[1]
-    n_blocks = -(-layer.k // rows_)
-    per_vec = cols_ // rows_
+    windows = param_windows(shape, layer.k, tiling.blocks)
     halves = 2 if tiling.double else 1
     inp_half, wgt_half = shape.inp_words * rows_ // halves, shape.wgt_words // halves
     uop_half = core.UOP_DEPTH // halves
@@ -366,9 +437,9 @@ def _steps(prog: CoreProgram, bases: dict[str, int]) -> list[_Step]:
 
     steps: list[_Step] = []
     resident: dict[int, tuple] = {}  # micro-op slot (buffer half) -> the kernel it holds
-    for b0 in range(0, n_blocks, tiling.blocks):
-        nb = min(tiling.blocks, n_blocks - b0)
+    for b0, nb, w_index, w_lo in row_block_tiles(windows, tiling.blocks):
         cb_lo, cb_hi = channel_window(shape, conv, b0, nb)
+        opens_window = b0 == windows[w_index][0]
         for y0 in range(0, oh, tiling.rows):
             th = min(tiling.rows, oh - y0)
             p, rows_in = tile_pixels(th, ow), in_rows(conv, th)
@@ -379,8 +450,11 @@ def _steps(prog: CoreProgram, bases: dict[str, int]) -> list[_Step]:
                 nc = min(tiling.chunk, cb_hi - c0)
                 half = len(steps) % halves
                 loads = []
-                if not steps:  # the parameters, once (param_buf holds the layer's channels)
-                    loads.append(dict(memory=3, dram_base=bases["params"], y_size=1, x_size=1 + layer.k))
+                drain = opens_window and y0 == 0 and ci == 0  # the window's parameters: its first step
+                if drain:
+                    entries = 1 + min(windows[w_index][1] * rows_, layer.k) - w_lo * rows_
+                    base = bases[f"params_{w_index}"]
+                    loads.append(dict(memory=3, dram_base=base, y_size=1, x_size=entries))
                 key = (th, half)
                 ub = half * uop_half
                 if resident.get(half) != key:
@@ -407,21 +481,29 @@ def _steps(prog: CoreProgram, bases: dict[str, int]) -> list[_Step]:
                 gemm = dict(mode=0, uop_bgn=ub + p, uop_end=ub + p * (1 + taps), iter_out=nb, iter_in=nc,
                             dst_factor_out=p, src_factor_in=foot, wgt_factor_out=nc * taps,
                             wgt_factor_in=taps)  # fmt: skip
-                step = _Step(loads, gemm)
+                step = _Step(loads, gemm, drain=drain and bool(steps))
                 if ci == 0:  # open the tile: zero its accumulators (the kernel's first p micro-ops: tap 0)
                     step.reset = dict(
                         reset=1, mode=0, uop_bgn=ub, uop_end=ub + p, iter_out=nb, iter_in=1, dst_factor_out=p
                     )
                 steps.append(step)
-            for ob in range(0, nb, per_vec):
-                kv = (b0 + ob) // per_vec  # the output vector block
+            for ob, kv, blocks, part in tile_stores(shape, layer.k, b0, nb):  # kv: the output vector block
                 at = (kv * oh + y0) * ow
                 steps[-1].stores.append(
                     dict(sram_base=ob * p, dram_base=bases["output"] + at * vb_y, y_size=th, x_size=ow,
-                         x_stride=ow, blocks=min(per_vec, nb - ob), block_stride=p, param_base=1 + kv * cols_,
-                         width=ycode, res=int(layer.residual), res_base=bases.get("residual", 0) + at * vb_r)
+                         x_stride=ow, **store_slot(shape, blocks, part), block_stride=p,
+                         param_base=1 + kv * cols_ - w_lo * rows_, width=ycode, res=int(layer.residual),
+                         res_base=bases.get("residual", 0) + at * vb_r)
                 )  # fmt: skip
     return steps
+
+
+def row_block_tiles(windows: list[tuple[int, int]], blocks: int):
+    """(first row block, row blocks, window index, the window's first row block) of each tile of row
+    blocks, in order: tiles of `blocks` within each parameter window."""
+    for w, (lo, hi) in enumerate(windows):
+        for b0 in range(lo, hi, blocks):
+            yield b0, min(blocks, hi - b0), w, lo
 
 
 def _with_tokens(steps: list[_Step], depth: int) -> list[tuple[str, dict]]:
@@ -432,13 +514,19 @@ def _with_tokens(steps: list[_Step], depth: int) -> list[tuple[str, dict]]:
         overwrites: depth 2 double-buffered, 1 single);
       g2s (RAW): a tile's last GEMM pushes, its first store pops;
       s2g (WAR): a tile's last store pushes, the next tile's reset pops (the accumulators are single).
-    Every push has its pop, in order on each queue."""
+    A step that opens a parameter window after the first (`drain`) overwrites param_buf, which the
+    stores before it read: a GEMM of no steps (the barrier) pops their s2g and pushes the g2l its group
+    waits for, that group issued after it, and the GEMMs before the barrier push no g2l for the groups
+    after it (the barrier follows their reads). Every push has its pop, in order on each queue."""
     n = len(steps)
     out: list[tuple[str, dict]] = []
 
+    def pushes(j: int) -> bool:  # GEMM j pushes g2l for the group of step j + depth
+        return j + depth < n and not any(steps[i].drain for i in range(j + 1, j + depth + 1))
+
     def group(k: int) -> None:
         loads = [dict(d) for d in steps[k].loads]
-        if k >= depth:
+        if steps[k].drain or (k >= depth and pushes(k - depth)):
             loads[0]["pop_next"] = 1
         loads[-1]["push_next"] = 1
         out.extend(("load", d) for d in loads)
@@ -446,17 +534,17 @@ def _with_tokens(steps: list[_Step], depth: int) -> list[tuple[str, dict]]:
     group(0)
     tiles_closed = 0
     for k, st in enumerate(steps):
-        if k + 1 < n:
+        if k + 1 < n and not steps[k + 1].drain:
             group(k + 1)
         gemm = dict(st.gemm)
         if st.reset is not None:
             reset = dict(st.reset, pop_prev=1)
-            if tiles_closed:
+            if tiles_closed and not st.drain:
                 reset["pop_next"] = 1
             out.append(("gemm", reset))
         else:
             gemm["pop_prev"] = 1
-        if k + depth < n:
+        if pushes(k):
             gemm["push_prev"] = 1
         stores = [dict(d) for d in st.stores]
         if stores:
@@ -467,6 +555,9 @@ def _with_tokens(steps: list[_Step], depth: int) -> list[tuple[str, dict]]:
             tiles_closed += 1
         out.append(("gemm", gemm))
         out.extend(("store", d) for d in stores)
+        if k + 1 < n and steps[k + 1].drain:
+            out.append(("gemm", dict(mode=0, pop_next=1, push_prev=1)))  # the barrier: no steps
+            group(k + 1)
     return out
 
 
@@ -492,16 +583,16 @@ def _uop_image(shape: CoreShape, kernel) -> bytes:
     return b"".join((d | s << f | w << 2 * f).to_bytes(bb, "little") for d, s, w in kernel)
 
 
-def _param_image(shape: CoreShape, layer: CoreLayer, bias: np.ndarray) -> bytes:
-    """param_buf's entries as the store reads them: the layer's record, then each channel's bias,
-    multiplier and residual multiplier."""
+def _param_image(shape: CoreShape, layer: CoreLayer, bias: np.ndarray, k_lo: int, k_hi: int) -> bytes:
+    """param_buf's entries as the store reads them: the layer's record, then the bias, multiplier and
+    residual multiplier of each channel k_lo .. k_hi - 1."""
     bb = shape.beat_bits // 8
     rcode = shape.in_widths.index(layer.r_bits) if layer.residual else 0
     lo, hi = (max(-(1 << 31), min((1 << 31) - 1, v)) for v in (layer.lo, layer.hi))
     rec = core_store.layer_record(layer.y_zero, layer.r_zero, lo, hi, rcode, layer.requant, layer.r_signed)
     mr = int(np.float32(layer.mr).view(np.uint32))
     out = [rec.to_bytes(bb, "little")]
-    for k in range(layer.k):
+    for k in range(k_lo, k_hi):
         m = int(np.float32(layer.m[k]).view(np.uint32))
         out.append(core_store.param_entry(int(bias[k]), m, mr).to_bytes(bb, "little"))
     return b"".join(out)

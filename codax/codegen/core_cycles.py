@@ -56,6 +56,12 @@ def _store_beats(shape: CoreShape, f: dict, res_bits: int | None) -> tuple[int, 
     return vb_out, vb_res
 
 
+def _store_blocks(shape: CoreShape, f: dict) -> int:
+    """Accumulator vectors a STORE requantizes per pixel: its `blocks` field, or 1 where the format has
+    `part` instead (ROWS > COLS: core_store.store_format)."""
+    return f.get("blocks", 0) if shape.cols >= shape.rows else 1
+
+
 def insn_trips(shape: CoreShape, kind: str, f: dict, res_bits: int | None = None) -> int:
     """The iterations of the pipelined loops the instruction's IP runs (`res_bits`: a STORE's residual
     width, which its layer record holds, not its fields)."""
@@ -68,7 +74,8 @@ def insn_trips(shape: CoreShape, kind: str, f: dict, res_bits: int | None = None
         return f.get("y_size", 0) * f.get("x_size", 0) * beats + sum(pads)
     if kind == "store":
         vb_out, vb_res = _store_beats(shape, f, res_bits)
-        return shape.cols + f.get("y_size", 0) * f.get("x_size", 0) * (vb_res + f.get("blocks", 0) + vb_out)
+        per_pixel = vb_res + _store_blocks(shape, f) + vb_out
+        return shape.cols + f.get("y_size", 0) * f.get("x_size", 0) * per_pixel
     return 0
 
 
@@ -83,7 +90,7 @@ def insn_loops(shape: CoreShape, kind: str, f: dict, res_bits: int | None = None
         vb_out, vb_res = _store_beats(shape, f, res_bits)
         rows = f.get("y_size", 0) if f.get("x_size", 0) else 0
         bursts = rows * (int(vb_res > 0) + 1)
-        return 1 + rows * int(f.get("blocks", 0) > 0) + bursts, bursts
+        return 1 + rows * int(_store_blocks(shape, f) > 0) + bursts, bursts
     return 0, 0
 
 

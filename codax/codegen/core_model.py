@@ -4,7 +4,10 @@ building the instructions or running C-simulation (a search calls it per layer a
 
 The program is a sequence of steps (one per tile and reduction chunk, tiles over row blocks then output
 rows). Per step k:
-  load group  [parameters, step 0] [micro-op kernel, when the buffer half holds another tile height]
+  [barrier]   a GEMM of no steps before the first step of each parameter window after the first: it
+              starts when the GEMM module is free and the stores are done, and the group waits for it
+  load group  [parameters, a window's first step] [micro-op kernel, when the buffer half holds another
+              tile height]
               the chunk's weights, one input load per channel block (rows with padding);
   GEMM module [reset, when k opens a tile] the accumulating GEMM;
   stores      one per output vector block, after the GEMM that closes a tile.
@@ -24,7 +27,18 @@ from dataclasses import dataclass
 from functools import cache
 
 from codax.codegen.core import CoreShape
-from codax.codegen.core_compile import Tiling, channel_window, in_rows, padding_rows, tile_pixels, width_code
+from codax.codegen.core_compile import (
+    Tiling,
+    channel_window,
+    in_rows,
+    padding_rows,
+    param_windows,
+    row_block_tiles,
+    store_slot,
+    tile_pixels,
+    tile_stores,
+    width_code,
+)
 from codax.codegen.core_cycles import insn_cycles
 from codax.codegen.core_layout import Conv
 
@@ -60,8 +74,8 @@ def layer_cycles(
                                                                  (y_bits, "output")))  # fmt: skip
     oh, ow = conv.out
     taps, px = conv.r * conv.s, conv.pad[1]
-    n_blocks = -(-conv.groups * conv.kg // shape.rows)
-    per_vec = shape.cols // shape.rows
+    k_all = conv.groups * conv.kg
+    windows = param_windows(shape, k_all, tiling.blocks)
     depth = 2 if tiling.double else 1
 
     # the instructions' cycles by their fields, once per distinct instruction (tiles repeat)
@@ -82,9 +96,9 @@ def layer_cycles(
     exp_load = exp_store = 0
     resident: dict[int, int] = {}  # buffer half -> the tile height whose micro-ops it holds
     k = tiles = 0
-    for b0 in range(0, n_blocks, tiling.blocks):
-        nb = min(tiling.blocks, n_blocks - b0)
+    for b0, nb, w_index, w_lo in row_block_tiles(windows, tiling.blocks):
         cb_lo, cb_hi = channel_window(shape, conv, b0, nb)
+        opens_window = b0 == w_lo
         for y0 in range(0, oh, tiling.rows):
             th = min(tiling.rows, oh - y0)
             p, rows_in = tile_pixels(th, ow), in_rows(conv, th)
@@ -96,12 +110,22 @@ def layer_cycles(
             for c0 in range(cb_lo, cb_hi, tiling.chunk):
                 nc = min(tiling.chunk, cb_hi - c0)
                 half = k % depth
-                group = 0 if k else load(memory=3, y_size=1, x_size=1 + conv.groups * conv.kg)
+                group = 0
+                barrier_end = 0
+                if opens_window and y0 == 0 and c0 == cb_lo:  # the window's parameters
+                    entries = 1 + min(windows[w_index][1] * shape.rows, k_all) - w_lo * shape.rows
+                    group = load(memory=3, y_size=1, x_size=entries)
+                    if k:  # a later window: the barrier GEMM waits for the stores, the group for it
+                        ready = max(gemm_end, store_end)
+                        exp_store += ready - gemm_end
+                        barrier_end = gemm_end = ready + gemm(0)
+                        busy_gemm += gemm(0)
                 if resident.get(half) != th:
                     group += uops
                     resident[half] = th
                 group += load(memory=1, width=wcode, y_size=nb, x_size=nc * taps) + nc * inp
                 start = max(load_end, gemm_ends[k - depth]) if k >= depth else load_end
+                start = max(start, barrier_end)
                 load_end = start + group
                 busy_load += group
                 # the GEMM module: a reset opening the tile, then the chunk's GEMM
@@ -122,8 +146,8 @@ def layer_cycles(
             # the tile's stores, one per output vector block, after its last GEMM
             stores = sum(
                 cycles("store", ("y_size", th), ("x_size", ow), ("width", ycode),
-                       ("blocks", min(per_vec, nb - ob)), ("res", int(residual)))
-                for ob in range(0, nb, per_vec)
+                       *store_slot(shape, blocks, part).items(), ("res", int(residual)))
+                for _, _, blocks, part in tile_stores(shape, k_all, b0, nb)
             )  # fmt: skip
             store_end = max(store_end, gemm_end) + stores
             busy_store += stores

@@ -8,10 +8,16 @@ What a STORE names (docs/engine_core.md, "The STORE instruction"): a tile of y_s
 whose block b (ROWS output channels) of pixel p = y * x_size + x is accumulator vector
 sram_base + b * block_stride + p (vector v: word v % ACC_WORDS, column v / ACC_WORDS); `blocks` of them
 make one COLS-lane output vector, written as VB(w) beats at dram_base + (y * x_stride + x) * VB(w).
+Where ROWS > COLS an accumulator vector is ROWS / COLS output vectors (the next layer's COLS-channel
+blocks): the instruction has `part` instead of `blocks`, and writes rows part * COLS .. part * COLS +
+COLS - 1 of each pixel's accumulator vector as its output vector -- a ROWS / COLS : 1 multiplexer per
+lane, set once per instruction -- so the compiler issues ROWS / COLS STOREs per row block. The store
+requantizes min(ROWS, COLS) lanes a cycle either way.
 param_buf holds one beat per channel (bias, M and MR as float32 bit patterns) from param_base, and the
-layer's record (zero points, clamp, residual width and signedness, requantize or not) in entry 0 (one
-record per layer, so a layer of up to PARAM_DEPTH - 1 channels keeps its parameters resident); `res`
-adds the residual tensor, read from DRAM in the output's layout at the record's width.
+layer's record (zero points, clamp, residual width and signedness, requantize or not) in entry 0; a
+layer of more than PARAM_DEPTH - 1 channels has its parameters loaded per window of channels
+(codax.codegen.core_compile.param_windows); `res` adds the residual tensor, read from DRAM in the
+output's layout at the record's width.
 
 The datapath of one row of pixels, as VTA's store writes DRAM (a memcpy per row): three pipelined
 loops at II 1 -- RES_IN reads the row's residual beats (x_size x VB(w_res)) into a row buffer of
@@ -39,6 +45,7 @@ from codax.codegen.core_load import PARAM_BITS, PARAM_DEPTH  # param_buf, which 
 from codax.errors import UnsupportedError
 
 DRAM_BASE_BITS = 28
+MIN_DRAM_BASE_BITS = 24  # a STORE's DRAM bases: 2^24 beats (256 MiB of 128-bit beats) at least
 WIDTH_CODE_BITS = 2
 REQUANT_HEADER = "codax_requant.h"
 REQUANT_PATH = Path(__file__).parent / "include" / REQUANT_HEADER
@@ -61,8 +68,20 @@ def vector_beats(shape: CoreShape, width: int) -> int:
 
 
 def max_blocks(shape: CoreShape) -> int:
-    """ROWS-lane accumulator vectors per COLS-lane output vector."""
-    return shape.cols // shape.rows
+    """ROWS-lane accumulator vectors per COLS-lane output vector (1 when ROWS >= COLS)."""
+    return max(1, shape.cols // shape.rows)
+
+
+def vector_parts(shape: CoreShape) -> int:
+    """COLS-lane output vectors per ROWS-lane accumulator vector (1 when COLS >= ROWS): a STORE writes
+    one of them, its `part` field naming which."""
+    return max(1, shape.rows // shape.cols)
+
+
+def store_lanes(shape: CoreShape) -> int:
+    """Lanes the store requantizes a cycle: one accumulator vector (ROWS), or one output vector (COLS)
+    when an accumulator vector spans several."""
+    return min(shape.rows, shape.cols)
 
 
 def _acc_vectors(shape: CoreShape) -> int:
@@ -75,12 +94,10 @@ def _acc_vectors(shape: CoreShape) -> int:
 
 
 def store_supported(shape: CoreShape) -> bool:
-    """Whether core_store can be built: a K x C mode, an output vector of at least one accumulator
-    vector, one to four output widths of at most 16 bits, and a param_buf beat wide enough for an
-    entry (99 bits)."""
+    """Whether core_store can be built: a K x C mode, one to four output widths of at most 16 bits, and a
+    param_buf beat wide enough for an entry (99 bits)."""
     return (
         any(m.name == "kxc" for m in shape.modes)
-        and shape.cols >= shape.rows
         and bool(shape.in_widths)
         and len(shape.in_widths) <= 1 << WIDTH_CODE_BITS
         and max(shape.in_widths) <= 16
@@ -91,19 +108,28 @@ def store_supported(shape: CoreShape) -> bool:
 def store_format(shape: CoreShape) -> core_isa.InsnFormat:
     """The STORE instruction of `shape`: accumulator vector addresses and pixel counts at the K x C
     buffer's depth (a tile side of at most depth - 1 pixels), DRAM bases in beats, and the DRAM row
-    stride (output vectors per row) taking the bits the others leave, at least a tile side's."""
+    stride (output vectors per row) taking the bits the others leave, at least a tile side's. `blocks`
+    (accumulator vectors an output vector) where COLS >= ROWS, else `part` (which output vector of the
+    accumulator vector). Where a deep accumulator buffer leaves the stride less than a tile side, the
+    DRAM bases give up bits instead, down to MIN_DRAM_BASE_BITS."""
     vec = core_isa.bits_for(_acc_vectors(shape) - 1)
-    head = [("sram_base", vec), ("dram_base", DRAM_BASE_BITS), ("y_size", vec), ("x_size", vec)]
+    if vector_parts(shape) == 1:
+        slot = ("blocks", core_isa.bits_for(max_blocks(shape)))
+    else:
+        slot = ("part", core_isa.bits_for(vector_parts(shape) - 1))
+    fixed = 4 * vec + core_isa.bits_for(PARAM_DEPTH - 1) + WIDTH_CODE_BITS + 1 + slot[1]
+    left = core_isa.INSN_BITS - sum(f.bits for f in core_isa.HEAD) - fixed  # the bases and the stride
+    dram = max(MIN_DRAM_BASE_BITS, min(DRAM_BASE_BITS, (left - vec) // 2))
+    head = [("sram_base", vec), ("dram_base", dram), ("y_size", vec), ("x_size", vec)]
     tail = [
-        ("blocks", core_isa.bits_for(max_blocks(shape))),
+        slot,
         ("block_stride", vec),
         ("param_base", core_isa.bits_for(PARAM_DEPTH - 1)),
         ("width", WIDTH_CODE_BITS),
         ("res", 1),
-        ("res_base", DRAM_BASE_BITS),
+        ("res_base", dram),
     ]
-    used = sum(f.bits for f in core_isa.HEAD) + sum(b for _, b in head + tail)
-    stride = max(vec, core_isa.INSN_BITS - used)
+    stride = max(vec, left - 2 * dram)
     fields = [*head, ("x_stride", stride), *tail]
     return core_isa.InsnFormat("store", tuple(core_isa.Field(n, b) for n, b in fields))
 
@@ -156,7 +182,7 @@ def store_source(shape: CoreShape) -> str:
     (core_isa.isa_header) in scope, and include/codax_requant.h included before the namespace."""
     if not store_supported(shape):
         raise UnsupportedError(
-            f"{shape.name}: no store IP (it needs a K x C mode, COLS >= ROWS, at most 4 output widths of at "
+            f"{shape.name}: no store IP (it needs a K x C mode, at most 4 output widths of at "
             f"most 16 bits and a beat of at least {REQUANT_BIT + 1} bits)"
         )
     widths = shape.in_widths
@@ -178,12 +204,29 @@ def store_source(shape: CoreShape) -> str:
         f"            if (insn.width == {i}) cur.range({w} * l + {w - 1}, {w} * l) = q.range({w - 1}, 0);"
         for i, w in enumerate(widths)
     )
+    parts = vector_parts(shape)
+    if parts == 1:  # ROWS lanes a cycle: accumulator vector `slot` of the output vector
+        lanes, lane_doc = "ROWS", "slot * ROWS + r"
+        lane_of = "(l & (ROWS - 1)) == r && (l >> LOG_ROWS) == slot"
+        acc_read = "        const acc_t acc = acc_buf[word][r][col];"
+    else:  # COLS lanes a cycle: rows part * COLS .. of the accumulator vector (a fixed multiplexer)
+        lanes, lane_of, lane_doc = "COLS", "l == r", "r"
+        acc_read = (
+            "        acc_t acc = 0;\n"
+            "      PART:  // lane r of the output vector: row part * COLS + r of the accumulator vector\n"
+            "        for (int h = 0; h < ST_PARTS; ++h)\n"
+            "          if (h == part) acc = acc_buf[word][h * COLS + r][col];"
+        )
+    part_decl = "\n  const st_part_t part = insn.part;" if parts > 1 else ""
     return f"""
 // ---- the store IP: accumulator vectors + bias -> requantized, clamped, packed output vectors --------
 // output widths {"/".join(map(str, widths))} bits (width code i: the i-th), {vb_max} beat(s) of
-// {shape.beat_bits} bits for the widest vector; up to {nb} ROWS-lane accumulator vector(s) an output vector
+// {shape.beat_bits} bits for the widest vector; up to {nb} ROWS-lane accumulator vector(s) an output vector,
+// {parts} output vector(s) an accumulator vector
 {fmt.cpp()}
 const int ST_VB_MAX = {vb_max};
+const int ST_PARTS = {parts};  // output vectors an accumulator vector spans (ROWS / COLS, at least 1)
+typedef ap_uint<{core_isa.bits_for(parts - 1)}> st_part_t;
 const int ST_ROW_MAX = {1 << x_bits};  // the most pixels of a row (x_size)
 typedef ap_uint<ST_VB_MAX * BEAT_BITS> st_vec_t;  // one output or residual vector, whole beats
 typedef ap_uint<{vec}> st_vidx_t;  // a K x C accumulator vector: wraps at the buffer's depth
@@ -242,7 +285,7 @@ PARAMS:
   // iteration reads or writes the next beat of the port (UG1399's burst: sequential and unconditional in
   // a pipelined loop), the row held in two vector buffers between them
   const bool has_res = insn.res == 1;
-  const st_slot_t blocks = insn.blocks;
+  const st_slot_t blocks = {"insn.blocks" if parts == 1 else "1"};{part_decl}
   const st_slot_t vb_out = {vb_code("insn.width")};
   const st_slot_t vb_res = has_res ? st_slot_t({vb_code("res_code")}) : st_slot_t(0);
   const st_pix_t x_size = insn.x_size;
@@ -300,15 +343,15 @@ ROWS_Y:
       const lane_t col = v >> LOG_ACC_WORDS;
       st_vec_t cur = slot == 0 ? st_vec_t(0) : packed;  // lanes past blocks * ROWS stay 0
     LANES:
-      for (int r = 0; r < ROWS; ++r) {{
-        const acc_t acc = acc_buf[word][r][col];
+      for (int r = 0; r < {lanes}; ++r) {{
+{acc_read}
         ap_int<32> bias_l = 0;
         ap_uint<32> m_l = 0, mr_l = 0;
         st_res_t res_l = 0;
-      PICK:  // lane l = slot * ROWS + r of the vector: its channel's parameters, its residual (the
-             // unpackers); the lanes of other rows r fold away at unrolling
+      PICK:  // lane l = {lane_doc} of the vector: its channel's parameters, its residual (the
+             // unpackers); the other lanes fold away at unrolling
         for (int l = 0; l < COLS; ++l) {{
-          if ((l & (ROWS - 1)) == r && (l >> LOG_ROWS) == slot) {{
+          if ({lane_of}) {{
             bias_l = bias[l];
             m_l = mul[l];
             mr_l = mul_res[l];
@@ -327,7 +370,7 @@ ROWS_Y:
         }}
       PACK:  // the fixed packers, one per output width
         for (int l = 0; l < COLS; ++l) {{
-          if ((l & (ROWS - 1)) == r && (l >> LOG_ROWS) == slot) {{
+          if ({lane_of}) {{
 {pack}
           }}
         }}

@@ -8,7 +8,7 @@ round trips and reload less: the model weighs both."""
 from __future__ import annotations
 
 from codax.codegen.core import CoreShape
-from codax.codegen.core_compile import Tiling, choose_tiling, tiling_fits
+from codax.codegen.core_compile import Tiling, blocks_per_vector, choose_tiling, tiling_fits
 from codax.codegen.core_layout import Conv
 
 
@@ -23,7 +23,7 @@ def _powers(limit: int) -> list[int]:
 def candidates(shape: CoreShape, conv: Conv) -> list[Tiling]:
     """The fitting tilings considered: powers of two up to the layer's extent in each of row blocks
     (whole output vectors), output rows and chunks, both buffering modes, and the largest fitting tile."""
-    per_vec = shape.cols // shape.rows
+    per_vec = blocks_per_vector(shape)
     n_blocks = -(-conv.groups * conv.kg // shape.rows)
     n_chunks = -(-conv.groups * conv.cg // shape.cols)
     blocks = sorted({min(n_blocks, b * per_vec) for b in _powers(-(-n_blocks // per_vec))})

@@ -2,25 +2,57 @@
 (codax.codegen.core_compile), run by the generated IPs under the token scheduler (core_sim), equals the
 project's golden layer (codax.codegen.golden.golden_layer: numpy, ONNX Runtime's float32
 requantization) bit for bit -- zero points, padding, strides, residuals, unsigned outputs, tilings that
-split the output channels, rows and the reduction."""
+split the output channels, rows and the reduction, arrays with more rows than columns (an accumulator
+vector stored as several output vectors), and layers with more output channels than param_buf holds
+(parameters reloaded per window of channels) -- and the cycle model equals the counted cycles."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codax.codegen.core import core_shape
-from codax.codegen.core_compile import CoreLayer, Tiling, compile_layer
+from codax.codegen.core_compile import CoreLayer, Tiling, compile_layer, param_windows
+from codax.codegen.core_model import layer_cycles
 from codax.codegen.core_sim import Engine, output
 from codax.codegen.golden import golden_layer
 from codax.codegen.params import random_params
+from codax.hw import library
 from codax.hw.library import load_accelerator
-from codax.ir import Epilogue, Precision, conv2d
+from codax.ir import Epilogue, Precision, conv2d, load_accelerator_yaml
+
+
+def reshaped_zc706(rows: int, cols: int):
+    """zc706-int8 with a rows x cols array and its buffers' bytes unchanged."""
+    d = yaml.safe_load((Path(library.__file__).parent / "accelerators" / "zc706-int8.yaml").read_text())
+    d["name"] = f"zc706-int8-{rows}x{cols}"
+    d["pe_array"].update(rows=rows, cols=cols)
+    return load_accelerator_yaml(yaml.safe_dump(d))
 
 
 @pytest.fixture(scope="module")
 def engine():
     return Engine(core_shape(load_accelerator("zc706-int8")))
+
+
+@pytest.fixture(scope="module")
+def tall_engine():
+    """32 x 16: more rows than columns, each ROWS-lane accumulator vector two COLS-lane output vectors."""
+    return Engine(core_shape(reshaped_zc706(32, 16)))
+
+
+def _run_checked(engine, core_layer, tiling, x, res, want, upstream_first=True):
+    """Run the compiled layer; assert it bit-exact and its counted cycles equal to the cycle model's."""
+    prog = compile_layer(engine.shape, core_layer, tiling, x=x, residual=res)
+    run = engine.run(prog, upstream_first=upstream_first)
+    np.testing.assert_array_equal(output(prog, run), want)
+    model = layer_cycles(engine.shape, core_layer.conv, core_layer.x_bits, core_layer.w_bits,
+                         core_layer.y_bits, core_layer.residual, core_layer.r_bits, prog.tiling)  # fmt: skip
+    assert run.cycles == model.cycles
+    return prog
 
 
 def _case(c, k, hw, kernel, stride, pad, seed, act="relu", residual=False, bits=(8, 8, 8), signed_x=True,
@@ -79,6 +111,62 @@ def test_tiled_layer_any_schedule(engine):
             np.testing.assert_array_equal(got, want, err_msg=f"double={double} upstream={upstream_first}")
 
 
+# 48 channels on 32 rows: the second row block's second output vector is past the channels (not stored)
+TALL_CASES = [
+    "3x3 s1, partial blocks",
+    "7x7 s2 stem, unsigned input",
+    "3x3 residual",
+    "dense",
+    "3x3 depthwise",
+]
+
+
+@pytest.mark.parametrize("name", TALL_CASES)
+def test_rows_over_cols_layer_matches_golden(tall_engine, name):
+    layer, params, x, res, want = _case(**CASES[name], seed=1)
+    _run_checked(tall_engine, CoreLayer.of(layer, params), None, x, res, want)
+
+
+def test_rows_over_cols_tiled_layer(tall_engine):
+    """Several row-block tiles, row tiles and reduction chunks on 32 x 16, both buffering modes, both
+    scheduler preferences."""
+    layer, params, x, res, want = _case(c=40, k=72, hw=(6, 5), kernel=(3, 3), stride=(1, 1), pad=1, seed=4,
+                                        residual=True, bits=(8, 8, 6))  # fmt: skip
+    for tiling in (
+        Tiling(blocks=1, rows=2, chunk=1, double=True),
+        Tiling(blocks=2, rows=3, chunk=2, double=False),
+    ):
+        for upstream_first in (True, False):
+            _run_checked(tall_engine, CoreLayer.of(layer, params), tiling, x, res, want, upstream_first)
+
+
+# 1,280 output channels (MobileNetV2's last 1x1 convolution) exceed param_buf's 1,023 channel entries
+WIDE = dict(c=40, k=1280, hw=(2, 3), kernel=(1, 1), stride=(1, 1), pad=0, residual=True)
+
+
+@pytest.mark.parametrize(
+    "tiling", [None, Tiling(blocks=40, rows=1, chunk=1, double=True), Tiling(24, 2, 2, double=False)],
+    ids=["best", "two-equal-windows", "single-buffered"],
+)  # fmt: skip
+def test_more_output_channels_than_param_buf(engine, tiling):
+    """The compiler splits the channels into windows of whole tiles and reloads the parameters per
+    window. With two windows of 640 channels the second's load overwrites entries the first's last
+    stores read: upstream-first scheduling runs every load as early as its tokens allow, so only the
+    barrier before the reload keeps those stores' parameters."""
+    layer, params, x, res, want = _case(**WIDE, seed=3)
+    core_layer = CoreLayer.of(layer, params)
+    for upstream_first in (True, False):
+        prog = _run_checked(engine, core_layer, tiling, x, res, want, upstream_first)
+        assert len(param_windows(engine.shape, core_layer.k, prog.tiling.blocks)) == 2
+
+
+def test_more_output_channels_than_param_buf_rows_over_cols(tall_engine):
+    layer, params, x, res, want = _case(**WIDE, seed=5)
+    core_layer = CoreLayer.of(layer, params)
+    for tiling in (None, Tiling(blocks=20, rows=2, chunk=2, double=True)):
+        _run_checked(tall_engine, core_layer, tiling, x, res, want)
+
+
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     g=st.integers(1, 8), cg=st.integers(1, 12), kg=st.integers(1, 6), h=st.integers(1, 7),
@@ -106,12 +194,16 @@ def test_random_layers(engine, c, k, h, w, kernel, stride, bits, signed_x, seed)
     np.testing.assert_array_equal(output(prog, engine.run(prog)), want)
 
 
-@pytest.mark.parametrize("net", ["resnet18", "mobilenet_v2"])
-def test_qdq_network(tmp_path, net):
+@pytest.mark.parametrize(
+    "net, array", [("resnet18", None), ("mobilenet_v2", None), ("mobilenet_v2", (32, 16))],
+    ids=["resnet18", "mobilenet_v2", "mobilenet_v2-32x16"],
+)  # fmt: skip
+def test_qdq_network(tmp_path, net, array):
     """A whole QDQ network (ONNX Runtime's quantize_static: uint8 activations with zero points,
     per-channel int8 weights; MobileNetV2's depthwise layers grouped) with every layer on the core and
     the host ops (quantize, pooling, adds) between them equals the golden network (numpy layers, ONNX's
-    reference evaluator for host ops) on every tensor, and every layer ran (cycles counted)."""
+    reference evaluator for host ops) on every tensor, and every layer ran (cycles counted); on
+    zc706-int8, and on its buffers reshaped to a 32 x 16 array (`array`)."""
     import torch
 
     from codax.codegen.core_runner import CoreLayerRunner
@@ -125,7 +217,7 @@ def test_qdq_network(tmp_path, net):
     shape = (1, 3, 16, 16)
     model = resnet18(num_classes=10, width=8) if net == "resnet18" else mobilenet_v2(10, width_mult=0.25)
     path = _quantize(export_torch(model, torch.randn(shape), tmp_path / "f.onnx"), tmp_path / "q.onnx", shape)
-    accel = load_accelerator("zc706-int8")
+    accel = load_accelerator("zc706-int8") if array is None else reshaped_zc706(*array)
     graph = extract_graph(pipeline(accel)(import_onnx(path)), accel=accel)
     model = load_onnx(path).model
     params = {layer.name: from_onnx(model, layer) for layer in graph.layers}
