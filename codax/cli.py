@@ -96,10 +96,15 @@ def _compile(args: argparse.Namespace) -> int:
             engine=args.engine,
             check=args.check,
         )
-    if args.engine == "core":
+    if res.engine == "core":
         return _core_result(res, args.json)
     if args.json:
-        print(json.dumps({"out_dir": str(res.out_dir), **res.report.to_dict()["totals"]}, indent=2))
+        print(
+            json.dumps(
+                {"out_dir": str(res.out_dir), "engine": res.engine, **res.report.to_dict()["totals"]},
+                indent=2,
+            )
+        )
     else:
         print(res.report.table())
         print(
@@ -115,18 +120,23 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _core_result(res, as_json: bool) -> int:
     """What `codax compile --engine core` prints: the report's table (or its JSON); exit 1 when --check
-    found a mismatch."""
+    found a mismatch. The project's model.so runs with `codax run OUT --input X.npy [--check]`."""
     rep = res.report.to_dict()
     check = rep.get("check")
     if as_json:
         keys = ("engine", "accelerator", "cycles", "program", "dram", "check")
         res_ = {k: v for k, v in rep["resources"].items() if k in ("dsp", "bram18", "dsp_kind", "device")}
+        exe = {"executable": str(res.executable) if res.executable else None}
         print(json.dumps({"out_dir": str(res.out_dir), **{k: rep[k] for k in keys if k in rep},
-                          "resources": res_}, indent=2))  # fmt: skip
+                          "resources": res_, **exe}, indent=2))  # fmt: skip
     else:
         print(res.report.table())
         print(f"\nwrote {res.out_dir}/ (report.json, README.md, program.bin, program.idx, dram.bin, "
-              "schedule.yaml, core.cpp, core_system.cpp, include/, run_hls.tcl)")  # fmt: skip
+              "schedule.yaml, core.cpp, core_system.cpp, include/, run_hls.tcl"
+              + (", model.so)" if res.executable else ")"))  # fmt: skip
+        if res.executable:
+            print(f"run it: codax run {res.out_dir} --input X.npy [--check] (every layer on the core in "
+                  "C-simulation)")  # fmt: skip
     return 0 if check is None or check["bit_exact"] else 1
 
 
@@ -265,15 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--force", action="store_true", help="replace an existing output directory")
     comp.add_argument(
         "--engine",
-        default="default",
+        default=None,
         metavar="ENGINE",
-        help="the project's accelerator: default (the descriptor engine, codax_engine.h) or core (the GEMM "
-        "core: LOAD / GEMM / STORE instructions and one DRAM image; docs/engine_core.md)",
+        help="the project's accelerator: core (the GEMM core: LOAD / GEMM / STORE instructions and one DRAM "
+        "image; docs/engine_core.md) or descriptor (the descriptor engine, codax_engine.h: any accelerator, "
+        "in C-simulation only); either project holds model.so for `codax run`. Unset: the core where it can "
+        "be ACCEL and run every layer, else the descriptor engine (report.json's notes say why)",
     )
     comp.add_argument(
         "--check",
         action="store_true",
-        help="--engine core: run the whole network in C-simulation, every layer on the core, and compare "
+        help="the core: run the whole network in C-simulation, every layer on the core, and compare "
         "with the golden network (bit-exact); recorded in report.json, exit 1 on mismatch",
     )
     comp.add_argument("--json", action="store_true", help="machine-readable output")

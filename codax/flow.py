@@ -11,13 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
-from codax.errors import ConfigError, ModelError
+from codax.errors import ConfigError, ModelError, UnsupportedError
 from codax.ir import Accelerator, Mapping, dump_yaml, load_mappings, save_mappings
 
 EXECUTABLE = "model.so"
 MODEL_COPY = "model.onnx"
 MANIFEST = "codax.json"
-ENGINES = ("default", "core")  # the project's accelerator: codax_engine.h's interpreter, or the GEMM core
+#: the project's accelerator: the GEMM core (docs/engine_core.md), or the descriptor engine
+#: (codax_engine.h: any accelerator, in C-simulation; its loops do not run at the core's II)
+ENGINES = ("core", "descriptor")
+#: the engine a compile without --engine takes: the first of these that can be the accelerator and run
+#: every offloaded layer (the descriptor engine runs any)
+PREFERRED_ENGINES = ("core", "descriptor")
 
 
 @dataclass
@@ -26,12 +31,41 @@ class CompileResult:
     report: object  # codax.passes.CompileReport
     mappings: dict[str, Mapping]
     executable: Path | None
+    engine: str = "descriptor"
+    #: why the preferred engine was not taken (a compile without --engine), else None
+    engine_note: str | None = None
 
 
 def _accelerator(accel: str | Path | Accelerator) -> Accelerator:
     from codax.hw import load_accelerator
 
     return accel if isinstance(accel, Accelerator) else load_accelerator(accel)
+
+
+def engine_fits(engine: str, accel: Accelerator) -> bool:
+    """Whether `engine` can be `accel` (the core needs its load and store IPs for the accelerator's array,
+    widths and DRAM beat; the descriptor engine is any accelerator)."""
+    if engine != "core":
+        return True
+    from codax.codegen.core_project import shape_for
+
+    try:
+        shape_for(accel)
+    except UnsupportedError:
+        return False
+    return True
+
+
+def choose_engine(engine: str | None, accel: Accelerator, analyze_only: bool = False) -> str:
+    """The engine a compile uses: `engine` when named (checked against ENGINES), else the first of
+    PREFERRED_ENGINES that can be `accel` (the descriptor project for an analysis: the core's project
+    has no analysis-only form)."""
+    if engine is None:
+        fits = [e for e in PREFERRED_ENGINES if engine_fits(e, accel) and not (analyze_only and e == "core")]
+        return fits[0] if fits else "descriptor"
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine!r}: engines are {', '.join(ENGINES)}")
+    return engine
 
 
 def compile_model(
@@ -46,7 +80,7 @@ def compile_model(
     objective: str = "latency",
     executable: bool = True,
     calibrate: str | Path | None = None,
-    engine: str = "default",
+    engine: str | None = None,
     check: bool = False,
 ) -> CompileResult:
     """Compile an ONNX model for `accel` into `out_dir` (written atomically: a failure leaves any
@@ -55,17 +89,23 @@ def compile_model(
     accelerator are then costed at its precision. `calibrate` (a .npy / .npz of sample inputs, or a
     folder of them) quantizes a float model with ONNX Runtime first (codax.frontend.calibrate); the
     output keeps the quantized model as model.onnx. A float model on an integer accelerator needs it
-    (or analyze_only)."""
+    (or analyze_only). `engine`: "core" (the GEMM core) or "descriptor" (the descriptor engine); None
+    takes the first of PREFERRED_ENGINES that can be the accelerator (choose_engine), and the descriptor
+    engine when the core refuses one of the model's layers (the reason kept as `engine_note` and in
+    report.json). Either writes model.so, the TVM executable whose offloaded layers run on that engine
+    in C-simulation."""
     from codax.frontend import import_onnx, load_onnx
     from codax.frontend.calibrate import quantize, require_integer_model
     from codax.passes import build_report, offloaded_layers, pipeline
 
-    if engine not in ENGINES:
+    if engine is not None and engine not in ENGINES:  # refused before anything is read
         raise ConfigError(f"--engine {engine!r}: engines are {', '.join(ENGINES)}")
     out = Path(out_dir)
     if out.exists() and not force:
         raise ConfigError(f"output directory {out} exists; pass --force to replace it")
     acc = _accelerator(accel)
+    chosen = engine is None
+    engine = choose_engine(engine, acc, analyze_only)
     if engine == "core":
         from codax.codegen.core_project import shape_for
 
@@ -74,7 +114,7 @@ def compile_model(
             raise ConfigError("--engine core writes a project; --analyze-only stops before it")
     elif check:
         raise ConfigError(
-            "--check runs the core engine's project in C-simulation (--engine core); the default project "
+            "--check runs the core engine's project in C-simulation (--engine core); the descriptor project "
             "is checked by `codax run OUT --input X.npy --check`"
         )
     given = load_mappings(mappings) if isinstance(mappings, (str, Path)) else mappings
@@ -106,8 +146,17 @@ def compile_model(
         files["report.json"] = json.dumps(report.to_dict(), indent=1).encode()
         write_atomic(out, files)
         return CompileResult(out, report, maps, None)
+    note = None
     if engine == "core":
-        return _compile_core(lm, mod, acc, out, files, maps, check)
+        try:
+            return _compile_core(lm, mod, report, acc, out, files, maps, check, executable)
+        except UnsupportedError as e:
+            if not chosen:
+                raise
+            note = f"the core refused this model ({e}); compiled for the descriptor engine" + (
+                " (--check runs on the core only: run `codax run OUT --input X.npy --check`)" if check else ""
+            )
+            report.notes.append(note)
 
     from codax.codegen.byoc import build_executable
     from codax.codegen.golden_net import golden_network
@@ -134,14 +183,17 @@ def compile_model(
         )  # fmt: skip
     if executable:
         exe_path = out / EXECUTABLE
-    return CompileResult(out, report, maps, exe_path)
+    return CompileResult(out, report, maps, exe_path, "descriptor", note)
 
 
 def _compile_core(
-    lm, mod, acc: Accelerator, out: Path, files: dict, maps: dict, check: bool
+    lm, mod, report, acc: Accelerator, out: Path, files: dict, maps: dict, check: bool, executable: bool
 ) -> CompileResult:
-    """The core engine's project (codax.codegen.core_project) beside the model, accel.yaml and mappings."""
+    """The core engine's project (codax.codegen.core_project) beside the model, accel.yaml and mappings,
+    and model.so: the executable whose offloaded layers run on the core in C-simulation
+    (codax.codegen.byoc.core_kernels)."""
     from codax.codegen import core_project
+    from codax.codegen.byoc.core_kernels import build_core_executable
     from codax.codegen.params import from_onnx
     from codax.codegen.project import write_atomic
     from codax.frontend import extract_graph
@@ -149,11 +201,12 @@ def _compile_core(
     graph = extract_graph(mod, accel=acc)
     params = {layer.name: from_onnx(lm.model, layer) for layer in graph.layers}
     project, net, rep = core_project.generate(graph, acc, params)
+    core_project.with_compile_report(rep, report)
     if check:
         rep.data["check"] = core_project.check(
             lm.model, graph, params, net.shape, project, rep.data, testbench_inputs(lm)
         )
-    core_project.finish(project, rep, acc, out.name)
+    core_project.finish(project, rep, acc, out.name, executable)
     files[MANIFEST] = json.dumps(
         {
             "inputs": {k: list(v) for k, v in lm.input_shapes.items()},
@@ -161,8 +214,40 @@ def _compile_core(
             "engine": "core",
         }
     ).encode()
+    if executable:
+        with tempfile.TemporaryDirectory() as td:
+            so = Path(td) / EXECUTABLE
+            build_core_executable(mod, acc, params=params).export_library(str(so))
+            files[EXECUTABLE] = so.read_bytes()
     write_atomic(out, {**files, **project})
-    return CompileResult(out, rep, maps, None)
+    return CompileResult(out, rep, maps, out / EXECUTABLE if executable else None, "core")
+
+
+def core_figures(model: str | Path, accel: Accelerator, mappings: dict[str, Mapping] | None = None) -> dict:
+    """What `codax compile` reports for `model` on the core, computed in memory (no project written): the
+    network's cycles (the core's cycle model, equal to the counted C-simulation), latency, instructions and
+    the resources the generated sources declare (core_hw). UnsupportedError names the accelerator or the
+    layer the core refuses."""
+    from codax.codegen import core_project
+    from codax.codegen.params import from_onnx
+    from codax.frontend import extract_graph, import_onnx, load_onnx
+    from codax.passes import pipeline
+
+    core_project.shape_for(accel)
+    lm = load_onnx(model)
+    graph = extract_graph(pipeline(accel, mappings)(import_onnx(lm)), accel=accel)
+    params = {layer.name: from_onnx(lm.model, layer) for layer in graph.layers}
+    _, _, rep = core_project.generate(graph, accel, params)
+    d, res = rep.to_dict(), rep.to_dict()["resources"]
+    return {
+        "cycles": d["cycles"]["total"],
+        "latency_ms": d["cycles"]["latency_ms"],
+        "fps": 1e3 / d["cycles"]["latency_ms"],
+        "instructions": d["program"]["instructions"],
+        "dsp": res["dsp"],
+        "bram18": res["bram18"],
+        "fits": res.get("fits", True),
+    }
 
 
 def testbench_inputs(lm) -> dict[str, np.ndarray]:
@@ -192,15 +277,6 @@ def run_compiled(out_dir: str | Path, inputs: dict[str, np.ndarray] | np.ndarray
 
     out = Path(out_dir)
     so = out / EXECUTABLE
-    if (
-        not so.exists()
-        and (out / MANIFEST).is_file()
-        and json.loads((out / MANIFEST).read_text()).get("engine") == "core"
-    ):
-        raise ConfigError(
-            f"{out}: a core engine project has no executable; its C-simulation runs at compile time "
-            "(`codax compile MODEL --engine core --check`, report.json's check)"
-        )
     if not so.exists():
         raise ConfigError(
             f"{out}: no {EXECUTABLE}; compile with `codax compile MODEL.onnx ... -o {out}` first"

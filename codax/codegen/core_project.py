@@ -54,20 +54,42 @@ exit
 
 @dataclass
 class CoreReport:
-    """report.json of a core project, and the table the CLI prints."""
+    """report.json of a core project, and the table the CLI prints. After `with_compile_report`, also the
+    passes' report (codax.passes.CompileReport: per ONNX node its placement, per layer its precision and
+    the cost model's figures), whose `layers`, `nodes`, `totals` and `notes` it gives as that report does,
+    so a compile's result reads the same whichever engine it took."""
 
     data: dict = field(default_factory=dict)
+    compile: object | None = None  # codax.passes.CompileReport
 
     def to_dict(self) -> dict:
         return self.data
 
+    @property
+    def layers(self) -> list:
+        return self.compile.layers if self.compile else []
+
+    @property
+    def nodes(self) -> list:
+        return self.compile.nodes if self.compile else []
+
+    @property
+    def totals(self) -> dict:
+        return self.compile.totals if self.compile else {}
+
+    @property
+    def notes(self) -> list[str]:
+        return self.compile.notes if self.compile else []
+
     def table(self) -> str:
         d = self.data
-        lines = [f"{'layer':32} {'cycles':>10} {'instructions':>12}  tiling"]
-        for name, lay in d["layers"].items():
-            t = lay["tiling"]
+        lines = [self.compile.table(), ""] if self.compile else []
+        lines.append(f"{'core layer':32} {'cycles':>10} {'instructions':>12}  tiling")
+        for lay in d["layers"]:
+            name, core = lay["layer"], lay["core"]
+            t = core["tiling"]
             lines.append(
-                f"{name[:32]:32} {lay['cycles']['cycles']:>10,} {lay['instructions']['count']:>12,}  "
+                f"{name[:32]:32} {core['cycles']['cycles']:>10,} {core['instructions']['count']:>12,}  "
                 f"{t['blocks']} blocks x {t['rows']} rows, chunk {t['chunk']}"
                 + (", double" if t["double"] else "")
             )
@@ -207,18 +229,18 @@ def generate(
     files["program.idx"] = net.index_bytes()
     files["dram.bin"] = bytes(net.dram)
     files["schedule.yaml"] = dump_yaml(_schedule(graph, net)).encode()
-    layers = {}
+    layers = []
     for name, p in net.layers.items():
         cl = p.layer
         lc = layer_cycles(shape, cl.conv, cl.x_bits, cl.w_bits, cl.y_bits, cl.residual, cl.r_bits, p.tiling)
         t = p.tiling
-        layers[name] = {
+        layers.append({"layer": name, "core": {
             "instructions": {"first": p.first, "count": p.count},
             "tiling": {"blocks": t.blocks, "rows": t.rows, "chunk": t.chunk, "double": t.double},
             "cycles": {"cycles": lc.cycles, "load": lc.load, "gemm": lc.gemm, "store": lc.store,
                        "exposed_load": lc.exposed_load, "exposed_store": lc.exposed_store},
-        }  # fmt: skip
-    total = sum(v["cycles"]["cycles"] for v in layers.values())
+        }})  # fmt: skip
+    total = sum(v["core"]["cycles"]["cycles"] for v in layers)
     iis = {
         m: {lp.label or f"line {lp.line}": lp.ii for lp in loops}
         for m, loops in core_hw.ip_loops(shape).items()
@@ -243,6 +265,17 @@ def generate(
     report = CoreReport(rep)
     files["run_hls.tcl"] = _run_hls(accel, shape).encode()
     return files, net, report
+
+
+def with_compile_report(rep: CoreReport, compile_report) -> None:
+    """`rep` with the passes' report (codax.passes.CompileReport) beside the core's sections: its
+    model, totals, notes and nodes, and per layer its entry with the core's (`core`) added, in the order
+    the passes list them."""
+    d = compile_report.to_dict()
+    core = {lay["layer"]: lay["core"] for lay in rep.data["layers"]}
+    layers = [{**r, "core": core[r["layer"]]} for r in d["layers"]]  # every offloaded layer runs on the core
+    rep.data = {**d, **rep.data, "layers": layers}
+    rep.compile = compile_report
 
 
 def _run_hls(accel: Accelerator, shape) -> str:
@@ -284,7 +317,7 @@ def check(
     want = golden_network(model, graph, params, inputs)
     outputs = [o.name for o in model.graph.output]
     differ = [n for n in want if not np.array_equal(np.asarray(got[n]), np.asarray(want[n]))]
-    model_cycles = {name: lay["cycles"]["cycles"] for name, lay in report["layers"].items()}
+    model_cycles = {lay["layer"]: lay["core"]["cycles"]["cycles"] for lay in report["layers"]}
     return {
         "bit_exact": not differ and set(runner.cycles) == set(net.layers),
         "reference": "golden network (numpy layers, onnx.reference host ops)",
@@ -300,7 +333,7 @@ def check(
     }
 
 
-def readme(accel: Accelerator, rep: dict, out_name: str) -> str:
+def readme(accel: Accelerator, rep: dict, out_name: str, executable: bool = False) -> str:
     r = rep["resources"]
     lines = [
         f"# {out_name}: a network on the core engine of {accel.name}",
@@ -315,6 +348,12 @@ def readme(accel: Accelerator, rep: dict, out_name: str) -> str:
         "- Check in C-simulation (every layer's instructions on the DRAM image, bit-exact against the "
         "golden network): `codax compile MODEL --accel " + accel.name + " --engine core --check -o DIR`; "
         "the result is `check` in report.json.",
+        *(
+            ["- Run the network: `codax run DIR --input X.npy [--check]` runs model.so, the TVM executable "
+             "in which each layer's instructions run on the core in C-simulation and the host ops on the CPU "
+             "(`--check`: bit-exact against the golden network)."]
+            if executable else []
+        ),
         "- Synthesize each IP: `vitis_hls -f run_hls.tcl`.",
         "- On the device: load dram.bin at the DRAM base of the `dram`, `out` and `res` ports (one address "
         "space), then per node of schedule.yaml in order: a core layer runs instructions [first, first + "
@@ -338,7 +377,10 @@ def readme(accel: Accelerator, rep: dict, out_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def finish(files: dict[str, bytes], rep: CoreReport, accel: Accelerator, out_name: str) -> None:
-    """report.json and README.md from the report as it stands (after the check, if any)."""
+def finish(
+    files: dict[str, bytes], rep: CoreReport, accel: Accelerator, out_name: str, executable: bool = False
+) -> None:
+    """report.json and README.md from the report as it stands (after the check, if any); `executable`:
+    the project holds model.so."""
     files["report.json"] = json.dumps(rep.data, indent=1).encode()
-    files["README.md"] = readme(accel, rep.data, out_name).encode()
+    files["README.md"] = readme(accel, rep.data, out_name, executable).encode()

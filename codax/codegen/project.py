@@ -276,6 +276,7 @@ def report(graph, accel, mappings, costs, sched: RuntimeSchedule, compile_report
         out["layers"] = [{"layer": n, **v} for n, v in hw_layers.items()]
     out.update(
         {
+            "engine": "descriptor",
             "target": accel.target,
             "device": accel.device,
             "clock_mhz": accel.clock_mhz,

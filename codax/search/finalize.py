@@ -71,6 +71,19 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((model.eval()(x).argmax(1) == y).float().mean())
 
 
+def _core_figures(model: Path, accel, mappings) -> dict:
+    """The derived design as the generated core runs it (what `codax compile` reports: codax.flow.
+    core_figures), beside the search's model of it; the core's reason where it cannot be the accelerator
+    or run a layer."""
+    from codax.errors import UnsupportedError
+    from codax.flow import core_figures
+
+    try:
+        return core_figures(model, accel, mappings)
+    except UnsupportedError as e:
+        return {"refused": str(e)}
+
+
 def finalize_design(cs, d: Design, out: Path, progress: bool = True) -> dict:
     """Retrain, export net.onnx (+ net_float.onnx), accel.yaml, mappings.yaml, architecture.json,
     plots; returns the summary entries."""
@@ -81,8 +94,9 @@ def finalize_design(cs, d: Design, out: Path, progress: bool = True) -> dict:
     dump_yaml(accel.to_dict(), accel_path)
     load_accelerator(accel_path)  # the hand-off must load back
     widths = {la.name: la.precision for la in graph.layers}  # checked against net.onnx's at compile
+    handed = {name: replace(m, precision=widths[name]) for name, m in mappings.items()}
     save_mappings(
-        {name: replace(m, precision=widths[name]) for name, m in mappings.items()},
+        handed,
         out / "mappings.yaml",
         extra={"network": "cosearch", "accelerator": accel.name, "naming": NAMING},
     )
@@ -125,6 +139,7 @@ def finalize_design(cs, d: Design, out: Path, progress: bool = True) -> dict:
         res.update(export_qdq(model, str(float_path), str(out / "net.onnx"), calib, cs.data.test))
     else:
         (out / "net.onnx").write_bytes(float_path.read_bytes())
+    res["core"] = _core_figures(out / "net.onnx", accel, handed)
     arch = {
         "naming": NAMING,
         "layers": [
