@@ -46,7 +46,10 @@ that are not the cost's, which make its local expectations noisier than the cost
 draws' neighbours are evaluated (and their tables cached) with the draws, a bounded number per
 draw (the sum over blocks of their options), so K grows by them too; when K holds every fitting
 point (a space of at most `search.accel_exact` points is tabulated up front) the term is the exact
-expectation, gradient included, and nothing is drawn.
+expectation, gradient included, and nothing is drawn. A neighbour differs from its draw in one
+block, so with the mapper's tables most of its layers pose the mapper a search already run
+(codax/search/mappertable.py shares them): the neighbours' costs stay exact and cost little more
+than the draws'.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ class AccelDist:
 
     def __init__(self, feasible: torch.Tensor):
         self.feasible = feasible.long()
-        self.index = {self.point(i): i for i in range(len(self))}
+        self._points = [tuple(int(v) for v in row) for row in self.feasible.tolist()]  # host tuples
+        self.index = {p: i for i, p in enumerate(self._points)}
         self._tables: tuple | None = None
 
     def __len__(self) -> int:
@@ -82,7 +86,7 @@ class AccelDist:
         return (lp.unsqueeze(1) - torch.log(-torch.log(u))).argmax(0)
 
     def point(self, i: int) -> tuple[int, ...]:
-        return tuple(int(v) for v in self.feasible[i])
+        return self._points[i]
 
     def mode(self, logits: list[torch.Tensor]) -> tuple[int, ...]:
         """The most probable fitting point (the first of equals, in `feasible` order)."""

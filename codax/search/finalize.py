@@ -139,7 +139,11 @@ def finalize_design(cs, d: Design, out: Path, progress: bool = True) -> dict:
         res.update(export_qdq(model, str(float_path), str(out / "net.onnx"), calib, cs.data.test))
     else:
         (out / "net.onnx").write_bytes(float_path.read_bytes())
-    res["core"] = _core_figures(out / "net.onnx", accel, handed)
+    res["core"] = (
+        _core_figures(out / "net.onnx", accel, handed)
+        if e.qdq
+        else {"refused": "net.onnx is the float network (export.qdq false); the core runs integer networks"}
+    )
     arch = {
         "naming": NAMING,
         "layers": [

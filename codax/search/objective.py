@@ -14,7 +14,7 @@ from codax.hw.cost import chained_cycles, descriptor_beats, descriptor_fetch_cyc
 from codax.hw.library import load_device
 from codax.search.config import SearchConfig
 from codax.search.hwcost import LayerTable, configs_costs, expected_resources, onehot_probs
-from codax.search.mappertable import mapper_costs
+from codax.search.mappertable import MapperTables, table_key
 from codax.search.space import AccelSpace, NetworkSpace
 
 
@@ -101,6 +101,12 @@ class HardwareObjective:
         n_stages = max(u.stage for u in net.units) + 1
         self.engine_of = [min(chunks - 1, u.stage * chunks // n_stages) for u in net.units]
         self.cache: dict[tuple, torch.Tensor] = {}
+        # the mapper's searches shared across points that pose them alike, and whole tables across
+        # points that build the same accelerator (mappertable.py)
+        self.mapper_tables = (
+            MapperTables(lt, space, m_count, mapper_objective) if mapper_objective is not None else None
+        )
+        self._by_key: dict[str, torch.Tensor] = {}
         # the descriptor fetch across the network's calls (codax.hw.cost.chained_cycles): F once per
         # engine, each call's prefetch beats, the exposed part of each prefetch
         dram = space.base.dram
@@ -123,12 +129,22 @@ class HardwareObjective:
         missing = [c for c in dict.fromkeys(cfgs) if c not in self.cache]
         if missing:
             t0 = time.perf_counter()
-            if self.mapper_objective is not None:
-                new = mapper_costs(self.lt, self.space, missing, self.m_count, self.mapper_objective)
+            if self.mapper_tables is not None:
+                # points that build the same accelerator (they differ in choices only the templates
+                # see, such as double buffering) share one table
+                keys = {c: table_key(self.space, c) for c in missing}
+                build: dict[str, tuple] = {}  # one point per accelerator not tabulated yet
+                for c in missing:
+                    if keys[c] not in self._by_key:
+                        build.setdefault(keys[c], c)
+                for c, v in zip(build.values(), self.mapper_tables.costs(list(build.values()))):
+                    self._by_key[keys[c]] = v
+                for c in missing:
+                    self.cache[c] = self._by_key[keys[c]]
             else:
                 new = configs_costs(self.lt, self.space, missing, self.m_count, self.relaxed)
-            for c, v in zip(missing, new):
-                self.cache[c] = v
+                for c, v in zip(missing, new):
+                    self.cache[c] = v
             self.table_seconds += time.perf_counter() - t0
         key = (tuple(cfgs), device)
         if self._stacked[0] != key:
@@ -140,9 +156,8 @@ class HardwareObjective:
         """[len(rows), n_bit_combos, 2] (cycles, energy pJ) of some layers of the table on one
         accelerator point, under the mapping the tables use (the mapper's, or the fastest template);
         the oracle of the DANCE surrogate. Computed afresh (not cached: a sample of rows)."""
-        if self.mapper_objective is not None:
-            t = mapper_costs(self.lt, self.space, [cfg], 1, self.mapper_objective, rows=rows)[0]
-            return t[rows, :, 0]
+        if self.mapper_tables is not None:
+            return self.mapper_tables.costs([cfg], rows=rows)[0][rows, :, 0]
         t = configs_costs(self.lt, self.space, [cfg], self.m_count, self.relaxed)[0][rows]  # [r, B, M, 2]
         best = t[..., 0].argmin(-1)  # the fastest template
         return torch.gather(t, 2, best[..., None, None].expand(*best.shape, 1, 2)).squeeze(2)
@@ -154,10 +169,18 @@ class HardwareObjective:
         if self.surrogate is not None:  # the MLP at the points themselves, where it was trained
             return self.surrogate(units, p_w, p_a, cfgs)
         T = self.tables(cfgs, dev)  # [V, n, B, M, 2]
-        idx = self.lt.index[units].to(dev)  # [u, O, S]
-        g = T[:, idx.clamp(min=0)] * (idx >= 0).view(1, *idx.shape, 1, 1, 1).float()  # [V, u, O, S, B, M, 2]
+        idx = self.lt.index[units]  # [u, O, S], on the host: the slots are found without a device sync
         pb = (p_w[units].unsqueeze(2) * p_a[units].unsqueeze(1)).flatten(1)  # [u, B]
-        return torch.einsum("vuosbmk,ub,usm->vuosk", g, pb, p_map[units])
+        # only the (unit, op, sub-layer) slots that hold a layer are gathered and contracted (most are
+        # empty: skip ops, ops without an expand layer); the empty ones cost 0
+        uu, oo, ss = (idx >= 0).nonzero(as_tuple=True)
+        U, O, S = idx.shape
+        rows, flat = idx[uu, oo, ss].to(dev), ((uu * O + oo) * S + ss).to(dev)
+        uu, ss = uu.to(dev), ss.to(dev)
+        w = pb[uu].unsqueeze(-1) * p_map[units].to(dev)[uu, ss].unsqueeze(1)  # [P, B, M]
+        vals = torch.einsum("vpbmk,pbm->vpk", T[:, rows], w)  # [V, P, 2]
+        out = vals.new_zeros(T.shape[0], U * O * S, 2).index_copy(1, flat, vals)
+        return out.view(T.shape[0], U, O, S, 2)
 
     def _last_calls(self) -> list[torch.Tensor]:
         """Per engine, [u, O, S] (its units): 1 at each op's last sub-layer in the engine's last unit,
@@ -200,7 +223,8 @@ class HardwareObjective:
             uniq = list(dict.fromkeys(cfgs))
             C = self._chained(self.layer_costs(units, p_w, p_a, p_map, uniq), units, e).sum(3)  # [V, u, O, 2]
             per = (p_op[units].unsqueeze(-1) * C).sum((1, 2))  # [V, 2]
-            pos = torch.tensor([uniq.index(c) for c in cfgs], device=dev)
+            at = {c: k for k, c in enumerate(uniq)}
+            pos = torch.tensor([at[c] for c in cfgs], device=dev)
             # the engine's first call fetches its own descriptor
             cyc.append(per[pos, 0] + (self.fetch if units else 0.0))
             energy = energy + per[pos, 1]
