@@ -41,7 +41,7 @@ seeds; `args` in the JSON records every such setting of the run.
 
     .venv/bin/python benchmarks/cosearch_vs_baselines.py [--epochs 24] [--jobs 2] [--quick]
 
-The committed results/cosearch_vs_baselines.json is a reduced budget (about 25 minutes on 2 cores):
+The committed results/cosearch_vs_baselines.json is a reduced budget (about 10 minutes on 2 cores):
 
     .venv/bin/python benchmarks/cosearch_vs_baselines.py --epochs 8 --warmup 3 --max-steps 4 \
         --retrain-seeds 2 --derive-epochs 10 --derive-seeds 2 --derive-candidates 3 --shortlist 8
