@@ -4,14 +4,19 @@ parameters) and the stream of 128-bit LOAD / GEMM / STORE instructions, with VTA
 between the load, compute and store modules. The core runs the K x C mode (rows over output channels,
 columns over input channels) here; docs/engine_core.md says what the layouts are.
 
-Tiling: an output tile is `rows` output rows x the full output width x `blocks` row blocks (ROWS
-channels each); its reduction is split into chunks of `chunk` input-channel blocks (COLS channels
-each). Per tile: a GEMM that resets the tile's accumulators; per chunk: the chunk's weights and input
-rows are loaded (zero padding written by the load, in the input's zero-point representation) and one
-GEMM accumulates; then one STORE per output vector block. The tile's micro-ops enumerate (tap, output
-pixel) with pixels innermost, padded to a multiple of 8 pixels so that two updates of one accumulator
-word are at least 8 steps apart whatever the tile (docs/engine_core.md, "hazards"). Where ROWS > COLS a
-row block's accumulator vector is ROWS / COLS output vectors, one STORE each (`tile_stores`).
+Tiling: an output tile is `rows` output rows x `cols` output columns (the whole row unless `cols` is set:
+x-tiles, for rows whose inputs, accumulators or micro-ops the buffers cannot hold, an ImageNet stem's) x
+`blocks` row blocks (ROWS channels each); its reduction is split into chunks of `chunk` input-channel
+blocks (COLS channels each). A tile's input window is its rows' and columns' span of the padded input
+(`in_rows`, `in_cols`): a LOAD reads its real columns as a row of x_size vectors at the input's row
+stride and writes the padding columns around them (x_pad_0 / x_pad_1); a STORE writes its y_size x x_size
+pixels at the output's row stride. Per tile: a GEMM that resets the tile's accumulators; per chunk: the
+chunk's weights and input windows are loaded (zero padding written by the load, in the input's zero-point
+representation) and one GEMM accumulates; then one STORE per output vector block. The tile's micro-ops
+enumerate (tap, output pixel) with pixels innermost, padded to a multiple of 8 pixels so that two updates
+of one accumulator word are at least 8 steps apart whatever the tile (docs/engine_core.md, "hazards").
+Where ROWS > COLS a row block's accumulator vector is ROWS / COLS output vectors, one STORE each
+(`tile_stores`).
 
 Parameters: param_buf holds the layer's record and PARAM_DEPTH - 1 channels, loaded with the first
 step. A layer with more channels runs in windows of whole tiles (`param_windows`), each window's
@@ -130,6 +135,7 @@ class Tiling:
     rows: int  # output rows per tile
     chunk: int  # input channel blocks (COLS channels) per reduction chunk
     double: bool = True  # inputs, weights and micro-ops in two halves: a chunk loads while one computes
+    cols: int | None = None  # output columns per tile (x-tiles); None: the whole output row
 
 
 @dataclass
@@ -191,15 +197,37 @@ def in_rows(conv: Conv, rows: int) -> int:
     return (rows - 1) * conv.stride[0] + (conv.r - 1) * conv.dilation[0] + 1
 
 
-def tile_pixels(rows: int, ow: int) -> int:
+def in_cols(conv: Conv, x0: int, cols: int) -> tuple[int, int, int, int]:
+    """The input columns a tile of output columns x0 .. x0 + cols - 1 reads: (its first column, negative
+    in the left padding; its columns; how many of them are padding on the left, on the right). A tile of
+    the whole output row reads the whole padded row."""
+    px, (sx, dx) = conv.pad[1], (conv.stride[1], conv.dilation[1])
+    if x0 == 0 and cols >= conv.out[1]:
+        return -px, conv.padded[1], px, px
+    ix0, n = x0 * sx - px, (cols - 1) * sx + (conv.s - 1) * dx + 1
+    return ix0, n, max(0, -ix0), max(0, ix0 + n - conv.w)
+
+
+def tile_cols(conv: Conv, tiling: Tiling) -> int:
+    """Output columns of a tile (the last x-tile of a row may have fewer)."""
+    return conv.out[1] if tiling.cols is None else min(tiling.cols, conv.out[1])
+
+
+def x_tiles(conv: Conv, cols: int) -> list[tuple[int, int]]:
+    """(first output column, columns) of each x-tile of a row, `cols` columns a tile."""
+    ow = conv.out[1]
+    return [(x0, min(cols, ow - x0)) for x0 in range(0, ow, cols)]
+
+
+def tile_pixels(rows: int, cols: int) -> int:
     """A tile's micro-op run: its pixels padded to the pipeline gap."""
-    return -(-rows * ow // PIPELINE_GAP) * PIPELINE_GAP
+    return -(-rows * cols // PIPELINE_GAP) * PIPELINE_GAP
 
 
-def _footprint(shape: CoreShape, conv: Conv, rows: int) -> int:
-    """Input vectors one channel block of a tile of `rows` output rows occupies: its padded input rows,
-    whole words (a load starts on a word)."""
-    return -(-in_rows(conv, rows) * conv.padded[1] // shape.rows) * shape.rows
+def _footprint(shape: CoreShape, conv: Conv, rows: int, cols: int, x0: int = 0) -> int:
+    """Input vectors one channel block of a tile of `rows` output rows x `cols` output columns from
+    column x0 occupies: its input window's rows x columns, whole words (a load starts on a word)."""
+    return -(-in_rows(conv, rows) * in_cols(conv, x0, cols)[1] // shape.rows) * shape.rows
 
 
 def padding_rows(conv: Conv, y0: int, rows_in: int) -> tuple[int, int, int]:
@@ -274,17 +302,19 @@ def tile_entries(shape: CoreShape, blocks: int) -> int:
 
 
 def choose_tiling(shape: CoreShape, conv: Conv) -> Tiling:
-    """The largest tile that fits: double-buffered if one output row of one vector of channels fits half
-    of each buffer, else single-buffered; all output channels and the whole reduction if they fit, then
-    as many output rows as the accumulators, micro-ops and inputs take."""
+    """The largest tile that fits: double-buffered if one output pixel of one vector of channels fits
+    half of each buffer, else single-buffered; all output channels and the whole reduction if they fit,
+    then as many whole output rows as the accumulators, micro-ops and inputs take, else one row's widest
+    x-tile and as many rows of it as fit."""
     for double in (True, False):
         t = _largest_tile(shape, conv, 2 if double else 1)
         if t is not None:
-            return Tiling(*t, double=double)
+            return t
     raise UnsupportedError(
-        f"convolution {conv}: one output row of one vector of channels does not fit the core's buffers "
+        f"convolution {conv}: one output pixel of one vector of channels does not fit the core's buffers "
         f"({shape.acc_words * shape.cols} accumulator and {shape.inp_words * shape.rows} input vectors, "
-        f"{shape.wgt_words} weight words, {core.UOP_DEPTH} micro-ops)"
+        f"{shape.wgt_words} weight words, {core.UOP_DEPTH} micro-ops): reduce the kernel's taps or grow "
+        f"the buffers"
     )
 
 
@@ -297,20 +327,33 @@ def tiling_fits(shape: CoreShape, conv: Conv, tiling: Tiling) -> bool:
     per_vec = blocks_per_vector(shape)
     if tiling.blocks < 1 or tiling.rows < 1 or tiling.chunk < 1 or tiling.rows > conv.out[0]:
         return False
+    if tiling.cols is not None and not 1 <= tiling.cols < conv.out[1]:
+        return False  # x-tiles narrower than the row (the whole row: cols None)
     if tiling.blocks % per_vec and tiling.blocks < n_blocks:
         return False
     if k_all > PARAM_CHANNELS and tile_entries(shape, tiling.blocks) > PARAM_CHANNELS:
         return False  # a tile's channels must fit param_buf (param_windows)
-    p, taps = tile_pixels(tiling.rows, conv.out[1]), conv.r * conv.s
+    cols = tile_cols(conv, tiling)
+    p, taps = tile_pixels(tiling.rows, cols), conv.r * conv.s
     return (
         tiling.blocks * tiling.chunk * taps <= shape.wgt_words // halves
         and tiling.blocks * p <= shape.acc_words * shape.cols
         and p * (1 + taps) <= core.UOP_DEPTH // halves
-        and tiling.chunk * _footprint(shape, conv, tiling.rows) <= shape.inp_words * shape.rows // halves
+        and tiling.chunk * _footprint(shape, conv, tiling.rows, cols)
+        <= shape.inp_words * shape.rows // halves
+        and (tiling.cols is None or _x_tiles_read_input(conv, cols))
     )
 
 
-def _largest_tile(shape: CoreShape, conv: Conv, halves: int) -> tuple[int, int, int] | None:
+def _x_tiles_read_input(conv: Conv, cols: int) -> bool:
+    """Whether every x-tile's input window holds a real column (a LOAD reads at least one): a window
+    wholly in the padding (a padded 1x1 convolution's edge column) is left to whole-row tiles."""
+    return all(
+        n - left - right > 0 for _, n, left, right in (in_cols(conv, x0, c) for x0, c in x_tiles(conv, cols))
+    )
+
+
+def _largest_tile(shape: CoreShape, conv: Conv, halves: int) -> Tiling | None:
     per_vec = blocks_per_vector(shape)  # row blocks per stored output vector
     n_blocks = -(-conv.groups * conv.kg // shape.rows)
     blocks, chunk = n_blocks, -(-conv.groups * conv.cg // shape.cols)
@@ -321,7 +364,16 @@ def _largest_tile(shape: CoreShape, conv: Conv, halves: int) -> tuple[int, int, 
         chunk = min(chunk, max(hi - lo for lo, hi in windows))
         for th in range(conv.out[0], 0, -1):
             if tiling_fits(shape, conv, Tiling(blocks, th, chunk, halves == 2)):
-                return blocks, th, chunk
+                return Tiling(blocks, th, chunk, halves == 2)
+        # x-tiles: the widest of one row, then as many rows of it as fit
+        for tw in range(conv.out[1] - 1, 0, -1):
+            if tiling_fits(shape, conv, Tiling(blocks, 1, chunk, halves == 2, tw)):
+                th = 1
+                while th < conv.out[0] and tiling_fits(
+                    shape, conv, Tiling(blocks, th + 1, chunk, halves == 2, tw)
+                ):
+                    th += 1
+                return Tiling(blocks, th, chunk, halves == 2, tw)
         if chunk > 1:
             chunk = -(-chunk // 2)
         elif blocks > per_vec:
@@ -348,7 +400,16 @@ def compile_layer(
     residual: np.ndarray | None = None,
 ) -> CoreProgram:  # fmt: skip
     """Lay out the layer's DRAM image (the input `x` [C, H, W] and `residual` [K, OH, OW] when given) and
-    its instruction stream."""
+    its instruction stream. An UnsupportedError names the layer."""
+    try:
+        return _compile(shape, layer, tiling, x, residual)
+    except UnsupportedError as e:
+        msg = str(e)
+        named = f"layer {layer.name}" in msg  # the name alone may be a word of the message
+        raise UnsupportedError(msg if named else f"layer {layer.name}: {msg}") from None
+
+
+def _compile(shape: CoreShape, layer: CoreLayer, tiling: Tiling | None, x, residual) -> CoreProgram:
     if tiling is None:  # the fastest fitting tiling by the cycle model (codax.codegen.core_tiling)
         from codax.codegen.core_tiling import best_tiling
 
@@ -415,14 +476,13 @@ def _dram_image(prog: CoreProgram, x, residual) -> dict[str, int]:
 
 
 def _steps(prog: CoreProgram, bases: dict[str, int]) -> list[_Step]:
-    """The layer as accumulating GEMMs in compute order: tiles over (row blocks, output rows), each a
-    reset, one GEMM per reduction chunk, and its stores. Step k uses buffer half k % 2 (double
+    """The layer as accumulating GEMMs in compute order: tiles over (row blocks, output rows, x-tiles),
+    each a reset, one GEMM per reduction chunk, and its stores. Step k uses buffer half k % 2 (double
     buffering) for its inputs, weights and micro-op kernel."""
     shape, layer, tiling, conv = prog.shape, prog.layer, prog.tiling, prog.layer.conv
     rows_, cols_ = shape.rows, shape.cols
     oh, ow = conv.out
-    px = conv.pad[1]
-    taps, wp = conv.r * conv.s, conv.padded[1]
+    taps = conv.r * conv.s
     windows = param_windows(shape, layer.k, tiling.blocks)
     halves = 2 if tiling.double else 1
     inp_half, wgt_half = shape.inp_words * rows_ // halves, shape.wgt_words // halves
@@ -440,27 +500,28 @@ def _steps(prog: CoreProgram, bases: dict[str, int]) -> list[_Step]:
     for b0, nb, w_index, w_lo in row_block_tiles(windows, tiling.blocks):
         cb_lo, cb_hi = channel_window(shape, conv, b0, nb)
         opens_window = b0 == windows[w_index][0]
-        for y0 in range(0, oh, tiling.rows):
-            th = min(tiling.rows, oh - y0)
-            p, rows_in = tile_pixels(th, ow), in_rows(conv, th)
-            foot = _footprint(shape, conv, th)
+        for y0, x0, th, tw in output_tiles(conv, tiling):
+            p, rows_in = tile_pixels(th, tw), in_rows(conv, th)
+            ix0, n_cols, left, right = in_cols(conv, x0, tw)
+            foot = _footprint(shape, conv, th, tw, x0)
             iy0, top, bot = padding_rows(conv, y0, rows_in)
             real = rows_in - top - bot
             for ci, c0 in enumerate(range(cb_lo, cb_hi, tiling.chunk)):
                 nc = min(tiling.chunk, cb_hi - c0)
                 half = len(steps) % halves
                 loads = []
-                drain = opens_window and y0 == 0 and ci == 0  # the window's parameters: its first step
+                # the window's parameters, with its first step
+                drain = opens_window and y0 == 0 and x0 == 0 and ci == 0
                 if drain:
                     entries = 1 + min(windows[w_index][1] * rows_, layer.k) - w_lo * rows_
                     base = bases[f"params_{w_index}"]
                     loads.append(dict(memory=3, dram_base=base, y_size=1, x_size=entries))
-                key = (th, half)
+                key = (th, tw, half)
                 ub = half * uop_half
                 if resident.get(half) != key:
-                    name = f"uops_{th}_{half}"
+                    name = f"uops_{th}_{half}" if tw == ow else f"uops_{th}x{tw}_{half}"
                     if name not in prog.regions:
-                        kernel = _uop_kernel(conv, th, ow, p, wp, half * inp_half, half * wgt_half)
+                        kernel = _uop_kernel(conv, th, tw, p, n_cols, half * inp_half, half * wgt_half)
                         prog.region(name, _uop_image(shape, kernel))
                     beat, n_uops = prog.regions[name]
                     loads.append(dict(memory=0, sram_base=ub, dram_base=beat, y_size=1, x_size=n_uops))
@@ -469,14 +530,17 @@ def _steps(prog: CoreProgram, bases: dict[str, int]) -> list[_Step]:
                 loads.append(dict(memory=1, width=wcode, sram_base=half * wgt_half, dram_base=w_base,
                                   y_size=nb, x_size=nc * taps, x_stride=(cb_hi - cb_lo) * taps))  # fmt: skip
                 for c in range(nc):
-                    f = dict(memory=2, width=xcode, sram_base=half * inp_half + c * foot, x_pad_0=px,
-                             x_pad_1=px, pad_value=pad_lane, flip=int(not layer.x_signed))  # fmt: skip
+                    # the window's real columns a row of x_size vectors at the input's row stride, its
+                    # padding columns around them
+                    f = dict(memory=2, width=xcode, sram_base=half * inp_half + c * foot, x_pad_0=left,
+                             x_pad_1=right, pad_value=pad_lane, flip=int(not layer.x_signed),
+                             x_size=n_cols - left - right, x_stride=conv.w)  # fmt: skip
                     if real > 0:
                         row0 = (c0 + c) * conv.h + iy0 + top  # the first real row, in vectors of W
-                        f.update(dram_base=bases["input"] + row0 * conv.w * vb_x, y_pad_0=top, y_pad_1=bot,
-                                 y_size=real, x_size=conv.w, x_stride=conv.w)  # fmt: skip
+                        at = row0 * conv.w + ix0 + left  # its first real column
+                        f.update(dram_base=bases["input"] + at * vb_x, y_pad_0=top, y_pad_1=bot, y_size=real)
                     else:  # every row is padding
-                        f.update(y_pad_0=rows_in, x_size=conv.w, x_stride=conv.w)
+                        f.update(y_pad_0=rows_in)
                     loads.append(f)
                 gemm = dict(mode=0, uop_bgn=ub + p, uop_end=ub + p * (1 + taps), iter_out=nb, iter_in=nc,
                             dst_factor_out=p, src_factor_in=foot, wgt_factor_out=nc * taps,
@@ -488,14 +552,23 @@ def _steps(prog: CoreProgram, bases: dict[str, int]) -> list[_Step]:
                     )
                 steps.append(step)
             for ob, kv, blocks, part in tile_stores(shape, layer.k, b0, nb):  # kv: the output vector block
-                at = (kv * oh + y0) * ow
+                at = (kv * oh + y0) * ow + x0
                 steps[-1].stores.append(
-                    dict(sram_base=ob * p, dram_base=bases["output"] + at * vb_y, y_size=th, x_size=ow,
+                    dict(sram_base=ob * p, dram_base=bases["output"] + at * vb_y, y_size=th, x_size=tw,
                          x_stride=ow, **store_slot(shape, blocks, part), block_stride=p,
                          param_base=1 + kv * cols_ - w_lo * rows_, width=ycode, res=int(layer.residual),
                          res_base=bases.get("residual", 0) + at * vb_r)
                 )  # fmt: skip
     return steps
+
+
+def output_tiles(conv: Conv, tiling: Tiling):
+    """(first output row, first output column, rows, columns) of each tile of a row block's outputs, in
+    order: x-tiles within rows of tiles."""
+    oh = conv.out[0]
+    for y0 in range(0, oh, tiling.rows):
+        for x0, tw in x_tiles(conv, tile_cols(conv, tiling)):
+            yield y0, x0, min(tiling.rows, oh - y0), tw
 
 
 def row_block_tiles(windows: list[tuple[int, int]], blocks: int):
@@ -562,18 +635,19 @@ def _with_tokens(steps: list[_Step], depth: int) -> list[tuple[str, dict]]:
 
 
 def _uop_kernel(
-    conv: Conv, th: int, ow: int, p: int, wp: int, src0: int, wgt0: int
+    conv: Conv, th: int, tw: int, p: int, n_cols: int, src0: int, wgt0: int
 ) -> list[tuple[int, int, int]]:
-    """(dst, src, wgt) micro-ops: tap 0's pixels (the reset run reads them too), then every tap's pixels,
-    pixels innermost; src and wgt from the buffer half at src0 / wgt0. Pixels past the tile's th x ow
-    (padding to p) repeat the last pixel's source into accumulators the store never reads."""
+    """(dst, src, wgt) micro-ops of a tile of th x tw pixels whose input window rows are n_cols vectors:
+    tap 0's pixels (the reset run reads them too), then every tap's pixels, pixels innermost; src and wgt
+    from the buffer half at src0 / wgt0. Pixels past the tile's th x tw (padding to p) repeat the last
+    pixel's source into accumulators the store never reads."""
     (sy, sx), (dy, dx) = conv.stride, conv.dilation
     out = []
     for t in range(-1, conv.r * conv.s):
         r, s = divmod(max(t, 0), conv.s)
         for i in range(p):
-            y, x = divmod(min(i, th * ow - 1), ow)
-            out.append((i, src0 + (y * sy + r * dy) * wp + x * sx + s * dx, wgt0 + max(t, 0)))
+            y, x = divmod(min(i, th * tw - 1), tw)
+            out.append((i, src0 + (y * sy + r * dy) * n_cols + x * sx + s * dx, wgt0 + max(t, 0)))
     return out
 
 

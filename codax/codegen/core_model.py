@@ -2,13 +2,14 @@
 program codax.codegen.core_compile emits, as codax.codegen.core_sim's scheduler times it, without
 building the instructions or running C-simulation (a search calls it per layer and accelerator).
 
-The program is a sequence of steps (one per tile and reduction chunk, tiles over row blocks then output
-rows). Per step k:
+The program is a sequence of steps (one per tile and reduction chunk, tiles over row blocks, then output
+rows, then x-tiles within a row). Per step k:
   [barrier]   a GEMM of no steps before the first step of each parameter window after the first: it
               starts when the GEMM module is free and the stores are done, and the group waits for it
   load group  [parameters, a window's first step] [micro-op kernel, when the buffer half holds another
               tile height]
-              the chunk's weights, one input load per channel block (rows with padding);
+              the chunk's weights, one input load per channel block (the tile's input window: its
+              real rows x columns, with the padding around them);
   GEMM module [reset, when k opens a tile] the accumulating GEMM;
   stores      one per output vector block, after the GEMM that closes a tile.
 Each instruction costs codax.codegen.core_cycles.insn_cycles of its fields, and starts when its module
@@ -30,7 +31,9 @@ from codax.codegen.core import CoreShape
 from codax.codegen.core_compile import (
     Tiling,
     channel_window,
+    in_cols,
     in_rows,
+    output_tiles,
     padding_rows,
     param_windows,
     row_block_tiles,
@@ -72,8 +75,7 @@ def layer_cycles(
         tiling = best_tiling(shape, conv, x_bits, w_bits, y_bits, residual, r_bits)
     xcode, wcode, ycode = (width_code(shape, b, w) for b, w in ((x_bits, "input"), (w_bits, "weight"),
                                                                  (y_bits, "output")))  # fmt: skip
-    oh, ow = conv.out
-    taps, px = conv.r * conv.s, conv.pad[1]
+    taps = conv.r * conv.s
     k_all = conv.groups * conv.kg
     windows = param_windows(shape, k_all, tiling.blocks)
     depth = 2 if tiling.double else 1
@@ -94,25 +96,26 @@ def layer_cycles(
     gemm_ends: list[int] = []
     busy_load = busy_gemm = busy_store = 0
     exp_load = exp_store = 0
-    resident: dict[int, int] = {}  # buffer half -> the tile height whose micro-ops it holds
+    resident: dict[int, tuple[int, int]] = {}  # buffer half -> the tile shape whose micro-ops it holds
     k = tiles = 0
     for b0, nb, w_index, w_lo in row_block_tiles(windows, tiling.blocks):
         cb_lo, cb_hi = channel_window(shape, conv, b0, nb)
         opens_window = b0 == w_lo
-        for y0 in range(0, oh, tiling.rows):
-            th = min(tiling.rows, oh - y0)
-            p, rows_in = tile_pixels(th, ow), in_rows(conv, th)
+        for y0, x0, th, tw in output_tiles(conv, tiling):
+            p, rows_in = tile_pixels(th, tw), in_rows(conv, th)
+            _, n_cols, left, right = in_cols(conv, x0, tw)
             _, top, bot = padding_rows(conv, y0, rows_in)
             real = max(0, rows_in - top - bot)
-            inp = load(memory=2, width=xcode, y_pad_0=rows_in - real, y_size=real, x_size=conv.w,
-                       x_pad_0=px, x_pad_1=px)  # fmt: skip
+            rows_pad = (top, bot) if real else (rows_in, 0)  # a window of padding rows only: all before
+            inp = load(memory=2, width=xcode, y_pad_0=rows_pad[0], y_size=real, y_pad_1=rows_pad[1],
+                       x_size=n_cols - left - right, x_pad_0=left, x_pad_1=right)  # fmt: skip
             uops = load(memory=0, y_size=1, x_size=p * (1 + taps))
             for c0 in range(cb_lo, cb_hi, tiling.chunk):
                 nc = min(tiling.chunk, cb_hi - c0)
                 half = k % depth
                 group = 0
                 barrier_end = 0
-                if opens_window and y0 == 0 and c0 == cb_lo:  # the window's parameters
+                if opens_window and y0 == 0 and x0 == 0 and c0 == cb_lo:  # the window's parameters
                     entries = 1 + min(windows[w_index][1] * shape.rows, k_all) - w_lo * shape.rows
                     group = load(memory=3, y_size=1, x_size=entries)
                     if k:  # a later window: the barrier GEMM waits for the stores, the group for it
@@ -120,9 +123,9 @@ def layer_cycles(
                         exp_store += ready - gemm_end
                         barrier_end = gemm_end = ready + gemm(0)
                         busy_gemm += gemm(0)
-                if resident.get(half) != th:
+                if resident.get(half) != (th, tw):
                     group += uops
-                    resident[half] = th
+                    resident[half] = (th, tw)
                 group += load(memory=1, width=wcode, y_size=nb, x_size=nc * taps) + nc * inp
                 start = max(load_end, gemm_ends[k - depth]) if k >= depth else load_end
                 start = max(start, barrier_end)
@@ -145,7 +148,7 @@ def layer_cycles(
                 k += 1
             # the tile's stores, one per output vector block, after its last GEMM
             stores = sum(
-                cycles("store", ("y_size", th), ("x_size", ow), ("width", ycode),
+                cycles("store", ("y_size", th), ("x_size", tw), ("width", ycode),
                        *store_slot(shape, blocks, part).items(), ("res", int(residual)))
                 for _, _, blocks, part in tile_stores(shape, k_all, b0, nb)
             )  # fmt: skip

@@ -97,7 +97,7 @@ class NetworkProgram:
                     net.act_bits[e["region"]] = e["bits"]
             t = node["tiling"]
             net.layers[node["name"]] = PlacedLayer(
-                None, Tiling(t["blocks"], t["rows"], t["chunk"], t["double"]), first, count, regions, tensors,
+                None, Tiling(**t), first, count, regions, tensors,
                 queue[first : first + count],
             )  # fmt: skip
         return net

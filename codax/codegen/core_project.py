@@ -18,6 +18,7 @@ writes its output region, which the next layer's LOADs read when no host op lies
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
@@ -92,6 +93,7 @@ class CoreReport:
                 f"{name[:32]:32} {core['cycles']['cycles']:>10,} {core['instructions']['count']:>12,}  "
                 f"{t['blocks']} blocks x {t['rows']} rows, chunk {t['chunk']}"
                 + (", double" if t["double"] else "")
+                + (f", {t['cols']} columns" if t.get("cols") else "")
             )
         cyc, res = d["cycles"], d["resources"]
         lines.append(
@@ -143,7 +145,7 @@ def core_layers(graph: Graph, params: dict) -> list[tuple[Layer, CoreLayer, dict
             cl = CoreLayer.of(node, params[name])
         except UnsupportedError as e:
             msg = str(e)
-            raise UnsupportedError(msg if name in msg else f"layer {name}: {msg}") from None
+            raise UnsupportedError(msg if f"layer {name}" in msg else f"layer {name}: {msg}") from None
         tensors = {"input": node.inputs[0], "output": node.outputs[0]}
         if node.epilogue.residual:
             tensors["residual"] = node.epilogue.residual
@@ -161,7 +163,7 @@ def compile_network(graph: Graph, accel: Accelerator, params: dict) -> NetworkPr
             prog = compile_layer(shape, cl)
         except UnsupportedError as e:
             msg = str(e)
-            raise UnsupportedError(msg if cl.name in msg else f"layer {cl.name}: {msg}") from None
+            raise UnsupportedError(msg if f"layer {cl.name}" in msg else f"layer {cl.name}: {msg}") from None
         place_layer(net, prog, tensors)
     return net
 
@@ -204,7 +206,7 @@ def _schedule(graph: Graph, net: NetworkProgram) -> dict:
         t = p.tiling
         nodes.append({
             "kind": "core", "name": name, "instructions": {"first": p.first, "count": p.count},
-            "tiling": {"blocks": t.blocks, "rows": t.rows, "chunk": t.chunk, "double": t.double},
+            "tiling": dataclasses.asdict(t),
             "widths": {"input": p.layer.x_bits, "weight": p.layer.w_bits, "output": p.layer.y_bits},
             "regions": regions,
         })  # fmt: skip
@@ -236,7 +238,7 @@ def generate(
         t = p.tiling
         layers.append({"layer": name, "core": {
             "instructions": {"first": p.first, "count": p.count},
-            "tiling": {"blocks": t.blocks, "rows": t.rows, "chunk": t.chunk, "double": t.double},
+            "tiling": dataclasses.asdict(t),
             "cycles": {"cycles": lc.cycles, "load": lc.load, "gemm": lc.gemm, "store": lc.store,
                        "exposed_load": lc.exposed_load, "exposed_store": lc.exposed_store},
         }})  # fmt: skip

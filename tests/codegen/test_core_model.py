@@ -1,15 +1,16 @@
 """The core engine's cycle model (codax.codegen.core_model) against the cycles of the compiled program
 under core_sim's token scheduler on zc706-int8: random layers with forced small tilings (several tiles
-and reduction chunks, double- and single-buffered) and every layer of a QDQ ResNet-18. The model is the
-scheduler's timeline in closed form, so it agrees to the cycle, with each module's busy cycles."""
+and reduction chunks, double- and single-buffered; x-tiles) and every layer of a QDQ ResNet-18. The
+model is the scheduler's timeline in closed form, so it agrees to the cycle, with each module's busy
+cycles."""
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from codax.codegen.core import core_shape
-from codax.codegen.core_compile import CoreLayer, Tiling, choose_tiling, compile_layer
+from codax.codegen.core_compile import CoreLayer, Tiling, choose_tiling, compile_layer, tiling_fits
 from codax.codegen.core_layout import Conv
 from codax.codegen.core_model import layer_cycles
 from codax.codegen.core_sim import Engine
@@ -91,6 +92,25 @@ def test_random_layers(engine, c, k, h, w, kernel, stride, x_bits, w_bits, y_bit
             st.booleans() if best.double else st.just(False),
         )
     )
+    _assert_same(_modelled(engine, layer, tiling), _simulated(engine, layer, tiling), f"{conv} {tiling}")
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    c=st.integers(1, 80), k=st.integers(1, 80), h=st.integers(1, 5), w=st.integers(2, 48),
+    kernel=st.sampled_from([1, 3, 7]), stride=st.sampled_from([1, 2]), residual=st.booleans(), data=st.data(),
+)  # fmt: skip
+def test_random_x_tiles(engine, c, k, h, w, kernel, stride, residual, data):
+    """x-tiles (output rows split into spans of columns; edge tiles read padding columns) in either
+    buffering mode: the model walks the same windows, loads and stores."""
+    conv = Conv(1, c, k, h, w, kernel, kernel, (stride, stride), (kernel // 2, kernel // 2))
+    assume(conv.out[1] > 1)
+    tiling = Tiling(
+        data.draw(st.integers(1, 4)), data.draw(st.integers(1, conv.out[0])), data.draw(st.integers(1, 3)),
+        data.draw(st.booleans()), data.draw(st.integers(1, conv.out[1] - 1)),
+    )  # fmt: skip
+    assume(tiling_fits(engine.shape, conv, tiling))
+    layer = _layer(conv, 8, 8, 8, residual, 8)
     _assert_same(_modelled(engine, layer, tiling), _simulated(engine, layer, tiling), f"{conv} {tiling}")
 
 
