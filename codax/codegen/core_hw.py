@@ -43,3 +43,29 @@ def resources(shape: CoreShape, dsp_kind: str | None) -> SourceResources:
 
 def violations(shape: CoreShape) -> list:
     return check(core_sources(shape), list(_ips(shape).values()), shape.beat_bits, unit=UNIT)
+
+
+def modules_ii(shape: CoreShape, modules) -> int:
+    """The largest II over the pipelined loops of the IPs named in `modules` (fetch, load, gemm, store):
+    the slowest loop a program of those IPs' instructions runs."""
+    iis = ip_loop_iis(shape)
+    return max(iis[m] for m in modules)
+
+
+def fetch_loop_iis(shape: CoreShape) -> dict[str, int]:
+    """{loop label: II} of the fetch IP's loops: BEATS_IN (the program's burst, a beat an iteration) and
+    INSNS (an instruction into its module's queue an iteration)."""
+    return {lp.label: lp.ii for lp in ip_loops(shape)["fetch"]}
+
+
+def queue_depths(shape: CoreShape) -> dict[str, int]:
+    """{module: the depth of its instruction queue}, from the STREAM pragmas of the block design
+    (core_system.cpp): how far the fetch may run ahead of each module before it blocks."""
+    import re
+
+    src = core_sources(shape)[SYSTEM_UNIT]
+    found = dict(re.findall(r"#pragma HLS STREAM variable=(\w+)_queue depth=(\d+)", src))
+    missing = [m for m in ("load", "gemm", "store") if m not in found]
+    if missing:
+        raise ValueError(f"{SYSTEM_UNIT}: no STREAM depth for the instruction queue of {missing}")
+    return {m: int(found[m]) for m in ("load", "gemm", "store")}
