@@ -415,6 +415,8 @@ def _compile(shape: CoreShape, layer: CoreLayer, tiling: Tiling | None, x, resid
 
         tiling = best_tiling(shape, layer.conv, layer.x_bits, layer.w_bits, layer.y_bits, layer.residual,
                              layer.r_bits)  # fmt: skip
+    elif not tiling_fits(shape, layer.conv, tiling):  # its loads would write past a buffer's end
+        raise UnsupportedError(f"layer {layer.name}: {tiling} does not fit the core's buffers (tiling_fits)")
     prog = CoreProgram(shape, layer, tiling)
     bases = _dram_image(prog, x, residual)
     steps = _steps(prog, bases)

@@ -32,6 +32,9 @@ from codax.errors import CodaxError, UnsupportedError
 from codax.ir import OPERANDS, Accelerator, Layer, Mapping, validate_mapping
 
 CXXFLAGS = ("-O2", "-std=c++14", "-fPIC", "-ffp-contract=off", "-w")
+# a shared library binds its own symbols to its own definitions: two accelerators' engines declare the
+# same names (codax_core::acc_buf, ...) at different sizes, and one loaded first must not serve the other
+SHARED_LDFLAGS = ("-shared", "-Wl,-Bsymbolic")
 MAX_LEVELS = 8
 
 COUNTERS_CPP = """// csim only: the engine's transfer and MAC counters for ctypes.
@@ -100,7 +103,8 @@ def compile_cached(
     cxx = cxx or os.environ.get("CXX") or "g++"
     all_flags = [*CXXFLAGS, f"-DCODAX_MAX_LEVELS={MAX_LEVELS}", *flags]
     h = hashlib.sha256()
-    for part in [_compiler_id(cxx), kind, " ".join(all_flags), " ".join(include_dirs)]:
+    link = " ".join(SHARED_LDFLAGS) if kind == "shared" else ""
+    for part in [_compiler_id(cxx), kind, " ".join(all_flags), link, " ".join(include_dirs)]:
         h.update(part.encode() + b"\0")
     for name in sorted(sources):
         h.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
@@ -127,7 +131,7 @@ def compile_cached(
             )
         product = root / "product"
         if kind == "shared":
-            _run([cxx, *all_flags, "-shared", *objs, *map(str, objects), "-o", str(product)])
+            _run([cxx, *all_flags, *SHARED_LDFLAGS, *objs, *map(str, objects), "-o", str(product)])
         else:
             _run([cxx, "-r", "-nostdlib", "-o", str(product), *objs, *map(str, objects)])
         fd, staged = tempfile.mkstemp(dir=out.parent, suffix=".tmp")

@@ -57,7 +57,7 @@ def test_search_splits_rows_only_where_they_do_not_fit(engine):
     [
         (WIDE_STEM, None),
         (WIDE_STEM, Tiling(blocks=2, rows=2, chunk=1, double=True, cols=5)),
-        (WIDE_STEM, Tiling(blocks=2, rows=3, chunk=1, double=False, cols=16)),
+        (WIDE_STEM, Tiling(blocks=2, rows=2, chunk=1, double=False, cols=16)),
         (WIDE_ROW, None),
         (WIDE_ROW, Tiling(blocks=1, rows=1, chunk=1, double=True, cols=64)),
     ],
@@ -116,3 +116,12 @@ def test_refused_layer_is_named(engine):
     layer, params, x, res, want = _case(c=3, k=8, hw=(20, 20), kernel=(17, 17), stride=(1, 1), pad=0, seed=1)
     with pytest.raises(UnsupportedError, match=r"^layer l: .*does not fit the core's buffers"):
         compile_layer(engine.shape, CoreLayer.of(layer, params), x=x)
+
+
+def test_a_given_tiling_that_does_not_fit_is_refused(engine):
+    """A tiling passed in is checked as the search's are: 3 rows x 16 columns of the 7x7 stem single-
+    buffered is 2,400 micro-ops, more than the core's 2,048 (its LOAD would write past uop_buf)."""
+    layer, params, x, res, want = _case(**WIDE_STEM, seed=0)
+    tiling = Tiling(blocks=2, rows=3, chunk=1, double=False, cols=16)
+    with pytest.raises(UnsupportedError, match=r"^layer l: .*does not fit the core's buffers"):
+        compile_layer(engine.shape, CoreLayer.of(layer, params), tiling, x=x)
