@@ -65,7 +65,7 @@ def test_compiled_layer_replays_core_sim():
     )  # fmt: skip
     rng = np.random.default_rng(0)
     x = rng.integers(-128, 128, (48, 8, 8))
-    prog = compile_layer(shape, layer, Tiling(blocks=1, rows=2, chunk=1, double=True), x=x)
+    prog = compile_layer(shape, layer, Tiling(blocks=2, rows=2, chunk=1, double=True), x=x)
     engine = CountingEngine(shape)
     run, insns = engine.run_counted(prog)
     bare = timeline(insns, None)
