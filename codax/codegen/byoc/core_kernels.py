@@ -37,9 +37,8 @@ from pathlib import Path
 import tvm
 
 from codax.codegen import core_isa
-from codax.codegen.byoc import glue
 from codax.codegen.byoc.composite import layer_operands, layer_params
-from codax.codegen.byoc.engine_kernels import EngineKernelFactory
+from codax.codegen.byoc.engine_kernels import EngineKernelFactory, build_executable
 from codax.codegen.byoc.glue import KernelSource, LayerSpec, embed_bytes
 from codax.codegen.core import CoreShape
 from codax.codegen.core_compile import CoreLayer, CoreProgram, compile_layer
@@ -365,9 +364,7 @@ def build_core_executable(
     on the accelerator's GEMM core in C-simulation (RunCodegen with the core factory, then
     ``tvm.compile``). Pass ``factory`` to inspect the calls it made afterwards."""
     factory = factory or CoreKernelFactory(accel, mappings, params)
-    with factory:
-        lowered = glue.run_codegen(mod, options)
-    return tvm.compile(lowered, target=target, **compile_kwargs)
+    return build_executable(mod, accel, target, options=options, factory=factory, **compile_kwargs)
 
 
 def _comment(s: str) -> str:
